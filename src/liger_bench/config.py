@@ -1,0 +1,127 @@
+"""Configuration of one training run: a grid point.
+
+A grid item travels through KFP as a plain dict (``dataclasses.asdict``) and is read back with
+``TrainConfig.from_dict``, which restores the field types: KFP hands integers inside loop items
+over as floats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+LIGER_KERNELS = ("rope", "rms_norm", "swiglu", "fused_linear_cross_entropy", "cross_entropy")
+EXPERIMENT_AXES = ("use_liger", "per_device_train_batch_size", "max_seq_length")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one train_model task needs to know; only ``use_liger`` differs between variants."""
+
+    # Identity of the grid point.
+    run_key: str = field(default="run", metadata={"help": "Stable key, e.g. 'liger-bs16-seq512-r2'."})
+    repeat: int = field(default=0, metadata={"help": "Repeat index of this grid cell (0-based)."})
+
+    # Experiment axes.
+    use_liger: bool = field(default=False, metadata={"help": "Apply Liger kernels to the model."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per step."})
+    max_seq_length: int = field(default=512, metadata={"help": "Tokens per sequence after truncation."})
+
+    # Liger kernels, used when use_liger is true (liger-kernel's defaults for causal LMs).
+    liger_rope: bool = field(default=True, metadata={"help": "Liger rotary position embedding."})
+    liger_rms_norm: bool = field(default=True, metadata={"help": "Liger RMSNorm."})
+    liger_swiglu: bool = field(default=True, metadata={"help": "Liger SwiGLU MLP."})
+    liger_fused_linear_cross_entropy: bool = field(
+        default=True, metadata={"help": "Fused LM head + cross-entropy (logits never materialised)."}
+    )
+    liger_cross_entropy: bool = field(
+        default=False, metadata={"help": "Liger cross-entropy (exclusive with the fused variant)."}
+    )
+
+    # Training arguments of the reference experiment.
+    max_steps: int = field(default=20, metadata={"help": "Optimizer steps per run."})
+    learning_rate: float = field(default=6e-6, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps of LR warm-up."})
+    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per step."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations."})
+    precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 where supported, else fp32), 'bf16' or 'fp32'."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed for weights of new heads, data order, dropout."})
+
+    # Measurement.
+    warmup_steps_to_skip: int = field(
+        default=3, metadata={"help": "First steps excluded from every aggregate (compilation, autotune)."}
+    )
+    peak_tflops: float = field(
+        default=0.0, metadata={"help": "Dense bf16 peak of the GPU for MFU; 0 looks it up by GPU name."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.use_liger and self.liger_cross_entropy and self.liger_fused_linear_cross_entropy:
+            raise ValueError(
+                "liger_cross_entropy and liger_fused_linear_cross_entropy are exclusive: enable one of them"
+            )
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all fields, the keys a grid item or a ``base_config`` override may use."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config from a grid item, restoring types and rejecting unknown keys."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; accepted: {sorted(cls.field_names())}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                kwargs[f.name] = coerce(f.name, values[f.name], type(f.default))
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def liger_flags(self) -> dict[str, bool]:
+        """The per-kernel flags in the names liger-kernel's ``apply_liger_kernel_to_*`` take."""
+        return {kernel: getattr(self, f"liger_{kernel}") for kernel in LIGER_KERNELS}
+
+
+def coerce(name: str, value: Any, kind: type) -> Any:
+    """Convert ``value`` to ``kind`` without losing information; raise naming the field otherwise."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, float) and value.is_integer():
+            return int(value)
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ValueError(f"{name}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")

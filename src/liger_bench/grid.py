@@ -1,0 +1,126 @@
+"""Expansion and validation of the experiment grid: runs before any GPU is requested."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
+
+DEFAULT_MAX_GRID_SIZE = 256
+
+
+class GridError(ValueError):
+    """A grid parameter is invalid; the message names the parameter, the value and what is accepted."""
+
+
+@dataclass
+class GridSpec:
+    """The experiment: axes × repeats over a base training config."""
+
+    use_liger: list = field(default_factory=lambda: [True, False], metadata={"help": "Liger on/off axis."})
+    per_device_train_batch_size: list = field(
+        default_factory=lambda: [4, 8, 16, 24, 32], metadata={"help": "Batch-size axis."}
+    )
+    max_seq_length: list = field(default_factory=lambda: [512], metadata={"help": "Sequence-length axis."})
+    n_runs: int = field(default=3, metadata={"help": "Repeats of every grid cell."})
+    max_steps: int = field(default=20, metadata={"help": "Optimizer steps per run."})
+    warmup_steps_to_skip: int = field(default=3, metadata={"help": "Steps excluded from aggregates."})
+    base_config: dict = field(
+        default_factory=dict, metadata={"help": "Overrides of other TrainConfig fields for every run."}
+    )
+    max_grid_size: int = field(default=DEFAULT_MAX_GRID_SIZE, metadata={"help": "Refuse larger grids."})
+
+
+def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
+    """Stable, readable key of a grid point, e.g. ``liger-bs16-seq512-r2``."""
+    variant = "liger" if use_liger else "vanilla"
+    return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"
+
+
+def _axis(name: str, values: Any, kind: type, positive: bool) -> list:
+    if not isinstance(values, (list, tuple)):
+        raise GridError(f"{name}: expected a list, got {values!r}")
+    if not values:
+        raise GridError(f"{name}: the axis is empty; give at least one value")
+    converted = []
+    for value in values:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise GridError(f"{name}: {value!r} is not an integer; accepted: positive integers")
+        try:
+            item = coerce(name, value, kind)
+        except ValueError as err:
+            accepted = "true or false" if kind is bool else "positive integers"
+            raise GridError(f"{name}: {value!r} is not valid; accepted: {accepted}") from err
+        if positive and item <= 0:
+            raise GridError(f"{name}: {value!r} must be a positive integer")
+        converted.append(item)
+    duplicates = sorted({v for v in converted if converted.count(v) > 1}, key=str)
+    if duplicates:
+        raise GridError(f"{name}: duplicate values {duplicates} in {list(values)!r}; list each value once")
+    return converted
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    try:
+        number = coerce(name, value, int)
+    except ValueError as err:
+        raise GridError(f"{name}: {value!r} is not an integer; accepted: integers >= {minimum}") from err
+    if number < minimum:
+        raise GridError(f"{name}: {value!r} is too small; accepted: integers >= {minimum}")
+    return number
+
+
+def expand_grid(spec: GridSpec) -> list[dict]:
+    """Validate ``spec`` and return one TrainConfig dict per run, in a stable order.
+
+    Order: repeat-major, so that with limited parallelism every cell gets its first run before any
+    cell gets its second, and Liger/vanilla runs of a cell alternate.
+    """
+    use_liger = _axis("use_liger", spec.use_liger, bool, positive=False)
+    batch_sizes = _axis("per_device_train_batch_size", spec.per_device_train_batch_size, int, positive=True)
+    seq_lengths = _axis("max_seq_length", spec.max_seq_length, int, positive=True)
+    n_runs = _positive_int("n_runs", spec.n_runs)
+    warmup = _positive_int("warmup_steps_to_skip", spec.warmup_steps_to_skip, minimum=0)
+    max_steps = _positive_int("max_steps", spec.max_steps)
+    if max_steps <= warmup:
+        raise GridError(
+            f"max_steps: {max_steps} leaves no measured step after warmup_steps_to_skip={warmup}; "
+            f"accepted: max_steps > {warmup}"
+        )
+    max_grid_size = _positive_int("max_grid_size", spec.max_grid_size)
+    size = len(use_liger) * len(batch_sizes) * len(seq_lengths) * n_runs
+    if size > max_grid_size:
+        raise GridError(
+            f"grid size {size} (= {len(use_liger)} use_liger × {len(batch_sizes)} batch sizes × "
+            f"{len(seq_lengths)} sequence lengths × {n_runs} runs) exceeds max_grid_size={max_grid_size}"
+        )
+
+    base = dict(spec.base_config or {})
+    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | {"run_key", "repeat", "max_steps"}))
+    if reserved:
+        raise GridError(f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters")
+    unknown = sorted(set(base) - set(TrainConfig.field_names()))
+    if unknown:
+        raise GridError(f"base_config: unknown keys {unknown}; accepted: {sorted(TrainConfig.field_names())}")
+
+    items = []
+    for repeat, seq_len, batch_size, liger in itertools.product(
+        range(n_runs), seq_lengths, batch_sizes, use_liger
+    ):
+        values = {
+            **base,
+            "run_key": run_key(liger, batch_size, seq_len, repeat),
+            "repeat": repeat,
+            "use_liger": liger,
+            "per_device_train_batch_size": batch_size,
+            "max_seq_length": seq_len,
+            "max_steps": max_steps,
+            "warmup_steps_to_skip": warmup,
+        }
+        try:
+            items.append(TrainConfig.from_dict(values).to_dict())
+        except ValueError as err:
+            raise GridError(f"base_config: {err}") from err
+    return items

@@ -1,0 +1,215 @@
+"""One grid point: fine-tune with or without Liger, measure every step, never raise for outcomes.
+
+The baseline is the stock transformers model trained by transformers' ``Trainer`` (whose forward
+is the model's own); trl supplies the SFT collator. trl's SFTTrainer is not used because it
+wraps the forward with its own LM-head loss, which would make "vanilla" something else than stock
+transformers. The only difference between variants is ``apply_liger``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from liger_bench.config import TrainConfig
+from liger_bench.records import RunResult
+
+log = logging.getLogger(__name__)
+
+GIB = 2**30
+NO_CUDA_REASON = (
+    "Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped "
+    "rather than silently trained without Liger"
+)
+
+
+def _use_bf16(config: TrainConfig) -> bool:
+    import torch
+
+    if config.precision == "fp32":
+        return False
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if config.precision == "bf16" and not supported:
+        raise ValueError("precision='bf16' was requested but this device does not support bf16")
+    return supported
+
+
+def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_checkpointing=config.gradient_checkpointing,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        optim=config.optim,
+        bf16=bf16,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=False,
+    )
+
+
+def _measured_trainer_class():
+    from transformers import Trainer
+
+    class MeasuredTrainer(Trainer):
+        """transformers' Trainer that shows each micro-batch to the metrics callback."""
+
+        def __init__(self, *args, step_metrics, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.step_metrics = step_metrics
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.step_metrics.record_batch(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return MeasuredTrainer
+
+
+def load_model(model_dir: str, bf16: bool):
+    """The stock transformers causal LM from a local folder, weights in bf16 or fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+
+
+def n_params_non_embedding(model) -> int:
+    """Parameters that take part in matrix products (all but the input embedding)."""
+    total = sum(p.numel() for p in model.parameters())
+    return total - model.get_input_embeddings().weight.numel()
+
+
+def _train(
+    config: TrainConfig,
+    model_dir: str,
+    dataset_dir: str,
+    result: RunResult,
+    callbacks: Sequence[Any],
+) -> list[dict]:
+    """The training itself; fills ``result`` as it goes and returns the step history."""
+    import torch
+    from transformers import AutoTokenizer, set_seed
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from liger_bench.data import load_prepared, tokenize
+    from liger_bench.liger import apply_liger
+    from liger_bench.metrics import StepMetricsCallback, model_flops_per_token, peak_tflops_for
+
+    bf16 = _use_bf16(config)
+    result.metrics["precision"] = "bf16" if bf16 else "fp32"
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenized = tokenize(load_prepared(dataset_dir), tokenizer, config.max_seq_length)
+    result.data = tokenized.summary()
+
+    model = load_model(model_dir, bf16)
+    if config.max_seq_length > (model.config.max_position_embeddings or config.max_seq_length):
+        raise ValueError(
+            f"max_seq_length={config.max_seq_length} exceeds the model's context length "
+            f"{model.config.max_position_embeddings}"
+        )
+    if config.use_liger:
+        result.liger_kernels = apply_liger(model, config.liger_flags())
+
+    flops_per_token = model_flops_per_token(
+        n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size, config.max_seq_length
+    )
+    gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    peak = config.peak_tflops or peak_tflops_for(gpu_name)
+    result.metrics.update(model_flops_per_token=flops_per_token, peak_tflops=peak or None)
+    step_metrics = StepMetricsCallback(config.warmup_steps_to_skip, flops_per_token, peak)
+
+    with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
+        trainer = _measured_trainer_class()(
+            model=model,
+            args=_training_arguments(config, output_dir, bf16),
+            train_dataset=tokenized.rows,
+            data_collator=DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id),
+            callbacks=[step_metrics, *callbacks],
+            step_metrics=step_metrics,
+        )
+        try:
+            trainer.train()
+        finally:
+            result.metrics["steps_completed"] = len(step_metrics.steps)
+    return step_metrics.steps
+
+
+def run_training(
+    config: TrainConfig,
+    model_dir: str,
+    dataset_dir: str,
+    extra_callbacks: Sequence[Any] = (),
+) -> tuple[RunResult, list[dict]]:
+    """Train one grid point and return ``(result, step_history)``; outcomes never raise.
+
+    ``ok``: trained all steps. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA
+    (or host) out of memory anywhere in the run; memory is released before returning. ``failed``:
+    any other exception, recorded with its type and message.
+    """
+    import torch
+
+    from liger_bench.envinfo import capture_environment
+    from liger_bench.metrics import aggregate
+
+    result = RunResult(
+        run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment()
+    )
+    if config.use_liger and not torch.cuda.is_available():
+        result.status, result.reason = "skipped", NO_CUDA_REASON
+        return result, []
+
+    steps: list[dict] = []
+    try:
+        steps = _train(config, model_dir, dataset_dir, result, extra_callbacks)
+    except torch.OutOfMemoryError as err:
+        result.status = "oom"
+        result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
+        if torch.cuda.is_available():
+            result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
+            result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
+    except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
+        result.status = "failed"
+        result.reason = f"{type(err).__name__}: {err}"
+        result.metrics["traceback"] = traceback.format_exc(limit=8)
+    # The exception (and its frames holding the model) is gone here, so memory can really be freed.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    result.metrics.update(aggregate(steps, config.warmup_steps_to_skip))
+    if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
+        result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
+    log.info("run %s: %s %s", config.run_key, result.status, result.reason)
+    return result, steps
+
+
+def write_outputs(result: RunResult, steps: list[dict], result_path: str, history_path: str) -> None:
+    """Write the history first, then the result (the result is what marks a run complete)."""
+    from liger_bench.records import write_json_atomic
+
+    write_json_atomic(
+        history_path,
+        {"run_key": result.run_key, "warmup_steps_to_skip": result.config["warmup_steps_to_skip"], "steps": steps},
+    )
+    write_json_atomic(result_path, result.to_dict())
+
