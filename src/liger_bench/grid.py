@@ -124,3 +124,23 @@ def expand_grid(spec: GridSpec) -> list[dict]:
         except ValueError as err:
             raise GridError(f"base_config: {err}") from err
     return items
+
+
+def check_against_model(items: list[dict], model_info: dict, liger_model_types: set[str]) -> None:
+    """Reject grid points the model cannot run, before any GPU is requested.
+
+    ``model_info`` is download_model's metadata (model_type, max_position_embeddings).
+    """
+    context = int(model_info.get("max_position_embeddings") or 0)
+    longest = max(item["max_seq_length"] for item in items)
+    if context and longest > context:
+        raise GridError(
+            f"max_seq_length: {longest} exceeds the context length {context} of model "
+            f"{model_info.get('name', '')!r}; accepted: values <= {context}"
+        )
+    model_type = model_info.get("model_type", "")
+    if any(item["use_liger"] for item in items) and model_type not in liger_model_types:
+        raise GridError(
+            f"use_liger: true was requested but liger-kernel has no patches for model type {model_type!r} "
+            f"(model {model_info.get('name', '')!r}); use use_liger=[false] or one of: {sorted(liger_model_types)}"
+        )

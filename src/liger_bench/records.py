@@ -73,3 +73,8 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON document."""
     with open(path) as handle:
         return json.load(handle)
+
+
+def history_document(result: RunResult, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The step-history artifact of a run."""
+    return {"run_key": result.run_key, "warmup_steps_to_skip": result.config["warmup_steps_to_skip"], "steps": steps}

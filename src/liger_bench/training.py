@@ -107,6 +107,7 @@ def _train(
     """The training itself; fills ``result`` as it goes and returns the step history."""
     import torch
     from transformers import AutoTokenizer, set_seed
+    from transformers.trainer_callback import PrinterCallback
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from liger_bench.data import load_prepared, tokenize
@@ -148,6 +149,7 @@ def _train(
             callbacks=[step_metrics, *callbacks],
             step_metrics=step_metrics,
         )
+        trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
         try:
             trainer.train()
         finally:
@@ -201,15 +203,4 @@ def run_training(
         result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
     log.info("run %s: %s %s", config.run_key, result.status, result.reason)
     return result, steps
-
-
-def write_outputs(result: RunResult, steps: list[dict], result_path: str, history_path: str) -> None:
-    """Write the history first, then the result (the result is what marks a run complete)."""
-    from liger_bench.records import write_json_atomic
-
-    write_json_atomic(
-        history_path,
-        {"run_key": result.run_key, "warmup_steps_to_skip": result.config["warmup_steps_to_skip"], "steps": steps},
-    )
-    write_json_atomic(result_path, result.to_dict())
 

@@ -1,0 +1,50 @@
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
+
+from liger_bench.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def analyze_results(
+    results: Input[List[Artifact]],
+    histories: Input[List[Artifact]],
+    min_success_ratio: float,
+    mlflow_tracking_uri: str,
+    mlflow_parent_run_id: str,
+    report: Output[HTML],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    table: Output[Dataset],
+):
+    """Turn all runs into the HTML report, a Markdown summary, headline metrics and a table.
+
+    Fails only after everything is written, when fewer than ``min_success_ratio`` of the runs
+    trained successfully.
+
+    Args:
+        results: Result records of all runs (collected from train_model).
+        histories: Step histories of all runs (collected from train_model).
+        min_success_ratio: Fail the task when a smaller fraction of runs has status ``ok``.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_parent_run_id: Parent run that receives the report and summary metrics.
+        report: Self-contained HTML report.
+        summary: Markdown summary.
+        metrics: Headline numbers for the KFP compare view.
+        table: Per-cell analysis table (CSV).
+    """
+    from liger_bench.steps import analyze_step
+
+    headline = analyze_step(
+        result_paths=[artifact.path for artifact in results],
+        history_paths=[artifact.path for artifact in histories],
+        html_path=report.path,
+        markdown_path=summary.path,
+        table_path=table.path,
+        log_metric=metrics.log_metric,
+        min_success_ratio=min_success_ratio,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_parent_run_id=mlflow_parent_run_id,
+    )
+    report.metadata["headline"] = headline

@@ -1,0 +1,65 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Input, Model
+
+from liger_bench.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def prepare_grid(
+    model: Input[Model],
+    use_liger: list,
+    per_device_train_batch_size: list,
+    max_seq_length: list,
+    n_runs: int,
+    max_steps: int,
+    warmup_steps_to_skip: int,
+    base_config: dict,
+    max_grid_size: int,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    pipeline_run_name: str,
+    pipeline_run_id: str,
+) -> NamedTuple("GridOutputs", grid=list, mlflow_parent_run_id=str):
+    """Validate the experiment and expand it into one training config per run.
+
+    Also opens the MLflow parent run that every training run nests under.
+
+    Args:
+        model: The downloaded model (its metadata says the architecture and context length).
+        use_liger: Liger on/off axis.
+        per_device_train_batch_size: Batch-size axis.
+        max_seq_length: Sequence-length axis.
+        n_runs: Repeats of every grid cell.
+        max_steps: Optimizer steps per run.
+        warmup_steps_to_skip: First steps excluded from every aggregate.
+        base_config: Overrides of other training-config fields for every run.
+        max_grid_size: Refuse grids with more runs than this.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_experiment: MLflow experiment name.
+        pipeline_run_name: Name of the pipeline run (names the MLflow parent run).
+        pipeline_run_id: Id of the pipeline run (an MLflow tag).
+    """
+    from collections import namedtuple
+
+    from liger_bench.steps import grid_step
+
+    grid, parent_run_id = grid_step(
+        model_info=dict(model.metadata),
+        axes={
+            "use_liger": use_liger,
+            "per_device_train_batch_size": per_device_train_batch_size,
+            "max_seq_length": max_seq_length,
+            "n_runs": n_runs,
+            "max_steps": max_steps,
+            "warmup_steps_to_skip": warmup_steps_to_skip,
+            "base_config": base_config,
+            "max_grid_size": max_grid_size,
+        },
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        pipeline_run_name=pipeline_run_name,
+        pipeline_run_id=pipeline_run_id,
+    )
+    return namedtuple("GridOutputs", ["grid", "mlflow_parent_run_id"])(grid, parent_run_id)

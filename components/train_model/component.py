@@ -1,0 +1,48 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from liger_bench.components.images import CUDA_IMAGE
+
+
+@dsl.component(base_image=CUDA_IMAGE, install_kfp_package=False)
+def train_model(
+    config: dict,
+    model: Input[Model],
+    dataset: Input[Dataset],
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_parent_run_id: str,
+    result: Output[Artifact],
+    history: Output[Artifact],
+):
+    """Fine-tune one grid point with or without Liger and measure every step.
+
+    An out-of-memory, a failure or a skip (Liger without CUDA) is recorded in ``result``; the task
+    itself succeeds so that one bad grid point never stops the others.
+
+    Args:
+        config: One grid item from prepare_grid (a TrainConfig as a dict).
+        model: Model folder from download_model.
+        dataset: Prepared dataset from download_dataset.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_experiment: MLflow experiment name.
+        mlflow_parent_run_id: Parent run to nest this run under.
+        result: JSON record of the run: status, reason, aggregates, environment.
+        history: JSON per-step training history.
+    """
+    from liger_bench.steps import train_step
+
+    outcome = train_step(
+        config,
+        model_dir=model.path,
+        dataset_dir=dataset.path,
+        model_info=dict(model.metadata),
+        dataset_info=dict(dataset.metadata),
+        result_path=result.path,
+        history_path=history.path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        mlflow_parent_run_id=mlflow_parent_run_id,
+    )
+    result.metadata.update(run_key=outcome.run_key, status=outcome.status, reason=outcome.reason[:500])
+    history.metadata.update(run_key=outcome.run_key)

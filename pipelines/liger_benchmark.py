@@ -1,0 +1,161 @@
+"""The benchmark pipeline: downloads → grid → one training task per grid point → report.
+
+No ``from __future__ import annotations`` here: kfp reads the parameter annotations as types.
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl, kubernetes
+from kfp.dsl import HTML
+
+from liger_bench.components.analyze_results import analyze_results
+from liger_bench.components.download_dataset import download_dataset
+from liger_bench.components.download_model import download_model
+from liger_bench.components.prepare_grid import prepare_grid
+from liger_bench.components.train_model import train_model
+
+PIPELINE_NAME = "liger-benchmark"
+HF_TOKEN_KEYS = {"HF_TOKEN": "HF_TOKEN"}
+MLFLOW_CREDENTIAL_KEYS = {
+    "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+}
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Settings fixed when the pipeline is compiled (KFP cannot take them as run parameters).
+
+    ``max_concurrency`` is here because kfp 2.17 accepts only a constant ``parallelism`` in
+    ``dsl.ParallelFor``.
+    """
+
+    max_concurrency: int = 4
+    train_timeout_s: int = 4 * 3600
+    cache_training: bool = False
+    hf_cache_pvc: str = ""
+    hf_cache_mount: str = "/cache/huggingface"
+    shm_size: str = "16Gi"
+    download_retries: int = 3
+
+
+def build_pipeline(options: ClusterOptions = ClusterOptions()):
+    """Build the pipeline function for ``options``; ``liger_benchmark`` is the default build."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Does Liger Kernel make fine-tuning faster and leaner?")
+    def liger_benchmark(
+        model_name: str = "microsoft/Phi-3-mini-4k-instruct",
+        model_revision: str = "",
+        dataset_name: str = "tatsu-lab/alpaca",
+        dataset_split: str = "train",
+        dataset_revision: str = "",
+        use_liger: list = [True, False],
+        per_device_train_batch_size: list = [4, 8, 16, 24, 32],
+        max_seq_length: list = [512],
+        n_runs: int = 3,
+        max_steps: int = 20,
+        warmup_steps_to_skip: int = 3,
+        base_config: dict = {},
+        max_grid_size: int = 256,
+        min_success_ratio: float = 0.1,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "liger-benchmark",
+        hf_token_secret: str = "liger-bench-hf-token",
+        mlflow_secret: str = "liger-bench-mlflow",
+        gpu_node_selector: dict = {},
+        gpu_tolerations: list = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        train_cpu_limit: str = "16",
+        train_memory_limit: str = "128Gi",
+    ) -> HTML:
+        """Fine-tune a model with and without Liger Kernel and report speed, memory and loss parity.
+
+        Args:
+            model_name: Hugging Face model id or a local model folder.
+            model_revision: Model branch, tag or commit; empty for the default branch.
+            dataset_name: Hugging Face dataset id or a local file/folder (alpaca or prompt/completion columns).
+            dataset_split: Dataset split to train on.
+            dataset_revision: Dataset branch, tag or commit; empty for the default branch.
+            use_liger: Variants to compare: true (Liger) and/or false (stock transformers).
+            per_device_train_batch_size: Batch sizes to measure (one GPU per run).
+            max_seq_length: Sequence lengths to measure (rows are truncated to this).
+            n_runs: Repeats of every (variant, batch size, sequence length) cell.
+            max_steps: Optimizer steps per run; must exceed warmup_steps_to_skip.
+            warmup_steps_to_skip: First steps of each run left out of every aggregate.
+            base_config: Other training settings for every run, e.g. {"learning_rate": 1e-5, "liger_swiglu": false}.
+            max_grid_size: Refuse grids with more runs than this.
+            min_success_ratio: Fail the pipeline (after writing the report) when fewer runs than this trained.
+            mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off.
+            mlflow_experiment: MLflow experiment that receives the runs.
+            hf_token_secret: Kubernetes Secret with key HF_TOKEN, for gated models (optional).
+            mlflow_secret: Kubernetes Secret with MLflow credentials (MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD).
+            gpu_node_selector: Node labels for training pods, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
+            gpu_tolerations: Tolerations for training pods (GPU node taints).
+            train_cpu_limit: CPU limit of each training pod.
+            train_memory_limit: Memory limit of each training pod.
+        """
+        model_task = download_model(model_name=model_name, model_revision=model_revision)
+        dataset_task = download_dataset(
+            dataset_name=dataset_name, dataset_split=dataset_split, dataset_revision=dataset_revision
+        )
+        for task in (model_task, dataset_task):
+            task.set_retry(num_retries=options.download_retries, backoff_duration="30s", backoff_factor=2.0)
+            task.set_caching_options(True)
+            kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
+            if options.hf_cache_pvc:
+                kubernetes.mount_pvc(task, options.hf_cache_pvc, options.hf_cache_mount)
+                task.set_env_variable("HF_HOME", options.hf_cache_mount)
+
+        grid_task = prepare_grid(
+            model=model_task.outputs["model"],
+            use_liger=use_liger,
+            per_device_train_batch_size=per_device_train_batch_size,
+            max_seq_length=max_seq_length,
+            n_runs=n_runs,
+            max_steps=max_steps,
+            warmup_steps_to_skip=warmup_steps_to_skip,
+            base_config=base_config,
+            max_grid_size=max_grid_size,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
+        grid_task.set_caching_options(False)  # it opens a new MLflow parent run each time
+
+        with dsl.ParallelFor(grid_task.outputs["grid"], parallelism=options.max_concurrency) as config:
+            train_task = train_model(
+                config=config,
+                model=model_task.outputs["model"],
+                dataset=dataset_task.outputs["dataset"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                mlflow_experiment=mlflow_experiment,
+                mlflow_parent_run_id=grid_task.outputs["mlflow_parent_run_id"],
+            )
+            train_task.set_caching_options(options.cache_training)
+            train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            train_task.set_cpu_request("4").set_cpu_limit(train_cpu_limit)
+            train_task.set_memory_request("32Gi").set_memory_limit(train_memory_limit)
+            kubernetes.add_node_selector_json(train_task, gpu_node_selector)
+            kubernetes.add_toleration_json(train_task, gpu_tolerations)
+            kubernetes.empty_dir_mount(
+                train_task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size
+            )
+            kubernetes.set_timeout(train_task, options.train_timeout_s)
+
+        analyze_task = analyze_results(
+            results=dsl.Collected(train_task.outputs["result"]),
+            histories=dsl.Collected(train_task.outputs["history"]),
+            min_success_ratio=min_success_ratio,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_parent_run_id=grid_task.outputs["mlflow_parent_run_id"],
+        )
+        analyze_task.set_caching_options(False)
+        for task in (grid_task, train_task, analyze_task):
+            kubernetes.use_secret_as_env(task, mlflow_secret, MLFLOW_CREDENTIAL_KEYS, optional=True)
+        return analyze_task.outputs["report"]
+
+    return liger_benchmark
+
+
+liger_benchmark = build_pipeline()

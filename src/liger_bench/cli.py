@@ -1,0 +1,159 @@
+"""``liger-bench``: run the pipeline locally, compile it, upload it, trigger it.
+
+Heavy imports live inside the subcommands so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# The embedded default: small enough for two CPU cores in a few minutes, same pipeline as a cluster.
+LOCAL_DEFAULTS = {
+    "use_liger": [True, False],
+    "per_device_train_batch_size": [2, 4],
+    "max_seq_length": [128],
+    "n_runs": 2,
+    "max_steps": 8,
+    "warmup_steps_to_skip": 3,
+}
+BUILD_OPTIONS = ("max_concurrency",)
+
+
+def parse_params(pairs: list[str]) -> dict:
+    """``NAME=JSON`` pairs to a dict; a value that is not JSON is taken as a string."""
+    params = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+def local_params(overrides: dict) -> dict:
+    """Parameters of a local run: the embedded model and dataset unless overridden."""
+    params = {**LOCAL_DEFAULTS, **overrides}
+    if "model_name" not in params or "dataset_name" not in params:
+        from liger_bench.embedded import ensure_embedded
+
+        model_dir, dataset_dir = ensure_embedded()
+        params.setdefault("model_name", str(model_dir))
+        params.setdefault("dataset_name", str(dataset_dir))
+    return params
+
+
+def run_local(output_dir: Path, overrides: dict) -> Path:
+    """Run the whole pipeline with kfp's local runner; return the HTML report's path."""
+    from kfp import local
+
+    from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
+
+    build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
+    params = local_params(overrides)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # The local runner starts components with the python3 found on PATH: make it this interpreter's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir / "pipeline_root"))
+    pipeline = build_pipeline(ClusterOptions(**build))
+    print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
+    started = time.monotonic()
+    task = pipeline(**params)
+    report = Path(task.output.path)
+    print(f"[liger-bench] finished in {time.monotonic() - started:.0f} s", flush=True)
+    print(f"[liger-bench] report: {report}", flush=True)
+    return report
+
+
+def compile_pipeline(output: Path, options: dict) -> Path:
+    """Write the pipeline package (YAML) for a cluster."""
+    from kfp import compiler
+
+    from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(ClusterOptions(**options)), str(output))
+    return output
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="liger-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local_cmd = sub.add_parser("local", help="run the pipeline on this machine (embedded model and data by default)")
+    local_cmd.add_argument("--output-dir", type=Path, default=Path("liger-bench-output"), help="where outputs go")
+    local_cmd.add_argument(
+        "--param", action="append", default=[], metavar="NAME=JSON", help="pipeline parameter override (repeatable)"
+    )
+
+    compile_cmd = sub.add_parser("compile", help="compile the pipeline package for a Kubeflow cluster")
+    compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
+    compile_cmd.add_argument("--max-concurrency", type=int, default=4, help="training runs at a time (GPUs)")
+    compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
+    compile_cmd.add_argument("--hf-cache-pvc", default="", help="PVC mounted as HF_HOME in download tasks")
+    compile_cmd.add_argument("--train-timeout-s", type=int, default=4 * 3600, help="timeout of each training pod")
+
+    upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
+    upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
+    upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
+    upload_cmd.add_argument("--version", default=None, help="version name (default: a timestamp)")
+    upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+
+    run_cmd = sub.add_parser("run", help="compile the pipeline and start a run with an inputs file")
+    run_cmd.add_argument("--host", required=True, help="KFP API endpoint")
+    run_cmd.add_argument("--params", type=Path, required=True, help="YAML or JSON file of pipeline parameters")
+    run_cmd.add_argument("--experiment", default=None, help="KFP experiment name")
+    run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``liger-bench`` console script."""
+    args = make_parser().parse_args(argv)
+    if args.command == "local":
+        run_local(args.output_dir, parse_params(args.param))
+    elif args.command == "compile":
+        started = time.monotonic()
+        options = {
+            "max_concurrency": args.max_concurrency,
+            "cache_training": args.cache_training,
+            "hf_cache_pvc": args.hf_cache_pvc,
+            "train_timeout_s": args.train_timeout_s,
+        }
+        path = compile_pipeline(args.output, options)
+        print(f"wrote {path} in {time.monotonic() - started:.1f} s")
+    else:
+        return _remote(args)
+    return 0
+
+
+def _remote(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from liger_bench import kfp_client
+    from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
+        if args.command == "upload":
+            info = kfp_client.upload_pipeline(
+                args.host, str(package), args.name or PIPELINE_NAME, args.version, args.namespace
+            )
+        else:
+            info = kfp_client.run_pipeline(
+                args.host, str(package), kfp_client.load_params(args.params), args.experiment, None, args.namespace
+            )
+    print(json.dumps(info, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The work of the components that combine several modules (grid, training, analysis).
+
+Each component body turns artifact paths into arguments and calls one function here; the same
+functions run under the kfp local runner and in cluster pods.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from liger_bench import tracking
+from liger_bench.config import TrainConfig
+from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def grid_step(
+    model_info: dict,
+    axes: dict,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    pipeline_run_name: str,
+    pipeline_run_id: str,
+) -> tuple[list[dict], str]:
+    """Validate and expand the grid, then open the MLflow parent run; return ``(grid, parent_run_id)``."""
+    from liger_bench.grid import GridSpec, check_against_model, expand_grid
+    from liger_bench.liger import supported_model_types
+
+    grid = expand_grid(GridSpec(**axes))
+    check_against_model(grid, model_info, supported_model_types())
+    log.info("grid of %d runs: %s", len(grid), ", ".join(item["run_key"] for item in grid))
+    status = tracking.start_parent_run(
+        mlflow_tracking_uri,
+        mlflow_experiment,
+        run_name=pipeline_run_name,
+        params={**axes, "model_name": model_info.get("name", ""), "grid_size": len(grid)},
+        tags={
+            "kfp.pipeline_run_name": pipeline_run_name,
+            "kfp.pipeline_run_id": pipeline_run_id,
+            "kfp.pod_name": os.environ.get("HOSTNAME", ""),
+            "model_revision": model_info.get("revision", ""),
+        },
+    )
+    return grid, status.get("run_id", "")
+
+
+def train_step(
+    config: dict,
+    model_dir: str,
+    dataset_dir: str,
+    model_info: dict,
+    dataset_info: dict,
+    result_path: str,
+    history_path: str,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_parent_run_id: str,
+) -> RunResult:
+    """Train one grid point, write its history and result, mirror them to MLflow."""
+    from liger_bench.training import run_training
+
+    train_config = TrainConfig.from_dict(config)
+    log.info("run %s starting", train_config.run_key)
+    result, steps = run_training(train_config, model_dir, dataset_dir)
+    result.model = model_info
+    result.dataset = dataset_info
+    # The history is the source of truth that MLflow mirrors; the result, written last, records
+    # whether the mirroring worked and marks the run complete.
+    write_json_atomic(history_path, history_document(result, steps))
+    result.mlflow = tracking.log_child_run(
+        mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, result.to_dict(), steps, history_path
+    )
+    write_json_atomic(result_path, result.to_dict())
+    log.info("run %s finished: %s %s", result.run_key, result.status, result.reason)
+    return result
+
+
+def analyze_step(
+    result_paths: list[str],
+    history_paths: list[str],
+    html_path: str,
+    markdown_path: str,
+    table_path: str,
+    log_metric: Callable[[str, float], None],
+    min_success_ratio: float,
+    mlflow_tracking_uri: str,
+    mlflow_parent_run_id: str,
+) -> str:
+    """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio."""
+    from liger_bench.analysis import check_success_ratio
+    from liger_bench.report import build_report, write_bundle
+
+    results = [read_json(path) for path in result_paths]
+    histories = [read_json(path) for path in history_paths]
+    bundle = build_report(results, histories)
+    write_bundle(bundle, html_path, markdown_path, table_path)
+    for name, value in bundle.metrics.items():
+        log_metric(name, value)
+    tracking.log_analysis(
+        mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, [html_path, markdown_path, table_path]
+    )
+    log.info("report written to %s: %s", html_path, bundle.headline)
+    check_success_ratio(results, min_success_ratio)
+    return bundle.headline

@@ -1,0 +1,182 @@
+"""Realistic synthetic run results and step histories, built with the project's own record types.
+
+Results are ``RunResult.to_dict()`` with metrics from the real ``metrics.aggregate`` over step
+records that carry exactly the keys ``StepMetricsCallback`` writes. Numbers are deterministic:
+throughput and memory are what the caller asks for, so tests can compute expected gains by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from liger_bench.config import TrainConfig
+from liger_bench.grid import run_key
+from liger_bench.metrics import aggregate
+from liger_bench.records import RunResult
+from liger_bench.training import NO_CUDA_REASON
+
+H100_ENV = {
+    "python": "3.11.9",
+    "hostname": "liger-bench-train-7f9c",
+    "libraries": {"torch": "2.7.1", "transformers": "5.24.0", "trl": "1.16.0", "liger-kernel": "0.8.5"},
+    "cuda_available": True,
+    "device": "cuda",
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "gpu_count": 1,
+    "gpu_memory_gb": 79.19,
+    "driver": "570.124.06",
+    "cuda": "12.8",
+    "bf16_supported": True,
+}
+CPU_ENV = {**H100_ENV, "cuda_available": False, "device": "cpu", "gpu_name": "", "gpu_count": 0}
+CPU_ENV.update(gpu_memory_gb=0.0, driver="", cuda="", bf16_supported=False)
+MODEL = {"name": "microsoft/Phi-3-mini-4k-instruct", "revision": "0a67737cc96d2554230f90338b163bc6380a2a85"}
+MODEL.update(model_type="phi3", max_position_embeddings=4096)
+DATASET = {"name": "tatsu-lab/alpaca", "revision": "dce01c9b08f87459cf36a430d809084718273017", "rows": 52002}
+FLOPS_PER_TOKEN = 2.3e10
+NONPAD_FRACTION = 0.8
+
+
+@dataclass
+class Run:
+    """What one synthetic run should look like; ``tokens_per_s`` is the non-padding rate of every measured step."""
+
+    use_liger: bool
+    batch_size: int
+    seq_len: int
+    repeat: int = 0
+    status: str = "ok"
+    tokens_per_s: float = 10_000.0
+    mem_reserved_gb: float | None = 40.0
+    loss_scale: float = 1.0
+    reason: str = ""
+    key: str = ""
+
+
+def loss_at(step: int, seq_len: int, repeat: int) -> float:
+    """Loss of a healthy run: the same for both variants of a cell and repeat."""
+    return 2.0 + 0.8 * math.exp(-step / 8) + 0.01 * math.sin(step + seq_len + repeat)
+
+
+def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = True) -> tuple[dict, dict]:
+    """One ``(result, history)`` pair; non-ok runs carry the fields train_model gives them."""
+    config = TrainConfig(
+        run_key=run.key or run_key(run.use_liger, run.batch_size, run.seq_len, run.repeat),
+        repeat=run.repeat,
+        use_liger=run.use_liger,
+        per_device_train_batch_size=run.batch_size,
+        max_seq_length=run.seq_len,
+        max_steps=max_steps,
+        warmup_steps_to_skip=warmup,
+    )
+    result = RunResult(config.run_key, run.status, config.to_dict(), reason=run.reason)
+    result.environment = dict(H100_ENV if cuda else CPU_ENV)
+    result.model, result.dataset = dict(MODEL), dict(DATASET)
+    if run.use_liger and run.status != "skipped":
+        result.liger_kernels = {"rope": 32, "rms_norm": 65, "swiglu": 32, "fused_linear_cross_entropy": 1}
+    steps: list[dict] = []
+    if run.status == "skipped":
+        result.reason = run.reason or NO_CUDA_REASON
+    else:
+        n_steps = {"ok": max_steps, "oom": 0, "failed": 2}[run.status]
+        steps = make_steps(run, n_steps, warmup, cuda)
+        result.data = {"n_rows": 1000, "n_source_rows": 1000, "n_truncated": 12, "n_dropped_no_completion_tokens": 0}
+        result.metrics = {"precision": "bf16" if cuda else "fp32", "model_flops_per_token": FLOPS_PER_TOKEN}
+        result.metrics.update(peak_tflops=989.0 if cuda else None, steps_completed=n_steps)
+    if run.status == "oom":
+        result.reason = run.reason or "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
+        result.metrics.update(oom_peak_mem_reserved_gb=78.6, oom_peak_mem_allocated_gb=76.2)
+    if run.status == "failed":
+        result.reason = run.reason or "RuntimeError: NCCL watchdog timeout"
+        result.metrics["traceback"] = 'Traceback (most recent call last):\n  File "training.py"\nRuntimeError'
+    result.metrics.update(aggregate(steps, warmup))
+    history = {"run_key": config.run_key, "warmup_steps_to_skip": warmup, "steps": steps}
+    return result.to_dict(), history
+
+
+def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
+    """Step records with the keys of ``StepMetricsCallback``; warm-up steps are three times slower."""
+    padded = run.batch_size * run.seq_len
+    counts = {"padded": padded, "nonpad": int(padded * NONPAD_FRACTION), "trained": int(padded * 0.5)}
+    totals = dict.fromkeys(counts, 0)
+    steps = []
+    for step in range(1, n_steps + 1):
+        step_time = counts["nonpad"] / run.tokens_per_s * (3.0 if step <= warmup else 1.0)
+        record = {"step": step, "warmup": step <= warmup, "step_time_s": step_time}
+        for kind, tokens in counts.items():
+            totals[kind] += tokens
+            record[f"tokens_{kind}"] = tokens
+            record[f"tokens_per_s_{kind}"] = tokens / step_time
+            record[f"total_tokens_{kind}"] = totals[kind]
+        reserved = run.mem_reserved_gb if cuda else None
+        record["peak_mem_allocated_gb"] = None if reserved is None else 0.9 * reserved
+        record["peak_mem_reserved_gb"] = reserved
+        record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / 989e12 if cuda else None
+        record["loss"] = loss_at(step, run.seq_len, run.repeat) * run.loss_scale
+        record["learning_rate"] = 6e-6 * min(1.0, step / 2)
+        steps.append(record)
+    return steps
+
+
+def build(runs: list[Run], **kwargs) -> tuple[list[dict], list[dict]]:
+    """Results and histories of ``runs``; histories come back in reverse order, as a collection may."""
+    pairs = [make_run(run, **kwargs) for run in runs]
+    return [p[0] for p in pairs], [p[1] for p in reversed(pairs)]
+
+
+def vanilla_rate(batch_size: int, repeat: int) -> float:
+    """Baseline tokens/s of the GPU scenario."""
+    return 1000.0 * batch_size * (1 + 0.02 * repeat)
+
+
+def liger_rate(batch_size: int, repeat: int) -> float:
+    """Liger tokens/s of the GPU scenario: about 30% faster, with its own repeat-to-repeat spread."""
+    return 1300.0 * batch_size * (1 + 0.01 * ((repeat * 7) % 3))
+
+
+def gpu_scenario() -> list[Run]:
+    """H100, seq 512, batches 8/16/24, 3 repeats: the baseline runs out of memory at 24, Liger does not.
+
+    Liger bs8 r2 failed, and Liger bs16 r1 drifts 5% in loss (a parity failure).
+    """
+    runs = []
+    for repeat in range(3):
+        for batch in (8, 16, 24):
+            vanilla_oom = batch == 24
+            runs.append(
+                Run(False, batch, 512, repeat, status="oom" if vanilla_oom else "ok",
+                    tokens_per_s=vanilla_rate(batch, repeat), mem_reserved_gb=3.0 * batch)
+            )  # fmt: skip
+            runs.append(
+                Run(True, batch, 512, repeat, status="failed" if (batch, repeat) == (8, 2) else "ok",
+                    tokens_per_s=liger_rate(batch, repeat), mem_reserved_gb=2.25 * batch,
+                    loss_scale=1.05 if (batch, repeat) == (16, 1) else 1.0)
+            )  # fmt: skip
+    return runs
+
+
+def cpu_scenario(repeats: int = 1) -> list[Run]:
+    """A CPU-only run: Liger skipped everywhere, the baseline trains without memory counters."""
+    runs = []
+    for repeat in range(repeats):
+        for batch in (2, 4):
+            runs.append(Run(False, batch, 128, repeat, tokens_per_s=300.0 * batch, mem_reserved_gb=None))
+            runs.append(Run(True, batch, 128, repeat, status="skipped", mem_reserved_gb=None))
+    return runs
+
+
+def scale_scenario(n_repeats: int = 10, max_steps: int = 50, seed: int = 0) -> list[Run]:
+    """5 batch sizes × 5 sequence lengths × 2 variants × ``n_repeats`` runs (500 with the default)."""
+    rng = random.Random(seed)
+    runs = []
+    for repeat in range(n_repeats):
+        for seq in (256, 512, 1024, 2048, 4096):
+            for batch in (4, 8, 16, 24, 32):
+                for use_liger in (False, True):
+                    mem = batch * seq / 512 * (2.2 if use_liger else 3.0)
+                    status = "oom" if mem > 79 else "ok"
+                    rate = 1000.0 * batch * (1.3 if use_liger else 1.0) * rng.uniform(0.97, 1.03)
+                    runs.append(Run(use_liger, batch, seq, repeat, status, rate, mem))
+    return runs
