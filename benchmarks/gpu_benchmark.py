@@ -79,13 +79,25 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
             times.append(time.perf_counter() - start)
             tokens.append(int(batch["attention_mask"].sum()))
             peaks.append(torch.cuda.max_memory_reserved() / GIB)
-            losses.append(float(loss))
+            losses.append(loss.item())
         status = "ok"
     except torch.OutOfMemoryError:
         status = "oom"
     del model, optimizer
     torch.cuda.empty_cache()
     return {"status": status, "step_times": times, "tokens": tokens, "peak_reserved_gb": peaks, "losses": losses}
+
+
+def prepare_assets(cache: Path, preset: str) -> None:
+    """Generate the model and a dataset whose rows all exceed 512 tokens (400-600 words)."""
+    from liger_bench.data import prepare_dataset
+    from liger_bench.embedded import ensure_embedded
+
+    model_dir, raw_dir = ensure_embedded(cache, preset=preset, n_rows=1024, min_output_words=400, max_output_words=600)
+    dataset_dir = cache / "prepared-dataset"
+    if not dataset_dir.exists():
+        prepare_dataset(str(raw_dir), "train", "", dataset_dir)
+    (cache / "assets.json").write_text(json.dumps([str(model_dir), str(dataset_dir)]))
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -104,7 +116,7 @@ def worker(args: argparse.Namespace) -> None:
             max_seq_length=args.seq_len,
             max_steps=args.max_steps,
             warmup_steps_to_skip=args.warmup,
-            optim=args.optim,
+            **({"optim": args.optim} if args.optim else {}),
         )
         timer = IndependentTimer()
         result, steps = run_training(config, args.model_dir, args.dataset_dir, extra_callbacks=[timer])
@@ -114,6 +126,39 @@ def worker(args: argparse.Namespace) -> None:
             break
     ceiling = plain_loop(args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps)
     Path(args.worker_out).write_text(json.dumps({"runs": runs, "ceiling": ceiling}))
+
+
+def merge(parts: list[Path], out: Path, warmup: int) -> None:
+    """One table, JSON and report from the outputs of several calls of this script."""
+    loaded = [json.loads(part.read_text()) for part in parts]
+    cells = {key: cell for part in loaded for key, cell in part["cells"].items()}
+    batch_sizes = sorted({int(key.split("-bs")[1]) for key in cells})
+    summary = {key: summarize(cell, warmup) for key, cell in cells.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "commands": [part["command"] for part in loaded],
+        "dates": sorted({part["date"] for part in loaded}),
+        "environment": loaded[0]["environment"],
+        "summary": summary,
+        "table": print_table(summary, batch_sizes),
+        "cells": cells,
+    }
+    (out / "benchmark.json").write_text(json.dumps(payload, indent=1))
+    write_report(cells, out)
+
+
+def write_report(cells: dict, out: Path) -> None:
+    """The same HTML report analyze_results makes, from the runs of this benchmark."""
+    from liger_bench.records import RunResult, history_document
+    from liger_bench.report import build_report, write_bundle
+
+    results = [run["result"] for cell in cells.values() for run in cell["runs"]]
+    histories = [
+        history_document(RunResult.from_dict(run["result"]), run["steps"]) for cell in cells.values() for run in cell["runs"]
+    ]
+    bundle = build_report(results, histories, title="Liger Kernel benchmark: Phi-3-mini architecture, one GPU")
+    write_bundle(bundle, out / "report.html", out / "summary.md", out / "analysis.csv")
+    print(bundle.headline, flush=True)
 
 
 def _median_measured(values: list[float], warmup: int) -> float | None:
@@ -207,9 +252,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--optim", default="adamw_torch")
+    parser.add_argument("--optim", default=None, help="transformers optimizer (default: TrainConfig's)")
     parser.add_argument("--preset", default="phi3-mini")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"))
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="combine the benchmark.json of several calls (e.g. split by batch size)"
+    )
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--use-liger", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
@@ -220,20 +269,21 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.prepare:
+        prepare_assets(args.cache, args.preset)
+        return
 
-    from liger_bench.data import prepare_dataset
-    from liger_bench.embedded import ensure_embedded
+    if args.merge:
+        merge(args.merge, args.out, args.warmup)
+        return
+
     from liger_bench.envinfo import capture_environment
 
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    # Rows of 400-600 words exceed 512 tokens: every row is truncated to seq-len, no padding.
-    model_dir, raw_dir = ensure_embedded(
-        args.cache, preset=args.preset, n_rows=1024, min_output_words=400, max_output_words=600
-    )
-    dataset_dir = args.cache / "prepared-dataset"
-    if not dataset_dir.exists():
-        prepare_dataset(str(raw_dir), "train", "", dataset_dir)
+    # In a child process, so that this one holds no GPU memory while the workers measure.
+    subprocess.run([sys.executable, __file__, "--prepare", "--cache", str(args.cache), "--preset", args.preset], check=True)
+    model_dir, dataset_dir = json.loads((args.cache / "assets.json").read_text())
     print(f"assets ready in {time.monotonic() - started:.0f} s", flush=True)
 
     cells = {}
@@ -245,7 +295,7 @@ def main() -> None:
             command = [
                 sys.executable, __file__, "--worker", "--batch-size", str(bs), "--seq-len", str(args.seq_len),
                 "--repeats", str(args.repeats), "--max-steps", str(args.max_steps), "--warmup", str(args.warmup),
-                "--optim", args.optim, "--model-dir", str(model_dir), "--dataset-dir", str(dataset_dir),
+                *(["--optim", args.optim] if args.optim else []), "--model-dir", str(model_dir), "--dataset-dir", str(dataset_dir),
                 "--worker-out", str(worker_out),
             ] + (["--use-liger"] if use_liger else [])
             print(f"{key} ...", flush=True)
@@ -265,6 +315,7 @@ def main() -> None:
         "cells": cells,
     }
     (args.out / "benchmark.json").write_text(json.dumps(payload, indent=1))
+    write_report(cells, args.out)
     print(f"total {time.monotonic() - started:.0f} s; wrote {args.out / 'benchmark.json'}", flush=True)
 
 

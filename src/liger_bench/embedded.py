@@ -150,6 +150,9 @@ def write_model(directory: Path, preset: ModelPreset, tokenizer, seed: int) -> P
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.replace(directory)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return directory
 
 

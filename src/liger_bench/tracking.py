@@ -1,0 +1,359 @@
+"""MLflow logging of a benchmark: one parent run per pipeline run, one nested child run per grid point.
+
+The only module that imports mlflow, and only inside functions. Tracking must never cost a
+benchmark: every public function returns a status dict (``enabled``, ``available``, ``message``,
+``run_id``) instead of raising when the server is down, slow or refuses a request. With the server
+unreachable a call returns within ``OUTAGE_BUDGET_S`` and logs one warning naming the URI.
+
+Credentials come only from the environment (``MLFLOW_TRACKING_TOKEN`` or
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, fed by a Kubernetes Secret), which mlflow
+reads itself; values of secret ``MLFLOW_TRACKING_*`` variables are redacted from every param and tag.
+
+We log with ``MlflowClient`` after training rather than with transformers' ``MLflowCallback``: with
+``MLFLOW_NESTED_RUN=true`` that callback ends the active parent run when a Trainer is collected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from liger_bench.records import STATUSES
+
+logger = logging.getLogger(__name__)
+
+STEP_METRICS = (
+    "step_time_s",
+    "tokens_per_s_padded",
+    "tokens_per_s_nonpad",
+    "tokens_per_s_trained",
+    "peak_mem_allocated_gb",
+    "peak_mem_reserved_gb",
+    "mfu",
+    "loss",
+    "learning_rate",
+)
+# Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
+SUMMARY_PREFIX = "summary/"
+ENVIRONMENT_TAGS = ("gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python")
+# skipped runs never trained: KILLED tells them apart from runs that crashed or ran out of memory.
+RUN_STATUS = {"ok": "FINISHED", "oom": "FAILED", "failed": "FAILED", "skipped": "KILLED"}
+
+# Limits of the MLflow REST API (mlflow.utils.validation).
+MAX_PARAM_CHARS = 6000
+MAX_TAG_CHARS = 8000
+PARAMS_PER_BATCH = 100
+TAGS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+REASON_CHARS = 2000
+
+# Outage bound: the probe waits at most PROBE_TIMEOUT_S to connect and as long to read. Each later
+# request waits at most HTTP_TIMEOUT_S per attempt, HTTP_RETRIES retries, backoff 0 s then 2 s (+ jitter),
+# and a request is only started while it can finish within OUTAGE_BUDGET_S of the call's start.
+OUTAGE_BUDGET_S = 30.0
+PROBE_TIMEOUT_S = 3.0
+HTTP_TIMEOUT_S = 5
+HTTP_RETRIES = 2
+HTTP_BACKOFF_FACTOR = 1
+HTTP_BACKOFF_JITTER = 0.5
+WORST_REQUEST_S = (HTTP_RETRIES + 1) * HTTP_TIMEOUT_S + HTTP_BACKOFF_FACTOR * 2 + HTTP_BACKOFF_JITTER
+# mlflow reads these per request, so setting them around our calls is enough.
+BOUNDED_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(HTTP_TIMEOUT_S),
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(HTTP_RETRIES),
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(HTTP_BACKOFF_FACTOR),
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": str(HTTP_BACKOFF_JITTER),
+    # A proxy answering 503 with Retry-After: 600 would otherwise stall us for ten minutes.
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",
+}
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def tracking_enabled(uri: str) -> bool:
+    """Whether tracking is configured: an empty (or blank) URI turns it off."""
+    return bool(uri and uri.strip())
+
+
+def start_parent_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict) -> dict[str, Any]:
+    """Create the pipeline's parent run (experiment created when missing) and leave it RUNNING.
+
+    Args:
+        uri: Tracking URI; empty turns tracking off.
+        experiment: Experiment name, created when it does not exist.
+        run_name: Name of the parent run, the pipeline run's name.
+        params: Pipeline parameters; lists and dicts are logged as JSON strings.
+        tags: Extra tags, e.g. the KFP run id and pod name.
+
+    Returns:
+        The status dict; ``run_id`` is the parent's id, or "" when nothing was logged.
+
+    """
+
+    def body(client) -> str:
+        run = client.create_run(_experiment_id(client, experiment), run_name=_scrub(run_name))
+        _log_batches(client, run.info.run_id, params=params, tags=tags)
+        return run.info.run_id
+
+    return _guarded(uri, f"parent run {run_name!r}", body)
+
+
+def log_child_run(
+    uri: str,
+    experiment: str,
+    parent_run_id: str,
+    result: dict[str, Any],
+    steps: list[dict[str, Any]],
+    history_path: str | None,
+) -> dict[str, Any]:
+    """Log one grid point as a finished child run of ``parent_run_id`` (a top-level run when that is "").
+
+    The run is FINISHED for ``ok``, FAILED for ``oom`` and ``failed``, KILLED for ``skipped``.
+
+    Args:
+        uri: Tracking URI; empty turns tracking off.
+        experiment: Experiment name, created when it does not exist.
+        parent_run_id: Id of the parent run; "" when it could not be created.
+        result: A ``RunResult.to_dict()``; its ``config`` becomes params, its finite ``metrics``
+            become ``summary/*`` metrics, its status, reason and environment become tags.
+        steps: Step records of ``StepMetricsCallback``; each metric in ``STEP_METRICS`` is logged at
+            ``record["step"]`` (None and non-finite values skipped).
+        history_path: Step-history file logged as an artifact, or None.
+
+    Returns:
+        The status dict; ``run_id`` is the child's id, or "" when nothing was logged.
+
+    Raises:
+        ValueError: When ``result`` has an unknown status or ``history_path`` does not exist.
+
+    """
+    if result.get("status") not in STATUSES:
+        raise ValueError(f"result status must be one of {STATUSES}, got {result.get('status')!r}")
+    if history_path is not None and not Path(history_path).is_file():
+        raise ValueError(f"history_path {history_path!r} is not a file")
+    environment = result.get("environment", {})
+    tags = {key: environment[key] for key in ENVIRONMENT_TAGS if key in environment}
+    tags.update({f"version.{lib}": version for lib, version in environment.get("libraries", {}).items()})
+    tags.update(status=result["status"], reason=str(result.get("reason", ""))[:REASON_CHARS])
+    tags.update(run_key=result["run_key"])
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    timestamp = int(time.time() * 1000)
+    metrics = [
+        (name, record[name], timestamp, int(record["step"]))
+        for record in steps
+        for name in STEP_METRICS
+        if _finite(record.get(name))
+    ]
+    metrics += [
+        (SUMMARY_PREFIX + name, value, timestamp, 0)
+        for name, value in result.get("metrics", {}).items()
+        if _finite(value)
+    ]
+
+    def body(client) -> str:
+        run = client.create_run(_experiment_id(client, experiment), run_name=_scrub(result["run_key"]))
+        run_id = run.info.run_id
+        _log_batches(client, run_id, params=result.get("config", {}), tags=tags, metrics=metrics)
+        if history_path is not None:
+            client.log_artifact(run_id, history_path)
+        client.set_terminated(run_id, RUN_STATUS[result["status"]])
+        return run_id
+
+    return _guarded(uri, f"child run {result['run_key']!r}", body)
+
+
+def log_analysis(uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str]) -> dict:
+    """Log the analysis's summary metrics and files to the parent run, then end it FINISHED.
+
+    Args:
+        uri: Tracking URI; empty turns tracking off.
+        parent_run_id: Id of the parent run; "" (never created) logs nothing.
+        metrics: Summary metrics; non-finite values are skipped.
+        artifact_paths: Files (report HTML, tables) logged at the root of the run's artifacts.
+
+    Returns:
+        The status dict; ``run_id`` is the parent's id.
+
+    Raises:
+        ValueError: When an artifact path is not a file.
+
+    """
+    missing = [path for path in artifact_paths if not Path(path).is_file()]
+    if missing:
+        raise ValueError(f"artifact paths are not files: {missing}")
+    if tracking_enabled(uri) and not parent_run_id:
+        return _unavailable(uri, "analysis", "there is no parent run (it could not be created)")
+    timestamp = int(time.time() * 1000)
+    batch = [(name, value, timestamp, 0) for name, value in metrics.items() if _finite(value)]
+
+    def body(client) -> str:
+        _log_batches(client, parent_run_id, metrics=batch)
+        for path in artifact_paths:
+            client.log_artifact(parent_run_id, path)
+        client.set_terminated(parent_run_id, "FINISHED")
+        return parent_run_id
+
+    return _guarded(uri, "analysis", body)
+
+
+def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
+    """Probe the server, then run ``body`` with bounded HTTP; any tracking failure becomes a status."""
+    if not tracking_enabled(uri):
+        return _status(False, False, "tracking off: no MLflow tracking URI", "")
+    deadline = time.monotonic() + OUTAGE_BUDGET_S
+    problem = _probe(uri)
+    if problem:
+        return _unavailable(uri, what, problem)
+    import requests
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _bounded_http():
+            run_id = body(_BoundedClient(MlflowClient(tracking_uri=uri), deadline))
+    except (MlflowException, requests.RequestException, OSError, _OutOfTime) as error:
+        reason = f"{type(error).__name__}: {str(error)[:500]}"
+        if "Invalid Host header" in str(error):
+            reason += " (add this host to the server's --allowed-hosts)"
+        return _unavailable(uri, what, reason)
+    return _status(True, True, f"{what} logged to {_redact_uri(uri)}", run_id)
+
+
+class _BoundedClient:
+    """Forwards to an MlflowClient; refuses to start a request that could end past the deadline."""
+
+    def __init__(self, client, deadline: float):
+        self._client = client
+        self._deadline = deadline
+        self._start = deadline - OUTAGE_BUDGET_S
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+
+        def call(*args, **kwargs):
+            if time.monotonic() + WORST_REQUEST_S > self._deadline:
+                spent = time.monotonic() - self._start
+                raise _OutOfTime(f"server too slow: {spent:.0f} s spent, {OUTAGE_BUDGET_S:.0f} s allowed")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def _probe(uri: str) -> str:
+    """'' when an http(s) server answers ``/health`` (other URIs need no probe), else the problem."""
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return ""
+    import requests
+
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1")
+    verify = False if insecure else os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S, verify=verify)
+    except requests.Timeout:
+        return f"/health did not answer within {PROBE_TIMEOUT_S:.0f} s"
+    except requests.RequestException as error:
+        return f"/health unreachable ({type(error).__name__})"
+    if response.status_code >= 500:
+        return f"/health answered HTTP {response.status_code}"
+    return ""
+
+
+@contextlib.contextmanager
+def _bounded_http() -> Iterator[None]:
+    """Set ``BOUNDED_HTTP_ENV`` and quiet urllib3's per-retry warnings (we log one) for the duration.
+
+    Not thread-safe: components log from one thread.
+    """
+    saved = {name: os.environ.get(name) for name in BOUNDED_HTTP_ENV}
+    urllib3_logger = logging.getLogger("urllib3.connectionpool")
+    saved_level = urllib3_logger.level
+    os.environ.update(BOUNDED_HTTP_ENV)
+    urllib3_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        urllib3_logger.setLevel(saved_level)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _experiment_id(client, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        # A sibling task created it between our two requests.
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _log_batches(client, run_id: str, params: dict | None = None, tags: dict | None = None, metrics=()):
+    from mlflow.entities import Metric, Param, RunTag
+
+    param_list = [Param(key, _param_value(value)) for key, value in (params or {}).items()]
+    tag_list = [RunTag(key, _scrub(str(value))[:MAX_TAG_CHARS]) for key, value in (tags or {}).items()]
+    metric_list = [Metric(key, float(value), timestamp, step) for key, value, timestamp, step in metrics]
+    for start in range(0, len(param_list), PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=param_list[start : start + PARAMS_PER_BATCH])
+    for start in range(0, len(tag_list), TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=tag_list[start : start + TAGS_PER_BATCH])
+    for start in range(0, len(metric_list), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metric_list[start : start + METRICS_PER_BATCH])
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        value = json.dumps(value, sort_keys=True, default=str)
+    text = str(value)
+    return _scrub(text)[:MAX_PARAM_CHARS]
+
+
+def _scrub(text: str) -> str:
+    """Replace values of secret ``MLFLOW_TRACKING_*`` environment variables by ``<redacted>``."""
+    for name, value in os.environ.items():
+        if name.startswith("MLFLOW_TRACKING_") and any(s in name for s in ("TOKEN", "PASSWORD", "SECRET")):
+            if value:
+                text = text.replace(value, "<redacted>")
+    return text
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _redact_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts)
+
+
+def _status(enabled: bool, available: bool, message: str, run_id: str) -> dict[str, Any]:
+    return {"enabled": enabled, "available": available, "message": message, "run_id": run_id}
+
+
+def _unavailable(uri: str, what: str, reason: str) -> dict[str, Any]:
+    # Error texts may quote the URI, credentials included.
+    reason = _scrub(reason.replace(uri, _redact_uri(uri)))
+    message = f"MLflow at {_redact_uri(uri)}: {what} not logged, continuing without tracking: {reason}"
+    logger.warning(message)
+    return _status(True, False, message, "")

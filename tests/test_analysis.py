@@ -1,0 +1,163 @@
+import math
+
+import pandas as pd
+import pytest
+from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
+
+from liger_bench.analysis import analyze_results, check_success_ratio, mean_ci, success_ratio, t_quantile_975
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return analyze_results(*build(gpu_scenario()))
+
+
+def row(frame: pd.DataFrame, **where) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    assert mask.sum() == 1, f"expected one row for {where}, got {mask.sum()}"
+    return frame[mask].iloc[0]
+
+
+def test_t_quantiles_match_published_values():
+    assert t_quantile_975(1) == 12.706
+    assert t_quantile_975(2) == 4.303
+    assert t_quantile_975(30) == 2.042
+    assert t_quantile_975(60) == pytest.approx(2.000, abs=1e-3)
+    assert t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_quantile_975(0)
+
+
+def test_mean_ci_of_one_value_has_no_interval():
+    mean, low, high = mean_ci([5.0])
+    assert mean == 5.0 and math.isnan(low) and math.isnan(high)
+    assert math.isnan(mean_ci([])[0])
+    assert mean_ci([1.0, 3.0]) == pytest.approx((2.0, 2.0 - 12.706, 2.0 + 12.706))
+
+
+def test_paired_gain_and_its_interval_match_a_hand_computation(gpu):
+    ratios = [liger_rate(16, r) / vanilla_rate(16, r) - 1 for r in range(3)]
+    mean = sum(ratios) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in ratios) / 2)
+    gain = row(gpu.gains, batch_size=16)
+    assert gain.n_pairs == 3
+    assert gain.gain_pct == pytest.approx(100 * mean)
+    assert gain.gain_ci_low_pct == pytest.approx(100 * (mean - 4.303 * sd / math.sqrt(3)))
+    assert gain.gain_ci_high_pct == pytest.approx(100 * (mean + 4.303 * sd / math.sqrt(3)))
+    assert gain.mem_reserved_reduction_pct == pytest.approx(25.0)
+    assert gain.mem_allocated_reduction_pct == pytest.approx(25.0)
+
+
+def test_a_failed_repeat_leaves_its_pair_out(gpu):
+    gain = row(gpu.gains, batch_size=8)
+    expected = sum(liger_rate(8, r) / vanilla_rate(8, r) - 1 for r in (0, 1)) / 2
+    assert (gain.n_pairs, gain.liger_outcome, gain.vanilla_outcome) == (2, "partial", "ok")
+    assert gain.gain_pct == pytest.approx(100 * expected)
+
+
+def test_cell_throughput_is_the_mean_over_repeats_with_memory_peaks(gpu):
+    cell = row(gpu.cells, variant="vanilla", batch_size=16)
+    assert (cell.n_runs, cell.n_ok, cell.outcome) == (3, 3, "ok")
+    assert cell.tokens_per_s_nonpad == pytest.approx(sum(vanilla_rate(16, r) for r in range(3)) / 3)
+    assert cell.tokens_per_s_nonpad_ci_low < cell.tokens_per_s_nonpad < cell.tokens_per_s_nonpad_ci_high
+    assert cell.tokens_per_s_padded == pytest.approx(cell.tokens_per_s_nonpad / 0.8, rel=1e-3)
+    assert cell.peak_mem_reserved_gb == pytest.approx(48.0)
+    assert cell.peak_mem_allocated_gb == pytest.approx(43.2)
+    assert cell.mfu > 0
+    oom = row(gpu.cells, variant="vanilla", batch_size=24)
+    assert (oom.n_oom, oom.outcome) == (3, "oom") and math.isnan(oom.tokens_per_s_nonpad)
+
+
+def test_oom_frontier(gpu):
+    liger, vanilla = row(gpu.frontier, variant="liger"), row(gpu.frontier, variant="vanilla")
+    assert (liger.largest_ok_batch, liger.smallest_oom_batch is pd.NA) == (24, True)
+    assert (vanilla.largest_ok_batch, vanilla.smallest_oom_batch) == (16, 24)
+
+
+def test_parity_flags_the_drifting_pair_and_only_it(gpu):
+    assert len(gpu.parity) == 5  # 3 repeats × bs 16, 2 × bs 8 (one Liger run failed), none at bs 24
+    failing = gpu.parity[gpu.parity["passed"] == False]  # noqa: E712
+    assert failing[["batch_size", "repeat", "liger_run"]].values.tolist() == [[16, 1, "liger-bs16-seq512-r1"]]
+    assert failing.iloc[0].max_rel_diff == pytest.approx(0.05)
+    assert (gpu.parity["n_steps_compared"] == 17).all()  # 20 steps - 3 warm-up
+    relaxed = analyze_results(*build(gpu_scenario()), parity_tolerance=0.06)
+    assert relaxed.parity["passed"].all()
+
+
+def test_parity_ignores_warmup_steps():
+    results, histories = build([Run(True, 8, 256), Run(False, 8, 256)])
+    liger_history = next(h for h in histories if h["run_key"].startswith("liger"))
+    for step in liger_history["steps"][:3]:
+        step["loss"] *= 2
+    parity = analyze_results(results, histories).parity
+    assert parity.iloc[0].passed and parity.iloc[0].max_rel_diff == pytest.approx(0.0)
+
+
+def test_problems_list_every_run_that_did_not_train_with_its_reason(gpu):
+    assert sorted(gpu.problems["status"]) == ["failed", "oom", "oom", "oom"]
+    failed = row(gpu.problems, status="failed")
+    assert (failed.run_key, failed.reason) == ("liger-bs8-seq512-r2", "RuntimeError: NCCL watchdog timeout")
+
+
+def test_histories_join_by_run_key_in_any_order(gpu):
+    per_run = gpu.steps.groupby("run_key").size().to_dict()
+    assert per_run.pop("liger-bs8-seq512-r2") == 2  # the failed run stopped after two steps
+    assert set(per_run.values()) == {20} and len(per_run) == 14
+    results, histories = build([Run(True, 8, 256), Run(False, 8, 256)])
+    alone = analyze_results(results, histories[:1])
+    assert set(alone.steps["run_key"]) == {histories[0]["run_key"]}
+
+
+def test_cpu_run_with_liger_skipped():
+    analysis = analyze_results(*build(cpu_scenario(), cuda=False))
+    assert set(analysis.gains["liger_outcome"]) == {"skipped"}
+    assert (analysis.gains["n_pairs"] == 0).all() and analysis.parity.empty
+    assert analysis.cells["peak_mem_reserved_gb"].isna().all()
+    assert row(analysis.frontier, variant="liger").largest_ok_batch is pd.NA
+    assert row(analysis.frontier, variant="vanilla").largest_ok_batch == 4
+    assert math.isnan(row(analysis.cells, variant="vanilla", batch_size=4).tokens_per_s_nonpad_ci_low)
+
+
+def test_zero_ok_runs_and_no_runs_at_all():
+    analysis = analyze_results(
+        *build([Run(True, 64, 4096, status="oom"), Run(False, 64, 4096, status="failed")])
+    )
+    assert set(analysis.cells["outcome"]) == {"oom", "failed"}
+    assert analysis.parity.empty and analysis.gains.iloc[0].n_pairs == 0
+    empty = analyze_results([], [])
+    assert empty.cells.empty and empty.gains.empty and "gain_pct" in empty.gains.columns
+
+
+def test_only_one_variant():
+    analysis = analyze_results(*build([Run(False, 8, 256, r) for r in range(3)]))
+    assert list(analysis.gains["liger_outcome"]) == ["not run"]
+    assert analysis.parity.empty and list(analysis.frontier["variant"]) == ["vanilla"]
+
+
+def test_kfp_float_axes_are_restored_and_bad_input_is_named():
+    results, histories = build([Run(False, 8, 256)])
+    results[0]["config"]["per_device_train_batch_size"] = 8.0
+    assert analyze_results(results, histories).runs.iloc[0].batch_size == 8
+    with pytest.raises(ValueError, match="duplicate run_key.*vanilla-bs8-seq256-r0"):
+        analyze_results(results * 2, histories)
+    del results[0]["config"]["max_seq_length"]
+    with pytest.raises(ValueError, match="vanilla-bs8-seq256-r0"):
+        analyze_results(results, histories)
+    with pytest.raises(ValueError, match="parity_tolerance"):
+        analyze_results([], [], parity_tolerance=-0.1)
+
+
+def test_success_ratio_is_enforced_with_a_clear_message():
+    results, _ = build(gpu_scenario())
+    assert success_ratio(results) == pytest.approx(14 / 18)
+    assert check_success_ratio(results, 0.75) == pytest.approx(14 / 18)
+    with pytest.raises(
+        ValueError, match=r"success ratio 0\.78 \(14 of 18 runs ok; 3 oom, 1 failed.*min_success_ratio=0\.9"
+    ):
+        check_success_ratio(results, 0.9)
+    with pytest.raises(ValueError, match="min_success_ratio must be in"):
+        check_success_ratio(results, 1.5)
+    with pytest.raises(ValueError, match="0 of 0 runs"):
+        check_success_ratio([], 0.1)

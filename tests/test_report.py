@@ -1,0 +1,144 @@
+import math
+import re
+
+import pandas as pd
+import pytest
+from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
+
+from liger_bench.report import ReportBundle, build_report, write_bundle
+
+HOSTILE_REASON = 'ValueError: <img src="https://example.invalid/x.png"> | [click](javascript:alert(1))'
+
+
+@pytest.fixture(scope="module")
+def gpu() -> ReportBundle:
+    runs = gpu_scenario()
+    runs.append(Run(True, 32, 512, 0, status="failed", reason=HOSTILE_REASON, key="liger-bs32-<i>x</i>-r0"))
+    return build_report(*build(runs))
+
+
+def test_gpu_headline_states_gain_memory_frontier_and_parity_failure(gpu):
+    assert gpu.headline.startswith(
+        "Liger: +29% tokens/s and \u221225% peak memory at batch 16; trains batch 24 where the baseline runs "
+        "out of memory."
+    )
+    assert (
+        "Loss parity FAILED for 1 of 5 Liger/baseline pairs (max relative difference 5.0%, tolerance 2%)"
+        in (gpu.headline)
+    )
+
+
+def test_metrics_are_flat_finite_floats_with_the_known_numbers(gpu):
+    assert all(isinstance(v, float) and math.isfinite(v) for v in gpu.metrics.values())
+    gain = 100 * sum(liger_rate(16, r) / vanilla_rate(16, r) - 1 for r in range(3)) / 3
+    assert gpu.metrics["liger_gain_pct_bs16_seq512"] == pytest.approx(gain)
+    assert gpu.metrics["headline_gain_pct"] == pytest.approx(gain)
+    assert gpu.metrics["mem_reduction_pct_bs16_seq512"] == pytest.approx(25.0)
+    assert "liger_gain_pct_bs24_seq512" not in gpu.metrics  # no pair there: left out, not NaN
+    expected = {"n_runs": 19, "n_ok": 14, "n_oom": 3, "n_failed": 2, "n_skipped": 0, "parity_failures": 1}
+    assert {k: gpu.metrics[k] for k in expected} == expected
+    assert gpu.metrics["largest_ok_batch_liger_seq512"] == 24
+    assert gpu.metrics["largest_ok_batch_vanilla_seq512"] == 16
+
+
+def test_html_is_self_contained_and_escapes_result_text(gpu):
+    page = gpu.html
+    assert "<script" not in page.lower()
+    assert "default-src 'none'" in page
+    urls = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert len(urls) == 4 and all(url.startswith("data:image/png;base64,") for url in urls)
+    assert "https://" not in page.replace(
+        HOSTILE_REASON.replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;"), ""
+    )
+    assert '<img src="https://example.invalid' not in page
+    assert "&lt;img src=&quot;https://example.invalid/x.png&quot;&gt;" in page
+    assert "liger-bs32-&lt;i&gt;x&lt;/i&gt;-r0" in page
+
+
+def test_html_sections_show_frontier_parity_problems_environment_and_grid(gpu):
+    text = re.sub(r"<[^>]+>", " ", gpu.html)
+    for expected in (
+        "Out-of-memory frontier",
+        "largest batch that trained",
+        "FAIL",
+        "OutOfMemoryError: CUDA out of memory",
+        "NVIDIA H100 80GB HBM3",
+        "570.124.06",
+        "0a67737cc96d2554230f90338b163bc6380a2a85",
+        "dce01c9b08f87459cf36a430d809084718273017",
+        "library liger-kernel",
+        "8, 16, 24, 32",
+        "Loss parity failed: liger-bs16-seq512-r1 vs vanilla-bs16-seq512-r1",
+    ):
+        assert expected in text, expected
+
+
+def test_markdown_summary_has_the_tables_and_cannot_be_hijacked(gpu):
+    md = gpu.markdown
+    assert "## Out-of-memory frontier" in md and "| vanilla | 512 | 16 | 24 |" in md
+    assert "| 16 | 512 | 1 | liger-bs16-seq512-r1 | vanilla-bs16-seq512-r1 | 17 | 5.00 | 19 | FAIL |" in md
+    assert "\\[click\\]" in md and "\\| " in md and "&lt;img" in md and "<img" not in md
+
+
+def test_table_is_the_per_cell_analysis_and_write_bundle_round_trips(gpu, tmp_path):
+    assert len(gpu.table) == 7  # 2 variants × bs 8/16/24 + the Liger bs 32 cell
+    write_bundle(gpu, tmp_path / "out/report.html", tmp_path / "out/summary.md", tmp_path / "out/table.csv")
+    assert (tmp_path / "out/report.html").read_text(encoding="utf-8") == gpu.html
+    assert (tmp_path / "out/summary.md").read_text(encoding="utf-8") == gpu.markdown
+    table = pd.read_csv(tmp_path / "out/table.csv")
+    assert list(table.columns) == list(gpu.table.columns)
+    assert table["tokens_per_s_nonpad"].tolist() == pytest.approx(
+        gpu.table["tokens_per_s_nonpad"].tolist(), nan_ok=True
+    )
+
+
+def test_cpu_run_says_liger_was_skipped_and_memory_is_missing():
+    bundle = build_report(*build(cpu_scenario(), cuda=False))
+    assert bundle.headline == (
+        "Liger was not measured: this was a CPU run and Liger's Triton kernels need a CUDA GPU, so its 2 "
+        "runs were skipped. Baseline only: 1,200 tokens/s at batch 4."
+    )
+    assert "Peak GPU memory was not measured" in bundle.html
+    assert "CPU run: Liger skipped" in bundle.html
+    assert bundle.html.count("<img ") == 3
+    assert bundle.metrics["n_skipped"] == 2 and "headline_gain_pct" not in bundle.metrics
+
+
+def test_headline_without_any_successful_run_and_without_any_run():
+    runs = [
+        Run(True, 64, 4096, status="oom"),
+        Run(False, 64, 4096, status="oom"),
+        Run(False, 8, 4096, status="failed"),
+    ]
+    bundle = build_report(*build(runs))
+    assert (
+        bundle.headline
+        == "No run trained successfully (2 out of memory, 1 failed of 3 runs); see the reasons below."
+    )
+    assert "No Liger/baseline pair" in bundle.html
+    empty = build_report([], [])
+    assert empty.headline == "No run results were collected." and empty.metrics["n_runs"] == 0.0
+
+
+def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
+    single = build_report(
+        *build([Run(False, 8, 256, tokens_per_s=5000.0), Run(False, 16, 256, tokens_per_s=9000.0)])
+    )
+    assert (
+        single.headline
+        == "Only stock transformers was run, so there is no comparison: 9,000 tokens/s at batch 16."
+    )
+    runs = [
+        Run(v, b, s, tokens_per_s=1000.0 * b * (1.2 if v else 1.0))
+        for v in (True, False)
+        for b in (8, 16)
+        for s in (256, 512)
+    ]
+    runs.append(Run(True, 32, 512, mem_reserved_gb=70.0))
+    runs.append(Run(False, 32, 512, status="oom"))
+    bundle = build_report(*build(runs))
+    assert bundle.headline.startswith(
+        "Liger: +20% tokens/s and +0% peak memory at batch 16 (seq 512); trains batch 32 (seq 512)"
+    )
+    assert "One repeat per cell: confidence intervals are unavailable" in bundle.html
+    assert "unavailable" in bundle.markdown

@@ -1,0 +1,149 @@
+"""The report in a real headless Chromium: images decode, nothing is fetched, the KFP iframe works.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages and selenium; skipped without them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from synthetic_results import Run, build, cpu_scenario, gpu_scenario
+
+from liger_bench.report import build_report, write_bundle
+
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE_REASON = '<img src="https://example.invalid/x.png" onerror="document.title=\'pwned\'">'
+
+ALL_IMAGES_DECODED = """
+const images = Array.from(document.images);
+const broken = images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt);
+return {count: images.length, broken: broken};
+"""
+EXTERNAL_REFERENCES = """
+const attrs = ['src', 'href', 'srcset', 'poster', 'data', 'action'];
+const refs = [];
+for (const el of document.querySelectorAll('*')) {
+  for (const a of attrs) {
+    const v = el.getAttribute(a);
+    if (v && !v.startsWith('data:')) refs.push(a + '=' + v);
+  }
+}
+const resources = performance.getEntriesByType('resource').length;
+return {refs: refs, scripts: document.scripts.length, resources: resources};
+"""
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    if not Path(CHROMIUM).exists() or not shutil.which("chromedriver"):
+        pytest.skip("needs /usr/bin/chromium and chromedriver (apt-get install -y chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    browser = webdriver.Chrome(options=options, service=service)
+    yield browser
+    browser.quit()
+
+
+def network_requests(browser) -> list[str]:
+    """URLs of every request the page (or its frames) tried since the last call."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def assert_page_is_self_contained(browser, expected_images: int) -> None:
+    decoded = browser.execute_script(ALL_IMAGES_DECODED)
+    assert decoded["count"] == expected_images
+    assert decoded["broken"] == []
+    refs = browser.execute_script(EXTERNAL_REFERENCES)
+    assert refs == {"refs": [], "scripts": 0, "resources": 0}
+
+
+@pytest.fixture(scope="module")
+def gpu_report(tmp_path_factory) -> Path:
+    runs = gpu_scenario()
+    runs.append(
+        Run(True, 32, 512, 0, status="failed", reason=HOSTILE_REASON, key="liger-bs32-<b>seq512</b>-r0")
+    )
+    bundle = build_report(*build(runs), title="GPU <grid> & co")
+    folder = tmp_path_factory.mktemp("gpu-report")
+    write_bundle(bundle, folder / "report.html", folder / "summary.md", folder / "table.csv")
+    return folder / "report.html"
+
+
+def test_report_renders_offline_with_every_figure(driver, gpu_report, tmp_path):
+    network_requests(driver)
+    driver.get(gpu_report.as_uri())
+    assert driver.title == "GPU <grid> & co"
+    assert_page_is_self_contained(driver, expected_images=4)
+    body = driver.find_element("tag name", "body").text
+    assert HOSTILE_REASON in body
+    assert "liger-bs32-<b>seq512</b>-r0" in body
+    assert "Loss parity FAILED" in driver.find_element("css selector", ".headline").text
+    requests = network_requests(driver)
+    assert requests, "the performance log recorded no request at all; the check would be vacuous"
+    assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
+
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(height + 150, 16000))
+    screenshot = tmp_path / "report.png"
+    driver.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 50_000
+    driver.set_window_size(1280, 1000)
+
+
+def test_report_renders_inside_the_kubeflow_sandboxed_iframe(driver, gpu_report, tmp_path):
+    page = gpu_report.read_text(encoding="utf-8")
+    wrapper = tmp_path / "kfp-ui.html"
+    wrapper.write_text(
+        '<!DOCTYPE html><html><body><iframe id="report" sandbox="allow-scripts" '
+        'style="width:1200px;height:900px" '
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe></body></html>',
+        encoding="utf-8",
+    )
+    network_requests(driver)
+    driver.get(wrapper.as_uri())
+    driver.switch_to.frame(driver.find_element("id", "report"))
+    try:
+        assert_page_is_self_contained(driver, expected_images=4)
+        assert "Liger:" in driver.find_element("css selector", ".headline").text
+    finally:
+        driver.switch_to.default_content()
+    allowed = ("file:", "data:", "about:")
+    assert [url for url in network_requests(driver) if not url.startswith(allowed)] == []
+
+
+def test_cpu_report_explains_missing_memory_instead_of_an_empty_figure(driver, tmp_path):
+    bundle = build_report(*build(cpu_scenario(), cuda=False))
+    path = tmp_path / "report.html"
+    path.write_text(bundle.html, encoding="utf-8")
+    network_requests(driver)
+    driver.get(path.as_uri())
+    assert_page_is_self_contained(driver, expected_images=3)
+    text = driver.find_element("tag name", "body").text
+    assert "Peak GPU memory was not measured" in text
+    assert "CPU run: Liger skipped" in text
+    assert [url for url in network_requests(driver) if not url.startswith(("file:", "data:"))] == []

@@ -1,0 +1,310 @@
+"""liger_bench.tracking against a real MLflow server on loopback, a dead port and misbehaving sockets."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from liger_bench import tracking
+
+HTTP_METRICS = ("step_time_s", "tokens_per_s_padded", "tokens_per_s_nonpad", "tokens_per_s_trained", "loss")
+
+
+def step_records(n_steps: int) -> list[dict]:
+    """Records shaped like StepMetricsCallback's on a CPU: no memory or MFU figures, loss from step 2."""
+    return [
+        {
+            "step": step,
+            "warmup": step <= 1,
+            "step_time_s": 0.5 + step / 100,
+            "tokens_padded": 2048,
+            "tokens_per_s_padded": 4096.0,
+            "tokens_per_s_nonpad": 3000.0 + step,
+            "tokens_per_s_trained": 2900.0,
+            "total_tokens_padded": 2048 * step,
+            "peak_mem_allocated_gb": None,
+            "peak_mem_reserved_gb": None,
+            "mfu": None,
+            "loss": None if step == 1 else 3.0 - step / 1000,
+            "learning_rate": None,
+        }
+        for step in range(1, n_steps + 1)
+    ]
+
+
+def run_result(run_key: str, status: str, reason: str = "", **config_extra) -> dict:
+    """A RunResult.to_dict() with the fields tracking reads."""
+    return {
+        "run_key": run_key,
+        "status": status,
+        "config": {"run_key": run_key, "use_liger": True, "per_device_train_batch_size": 4, **config_extra},
+        "reason": reason,
+        "metrics": {
+            "median_tokens_per_s_nonpad": 3002.0,
+            "step_time_cv": None,
+            "n_steps": 3,
+            "mfu": float("nan"),
+        },
+        "liger_kernels": {"rms_norm": 3},
+        "environment": {
+            "gpu_name": "NVIDIA H100 80GB HBM3",
+            "gpu_count": 1,
+            "driver": "550.54.15",
+            "cuda": "12.4",
+            "hostname": "train-pod-0",
+            "libraries": {"torch": "2.6.0", "liger-kernel": "0.8.5"},
+        },
+        "mlflow": {},
+    }
+
+
+def write_history(tmp_path: Path, steps: list[dict], name: str = "history.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(steps))
+    return str(path)
+
+
+def client_for(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def warnings_from(caplog: pytest.LogCaptureFixture, name: str | None = None) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING and (name is None or r.name == name)]
+
+
+def test_tracking_off_does_nothing(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    history = write_history(tmp_path, step_records(2))
+    statuses = [
+        tracking.start_parent_run("", "exp", "pipeline-run", {"a": 1}, {}),
+        tracking.log_child_run("", "exp", "", run_result("k", "ok"), step_records(2), history),
+        tracking.log_analysis("  ", "", {"speedup": 1.2}, [history]),
+    ]
+    for status in statuses:
+        assert status == {"enabled": False, "available": False, "message": status["message"], "run_id": ""}
+    assert not tracking.tracking_enabled("")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+    assert not warnings_from(caplog)
+
+
+def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
+    experiment = f"round-trip-{uuid.uuid4().hex[:8]}"
+    params = {"model": "tiny-llama", "grid": [1, 2], "base_config": {"max_steps": 3}, "long": "x" * 7000}
+    parent = tracking.start_parent_run(
+        mlflow_server, experiment, "bench-run-1", params, {"kfp_run_id": "r-123"}
+    )
+    assert parent["enabled"] and parent["available"], parent["message"]
+
+    ok_steps = step_records(130)  # 5 metrics x 130 steps: two metric batches
+    extra_config = {f"var_{i:03d}": i for i in range(120)}  # more than one params batch
+    ok_result = run_result("liger-bs4-r0", "ok", **extra_config)
+    history = write_history(tmp_path, ok_steps)
+    ok = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], ok_result, ok_steps, history)
+    oom_result = run_result("liger-bs64-r0", "oom", reason="CUDA out of memory. " * 500)
+    oom = tracking.log_child_run(
+        mlflow_server, experiment, parent["run_id"], oom_result, step_records(2), None
+    )
+    skipped = tracking.log_child_run(
+        mlflow_server, experiment, parent["run_id"], run_result("liger-bs128-r0", "skipped"), [], None
+    )
+    assert all(s["available"] for s in (ok, oom, skipped)), [ok, oom, skipped]
+
+    client = client_for(mlflow_server)
+    run = client.get_run(parent["run_id"])
+    assert run.info.status == "RUNNING"
+    assert run.info.run_name == "bench-run-1"
+    assert run.data.tags["kfp_run_id"] == "r-123"
+    assert run.data.params["grid"] == "[1, 2]"
+    assert json.loads(run.data.params["base_config"]) == {"max_steps": 3}
+    assert len(run.data.params["long"]) == tracking.MAX_PARAM_CHARS
+
+    child = client.get_run(ok["run_id"])
+    assert child.info.status == "FINISHED"
+    assert child.info.run_name == "liger-bs4-r0"
+    assert child.data.tags["mlflow.parentRunId"] == parent["run_id"]
+    assert child.data.tags["status"] == "ok"
+    assert child.data.tags["run_key"] == "liger-bs4-r0"
+    assert child.data.tags["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    assert child.data.tags["version.torch"] == "2.6.0"
+    assert child.data.tags["version.liger-kernel"] == "0.8.5"
+    assert child.data.params == {key: str(value) for key, value in ok_result["config"].items()}
+    for name in HTTP_METRICS:
+        history_points = client.get_metric_history(ok["run_id"], name)
+        expected = [s["step"] for s in ok_steps if s[name] is not None]
+        assert sorted(m.step for m in history_points) == expected, name
+    assert client.get_metric_history(ok["run_id"], "mfu") == []
+    assert child.data.metrics["summary/median_tokens_per_s_nonpad"] == 3002.0
+    assert child.data.metrics["summary/n_steps"] == 3
+    assert "summary/step_time_cv" not in child.data.metrics
+    assert "summary/mfu" not in child.data.metrics
+    assert [a.path for a in client.list_artifacts(ok["run_id"])] == ["history.json"]
+
+    oom_run = client.get_run(oom["run_id"])
+    assert oom_run.info.status == "FAILED"
+    assert oom_run.data.tags["status"] == "oom"
+    assert oom_run.data.tags["reason"].startswith("CUDA out of memory.")
+    assert len(oom_run.data.tags["reason"]) == tracking.REASON_CHARS
+    assert client.get_run(skipped["run_id"]).info.status == "KILLED"
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'"
+    )
+    assert sorted(r.info.run_id for r in children) == sorted(s["run_id"] for s in (ok, oom, skipped))
+
+    artifacts = []
+    for name, text in (
+        ("report.html", "<html></html>"),
+        ("analysis.csv", "a,b\n1,2\n"),
+        ("summary.md", "# s\n"),
+    ):
+        (tmp_path / name).write_text(text)
+        artifacts.append(str(tmp_path / name))
+    analysis = tracking.log_analysis(
+        mlflow_server, parent["run_id"], {"speedup_median": 1.31, "bad": float("inf")}, artifacts
+    )
+    assert analysis["available"], analysis["message"]
+    run = client.get_run(parent["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == {"speedup_median": 1.31}
+    assert sorted(a.path for a in client.list_artifacts(parent["run_id"])) == [
+        "analysis.csv",
+        "report.html",
+        "summary.md",
+    ]
+
+
+@pytest.mark.parametrize("variable", ["MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD"])
+def test_credentials_never_reach_params_tags_or_artifacts(mlflow_server, tmp_path, monkeypatch, variable):
+    import mlflow.artifacts
+
+    canary = f"canary-{uuid.uuid4().hex}"
+    monkeypatch.setenv(variable, canary)
+    if variable == "MLFLOW_TRACKING_PASSWORD":
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bench")
+    experiment = f"canary-{uuid.uuid4().hex[:8]}"
+    parent = tracking.start_parent_run(
+        mlflow_server, experiment, f"run-{canary}", {"token": canary}, {"pod": f"pod-{canary}"}
+    )
+    result = run_result("k", "failed", reason=f"auth failed with {canary}", leaked=canary)
+    result["environment"]["libraries"]["torch"] = canary
+    steps = step_records(3)
+    child = tracking.log_child_run(
+        mlflow_server, experiment, parent["run_id"], result, steps, write_history(tmp_path, steps)
+    )
+    (tmp_path / "report.html").write_text("<html>report</html>")
+    tracking.log_analysis(mlflow_server, parent["run_id"], {"speedup": 1.0}, [str(tmp_path / "report.html")])
+    assert parent["available"] and child["available"], (parent, child)
+
+    client = client_for(mlflow_server)
+    for run_id in (parent["run_id"], child["run_id"]):
+        data = client.get_run(run_id).data
+        texts = [*data.params.values(), *data.tags.values(), *data.params, *data.tags]
+        assert not [text for text in texts if canary in text], run_id
+        assert any("<redacted>" in text for text in texts)
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, dst_path=str(tmp_path / run_id), tracking_uri=mlflow_server
+            )
+        )
+        files = [p for p in downloaded.rglob("*") if p.is_file()]
+        assert files
+        assert not [p for p in files if canary in p.read_text()]
+
+
+def closed_port_calls(uri: str, history: str) -> list:
+    return [
+        lambda: tracking.start_parent_run(uri, "exp", "run", {"a": 1}, {"b": 2}),
+        lambda: tracking.log_child_run(uri, "exp", "0" * 32, run_result("k", "ok"), step_records(3), history),
+        lambda: tracking.log_analysis(uri, "0" * 32, {"speedup": 1.0}, [history]),
+    ]
+
+
+@pytest.mark.parametrize("call_index", [0, 1, 2], ids=["start_parent_run", "log_child_run", "log_analysis"])
+def test_dead_server_costs_one_warning_and_seconds(dead_mlflow_uri, tmp_path, caplog, call_index):
+    call = closed_port_calls(dead_mlflow_uri, write_history(tmp_path, step_records(3)))[call_index]
+    start = time.monotonic()
+    status = call()
+    elapsed = time.monotonic() - start
+    assert elapsed < 5, elapsed
+    assert status["enabled"] and not status["available"] and status["run_id"] == ""
+    assert dead_mlflow_uri in status["message"]
+    assert [r.getMessage() for r in warnings_from(caplog)] == [status["message"]]
+
+
+def test_credentials_in_the_uri_stay_out_of_the_warning(dead_mlflow_uri, caplog):
+    uri = dead_mlflow_uri.replace("http://", "http://bench:s3cret@")
+    status = tracking.start_parent_run(uri, "exp", "run", {}, {})
+    assert not status["available"] and "s3cret" not in status["message"]
+    assert "***@127.0.0.1" in status["message"]
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
+class _HealthyButFailing(http.server.BaseHTTPRequestHandler):
+    """Answers /health, then 503 to every API call: a server whose database is down."""
+
+    def do_GET(self):  # noqa: N802 (the name http.server dispatches to)
+        self.send_response(200 if self.path == "/health" else 503)
+        self.end_headers()
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def failing_server_uri():
+    """A stdlib HTTP server on loopback standing in for an MLflow server whose API fails (503)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HealthyButFailing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_server_uri():
+    """A socket that accepts connections (the kernel completes the handshake) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_api_failures_after_a_healthy_probe_are_bounded(failing_server_uri, caplog):
+    start = time.monotonic()
+    status = tracking.start_parent_run(failing_server_uri, "exp", "run", {"a": 1}, {})
+    elapsed = time.monotonic() - start
+    assert elapsed < tracking.OUTAGE_BUDGET_S
+    assert not status["available"] and "503" in status["message"]
+    assert [r.getMessage() for r in warnings_from(caplog)] == [status["message"]]
+
+
+def test_silent_server_times_out_at_the_probe(silent_server_uri, caplog):
+    start = time.monotonic()
+    status = tracking.start_parent_run(silent_server_uri, "exp", "run", {"a": 1}, {})
+    elapsed = time.monotonic() - start
+    assert elapsed < 2 * tracking.PROBE_TIMEOUT_S + 1
+    assert not status["available"] and "/health" in status["message"]
+    assert len(warnings_from(caplog)) == 1
+
+
+def test_invalid_input_raises_value_error(tmp_path):
+    with pytest.raises(ValueError, match="status must be one of"):
+        tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "crashed"), [], None)
+    with pytest.raises(ValueError, match="is not a file"):
+        tracking.log_child_run(
+            "http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no")
+        )
+    with pytest.raises(ValueError, match="not files"):
+        tracking.log_analysis("http://127.0.0.1:1", "r", {}, [str(tmp_path / "missing.html")])
