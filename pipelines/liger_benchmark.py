@@ -28,10 +28,15 @@ class ClusterOptions:
     """Settings fixed when the pipeline is compiled (KFP cannot take them as run parameters).
 
     ``max_concurrency`` is here because kfp 2.17 accepts only a constant ``parallelism`` in
-    ``dsl.ParallelFor``.
+    ``dsl.ParallelFor``; the resources because kfp's local runner cannot resolve parameters used as
+    resources inside a loop.
     """
 
     max_concurrency: int = 4
+    train_cpu_request: str = "4"
+    train_cpu_limit: str = "16"
+    train_memory_request: str = "32Gi"
+    train_memory_limit: str = "128Gi"
     train_timeout_s: int = 4 * 3600
     cache_training: bool = False
     hf_cache_pvc: str = ""
@@ -65,8 +70,6 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         mlflow_secret: str = "liger-bench-mlflow",
         gpu_node_selector: dict = {},
         gpu_tolerations: list = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        train_cpu_limit: str = "16",
-        train_memory_limit: str = "128Gi",
     ) -> HTML:
         """Fine-tune a model with and without Liger Kernel and report speed, memory and loss parity.
 
@@ -91,8 +94,6 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             mlflow_secret: Kubernetes Secret with MLflow credentials (MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD).
             gpu_node_selector: Node labels for training pods, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
             gpu_tolerations: Tolerations for training pods (GPU node taints).
-            train_cpu_limit: CPU limit of each training pod.
-            train_memory_limit: Memory limit of each training pod.
         """
         model_task = download_model(model_name=model_name, model_revision=model_revision)
         dataset_task = download_dataset(
@@ -123,19 +124,18 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         )
         grid_task.set_caching_options(False)  # it opens a new MLflow parent run each time
 
-        with dsl.ParallelFor(grid_task.outputs["grid"], parallelism=options.max_concurrency) as config:
+        with dsl.ParallelFor(grid_task.output, parallelism=options.max_concurrency) as config:
             train_task = train_model(
                 config=config,
                 model=model_task.outputs["model"],
                 dataset=dataset_task.outputs["dataset"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 mlflow_experiment=mlflow_experiment,
-                mlflow_parent_run_id=grid_task.outputs["mlflow_parent_run_id"],
             )
             train_task.set_caching_options(options.cache_training)
             train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-            train_task.set_cpu_request("4").set_cpu_limit(train_cpu_limit)
-            train_task.set_memory_request("32Gi").set_memory_limit(train_memory_limit)
+            train_task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
+            train_task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
             kubernetes.add_node_selector_json(train_task, gpu_node_selector)
             kubernetes.add_toleration_json(train_task, gpu_tolerations)
             kubernetes.empty_dir_mount(
@@ -148,7 +148,6 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             histories=dsl.Collected(train_task.outputs["history"]),
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_parent_run_id=grid_task.outputs["mlflow_parent_run_id"],
         )
         analyze_task.set_caching_options(False)
         for task in (grid_task, train_task, analyze_task):

@@ -12,7 +12,6 @@ def analyze_results(
     histories: Input[List[Artifact]],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
-    mlflow_parent_run_id: str,
     report: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
@@ -27,8 +26,8 @@ def analyze_results(
         results: Result records of all runs (collected from train_model).
         histories: Step histories of all runs (collected from train_model).
         min_success_ratio: Fail the task when a smaller fraction of runs has status ``ok``.
-        mlflow_tracking_uri: MLflow server; empty turns tracking off.
-        mlflow_parent_run_id: Parent run that receives the report and summary metrics.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off. The report goes to the parent run
+            the training runs recorded.
         report: Self-contained HTML report.
         summary: Markdown summary.
         metrics: Headline numbers for the KFP compare view.
@@ -45,6 +44,5 @@ def analyze_results(
         log_metric=metrics.log_metric,
         min_success_ratio=min_success_ratio,
         mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_parent_run_id=mlflow_parent_run_id,
     )
     report.metadata["headline"] = headline

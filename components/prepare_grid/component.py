@@ -1,5 +1,3 @@
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Input, Model
 
@@ -21,10 +19,12 @@ def prepare_grid(
     mlflow_experiment: str,
     pipeline_run_name: str,
     pipeline_run_id: str,
-) -> NamedTuple("GridOutputs", grid=list, mlflow_parent_run_id=str):
+) -> list:
     """Validate the experiment and expand it into one training config per run.
 
-    Also opens the MLflow parent run that every training run nests under.
+    Also opens the MLflow parent run that every training run nests under; its id travels in each
+    grid item (key ``mlflow_parent_run_id``), since kfp's local runner loops only over a task's
+    single output.
 
     Args:
         model: The downloaded model (its metadata says the architecture and context length).
@@ -41,11 +41,9 @@ def prepare_grid(
         pipeline_run_name: Name of the pipeline run (names the MLflow parent run).
         pipeline_run_id: Id of the pipeline run (an MLflow tag).
     """
-    from collections import namedtuple
-
     from liger_bench.steps import grid_step
 
-    grid, parent_run_id = grid_step(
+    return grid_step(
         model_info=dict(model.metadata),
         axes={
             "use_liger": use_liger,
@@ -62,4 +60,3 @@ def prepare_grid(
         pipeline_run_name=pipeline_run_name,
         pipeline_run_id=pipeline_run_id,
     )
-    return namedtuple("GridOutputs", ["grid", "mlflow_parent_run_id"])(grid, parent_run_id)

@@ -11,7 +11,6 @@ def train_model(
     dataset: Input[Dataset],
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
-    mlflow_parent_run_id: str,
     result: Output[Artifact],
     history: Output[Artifact],
 ):
@@ -21,12 +20,11 @@ def train_model(
     itself succeeds so that one bad grid point never stops the others.
 
     Args:
-        config: One grid item from prepare_grid (a TrainConfig as a dict).
+        config: One grid item from prepare_grid (a TrainConfig as a dict, plus the MLflow parent run id).
         model: Model folder from download_model.
         dataset: Prepared dataset from download_dataset.
         mlflow_tracking_uri: MLflow server; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
-        mlflow_parent_run_id: Parent run to nest this run under.
         result: JSON record of the run: status, reason, aggregates, environment.
         history: JSON per-step training history.
     """
@@ -42,7 +40,6 @@ def train_model(
         history_path=history.path,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
-        mlflow_parent_run_id=mlflow_parent_run_id,
     )
     result.metadata.update(run_key=outcome.run_key, status=outcome.status, reason=outcome.reason[:500])
     history.metadata.update(run_key=outcome.run_key)

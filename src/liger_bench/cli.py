@@ -15,10 +15,10 @@ from pathlib import Path
 # The embedded default: small enough for two CPU cores in a few minutes, same pipeline as a cluster.
 LOCAL_DEFAULTS = {
     "use_liger": [True, False],
-    "per_device_train_batch_size": [2, 4],
+    "per_device_train_batch_size": [2, 4, 8],
     "max_seq_length": [128],
-    "n_runs": 2,
-    "max_steps": 8,
+    "n_runs": 3,
+    "max_steps": 10,
     "warmup_steps_to_skip": 3,
 }
 BUILD_OPTIONS = ("max_concurrency",)

@@ -6,7 +6,6 @@ functions run under the kfp local runner and in cluster pods.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 
@@ -14,7 +13,12 @@ from liger_bench import tracking
 from liger_bench.config import TrainConfig
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
 
-log = logging.getLogger(__name__)
+PARENT_RUN_KEY = "mlflow_parent_run_id"
+
+
+def progress(message: str) -> None:
+    """One progress line in the task's log (kfp's local runner and pod logs show stdout)."""
+    print(f"[liger-bench] {message}", flush=True)
 
 
 def grid_step(
@@ -24,14 +28,14 @@ def grid_step(
     mlflow_experiment: str,
     pipeline_run_name: str,
     pipeline_run_id: str,
-) -> tuple[list[dict], str]:
-    """Validate and expand the grid, then open the MLflow parent run; return ``(grid, parent_run_id)``."""
+) -> list[dict]:
+    """Validate and expand the grid, open the MLflow parent run, and put its id in every item."""
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.liger import supported_model_types
 
     grid = expand_grid(GridSpec(**axes))
     check_against_model(grid, model_info, supported_model_types())
-    log.info("grid of %d runs: %s", len(grid), ", ".join(item["run_key"] for item in grid))
+    progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
     status = tracking.start_parent_run(
         mlflow_tracking_uri,
         mlflow_experiment,
@@ -44,7 +48,8 @@ def grid_step(
             "model_revision": model_info.get("revision", ""),
         },
     )
-    return grid, status.get("run_id", "")
+    parent_run_id = status.get("run_id", "")
+    return [{**item, PARENT_RUN_KEY: parent_run_id} for item in grid]
 
 
 def train_step(
@@ -57,24 +62,29 @@ def train_step(
     history_path: str,
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
-    mlflow_parent_run_id: str,
 ) -> RunResult:
     """Train one grid point, write its history and result, mirror them to MLflow."""
     from liger_bench.training import run_training
 
+    config = dict(config)
+    parent_run_id = config.pop(PARENT_RUN_KEY, "")
     train_config = TrainConfig.from_dict(config)
-    log.info("run %s starting", train_config.run_key)
+    progress(f"{train_config.run_key}: training")
     result, steps = run_training(train_config, model_dir, dataset_dir)
     result.model = model_info
     result.dataset = dataset_info
     # The history is the source of truth that MLflow mirrors; the result, written last, records
     # whether the mirroring worked and marks the run complete.
     write_json_atomic(history_path, history_document(result, steps))
-    result.mlflow = tracking.log_child_run(
-        mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, result.to_dict(), steps, history_path
-    )
+    result.mlflow = {
+        **tracking.log_child_run(
+            mlflow_tracking_uri, mlflow_experiment, parent_run_id, result.to_dict(), steps, history_path
+        ),
+        "parent_run_id": parent_run_id,
+    }
     write_json_atomic(result_path, result.to_dict())
-    log.info("run %s finished: %s %s", result.run_key, result.status, result.reason)
+    rate = result.metrics.get("median_tokens_per_s_nonpad")
+    progress(f"{result.run_key}: {result.status}" + (f", {rate:,.0f} tokens/s" if rate else f" ({result.reason})"))
     return result
 
 
@@ -87,7 +97,6 @@ def analyze_step(
     log_metric: Callable[[str, float], None],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
-    mlflow_parent_run_id: str,
 ) -> str:
     """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio."""
     from liger_bench.analysis import check_success_ratio
@@ -99,9 +108,10 @@ def analyze_step(
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)
+    parent_run_id = next((r["mlflow"]["parent_run_id"] for r in results if r["mlflow"].get("parent_run_id")), "")
     tracking.log_analysis(
-        mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, [html_path, markdown_path, table_path]
+        mlflow_tracking_uri, parent_run_id, bundle.metrics, [html_path, markdown_path, table_path]
     )
-    log.info("report written to %s: %s", html_path, bundle.headline)
+    progress(f"report written: {bundle.headline}")
     check_success_ratio(results, min_success_ratio)
     return bundle.headline
