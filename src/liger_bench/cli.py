@@ -56,6 +56,7 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
     params = local_params(overrides)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ transformers. The only difference between variants is ``apply_liger``.
 from __future__ import annotations
 
 import gc
-import logging
 import tempfile
 import traceback
 from collections.abc import Sequence
@@ -17,8 +16,6 @@ from typing import Any
 
 from liger_bench.config import TrainConfig
 from liger_bench.records import RunResult
-
-log = logging.getLogger(__name__)
 
 GIB = 2**30
 NO_CUDA_REASON = (
@@ -45,7 +42,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         output_dir=output_dir,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -65,21 +62,30 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
     )
 
 
-def _measured_trainer_class():
+def train_measured(
+    config: TrainConfig, model, rows: list[dict], pad_token_id: int, step_metrics, callbacks: Sequence[Any], bf16: bool
+) -> None:
+    """Train ``model`` on tokenised ``rows`` with transformers' Trainer, every micro-batch shown to
+    ``step_metrics`` (a ``StepMetricsCallback``)."""
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     class MeasuredTrainer(Trainer):
-        """transformers' Trainer that shows each micro-batch to the metrics callback."""
-
-        def __init__(self, *args, step_metrics, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.step_metrics = step_metrics
-
         def training_step(self, model, inputs, num_items_in_batch=None):
-            self.step_metrics.record_batch(inputs)
+            step_metrics.record_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
-    return MeasuredTrainer
+    with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
+        trainer = MeasuredTrainer(
+            model=model,
+            args=_training_arguments(config, output_dir, bf16),
+            train_dataset=rows,
+            data_collator=DataCollatorForLanguageModeling(pad_token_id=pad_token_id),
+            callbacks=[step_metrics, *callbacks],
+        )
+        trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
+        trainer.train()
 
 
 def load_model(model_dir: str, bf16: bool):
@@ -107,11 +113,9 @@ def _train(
     """The training itself; fills ``result`` as it goes and returns the step history."""
     import torch
     from transformers import AutoTokenizer, set_seed
-    from transformers.trainer_callback import PrinterCallback
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from liger_bench.data import load_prepared, tokenize
-    from liger_bench.liger import apply_liger
+    from liger_bench.liger import apply_liger, patched_kernels
     from liger_bench.metrics import StepMetricsCallback, model_flops_per_token, peak_tflops_for
 
     bf16 = _use_bf16(config)
@@ -131,6 +135,9 @@ def _train(
         )
     if config.use_liger:
         result.liger_kernels = apply_liger(model, config.liger_flags())
+    elif any(patched_kernels(model).values()):
+        # liger-kernel also patches module-level classes; a baseline must never inherit them.
+        raise RuntimeError(f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}")
 
     flops_per_token = model_flops_per_token(
         n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size, config.max_seq_length
@@ -140,20 +147,10 @@ def _train(
     result.metrics.update(model_flops_per_token=flops_per_token, peak_tflops=peak or None)
     step_metrics = StepMetricsCallback(config.warmup_steps_to_skip, flops_per_token, peak)
 
-    with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
-        trainer = _measured_trainer_class()(
-            model=model,
-            args=_training_arguments(config, output_dir, bf16),
-            train_dataset=tokenized.rows,
-            data_collator=DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id),
-            callbacks=[step_metrics, *callbacks],
-            step_metrics=step_metrics,
-        )
-        trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
-        try:
-            trainer.train()
-        finally:
-            result.metrics["steps_completed"] = len(step_metrics.steps)
+    try:
+        train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
+    finally:
+        result.metrics["steps_completed"] = len(step_metrics.steps)
     return step_metrics.steps
 
 
@@ -177,23 +174,22 @@ def run_training(
     result = RunResult(
         run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment()
     )
+    steps: list[dict] = []
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
-        return result, []
-
-    steps: list[dict] = []
-    try:
-        steps = _train(config, model_dir, dataset_dir, result, extra_callbacks)
-    except torch.OutOfMemoryError as err:
-        result.status = "oom"
-        result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
-        if torch.cuda.is_available():
-            result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
-            result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
-    except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
-        result.status = "failed"
-        result.reason = f"{type(err).__name__}: {err}"
-        result.metrics["traceback"] = traceback.format_exc(limit=8)
+    else:
+        try:
+            steps = _train(config, model_dir, dataset_dir, result, extra_callbacks)
+        except torch.OutOfMemoryError as err:
+            result.status = "oom"
+            result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
+            if torch.cuda.is_available():
+                result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
+                result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
+        except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
+            result.status = "failed"
+            result.reason = f"{type(err).__name__}: {err}"
+            result.metrics["traceback"] = traceback.format_exc(limit=8)
     # The exception (and its frames holding the model) is gone here, so memory can really be freed.
     gc.collect()
     if torch.cuda.is_available():
@@ -201,6 +197,5 @@ def run_training(
     result.metrics.update(aggregate(steps, config.warmup_steps_to_skip))
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
         result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
-    log.info("run %s: %s %s", config.run_key, result.status, result.reason)
     return result, steps
 

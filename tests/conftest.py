@@ -1,0 +1,68 @@
+"""Shared fixtures: the embedded model and dataset (made once per session), MLflow servers, GPU marker."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow_server import dead_mlflow_uri, mlflow_server  # noqa: F401 - fixtures for the whole suite
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` cleanly where there is no CUDA device (CI never has one)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the device machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def embedded_assets(tmp_path_factory):
+    """``(model_dir, dataset_dir)`` of the embedded tiny Phi-3 model and alpaca-format dataset."""
+    from liger_bench.embedded import ensure_embedded
+
+    return ensure_embedded(tmp_path_factory.mktemp("embedded"))
+
+
+@pytest.fixture(scope="session")
+def prepared_dataset(embedded_assets, tmp_path_factory):
+    """The embedded dataset as download_dataset saves it (prompt/completion, save_to_disk)."""
+    from liger_bench.data import prepare_dataset
+
+    destination = tmp_path_factory.mktemp("prepared") / "dataset"
+    prepare_dataset(str(embedded_assets[1]), "train", "", destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def local_pipeline_run(tmp_path_factory, embedded_assets):
+    """One whole local pipeline run on the embedded default (small grid), shared by several tests."""
+    from liger_bench.cli import run_local
+
+    output_dir = tmp_path_factory.mktemp("local-run")
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "per_device_train_batch_size": [2, 4],
+        "n_runs": 2,
+        "max_steps": 6,
+    }
+    report = run_local(output_dir, overrides)
+    return output_dir, report
+
+
+@pytest.fixture
+def kfp_local(tmp_path, monkeypatch):
+    """kfp's local SubprocessRunner in this environment, with its own pipeline root."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from kfp import local
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "pipeline_root"))
+    return tmp_path

@@ -1,0 +1,104 @@
+"""Each component's function on real artifacts; the downloads also through kfp's local runner.
+
+kfp's local runner does not take input artifacts for a single task, so prepare_grid, train_model
+and analyze_results run through it inside the whole pipeline (test_pipeline.py).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from liger_bench.components.analyze_results import analyze_results
+from liger_bench.components.download_dataset import download_dataset
+from liger_bench.components.download_model import download_model
+from liger_bench.components.prepare_grid import prepare_grid
+from liger_bench.components.train_model import train_model
+from liger_bench.steps import PARENT_RUN_KEY
+
+GRID_AXES = {
+    "use_liger": [True, False],
+    "per_device_train_batch_size": [2],
+    "max_seq_length": [64],
+    "n_runs": 1,
+    "max_steps": 5,
+    "warmup_steps_to_skip": 3,
+    "base_config": {},
+    "max_grid_size": 256,
+    "mlflow_tracking_uri": "",
+    "mlflow_experiment": "components-test",
+    "pipeline_run_name": "components-test",
+    "pipeline_run_id": "0",
+}
+
+
+@pytest.fixture(scope="module")
+def downloaded(embedded_assets, tmp_path_factory):
+    """download_model and download_dataset run once through the local runner for this module."""
+    import os
+    import sys
+
+    from kfp import local
+
+    root = tmp_path_factory.mktemp("components")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    model = download_model(model_name=str(embedded_assets[0]), model_revision="").outputs["model"]
+    dataset = download_dataset(
+        dataset_name=str(embedded_assets[1]), dataset_split="train", dataset_revision=""
+    ).outputs["dataset"]
+    return model, dataset
+
+
+def test_download_model_materialises_a_checked_model_folder(downloaded):
+    model, _ = downloaded
+    folder = Path(model.path)
+    assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+    assert model.metadata["model_type"] == "phi3"
+    assert model.metadata["revision"] == "local"
+    assert model.metadata["max_position_embeddings"] == 2048
+
+
+def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):
+    from liger_bench.data import load_prepared
+
+    _, dataset = downloaded
+    data = load_prepared(dataset.path)
+    assert data.column_names == ["prompt", "completion"]
+    assert dataset.metadata["rows"] == len(data) == 256
+    assert dataset.metadata["source_format"] == "alpaca"
+    assert data[0]["prompt"].endswith("### Response:\n")
+
+
+def test_prepare_grid_expands_and_validates_against_the_model(downloaded):
+    model, _ = downloaded
+    grid = prepare_grid.python_func(model=model, **GRID_AXES)
+    assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "vanilla-bs2-seq64-r0"]
+    assert all(item[PARENT_RUN_KEY] == "" for item in grid)  # tracking off
+
+
+def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path):
+    """``python_func`` with real artifact objects: the thin wrappers alone, no runner."""
+    from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics
+
+    model, dataset = downloaded
+    result, history = Artifact(uri=str(tmp_path / "result")), Artifact(uri=str(tmp_path / "history"))
+    config = {"run_key": "vanilla-bs2-seq64-r0", "per_device_train_batch_size": 2, "max_seq_length": 64,
+              "max_steps": 4, PARENT_RUN_KEY: ""}
+    train_model.python_func(
+        config=config, model=model, dataset=dataset, mlflow_tracking_uri="", mlflow_experiment="x",
+        result=result, history=history,
+    )
+    assert result.metadata["status"] == "ok"
+    outputs = {name: cls(uri=str(tmp_path / name)) for name, cls in
+               (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))}
+    analyze_results.python_func(
+        results=[result], histories=[history], min_success_ratio=0.5, mlflow_tracking_uri="", **outputs
+    )
+    assert "<html" in Path(outputs["report"].path).read_text().lower()
+    assert outputs["metrics"].metadata  # headline numbers logged through Metrics.log_metric
+    assert Path(outputs["table"].path).read_text().startswith(tuple("abcdefghijklmnopqrstuvwxyz"))
+    with pytest.raises(ValueError, match="min_success_ratio"):
+        analyze_results.python_func(
+            results=[result], histories=[history], min_success_ratio=1.0 + 1e-9, mlflow_tracking_uri="", **outputs
+        )

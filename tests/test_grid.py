@@ -1,0 +1,35 @@
+"""Grid expansion: keys, order, types. (Every rejected input is in test_failure_matrix.py.)"""
+
+from liger_bench.config import TrainConfig
+from liger_bench.grid import GridSpec, expand_grid, run_key
+
+
+def test_grid_is_the_cartesian_product_times_repeats_in_repeat_major_order():
+    grid = expand_grid(GridSpec(use_liger=[True, False], per_device_train_batch_size=[8, 16], n_runs=2))
+    assert len(grid) == 8
+    assert [item["run_key"] for item in grid[:4]] == [
+        "liger-bs8-seq512-r0",
+        "vanilla-bs8-seq512-r0",
+        "liger-bs16-seq512-r0",
+        "vanilla-bs16-seq512-r0",
+    ]
+    assert grid[-1]["run_key"] == "vanilla-bs16-seq512-r1" and grid[-1]["repeat"] == 1
+    assert len({item["run_key"] for item in grid}) == 8
+
+
+def test_items_are_complete_train_configs_and_survive_kfp_float_ints():
+    item = expand_grid(GridSpec(per_device_train_batch_size=[4], use_liger=[False], n_runs=1))[0]
+    assert set(item) == set(TrainConfig.field_names())
+    as_kfp_delivers = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in item.items()}
+    config = TrainConfig.from_dict(as_kfp_delivers)
+    assert config.per_device_train_batch_size == 4 and isinstance(config.max_steps, int)
+
+
+def test_base_config_reaches_every_item():
+    grid = expand_grid(GridSpec(n_runs=1, base_config={"learning_rate": 1e-5, "liger_swiglu": False}))
+    assert all(item["learning_rate"] == 1e-5 and item["liger_swiglu"] is False for item in grid)
+
+
+def test_run_key_format():
+    assert run_key(True, 16, 512, 2) == "liger-bs16-seq512-r2"
+    assert run_key(False, 4, 128, 0) == "vanilla-bs4-seq128-r0"

@@ -1,0 +1,102 @@
+"""The metrics callback on real training steps of the tiny model, with token counts known by construction."""
+
+import statistics
+
+import pytest
+
+from liger_bench.config import TrainConfig
+from liger_bench.metrics import (
+    StepMetricsCallback,
+    aggregate,
+    count_tokens,
+    model_flops_per_token,
+    peak_tflops_for,
+)
+from liger_bench.training import load_model, train_measured
+
+# One batch holds the whole dataset, so every step sees exactly these rows, whatever the order.
+LENGTHS = [5, 9, 12, 7]
+PROMPT = 3  # the first 3 tokens of each row are prompt (label -100)
+PAD_ID = 2
+
+
+def _rows():
+    rows = []
+    for i, length in enumerate(LENGTHS):
+        ids = [10 + (i + j) % 50 for j in range(length)]
+        rows.append({"input_ids": ids, "labels": [-100] * PROMPT + ids[PROMPT:]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def measured(embedded_assets):
+    config = TrainConfig(per_device_train_batch_size=len(LENGTHS), max_steps=6, warmup_steps_to_skip=2)
+    callback = StepMetricsCallback(config.warmup_steps_to_skip, flops_per_token=1e6, peak_tflops=1.0)
+    model = load_model(str(embedded_assets[0]), bf16=False)
+    train_measured(config, model, _rows(), PAD_ID, callback, [], bf16=False)
+    return config, callback.steps
+
+
+def test_token_counts_per_step_exclude_padding_and_prompt(measured):
+    _, steps = measured
+    assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6]
+    for s in steps:
+        assert s["tokens_padded"] == len(LENGTHS) * max(LENGTHS)  # 48
+        assert s["tokens_nonpad"] == sum(LENGTHS)  # 33
+        assert s["tokens_trained"] == sum(n - PROMPT for n in LENGTHS)  # 21
+        assert s["tokens_per_s_nonpad"] == pytest.approx(s["tokens_nonpad"] / s["step_time_s"])
+        assert s["step_time_s"] > 0
+        assert s["loss"] is not None and s["learning_rate"] is not None
+    assert steps[-1]["total_tokens_padded"] == 6 * 48
+    assert steps[-1]["total_tokens_trained"] == 6 * 21
+
+
+def test_warmup_steps_are_excluded_exactly(measured):
+    config, steps = measured
+    assert [s["warmup"] for s in steps] == [True, True, False, False, False, False]
+    agg = aggregate(steps, config.warmup_steps_to_skip)
+    measured_steps = steps[2:]
+    assert agg["n_measured_steps"] == 4
+    rates = [s["tokens_per_s_nonpad"] for s in measured_steps]
+    assert agg["median_tokens_per_s_nonpad"] == statistics.median(rates)
+    assert agg["mean_tokens_per_s_nonpad"] == pytest.approx(statistics.fmean(rates))
+    times = [s["step_time_s"] for s in measured_steps]
+    assert agg["step_time_cv"] == pytest.approx(statistics.pstdev(times) / statistics.fmean(times))
+    assert agg["final_loss"] == steps[-1]["loss"]
+
+
+def test_mfu_uses_padded_throughput(measured):
+    _, steps = measured
+    for s in steps:
+        assert s["mfu"] == pytest.approx(s["tokens_per_s_padded"] * 1e6 / 1e12)
+
+
+def test_aggregate_of_synthetic_steps_is_exact():
+    steps = [
+        {"step": i, "step_time_s": t, "tokens_per_s_nonpad": r, "tokens_per_s_padded": r, "tokens_per_s_trained": r}
+        for i, (t, r) in enumerate([(9.0, 1.0), (1.0, 100.0), (2.0, 50.0), (4.0, 25.0)], start=1)
+    ]
+    agg = aggregate(steps, warmup_steps_to_skip=1)
+    assert agg["median_tokens_per_s_nonpad"] == 50.0
+    assert agg["mean_step_time_s"] == pytest.approx(7 / 3)
+    assert agg["peak_mem_reserved_gb"] is None
+    assert aggregate([], 3)["n_measured_steps"] == 0
+
+
+def test_count_tokens_handles_the_label_shift():
+    import torch
+
+    inputs = {
+        "input_ids": torch.ones(2, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+        "labels": torch.tensor([[5, 5, 5, 5], [-100, 5, -100, -100]]),
+    }
+    assert count_tokens(inputs) == {"tokens_padded": 8, "tokens_nonpad": 6, "tokens_trained": 4}
+
+
+def test_flops_and_peak_table():
+    assert model_flops_per_token(1_000, 2, 8, 16) == 6 * 1_000 + 12 * 2 * 8 * 16
+    assert peak_tflops_for("NVIDIA H100 80GB HBM3") == 989.0
+    assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
+    assert peak_tflops_for("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_tflops_for("some future card") == 0.0

@@ -1,0 +1,161 @@
+"""The pipeline: compiled package contents, and one whole run through kfp's local runner."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from liger_bench.cli import compile_pipeline
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    path = compile_pipeline(tmp_path_factory.mktemp("compiled") / "p.yaml", {"hf_cache_pvc": "hf-cache"})
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return path, spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_tasks_loop_and_fan_in(compiled):
+    _, spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"download-model", "download-dataset", "prepare-grid", "for-loop-1", "analyze-results"}
+    loop = tasks["for-loop-1"]
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 4
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--prepare-grid-Output"
+    assert "train-model" in spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    collected = tasks["analyze-results"]["inputs"]["artifacts"]
+    assert collected["results"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    assert collected["histories"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+
+
+def test_every_parameter_has_a_default_and_a_description(compiled):
+    _, spec, _ = compiled
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert len(parameters) >= 20
+    for name, definition in parameters.items():
+        assert "defaultValue" in definition, name
+        assert len(definition.get("description", "")) > 10, name
+    assert parameters["model_name"]["defaultValue"] == "microsoft/Phi-3-mini-4k-instruct"
+    assert parameters["dataset_name"]["defaultValue"] == "tatsu-lab/alpaca"
+    assert parameters["use_liger"]["defaultValue"] == [True, False]
+    assert parameters["n_runs"]["defaultValue"] == 3
+    assert parameters["mlflow_tracking_uri"]["defaultValue"] == ""
+
+
+def test_gpu_scheduling_secrets_retries_and_caching(compiled):
+    _, spec, executors = compiled
+    resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu" and resources["accelerator"]["resourceCount"] == "1"
+    assert resources["resourceMemoryLimit"] == "128Gi" and resources["resourceCpuLimit"] == "16"
+    train = executors["exec-train-model"]
+    assert train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
+    assert train["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
+    assert train["emptyDirMounts"] == [
+        {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
+    ]
+    assert train["activeDeadlineSeconds"] == "14400"
+    for name in ("exec-download-model", "exec-download-dataset"):
+        secret = executors[name]["secretAsEnv"][0]
+        assert secret["keyToEnv"] == [{"envVar": "HF_TOKEN", "secretKey": "HF_TOKEN"}] and secret["optional"]
+        assert executors[name]["pvcMount"][0]["mountPath"] == "/cache/huggingface"
+    for name in ("exec-prepare-grid", "exec-train-model", "exec-analyze-results"):
+        envs = {e["envVar"] for e in executors[name]["secretAsEnv"][0]["keyToEnv"]}
+        assert envs == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in ("download-model", "download-dataset"):
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
+        assert tasks[name]["cachingOptions"] == {"enableCache": True}
+    assert spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"].get("cachingOptions") == {}
+    assert tasks["prepare-grid"].get("cachingOptions") == {}
+
+
+def test_components_use_the_project_images_and_install_nothing(compiled):
+    from liger_bench.versions import image
+
+    _, spec, _ = compiled
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-train-model"]["container"]["image"] == image("cuda")
+    for name in ("exec-download-model", "exec-download-dataset", "exec-prepare-grid", "exec-analyze-results"):
+        container = executors[name]["container"]
+        assert container["image"] == image("cpu")
+        assert "pip install" not in " ".join(container["command"])
+
+
+def test_cli_compile_is_fast_and_kfp_loads_the_package_back(tmp_path):
+    from kfp import components
+
+    output = tmp_path / "liger_benchmark.yaml"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(output)], check=True)
+    assert time.monotonic() - started <= 5.0
+    loaded = components.load_component_from_file(str(output))
+    assert loaded.name == "liger-benchmark"
+    assert "per_device_train_batch_size" in loaded.component_spec.inputs
+
+
+def test_local_run_has_one_result_per_grid_point_and_a_report(local_pipeline_run):
+    output_dir, report = local_pipeline_run
+    run_root = report.parent.parent
+    grid = json.loads((run_root / "prepare-grid" / "executor_output.json").read_text())["parameterValues"]["Output"]
+    assert len(grid) == 8  # 2 variants x 2 batch sizes x 2 repeats
+    results = [json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/result")]
+    histories = {json.loads(p.read_text())["run_key"]: json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/history")}
+    assert sorted(r["run_key"] for r in results) == sorted(item["run_key"] for item in grid)
+    for result in results:
+        expected = "skipped" if result["config"]["use_liger"] else "ok"
+        assert result["status"] == expected, result["reason"]
+        assert len(histories[result["run_key"]]["steps"]) == (0 if expected == "skipped" else 6)
+    html = report.read_text()
+    for item in grid:
+        assert item["run_key"] in html
+    assert "CPU" in html and "skipped" in html
+    summary = (run_root / "analyze-results" / "summary").read_text()
+    assert "Liger was not measured" in summary
+    metrics = json.loads((run_root / "analyze-results" / "executor_output.json").read_text())
+    assert metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+
+
+def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embedded_assets, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from liger_bench.cli import run_local
+
+    experiment = "pipeline-tracking-test"
+    run_local(
+        tmp_path,
+        {
+            "model_name": str(embedded_assets[0]),
+            "dataset_name": str(embedded_assets[1]),
+            "per_device_train_batch_size": [2],
+            "n_runs": 2,
+            "max_steps": 5,
+            "mlflow_tracking_uri": mlflow_server,
+            "mlflow_experiment": experiment,
+        },
+    )
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert {c.info.run_name for c in children} == {"liger-bs2-seq128-r0", "vanilla-bs2-seq128-r0",
+                                                   "liger-bs2-seq128-r1", "vanilla-bs2-seq128-r1"}
+    for child in children:
+        status = child.data.tags["status"]
+        assert status == ("skipped" if child.data.params["use_liger"] == "True" else "ok")
+        assert child.data.params["per_device_train_batch_size"] == "2"
+        assert child.data.params["learning_rate"] == "6e-06"
+        if status == "ok":
+            for metric in ("tokens_per_s_nonpad", "tokens_per_s_padded", "step_time_s", "loss", "learning_rate"):
+                assert len(client.get_metric_history(child.info.run_id, metric)) == 5, metric
+            assert [a.path for a in client.list_artifacts(child.info.run_id)]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert any(path.endswith("report") or path.endswith(".html") for path in artifacts), artifacts
