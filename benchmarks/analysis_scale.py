@@ -32,9 +32,7 @@ def main() -> None:
     start = time.perf_counter()
     bundle = build_report(results, histories)
     report_s = time.perf_counter() - start
-    print(
-        f"analyze_results: {analysis_s:.2f} s (target <= {TARGET_S:.0f} s, {analysis_s / TARGET_S:.0%} of it)"
-    )
+    print(f"analyze_results: {analysis_s:.2f} s (target <= {TARGET_S:.0f} s, {analysis_s / TARGET_S:.0%} of it)")
     print(f"build_report (analysis + figures + HTML): {report_s:.2f} s, page {len(bundle.html) / 1e6:.1f} MB")
     print(f"cells {len(analysis.cells)}, parity pairs {len(analysis.parity)}, headline: {bundle.headline}")
 

@@ -38,6 +38,7 @@ class IndependentTimer(TrainerCallback):
         self.ends: list[float] = []
 
     def on_step_end(self, args, state, control, **kwargs):
+        """Record the synchronised time at the end of the step."""
         import torch
 
         torch.cuda.synchronize()
@@ -85,7 +86,13 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
         status = "oom"
     del model, optimizer
     torch.cuda.empty_cache()
-    return {"status": status, "step_times": times, "tokens": tokens, "peak_reserved_gb": peaks, "losses": losses}
+    return {
+        "status": status,
+        "step_times": times,
+        "tokens": tokens,
+        "peak_reserved_gb": peaks,
+        "losses": losses,
+    }
 
 
 def prepare_assets(cache: Path, preset: str) -> None:
@@ -124,7 +131,9 @@ def worker(args: argparse.Namespace) -> None:
         print(f"  {config.run_key}: {result.status} {result.reason[:120]}", flush=True)
         if result.status == "oom":
             break
-    ceiling = plain_loop(args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps)
+    ceiling = plain_loop(
+        args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps
+    )
     Path(args.worker_out).write_text(json.dumps({"runs": runs, "ceiling": ceiling}))
 
 
@@ -154,7 +163,9 @@ def write_report(cells: dict, out: Path) -> None:
 
     results = [run["result"] for cell in cells.values() for run in cell["runs"]]
     histories = [
-        history_document(RunResult.from_dict(run["result"]), run["steps"]) for cell in cells.values() for run in cell["runs"]
+        history_document(RunResult.from_dict(run["result"]), run["steps"])
+        for cell in cells.values()
+        for run in cell["runs"]
     ]
     bundle = build_report(results, histories, title="Liger Kernel benchmark: Phi-3-mini architecture, one GPU")
     write_bundle(bundle, out / "report.html", out / "summary.md", out / "analysis.csv")
@@ -180,13 +191,13 @@ def summarize(cell: dict, warmup: int) -> dict:
         for run in ok:
             callback = statistics.median(s["step_time_s"] for s in run["steps"] if not s["warmup"])
             ends = run["independent_step_ends"]
-            intervals = [b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:])]
+            intervals = [b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True)]
             agreements.append(callback / statistics.median(intervals) - 1.0)
         out["callback_vs_timer"] = max(agreements, key=abs)
         out["losses"] = [[s["loss"] for s in run["steps"] if not s["warmup"]] for run in ok]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok":
-        rates = [t / dt for t, dt in zip(ceiling["tokens"], ceiling["step_times"])]
+        rates = [t / dt for t, dt in zip(ceiling["tokens"], ceiling["step_times"], strict=True)]
         out["ceiling_tokens_per_s"] = _median_measured(rates, warmup)
         out["ceiling_peak_reserved_gb"] = max(ceiling["peak_reserved_gb"])
     out["ceiling_status"] = ceiling["status"]
@@ -195,8 +206,8 @@ def summarize(cell: dict, warmup: int) -> dict:
 
 def loss_parity(liger: dict, vanilla: dict) -> float | None:
     """Largest relative per-step loss difference between paired repeats (measured steps)."""
-    pairs = zip(liger.get("losses", []), vanilla.get("losses", []))
-    diffs = [abs(a - b) / abs(b) for la, lb in pairs for a, b in zip(la, lb) if a is not None and b]
+    pairs = zip(liger.get("losses", []), vanilla.get("losses", []), strict=False)  # a variant may have OOMed
+    diffs = [abs(a - b) / abs(b) for la, lb in pairs for a, b in zip(la, lb, strict=True) if a is not None and b]
     return max(diffs) if diffs else None
 
 
@@ -256,7 +267,10 @@ def main() -> None:
     parser.add_argument("--preset", default="phi3-mini")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"))
     parser.add_argument(
-        "--merge", type=Path, nargs="+", help="combine the benchmark.json of several calls (e.g. split by batch size)"
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="combine the benchmark.json of several calls (e.g. split by batch size)",
     )
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -282,7 +296,10 @@ def main() -> None:
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     # In a child process, so that this one holds no GPU memory while the workers measure.
-    subprocess.run([sys.executable, __file__, "--prepare", "--cache", str(args.cache), "--preset", args.preset], check=True)
+    subprocess.run(
+        [sys.executable, __file__, "--prepare", "--cache", str(args.cache), "--preset", args.preset],
+        check=True,
+    )
     model_dir, dataset_dir = json.loads((args.cache / "assets.json").read_text())
     print(f"assets ready in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -293,10 +310,26 @@ def main() -> None:
             worker_out = args.cache / "cells" / f"{key}.json"
             worker_out.parent.mkdir(parents=True, exist_ok=True)
             command = [
-                sys.executable, __file__, "--worker", "--batch-size", str(bs), "--seq-len", str(args.seq_len),
-                "--repeats", str(args.repeats), "--max-steps", str(args.max_steps), "--warmup", str(args.warmup),
-                *(["--optim", args.optim] if args.optim else []), "--model-dir", str(model_dir), "--dataset-dir", str(dataset_dir),
-                "--worker-out", str(worker_out),
+                sys.executable,
+                __file__,
+                "--worker",
+                "--batch-size",
+                str(bs),
+                "--seq-len",
+                str(args.seq_len),
+                "--repeats",
+                str(args.repeats),
+                "--max-steps",
+                str(args.max_steps),
+                "--warmup",
+                str(args.warmup),
+                *(["--optim", args.optim] if args.optim else []),
+                "--model-dir",
+                str(model_dir),
+                "--dataset-dir",
+                str(dataset_dir),
+                "--worker-out",
+                str(worker_out),
             ] + (["--use-liger"] if use_liger else [])
             print(f"{key} ...", flush=True)
             subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})

@@ -35,9 +35,7 @@ def cuda_wheel_tag() -> str:
     """PyTorch's wheel tag for the CUDA of the base image (``nvidia/cuda:12.8.1-…`` → ``cu128``)."""
     match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-[\w.-]+", versions.CUDA_BASE_IMAGE)
     if not match:
-        raise ValueError(
-            f"CUDA_BASE_IMAGE must look like 'nvidia/cuda:X.Y.Z-…', got {versions.CUDA_BASE_IMAGE!r}"
-        )
+        raise ValueError(f"CUDA_BASE_IMAGE must look like 'nvidia/cuda:X.Y.Z-…', got {versions.CUDA_BASE_IMAGE!r}")
     return f"cu{match.group(1)}{match.group(2)}"
 
 

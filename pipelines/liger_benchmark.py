@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML
-
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
@@ -139,7 +138,11 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             kubernetes.add_node_selector_json(train_task, gpu_node_selector)
             kubernetes.add_toleration_json(train_task, gpu_tolerations)
             kubernetes.empty_dir_mount(
-                train_task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size
+                train_task,
+                volume_name="dshm",
+                mount_path="/dev/shm",
+                medium="Memory",
+                size_limit=options.shm_size,
             )
             kubernetes.set_timeout(train_task, options.train_timeout_s)
 

@@ -92,9 +92,7 @@ def _wait_healthy(uri: str, process: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not _healthy(uri):
         if process.poll() is not None or time.monotonic() > deadline:
-            state = (
-                f"exited with {process.returncode}" if process.poll() is not None else "never became healthy"
-            )
+            state = f"exited with {process.returncode}" if process.poll() is not None else "never became healthy"
             tail = log_path.read_text()[-4000:]
             raise RuntimeError(f"mlflow server at {uri} {state}; log {log_path}:\n{tail}")
         time.sleep(0.2)

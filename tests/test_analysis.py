@@ -121,9 +121,7 @@ def test_cpu_run_with_liger_skipped():
 
 
 def test_zero_ok_runs_and_no_runs_at_all():
-    analysis = analyze_results(
-        *build([Run(True, 64, 4096, status="oom"), Run(False, 64, 4096, status="failed")])
-    )
+    analysis = analyze_results(*build([Run(True, 64, 4096, status="oom"), Run(False, 64, 4096, status="failed")]))
     assert set(analysis.cells["outcome"]) == {"oom", "failed"}
     assert analysis.parity.empty and analysis.gains.iloc[0].n_pairs == 0
     empty = analyze_results([], [])

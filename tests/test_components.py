@@ -4,16 +4,15 @@ kfp's local runner does not take input artifacts for a single task, so prepare_g
 and analyze_results run through it inside the whole pipeline (test_pipeline.py).
 """
 
-import json
 from pathlib import Path
 
 import pytest
-
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.train_model import train_model
+
 from liger_bench.steps import PARENT_RUN_KEY
 
 GRID_AXES = {
@@ -83,15 +82,27 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
 
     model, dataset = downloaded
     result, history = Artifact(uri=str(tmp_path / "result")), Artifact(uri=str(tmp_path / "history"))
-    config = {"run_key": "vanilla-bs2-seq64-r0", "per_device_train_batch_size": 2, "max_seq_length": 64,
-              "max_steps": 4, PARENT_RUN_KEY: ""}
+    config = {
+        "run_key": "vanilla-bs2-seq64-r0",
+        "per_device_train_batch_size": 2,
+        "max_seq_length": 64,
+        "max_steps": 4,
+        PARENT_RUN_KEY: "",
+    }
     train_model.python_func(
-        config=config, model=model, dataset=dataset, mlflow_tracking_uri="", mlflow_experiment="x",
-        result=result, history=history,
+        config=config,
+        model=model,
+        dataset=dataset,
+        mlflow_tracking_uri="",
+        mlflow_experiment="x",
+        result=result,
+        history=history,
     )
     assert result.metadata["status"] == "ok"
-    outputs = {name: cls(uri=str(tmp_path / name)) for name, cls in
-               (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))}
+    outputs = {
+        name: cls(uri=str(tmp_path / name))
+        for name, cls in (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))
+    }
     analyze_results.python_func(
         results=[result], histories=[history], min_success_ratio=0.5, mlflow_tracking_uri="", **outputs
     )
@@ -100,5 +111,9 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
     assert Path(outputs["table"].path).read_text().startswith(tuple("abcdefghijklmnopqrstuvwxyz"))
     with pytest.raises(ValueError, match="min_success_ratio"):
         analyze_results.python_func(
-            results=[result], histories=[history], min_success_ratio=1.0 + 1e-9, mlflow_tracking_uri="", **outputs
+            results=[result],
+            histories=[history],
+            min_success_ratio=1.0 + 1e-9,
+            mlflow_tracking_uri="",
+            **outputs,
         )

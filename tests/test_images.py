@@ -90,9 +90,7 @@ def test_pyproject_pins_exactly_what_versions_pins() -> None:
 
 
 def test_pyproject_leaves_torch_to_the_images() -> None:
-    (torch,) = [
-        Requirement(r) for r in pyproject()["project"]["dependencies"] if Requirement(r).name == "torch"
-    ]
+    (torch,) = [Requirement(r) for r in pyproject()["project"]["dependencies"] if Requirement(r).name == "torch"]
 
     assert not any(spec.operator == "==" for spec in torch.specifier)
     assert torch.specifier.contains(versions.TORCH_CPU) and torch.specifier.contains(versions.TORCH_CUDA)
@@ -127,9 +125,7 @@ def test_dockerfile_gets_every_version_from_a_build_arg(kind: str) -> None:
     declared = {line.split()[1].split("=")[0] for line in lines if line.startswith("ARG ")}
 
     assert declared == set(build.build_args(kind))
-    assert not any("=" in line for line in lines if line.startswith("ARG ")), (
-        "ARG defaults would duplicate pins"
-    )
+    assert not any("=" in line for line in lines if line.startswith("ARG ")), "ARG defaults would duplicate pins"
     assert [line for line in lines if line.startswith("FROM ")] == ["FROM ${BASE_IMAGE}"]
     literal_versions = [line for line in lines if re.search(r"\d+\.\d+", line)]
     assert literal_versions == [], "versions belong in liger_bench/versions.py"
@@ -157,9 +153,7 @@ def test_dockerfile_copies_the_whole_installable_project(kind: str) -> None:
         for line in (ROOT / "images" / kind / "Dockerfile.dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    package_roots = {
-        Path(path).parts[0] for path in pyproject()["tool"]["setuptools"]["package-dir"].values()
-    }
+    package_roots = {Path(path).parts[0] for path in pyproject()["tool"]["setuptools"]["package-dir"].values()}
 
     assert all((ROOT / path).exists() for path in copied)
     assert copied <= allowed, "the .dockerignore must let every copied path into the build context"

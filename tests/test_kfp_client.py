@@ -56,9 +56,7 @@ class FakeKfpApi:
             wanted = _filtered_name(request.query)
             return {
                 "pipelines": [
-                    {"pipeline_id": pid, "display_name": n}
-                    for n, pid in self.pipelines.items()
-                    if n == wanted
+                    {"pipeline_id": pid, "display_name": n} for n, pid in self.pipelines.items() if n == wanted
                 ]
             }
         if method == "POST" and path == f"{API}/pipelines/upload":
@@ -83,9 +81,7 @@ class FakeKfpApi:
             wanted = _filtered_name(request.query)
             return {
                 "experiments": [
-                    {"experiment_id": eid, "display_name": n}
-                    for n, eid in self.experiments.items()
-                    if n == wanted
+                    {"experiment_id": eid, "display_name": n} for n, eid in self.experiments.items() if n == wanted
                 ]
             }
         if method == "POST" and path == f"{API}/experiments":
@@ -287,9 +283,7 @@ def test_load_params_reads_yaml_and_json(tmp_path: Path, name: str, text: str, e
     params = kfp_client.load_params(path)
 
     assert params == (
-        expected
-        if expected is not None
-        else {"model_name": "org/model", "use_liger": [True, False], "n_runs": 3}
+        expected if expected is not None else {"model_name": "org/model", "use_liger": [True, False], "n_runs": 3}
     )
 
 

@@ -254,9 +254,7 @@ def test_the_rendered_mlflow_command_serves_the_service_names(rendered: dict, tm
 
     port = free_port()
     args = [localize(a) for a in container["args"]]
-    args = [
-        a.replace("--host=0.0.0.0", "--host=127.0.0.1").replace("--port=5000", f"--port={port}") for a in args
-    ]
+    args = [a.replace("--host=0.0.0.0", "--host=127.0.0.1").replace("--port=5000", f"--port={port}") for a in args]
     assert container["command"][0] == "mlflow"
     command = [sys.executable, "-m", "mlflow", *container["command"][1:], *args]
     env = {e["name"]: localize(e["value"]) for e in container["env"] if "value" in e}
@@ -277,9 +275,7 @@ def test_the_rendered_mlflow_command_serves_the_service_names(rendered: dict, tm
             "evil.example.com",
         ):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request(
-                "GET", "/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
-            )
+            connection.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host})
             statuses[host] = connection.getresponse().status
             connection.close()
         client = MlflowClient(tracking_uri=uri)

@@ -73,7 +73,13 @@ def test_mfu_uses_padded_throughput(measured):
 
 def test_aggregate_of_synthetic_steps_is_exact():
     steps = [
-        {"step": i, "step_time_s": t, "tokens_per_s_nonpad": r, "tokens_per_s_padded": r, "tokens_per_s_trained": r}
+        {
+            "step": i,
+            "step_time_s": t,
+            "tokens_per_s_nonpad": r,
+            "tokens_per_s_padded": r,
+            "tokens_per_s_trained": r,
+        }
         for i, (t, r) in enumerate([(9.0, 1.0), (1.0, 100.0), (2.0, 50.0), (4.0, 25.0)], start=1)
     ]
     agg = aggregate(steps, warmup_steps_to_skip=1)

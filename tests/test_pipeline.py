@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,7 +21,13 @@ def compiled(tmp_path_factory):
 def test_tasks_loop_and_fan_in(compiled):
     _, spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"download-model", "download-dataset", "prepare-grid", "for-loop-1", "analyze-results"}
+    assert set(tasks) == {
+        "download-model",
+        "download-dataset",
+        "prepare-grid",
+        "for-loop-1",
+        "analyze-results",
+    }
     loop = tasks["for-loop-1"]
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--prepare-grid-Output"
@@ -49,7 +54,10 @@ def test_every_parameter_has_a_default_and_a_description(compiled):
 def test_gpu_scheduling_secrets_retries_and_caching(compiled):
     _, spec, executors = compiled
     resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
-    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu" and resources["accelerator"]["resourceCount"] == "1"
+    assert (
+        resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        and resources["accelerator"]["resourceCount"] == "1"
+    )
     assert resources["resourceMemoryLimit"] == "128Gi" and resources["resourceCpuLimit"] == "16"
     train = executors["exec-train-model"]
     assert train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
@@ -103,7 +111,10 @@ def test_local_run_has_one_result_per_grid_point_and_a_report(local_pipeline_run
     grid = json.loads((run_root / "prepare-grid" / "executor_output.json").read_text())["parameterValues"]["Output"]
     assert len(grid) == 8  # 2 variants x 2 batch sizes x 2 repeats
     results = [json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/result")]
-    histories = {json.loads(p.read_text())["run_key"]: json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/history")}
+    histories = {
+        json.loads(p.read_text())["run_key"]: json.loads(p.read_text())
+        for p in run_root.glob("for-loop-*/train-model/history")
+    }
     assert sorted(r["run_key"] for r in results) == sorted(item["run_key"] for item in grid)
     for result in results:
         expected = "skipped" if result["config"]["use_liger"] else "ok"
@@ -146,15 +157,25 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
-    assert {c.info.run_name for c in children} == {"liger-bs2-seq128-r0", "vanilla-bs2-seq128-r0",
-                                                   "liger-bs2-seq128-r1", "vanilla-bs2-seq128-r1"}
+    assert {c.info.run_name for c in children} == {
+        "liger-bs2-seq128-r0",
+        "vanilla-bs2-seq128-r0",
+        "liger-bs2-seq128-r1",
+        "vanilla-bs2-seq128-r1",
+    }
     for child in children:
         status = child.data.tags["status"]
         assert status == ("skipped" if child.data.params["use_liger"] == "True" else "ok")
         assert child.data.params["per_device_train_batch_size"] == "2"
         assert child.data.params["learning_rate"] == "6e-06"
         if status == "ok":
-            for metric in ("tokens_per_s_nonpad", "tokens_per_s_padded", "step_time_s", "loss", "learning_rate"):
+            for metric in (
+                "tokens_per_s_nonpad",
+                "tokens_per_s_padded",
+                "step_time_s",
+                "loss",
+                "learning_rate",
+            ):
                 assert len(client.get_metric_history(child.info.run_id, metric)) == 5, metric
             assert [a.path for a in client.list_artifacts(child.info.run_id)]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}

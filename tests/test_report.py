@@ -22,9 +22,8 @@ def test_gpu_headline_states_gain_memory_frontier_and_parity_failure(gpu):
         "Liger: +29% tokens/s and \u221225% peak memory at batch 16; trains batch 24 where the baseline runs "
         "out of memory."
     )
-    assert (
-        "Loss parity FAILED for 1 of 5 Liger/baseline pairs (max relative difference 5.0%, tolerance 2%)"
-        in (gpu.headline)
+    assert "Loss parity FAILED for 1 of 5 Liger/baseline pairs (max relative difference 5.0%, tolerance 2%)" in (
+        gpu.headline
     )
 
 
@@ -112,8 +111,7 @@ def test_headline_without_any_successful_run_and_without_any_run():
     ]
     bundle = build_report(*build(runs))
     assert (
-        bundle.headline
-        == "No run trained successfully (2 out of memory, 1 failed of 3 runs); see the reasons below."
+        bundle.headline == "No run trained successfully (2 out of memory, 1 failed of 3 runs); see the reasons below."
     )
     assert "No Liger/baseline pair" in bundle.html
     empty = build_report([], [])
@@ -121,13 +119,8 @@ def test_headline_without_any_successful_run_and_without_any_run():
 
 
 def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
-    single = build_report(
-        *build([Run(False, 8, 256, tokens_per_s=5000.0), Run(False, 16, 256, tokens_per_s=9000.0)])
-    )
-    assert (
-        single.headline
-        == "Only stock transformers was run, so there is no comparison: 9,000 tokens/s at batch 16."
-    )
+    single = build_report(*build([Run(False, 8, 256, tokens_per_s=5000.0), Run(False, 16, 256, tokens_per_s=9000.0)]))
+    assert single.headline == "Only stock transformers was run, so there is no comparison: 9,000 tokens/s at batch 16."
     runs = [
         Run(v, b, s, tokens_per_s=1000.0 * b * (1.2 if v else 1.0))
         for v in (True, False)

@@ -85,9 +85,7 @@ def assert_page_is_self_contained(browser, expected_images: int) -> None:
 @pytest.fixture(scope="module")
 def gpu_report(tmp_path_factory) -> Path:
     runs = gpu_scenario()
-    runs.append(
-        Run(True, 32, 512, 0, status="failed", reason=HOSTILE_REASON, key="liger-bs32-<b>seq512</b>-r0")
-    )
+    runs.append(Run(True, 32, 512, 0, status="failed", reason=HOSTILE_REASON, key="liger-bs32-<b>seq512</b>-r0"))
     bundle = build_report(*build(runs), title="GPU <grid> & co")
     folder = tmp_path_factory.mktemp("gpu-report")
     write_bundle(bundle, folder / "report.html", folder / "summary.md", folder / "table.csv")

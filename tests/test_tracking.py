@@ -100,9 +100,7 @@ def test_tracking_off_does_nothing(tmp_path, monkeypatch, caplog):
 def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
     experiment = f"round-trip-{uuid.uuid4().hex[:8]}"
     params = {"model": "tiny-llama", "grid": [1, 2], "base_config": {"max_steps": 3}, "long": "x" * 7000}
-    parent = tracking.start_parent_run(
-        mlflow_server, experiment, "bench-run-1", params, {"kfp_run_id": "r-123"}
-    )
+    parent = tracking.start_parent_run(mlflow_server, experiment, "bench-run-1", params, {"kfp_run_id": "r-123"})
     assert parent["enabled"] and parent["available"], parent["message"]
 
     ok_steps = step_records(130)  # 5 metrics x 130 steps: two metric batches
@@ -111,9 +109,7 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
     history = write_history(tmp_path, ok_steps)
     ok = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], ok_result, ok_steps, history)
     oom_result = run_result("liger-bs64-r0", "oom", reason="CUDA out of memory. " * 500)
-    oom = tracking.log_child_run(
-        mlflow_server, experiment, parent["run_id"], oom_result, step_records(2), None
-    )
+    oom = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], oom_result, step_records(2), None)
     skipped = tracking.log_child_run(
         mlflow_server, experiment, parent["run_id"], run_result("liger-bs128-r0", "skipped"), [], None
     )
@@ -303,8 +299,6 @@ def test_invalid_input_raises_value_error(tmp_path):
     with pytest.raises(ValueError, match="status must be one of"):
         tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "crashed"), [], None)
     with pytest.raises(ValueError, match="is not a file"):
-        tracking.log_child_run(
-            "http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no")
-        )
+        tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no"))
     with pytest.raises(ValueError, match="not files"):
         tracking.log_analysis("http://127.0.0.1:1", "r", {}, [str(tmp_path / "missing.html")])

@@ -124,7 +124,7 @@ def test_liger_trains_on_gpu_with_loss_parity(embedded_assets, prepared_dataset)
     assert liger.metrics["precision"] == "bf16"
     assert liger.liger_kernels["rms_norm"] > 0 and liger.liger_kernels["fused_linear_cross_entropy"] == 1
     assert liger.metrics["peak_mem_reserved_gb"] > 0
-    for a, b in zip(liger_steps[3:], vanilla_steps[3:]):
+    for a, b in zip(liger_steps[3:], vanilla_steps[3:], strict=True):
         assert abs(a["loss"] - b["loss"]) / b["loss"] <= 0.02
 
 

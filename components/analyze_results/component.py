@@ -1,15 +1,12 @@
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
-
 from liger_bench.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def analyze_results(
-    results: Input[List[Artifact]],
-    histories: Input[List[Artifact]],
+    results: Input[list[Artifact]],
+    histories: Input[list[Artifact]],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
     report: Output[HTML],

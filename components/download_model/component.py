@@ -1,6 +1,5 @@
 from kfp import dsl
 from kfp.dsl import Model, Output
-
 from liger_bench.components.images import CPU_IMAGE
 
 

@@ -1,6 +1,5 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
-
 from liger_bench.components.images import CUDA_IMAGE
 
 

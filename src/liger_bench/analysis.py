@@ -113,18 +113,14 @@ def _run_row(result: dict[str, Any]) -> dict[str, Any]:
             "batch_size": coerce("per_device_train_batch_size", config["per_device_train_batch_size"], int),
             "seq_len": coerce("max_seq_length", config["max_seq_length"], int),
             "repeat": coerce("repeat", config.get("repeat", 0), int),
-            "warmup_steps_to_skip": coerce(
-                "warmup_steps_to_skip", config.get("warmup_steps_to_skip", 0), int
-            ),
+            "warmup_steps_to_skip": coerce("warmup_steps_to_skip", config.get("warmup_steps_to_skip", 0), int),
         }
     except (KeyError, ValueError) as err:
         raise ValueError(f"run result {key!r} lacks a valid config value: {err}") from err
     row["variant"] = variant_name(row["use_liger"])
     for column, name in RUN_METRICS.items():
         value = metrics.get(name)
-        row[column] = (
-            float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-        )
+        row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
     row["precision"] = metrics.get("precision") or ""
     row["n_truncated"] = (result.get("data") or {}).get("n_truncated", 0) or 0
     return row
@@ -213,9 +209,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _pairs(runs: pd.DataFrame) -> pd.DataFrame:
     ok = runs[runs["status"] == "ok"]
-    return ok[ok["use_liger"]].merge(
-        ok[~ok["use_liger"]], on=[*PAIR, "repeat"], suffixes=("_liger", "_vanilla")
-    )
+    return ok[ok["use_liger"]].merge(ok[~ok["use_liger"]], on=[*PAIR, "repeat"], suffixes=("_liger", "_vanilla"))
 
 
 def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -282,13 +276,9 @@ def _parity(steps: pd.DataFrame, pairs: pd.DataFrame, tolerance: float) -> pd.Da
     joined = joined.merge(
         measured.add_suffix("_v"), left_on=["run_key_vanilla", "step_l"], right_on=["run_key_v", "step_v"]
     )
-    joined["rel_diff"] = (joined["loss_l"] - joined["loss_v"]).abs() / joined["loss_v"].abs().clip(
-        lower=1e-12
-    )
+    joined["rel_diff"] = (joined["loss_l"] - joined["loss_v"]).abs() / joined["loss_v"].abs().clip(lower=1e-12)
     worst = (
-        joined.loc[joined.groupby(keys)["rel_diff"].idxmax(), [*keys, "rel_diff", "step_l"]]
-        if len(joined)
-        else None
+        joined.loc[joined.groupby(keys)["rel_diff"].idxmax(), [*keys, "rel_diff", "step_l"]] if len(joined) else None
     )
     counts = joined.groupby(keys).size().rename("n_steps_compared").reset_index()
     out = pairs[[*keys, "run_key_liger", "run_key_vanilla"]].merge(counts, on=keys, how="left")

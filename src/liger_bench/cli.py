@@ -53,7 +53,6 @@ def local_params(overrides: dict) -> dict:
 def run_local(output_dir: Path, overrides: dict) -> Path:
     """Run the whole pipeline with kfp's local runner; return the HTML report's path."""
     from kfp import local
-
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
     overrides = dict(overrides)
@@ -76,7 +75,6 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 def compile_pipeline(output: Path, options: dict) -> Path:
     """Write the pipeline package (YAML) for a cluster."""
     from kfp import compiler
-
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +90,11 @@ def make_parser() -> argparse.ArgumentParser:
     local_cmd = sub.add_parser("local", help="run the pipeline on this machine (embedded model and data by default)")
     local_cmd.add_argument("--output-dir", type=Path, default=Path("liger-bench-output"), help="where outputs go")
     local_cmd.add_argument(
-        "--param", action="append", default=[], metavar="NAME=JSON", help="pipeline parameter override (repeatable)"
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="pipeline parameter override (repeatable)",
     )
 
     compile_cmd = sub.add_parser("compile", help="compile the pipeline package for a Kubeflow cluster")
@@ -139,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 def _remote(args: argparse.Namespace) -> int:
     import tempfile
 
-    from liger_bench import kfp_client
     from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
+
+    from liger_bench import kfp_client
 
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
@@ -150,7 +153,12 @@ def _remote(args: argparse.Namespace) -> int:
             )
         else:
             info = kfp_client.run_pipeline(
-                args.host, str(package), kfp_client.load_params(args.params), args.experiment, None, args.namespace
+                args.host,
+                str(package),
+                kfp_client.load_params(args.params),
+                args.experiment,
+                None,
+                args.namespace,
             )
     print(json.dumps(info, indent=1, default=str))
     return 0

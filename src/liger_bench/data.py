@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,53 @@ def is_local(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
 
 
+@contextlib.contextmanager
+def hub_errors(kind: str, name: str, revision: str, error: type[ValueError]) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions about ``name`` into ``error`` with a message that says what to do.
+
+    Args:
+        kind: ``"model"`` or ``"dataset"``; messages name the pipeline parameters ``<kind>_name`` and
+            ``<kind>_revision``.
+        name: The hub id that was asked for.
+        revision: The revision that was asked for ("" for the default branch).
+        error: The exception class to raise (``DatasetError`` or ``ModelError``).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except GatedRepoError as err:
+        hint = "HF_TOKEN is not set" if not os.environ.get("HF_TOKEN") else "the HF_TOKEN given has no access"
+        raise error(
+            f"{kind}_name: {name!r} is gated and {hint}; create the Kubernetes Secret named by the pipeline "
+            "parameter hf_token_secret (key HF_TOKEN) with a token that has accepted its conditions"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise error(f"{kind}_revision: {revision!r} does not exist for {name!r}") from err
+    except RepositoryNotFoundError as err:
+        raise error(
+            f"{kind}_name: {name!r} was not found on the hub at {constants.ENDPOINT} and is not a local path "
+            "(a private repository also needs HF_TOKEN)"
+        ) from err
+    except OfflineModeIsEnabled as err:
+        raise error(f"{kind}_name: {name!r} is not a local path and HF_HUB_OFFLINE is set") from err
+    except HTTPError as err:
+        # huggingface_hub lets the HTTP client's connection errors through unchanged.
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise error(
+            f"{kind}_name: {name!r} is not a local path and the hub at {constants.ENDPOINT} could not be "
+            f"reached or refused the request ({type(err).__name__}: {detail}); check the node's network "
+            "access and HF_ENDPOINT, or give a local path"
+        ) from err
+
+
 def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, str]:
     """Load a split from a hub id or a local file/folder; return ``(dataset, resolved_revision)``.
 
@@ -63,19 +112,11 @@ def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, 
         return data, "local"
 
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     token = os.environ.get("HF_TOKEN") or None
-    try:
+    with hub_errors("dataset", name, revision, DatasetError):
         info = HfApi(token=token).dataset_info(name, revision=revision or None)
-    except GatedRepoError as err:
-        raise DatasetError(
-            f"dataset_name: {name!r} is gated; set HF_TOKEN through the Kubernetes Secret named by the "
-            "pipeline parameter hf_token_secret"
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise DatasetError(f"dataset_name: {name!r} was not found on the hub (nor as a local path)") from err
-    data = datasets.load_dataset(name, split=split, revision=info.sha, token=token)
+        data = datasets.load_dataset(name, split=split, revision=info.sha, token=token)
     return data, info.sha
 
 
@@ -156,9 +197,7 @@ def tokenize(data: Any, tokenizer: Any, max_seq_length: int) -> TokenizedData:
             continue
         rows.append({"input_ids": input_ids, "labels": labels})
     if not rows:
-        raise DatasetError(
-            f"no row keeps a completion token at max_seq_length={max_seq_length}; raise max_seq_length"
-        )
+        raise DatasetError(f"no row keeps a completion token at max_seq_length={max_seq_length}; raise max_seq_length")
     return TokenizedData(rows, len(data), truncated, dropped)
 
 

@@ -20,9 +20,23 @@ from liger_bench.data import ALPACA_COLUMNS, alpaca_prompt
 CACHE_ENV = "LIGER_BENCH_CACHE"
 GENERATOR_VERSION = 1
 
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<pad>", "unk_token": "<unk>"}
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "<|endoftext|>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+}
 
-_SUBJECTS = ["the model", "a kernel", "the cluster", "our team", "the pipeline", "a GPU", "the dataset", "this node"]
+_SUBJECTS = [
+    "the model",
+    "a kernel",
+    "the cluster",
+    "our team",
+    "the pipeline",
+    "a GPU",
+    "the dataset",
+    "this node",
+]
 _VERBS = ["trains", "measures", "schedules", "compares", "reports", "caches", "fuses", "streams", "profiles"]
 _OBJECTS = ["tokens", "batches", "gradients", "weights", "metrics", "losses", "logits", "activations", "runs"]
 _ADVERBS = ["quickly", "carefully", "twice", "in parallel", "on time", "without padding", "per step", "again"]

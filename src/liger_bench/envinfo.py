@@ -7,7 +7,17 @@ import shutil
 import subprocess
 from importlib import metadata
 
-LIBRARIES = ("torch", "transformers", "trl", "accelerate", "liger-kernel", "triton", "datasets", "kfp", "mlflow")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "liger-kernel",
+    "triton",
+    "datasets",
+    "kfp",
+    "mlflow",
+)
 
 
 def library_versions() -> dict[str, str]:

@@ -43,7 +43,7 @@ def _axis(name: str, values: Any, kind: type, positive: bool) -> list:
     if not isinstance(values, (list, tuple)):
         raise GridError(f"{name}: expected a list, got {values!r}")
     if not values:
-        raise GridError(f"{name}: the axis is empty; give at least one value")
+        raise GridError(f"{name}: the axis is empty ({values!r}); give at least one value")
     converted = []
     for value in values:
         if kind is int and isinstance(value, float) and not value.is_integer():
@@ -54,7 +54,7 @@ def _axis(name: str, values: Any, kind: type, positive: bool) -> list:
             accepted = "true or false" if kind is bool else "positive integers"
             raise GridError(f"{name}: {value!r} is not valid; accepted: {accepted}") from err
         if positive and item <= 0:
-            raise GridError(f"{name}: {value!r} must be a positive integer")
+            raise GridError(f"{name}: {value!r} is not positive; accepted: positive integers")
         converted.append(item)
     duplicates = sorted({v for v in converted if converted.count(v) > 1}, key=str)
     if duplicates:
@@ -94,21 +94,22 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     if size > max_grid_size:
         raise GridError(
             f"grid size {size} (= {len(use_liger)} use_liger × {len(batch_sizes)} batch sizes × "
-            f"{len(seq_lengths)} sequence lengths × {n_runs} runs) exceeds max_grid_size={max_grid_size}"
+            f"{len(seq_lengths)} sequence lengths × {n_runs} runs) exceeds max_grid_size={max_grid_size}; "
+            "accepted: shorten an axis or n_runs, or raise max_grid_size"
         )
 
     base = dict(spec.base_config or {})
     reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | {"run_key", "repeat", "max_steps"}))
     if reserved:
-        raise GridError(f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters")
+        raise GridError(
+            f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters of those names"
+        )
     unknown = sorted(set(base) - set(TrainConfig.field_names()))
     if unknown:
         raise GridError(f"base_config: unknown keys {unknown}; accepted: {sorted(TrainConfig.field_names())}")
 
     items = []
-    for repeat, seq_len, batch_size, liger in itertools.product(
-        range(n_runs), seq_lengths, batch_sizes, use_liger
-    ):
+    for repeat, seq_len, batch_size, liger in itertools.product(range(n_runs), seq_lengths, batch_sizes, use_liger):
         values = {
             **base,
             "run_key": run_key(liger, batch_size, seq_len, repeat),
@@ -142,5 +143,6 @@ def check_against_model(items: list[dict], model_info: dict, liger_model_types: 
     if any(item["use_liger"] for item in items) and model_type not in liger_model_types:
         raise GridError(
             f"use_liger: true was requested but liger-kernel has no patches for model type {model_type!r} "
-            f"(model {model_info.get('name', '')!r}); use use_liger=[false] or one of: {sorted(liger_model_types)}"
+            f"(model {model_info.get('name', '')!r}); use use_liger=[false], or a model of one of the types "
+            f"{sorted(liger_model_types)}"
         )

@@ -166,9 +166,7 @@ def _client(host: str, namespace: str | None):
 
 def _find_pipeline(client, name: str, namespace: str | None) -> str | None:
     """ID of the pipeline named ``name`` in ``namespace`` (kfp's get_pipeline_id ignores namespaces)."""
-    name_filter = json.dumps(
-        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
-    )
+    name_filter = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
     found = client.list_pipelines(filter=name_filter, namespace=namespace, page_size=2).pipelines or []
     if len(found) > 1:
         raise ValueError(f"more than one pipeline is named {name!r}; pass a unique name")

@@ -108,7 +108,11 @@ class StepMetricsCallback(TrainerCallback):
         self._sync()
         elapsed = time.perf_counter() - self._start
         step = state.global_step
-        record: dict[str, Any] = {"step": step, "warmup": step <= self.warmup_steps_to_skip, "step_time_s": elapsed}
+        record: dict[str, Any] = {
+            "step": step,
+            "warmup": step <= self.warmup_steps_to_skip,
+            "step_time_s": elapsed,
+        }
         for key, value in self._tokens.items():
             self._totals[key] += value
             record[key] = value

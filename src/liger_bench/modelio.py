@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from liger_bench.data import is_local
+from liger_bench.data import hub_errors, is_local
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
@@ -34,24 +34,17 @@ def fetch_model(name: str, destination: str | os.PathLike, revision: str = "") -
         resolved = "local"
     else:
         from huggingface_hub import HfApi, snapshot_download
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
         token = os.environ.get("HF_TOKEN") or None
-        try:
+        with hub_errors("model", name, revision, ModelError):
             resolved = HfApi(token=token).model_info(name, revision=revision or None).sha
             snapshot_download(
-                name, revision=resolved, local_dir=destination, allow_patterns=MODEL_FILE_PATTERNS, token=token
+                name,
+                revision=resolved,
+                local_dir=destination,
+                allow_patterns=MODEL_FILE_PATTERNS,
+                token=token,
             )
-        except GatedRepoError as err:
-            hint = "HF_TOKEN is not set" if token is None else "the HF_TOKEN given has no access"
-            raise ModelError(
-                f"model_name: {name!r} is gated and {hint}; create the Kubernetes Secret named by the "
-                "pipeline parameter hf_token_secret (key HF_TOKEN) with a token that has access"
-            ) from err
-        except RevisionNotFoundError as err:
-            raise ModelError(f"model_revision: {revision!r} does not exist for {name!r}") from err
-        except RepositoryNotFoundError as err:
-            raise ModelError(f"model_name: {name!r} was not found on the hub (nor as a local path)") from err
     check_model_folder(destination)
     return resolved
 

@@ -77,4 +77,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def history_document(result: RunResult, steps: list[dict[str, Any]]) -> dict[str, Any]:
     """The step-history artifact of a run."""
-    return {"run_key": result.run_key, "warmup_steps_to_skip": result.config["warmup_steps_to_skip"], "steps": steps}
+    return {
+        "run_key": result.run_key,
+        "warmup_steps_to_skip": result.config["warmup_steps_to_skip"],
+        "steps": steps,
+    }

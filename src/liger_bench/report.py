@@ -80,17 +80,13 @@ def _where(analysis: Analysis, batch: int, seq: int) -> str:
 def _memory_frontier_phrase(analysis: Analysis) -> str:
     gains = analysis.gains
     liger_only = gains[(gains["liger_outcome"].isin(["ok", "partial"])) & (gains["vanilla_outcome"] == "oom")]
-    vanilla_only = gains[
-        (gains["vanilla_outcome"].isin(["ok", "partial"])) & (gains["liger_outcome"] == "oom")
-    ]
+    vanilla_only = gains[(gains["vanilla_outcome"].isin(["ok", "partial"])) & (gains["liger_outcome"] == "oom")]
     if len(liger_only):
         row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[-1]
         return f"trains {_where(analysis, row.batch_size, row.seq_len)} where the baseline runs out of memory"
     if len(vanilla_only):
         row = vanilla_only.sort_values(["batch_size", "seq_len"]).iloc[-1]
-        return (
-            f"runs out of memory at {_where(analysis, row.batch_size, row.seq_len)} where the baseline trains"
-        )
+        return f"runs out of memory at {_where(analysis, row.batch_size, row.seq_len)} where the baseline trains"
     return ""
 
 
@@ -107,9 +103,7 @@ def make_headline(analysis: Analysis) -> str:
     counts = runs["status"].value_counts()
     if counts.get("ok", 0) == 0:
         parts = [
-            f"{counts[s]} {'out of memory' if s == 'oom' else s}"
-            for s in ("oom", "failed", "skipped")
-            if s in counts
+            f"{counts[s]} {'out of memory' if s == 'oom' else s}" for s in ("oom", "failed", "skipped") if s in counts
         ]
         return f"No run trained successfully ({', '.join(parts)} of {len(runs)} runs); see the reasons below."
     cell = _headline_cell(analysis)
@@ -215,9 +209,7 @@ def caveats(analysis: Analysis) -> list[str]:
     for status, verb in (("failed", "failed"), ("oom", "ran out of memory"), ("skipped", "were skipped")):
         n = int((runs["status"] == status).sum())
         if n:
-            notes.append(
-                f"{n} of {len(runs)} runs {verb}; their reasons are listed under 'Runs that did not train'."
-            )
+            notes.append(f"{n} of {len(runs)} runs {verb}; their reasons are listed under 'Runs that did not train'.")
     gpus = {env.get("gpu_name") for env in analysis.environments if env.get("gpu_name")}
     if len(gpus) > 1:
         notes.append(f"Runs ran on different GPUs ({', '.join(sorted(gpus))}); compare cells with care.")
@@ -286,9 +278,7 @@ def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) ->
                     weight="bold",
                 )
         if capacity:
-            ax.axhline(
-                capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GB"
-            )
+            ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GB")
         for variant in variants:
             ax.bar(0, 0, 0, color=colors[variant], label=LABELS[variant])
         ax.set(xticks=range(len(batches)), xticklabels=batches, xlabel="per-device batch size", ylabel=ylabel)
@@ -316,9 +306,7 @@ def _curve_runs(analysis: Analysis) -> list[tuple[int, int, int]]:
     return [(*cell, chosen[cell]) for cell in order[:MAX_CURVE_PANELS]]
 
 
-def _curves(
-    analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool
-) -> str:
+def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool) -> str:
     import seaborn as sns
 
     palette = dict(zip(("vanilla", "liger"), sns.color_palette("colorblind", 2), strict=True))
@@ -334,9 +322,7 @@ def _curves(
                 alpha=0.25,
                 label="warm-up (excluded)",
             )
-        sns.lineplot(
-            data=data, x="step", y=value, hue="variant", palette=palette, ax=ax, marker=".", errorbar=None
-        )
+        sns.lineplot(data=data, x="step", y=value, hue="variant", palette=palette, ax=ax, marker=".", errorbar=None)
         ax.set(title=f"batch {batch}, seq {seq}, repeat {repeat}", ylabel=ylabel)
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles, [LABELS.get(label, label) for label in labels], fontsize=7)
@@ -474,16 +460,8 @@ def _html_table(frame: pd.DataFrame, columns: list, empty: str) -> str:
     for values in _cell_values(frame, columns):
         cells = []
         for value in values:
-            kind = (
-                "fail"
-                if value == "FAIL"
-                else "text"
-                if not value[:1].isdigit() and value[:1] not in "+−-–"
-                else ""
-            )
-            cells.append(
-                f'<td class="{kind}">{html.escape(value)}</td>' if kind else f"<td>{html.escape(value)}</td>"
-            )
+            kind = "fail" if value == "FAIL" else "text" if not value[:1].isdigit() and value[:1] not in "+−-–" else ""
+            cells.append(f'<td class="{kind}">{html.escape(value)}</td>' if kind else f"<td>{html.escape(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     return f'<div class="scroll">{table}</div>'
@@ -500,9 +478,7 @@ def _md_table(frame: pd.DataFrame, columns: list, empty: str) -> str:
         return f"_{_md_escape(empty)}_"
     lines = ["| " + " | ".join(_md_escape(label) for _, label, _ in columns) + " |"]
     lines.append("|" + "---|" * len(columns))
-    lines += [
-        "| " + " | ".join(_md_escape(v) for v in values) + " |" for values in _cell_values(frame, columns)
-    ]
+    lines += ["| " + " | ".join(_md_escape(v) for v in values) + " |" for values in _cell_values(frame, columns)]
     return "\n".join(lines)
 
 
@@ -510,9 +486,7 @@ def _key_values(values: dict[str, Any]) -> str:
     rows = []
     for key, value in values.items():
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-        rows.append(
-            f'<tr><th class="text">{html.escape(str(key))}</th><td class="text">{html.escape(text)}</td></tr>'
-        )
+        rows.append(f'<tr><th class="text">{html.escape(str(key))}</th><td class="text">{html.escape(text)}</td></tr>')
     return f"<table>{''.join(rows)}</table>" if rows else '<p class="missing">Not recorded.</p>'
 
 
@@ -630,9 +604,7 @@ def build_report(
             "## Out-of-memory frontier",
             _md_table(analysis.frontier, FRONTIER_COLUMNS, "No grid cell was run."),
             f"## Loss parity (tolerance {parity_tolerance:.1%})",
-            _md_table(
-                analysis.parity, PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare."
-            ),
+            _md_table(analysis.parity, PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare."),
             "## Runs that did not train",
             _md_table(analysis.problems, PROBLEM_COLUMNS, "Every run trained."),
             "## Caveats",

@@ -109,9 +109,7 @@ def analyze_step(
     for name, value in bundle.metrics.items():
         log_metric(name, value)
     parent_run_id = next((r["mlflow"]["parent_run_id"] for r in results if r["mlflow"].get("parent_run_id")), "")
-    tracking.log_analysis(
-        mlflow_tracking_uri, parent_run_id, bundle.metrics, [html_path, markdown_path, table_path]
-    )
+    tracking.log_analysis(mlflow_tracking_uri, parent_run_id, bundle.metrics, [html_path, markdown_path, table_path])
     progress(f"report written: {bundle.headline}")
     check_success_ratio(results, min_success_ratio)
     return bundle.headline

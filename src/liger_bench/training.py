@@ -63,10 +63,18 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
 
 
 def train_measured(
-    config: TrainConfig, model, rows: list[dict], pad_token_id: int, step_metrics, callbacks: Sequence[Any], bf16: bool
+    config: TrainConfig,
+    model,
+    rows: list[dict],
+    pad_token_id: int,
+    step_metrics,
+    callbacks: Sequence[Any],
+    bf16: bool,
 ) -> None:
-    """Train ``model`` on tokenised ``rows`` with transformers' Trainer, every micro-batch shown to
-    ``step_metrics`` (a ``StepMetricsCallback``)."""
+    """Train ``model`` on tokenised ``rows`` with transformers' Trainer, measured by ``step_metrics``.
+
+    ``step_metrics`` (a ``StepMetricsCallback``) sees every micro-batch, to count its tokens.
+    """
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -137,10 +145,15 @@ def _train(
         result.liger_kernels = apply_liger(model, config.liger_flags())
     elif any(patched_kernels(model).values()):
         # liger-kernel also patches module-level classes; a baseline must never inherit them.
-        raise RuntimeError(f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}")
+        raise RuntimeError(
+            f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
+        )
 
     flops_per_token = model_flops_per_token(
-        n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size, config.max_seq_length
+        n_params_non_embedding(model),
+        model.config.num_hidden_layers,
+        model.config.hidden_size,
+        config.max_seq_length,
     )
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     peak = config.peak_tflops or peak_tflops_for(gpu_name)
@@ -171,9 +184,7 @@ def run_training(
     from liger_bench.envinfo import capture_environment
     from liger_bench.metrics import aggregate
 
-    result = RunResult(
-        run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment()
-    )
+    result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     steps: list[dict] = []
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
@@ -198,4 +209,3 @@ def run_training(
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
         result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
     return result, steps
-
