@@ -55,8 +55,12 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    import torch
+
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
+    # Every local task sees the same GPU: runs that share it would measure each other.
+    build.setdefault("max_concurrency", 1 if torch.cuda.is_available() else 2)
     params = local_params(overrides)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
@@ -109,12 +113,14 @@ def make_parser() -> argparse.ArgumentParser:
     upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
     upload_cmd.add_argument("--version", default=None, help="version name (default: a timestamp)")
     upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+    upload_cmd.add_argument("--package", type=Path, default=None, help="a package from 'compile' (default: compile now)")
 
     run_cmd = sub.add_parser("run", help="compile the pipeline and start a run with an inputs file")
     run_cmd.add_argument("--host", required=True, help="KFP API endpoint")
     run_cmd.add_argument("--params", type=Path, required=True, help="YAML or JSON file of pipeline parameters")
     run_cmd.add_argument("--experiment", default=None, help="KFP experiment name")
     run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+    run_cmd.add_argument("--package", type=Path, default=None, help="a package from 'compile' (default: compile now)")
     return parser
 
 
@@ -146,7 +152,7 @@ def _remote(args: argparse.Namespace) -> int:
     from liger_bench import kfp_client
 
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
+        package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
         if args.command == "upload":
             info = kfp_client.upload_pipeline(
                 args.host, str(package), args.name or PIPELINE_NAME, args.version, args.namespace

@@ -98,7 +98,12 @@ def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, 
         if not path.exists():
             raise DatasetError(f"dataset_name: local path {str(path)!r} does not exist")
         if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            if not any(path.rglob("*.arrow")):
+                # datasets saves an empty dataset as zero shards, then fails to load it with an IndexError.
+                raise DatasetError(f"dataset_name: {str(path)!r} holds no rows; need at least one row")
             loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict) and split not in loaded:
+                raise DatasetError(f"dataset_split: {split!r} is not in {str(path)!r}; accepted: {list(loaded)}")
             data = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
         elif path.is_file():
             builder = LOCAL_DATA_SUFFIXES.get(path.suffix)
@@ -106,9 +111,9 @@ def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, 
                 raise DatasetError(
                     f"dataset_name: {str(path)!r} has suffix {path.suffix!r}; accepted: {sorted(LOCAL_DATA_SUFFIXES)}"
                 )
-            data = datasets.load_dataset(builder, data_files=str(path), split=split)
+            data = _load_local(path, split, builder, data_files=str(path))
         else:
-            data = datasets.load_dataset(str(path), split=split)
+            data = _load_local(path, split, str(path))
         return data, "local"
 
     from huggingface_hub import HfApi
@@ -118,6 +123,23 @@ def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, 
         info = HfApi(token=token).dataset_info(name, revision=revision or None)
         data = datasets.load_dataset(name, split=split, revision=info.sha, token=token)
     return data, info.sha
+
+
+def _load_local(path: Path, split: str, *args: Any, **kwargs: Any) -> Any:
+    """``datasets.load_dataset(*args)`` for the local ``path``, its errors for a missing or empty split made clear."""
+    import datasets
+
+    empty = DatasetError(f"dataset_split: {split!r} of {str(path)!r} has no rows; need at least one row")
+    try:
+        return datasets.load_dataset(*args, split=split, **kwargs)
+    except StopIteration as err:  # the JSON builder's way of saying the files are empty
+        raise empty from err
+    except ValueError as err:
+        if str(err).startswith("Unknown split"):
+            raise DatasetError(f"dataset_split: {split!r} does not exist; {err}") from err
+        if "corresponds to no data" in str(err):
+            raise empty from err
+        raise
 
 
 def to_prompt_completion(data: Any) -> tuple[Any, str]:

@@ -54,7 +54,7 @@ def _axis(name: str, values: Any, kind: type, positive: bool) -> list:
             accepted = "true or false" if kind is bool else "positive integers"
             raise GridError(f"{name}: {value!r} is not valid; accepted: {accepted}") from err
         if positive and item <= 0:
-            raise GridError(f"{name}: {value!r} is not positive; accepted: positive integers")
+            raise GridError(f"{name}: {item!r} is not positive; accepted: positive integers")
         converted.append(item)
     duplicates = sorted({v for v in converted if converted.count(v) > 1}, key=str)
     if duplicates:

@@ -12,6 +12,8 @@ from liger_bench.data import hub_errors, is_local
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
+# config.json keys of the context length: most architectures, then GPT-2/GPT-J, then others.
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
 
@@ -60,13 +62,18 @@ def check_model_folder(folder: str | os.PathLike) -> None:
         raise ModelError(f"model folder {str(folder)!r} has no tokenizer (one of {list(TOKENIZER_FILES)})")
 
 
+def context_length(config: dict[str, Any]) -> int:
+    """The longest sequence the model's positions allow, under the names architectures give it; 0 if unknown."""
+    return next((int(config[key]) for key in CONTEXT_LENGTH_KEYS if config.get(key)), 0)
+
+
 def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
     """Facts prepare_grid validates against: architecture, model type, context length."""
     config = json.loads((Path(folder) / "config.json").read_text())
     return {
         "model_type": config.get("model_type", ""),
         "architectures": config.get("architectures") or [],
-        "max_position_embeddings": int(config.get("max_position_embeddings") or 0),
+        "max_position_embeddings": context_length(config),
         "n_layers": int(config.get("num_hidden_layers") or 0),
         "hidden_size": int(config.get("hidden_size") or 0),
         "vocab_size": int(config.get("vocab_size") or 0),
