@@ -137,7 +137,9 @@ def test_real_cuda_oom_is_recorded_and_memory_released(embedded_assets, prepared
     torch.cuda.set_per_process_memory_fraction(40 * 2**20 / total)
     try:
         # use_liger: this process may already carry Liger's class patches from the parity test.
-        config = _config(use_liger=True, per_device_train_batch_size=256, max_seq_length=128, max_steps=4, run_key="oom")
+        config = _config(
+            use_liger=True, per_device_train_batch_size=256, max_seq_length=128, max_steps=4, run_key="oom"
+        )
         result, _ = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)

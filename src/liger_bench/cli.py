@@ -52,10 +52,9 @@ def local_params(overrides: dict) -> dict:
 
 def run_local(output_dir: Path, overrides: dict) -> Path:
     """Run the whole pipeline with kfp's local runner; return the HTML report's path."""
+    import torch
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
-
-    import torch
 
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
@@ -113,14 +112,14 @@ def make_parser() -> argparse.ArgumentParser:
     upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
     upload_cmd.add_argument("--version", default=None, help="version name (default: a timestamp)")
     upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
-    upload_cmd.add_argument("--package", type=Path, default=None, help="a package from 'compile' (default: compile now)")
+    upload_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
 
     run_cmd = sub.add_parser("run", help="compile the pipeline and start a run with an inputs file")
     run_cmd.add_argument("--host", required=True, help="KFP API endpoint")
     run_cmd.add_argument("--params", type=Path, required=True, help="YAML or JSON file of pipeline parameters")
     run_cmd.add_argument("--experiment", default=None, help="KFP experiment name")
     run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
-    run_cmd.add_argument("--package", type=Path, default=None, help="a package from 'compile' (default: compile now)")
+    run_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
     return parser
 
 
