@@ -41,7 +41,8 @@ class ClusterOptions:
     hf_cache_pvc: str = ""
     hf_cache_mount: str = "/cache/huggingface"
     shm_size: str = "16Gi"
-    download_retries: int = 3
+    # Hub hiccups are worth a retry; "not found" or "gated" are not, so keep the wait short.
+    download_retries: int = 2
 
 
 def build_pipeline(options: ClusterOptions = ClusterOptions()):
@@ -99,7 +100,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             dataset_name=dataset_name, dataset_split=dataset_split, dataset_revision=dataset_revision
         )
         for task in (model_task, dataset_task):
-            task.set_retry(num_retries=options.download_retries, backoff_duration="30s", backoff_factor=2.0)
+            task.set_retry(num_retries=options.download_retries, backoff_duration="20s", backoff_factor=2.0)
             task.set_caching_options(True)
             kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
             if options.hf_cache_pvc:

@@ -9,7 +9,7 @@ included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory
 
 from __future__ import annotations
 
-import functools
+import errno
 import http.server
 import json
 import subprocess
@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from mlflow_server import free_port
 
+from liger_bench.cli import run_local
 from liger_bench.config import TrainConfig
 from liger_bench.grid import GridError, GridSpec, expand_grid
 
@@ -147,8 +148,6 @@ def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(
 
 
 def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(tmp_path, capfd, embedded_assets):
-    from liger_bench.cli import run_local
-
     model_dir, dataset_dir = embedded_assets
     overrides = {
         **SMALL_PIPELINE,
@@ -160,7 +159,7 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
         run_local(tmp_path, overrides)
     logs = "".join(capfd.readouterr())
     assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
-    (run_dir,) = (tmp_path / "pipeline_root").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
 
 
@@ -511,6 +510,7 @@ def test_out_of_memory_in_a_training_step_is_recorded_and_memory_released(
     assert result.status == "oom"
     assert result.reason == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (raised on CPU)"
     assert result.metrics["steps_completed"] == 1
+    assert [s["step"] for s in steps] == [1]  # the step completed before the OOM stays in the history
     gc.collect()
     assert failed_modules[0]() is None, "the model outlived its run: memory was not released"
 
@@ -533,17 +533,6 @@ def test_liger_on_a_node_without_cuda_is_skipped_with_the_reason(embedded_assets
     assert (result.status, result.reason, steps) == ("skipped", NO_CUDA_REASON, [])
 
 
-def _run_local_cached(output_dir: Path, overrides: dict) -> Path:
-    """``run_local`` with kfp's local task cache on (its ``local.init`` leaves it off; see the matrix)."""
-    from kfp import local
-
-    from liger_bench.cli import run_local
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(local, "init", functools.partial(local.init, enable_caching=True))
-        return run_local(output_dir, overrides)
-
-
 @pytest.fixture(scope="module")
 def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
     """One local pipeline run where MLflow is down and one of two runs fails (nothing of the
@@ -558,7 +547,7 @@ def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
         "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
     }
     started = time.monotonic()
-    report = _run_local_cached(output_dir, overrides)
+    report = run_local(output_dir, overrides)
     return {"output_dir": output_dir, "overrides": overrides, "report": report, "s": time.monotonic() - started}
 
 
@@ -594,7 +583,7 @@ def test_mlflow_down_costs_a_bounded_wait_and_loses_nothing(faulty_pipeline_run)
 
 def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structure(faulty_pipeline_run):
     first_run_dir = faulty_pipeline_run["report"].parent.parent
-    report = _run_local_cached(faulty_pipeline_run["output_dir"], faulty_pipeline_run["overrides"])
+    report = run_local(faulty_pipeline_run["output_dir"], faulty_pipeline_run["overrides"])
     second_run_dir = report.parent.parent
     assert second_run_dir != first_run_dir
     assert not (second_run_dir / "download-model").exists() and not (second_run_dir / "download-dataset").exists()
@@ -622,9 +611,9 @@ def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    import errno
-
-    assert json.loads(out.stdout)["errno"] == errno.EFBIG
+    error = json.loads(out.stdout)
+    assert error["errno"] == errno.EFBIG
+    assert "history.json" in error["error"] and "nothing was written" in error["error"]
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
 
 
@@ -642,7 +631,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
 ):
     from mlflow import MlflowClient
 
-    from liger_bench.cli import compile_pipeline, run_local
+    from liger_bench.cli import compile_pipeline
 
     for name, value in CANARIES.items():
         monkeypatch.setenv(name, value)

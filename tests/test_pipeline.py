@@ -75,7 +75,7 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
         assert envs == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     tasks = spec["root"]["dag"]["tasks"]
     for name in ("download-model", "download-dataset"):
-        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 2
         assert tasks[name]["cachingOptions"] == {"enableCache": True}
     assert spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"].get("cachingOptions") == {}
     assert tasks["prepare-grid"].get("cachingOptions") == {}

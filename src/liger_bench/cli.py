@@ -64,7 +64,12 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir / "pipeline_root"))
+    # Caching reuses the downloads of an earlier run in the same output folder (cache under pipeline_root).
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(output_dir / "pipeline_root"),
+        enable_caching=True,
+    )
     pipeline = build_pipeline(ClusterOptions(**build))
     print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
     started = time.monotonic()

@@ -63,6 +63,9 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write {path} ({err.strerror}); nothing was written there") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

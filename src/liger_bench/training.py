@@ -116,15 +116,16 @@ def _train(
     model_dir: str,
     dataset_dir: str,
     result: RunResult,
+    step_metrics: Any,
     callbacks: Sequence[Any],
-) -> list[dict]:
-    """The training itself; fills ``result`` as it goes and returns the step history."""
+) -> None:
+    """The training itself; fills ``result`` and ``step_metrics.steps`` as it goes."""
     import torch
     from transformers import AutoTokenizer, set_seed
 
     from liger_bench.data import load_prepared, tokenize
     from liger_bench.liger import apply_liger, patched_kernels
-    from liger_bench.metrics import StepMetricsCallback, model_flops_per_token, peak_tflops_for
+    from liger_bench.metrics import model_flops_per_token, peak_tflops_for
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
@@ -158,13 +159,9 @@ def _train(
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     peak = config.peak_tflops or peak_tflops_for(gpu_name)
     result.metrics.update(model_flops_per_token=flops_per_token, peak_tflops=peak or None)
-    step_metrics = StepMetricsCallback(config.warmup_steps_to_skip, flops_per_token, peak)
+    step_metrics.flops_per_token, step_metrics.peak_tflops = flops_per_token, peak
 
-    try:
-        train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
-    finally:
-        result.metrics["steps_completed"] = len(step_metrics.steps)
-    return step_metrics.steps
+    train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
 
 
 def run_training(
@@ -182,15 +179,16 @@ def run_training(
     import torch
 
     from liger_bench.envinfo import capture_environment
-    from liger_bench.metrics import aggregate
+    from liger_bench.metrics import StepMetricsCallback, aggregate
 
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
-    steps: list[dict] = []
+    # Steps completed before an OOM or a failure stay in the history.
+    step_metrics = StepMetricsCallback(config.warmup_steps_to_skip)
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
-            steps = _train(config, model_dir, dataset_dir, result, extra_callbacks)
+            _train(config, model_dir, dataset_dir, result, step_metrics, extra_callbacks)
         except torch.OutOfMemoryError as err:
             result.status = "oom"
             result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
@@ -205,6 +203,8 @@ def run_training(
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    steps = step_metrics.steps
+    result.metrics["steps_completed"] = len(steps)
     result.metrics.update(aggregate(steps, config.warmup_steps_to_skip))
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
         result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
