@@ -168,6 +168,10 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
         assert status == ("skipped" if child.data.params["use_liger"] == "True" else "ok")
         assert child.data.params["per_device_train_batch_size"] == "2"
         assert child.data.params["learning_rate"] == "6e-06"
+        assert child.data.tags["model.revision"] == "local" and child.data.tags["dataset.name"] == str(
+            embedded_assets[1]
+        )
+        assert child.data.tags["version.torch"] and "gpu_count" in child.data.tags
         if status == "ok":
             for metric in (
                 "tokens_per_s_nonpad",

@@ -146,6 +146,10 @@ def log_child_run(
     tags.update({f"version.{lib}": version for lib, version in environment.get("libraries", {}).items()})
     tags.update(status=result["status"], reason=str(result.get("reason", ""))[:REASON_CHARS])
     tags.update(run_key=result["run_key"])
+    for source in ("model", "dataset"):
+        info = result.get(source) or {}
+        tags.update({f"{source}.{key}": str(info[key]) for key in ("name", "revision") if info.get(key)})
+    tags.update({f"liger.{kernel}": str(count) for kernel, count in (result.get("liger_kernels") or {}).items()})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     timestamp = int(time.time() * 1000)
