@@ -36,6 +36,7 @@ def _use_bf16(config: TrainConfig) -> bool:
 
 
 def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+    import torch
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -57,6 +58,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
         use_cpu=False,
     )
