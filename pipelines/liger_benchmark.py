@@ -11,6 +11,7 @@ from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
 from liger_bench.components.prepare_grid import prepare_grid
+from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
 PIPELINE_NAME = "liger-benchmark"
@@ -117,12 +118,18 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip=warmup_steps_to_skip,
             base_config=base_config,
             max_grid_size=max_grid_size,
+        )
+        grid_task.set_caching_options(True)
+        tracking_task = start_tracking(
+            grid=grid_task.output,
+            model=model_task.outputs["model"],
+            dataset=dataset_task.outputs["dataset"],
             mlflow_tracking_uri=mlflow_tracking_uri,
             mlflow_experiment=mlflow_experiment,
             pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
-        grid_task.set_caching_options(False)  # it opens a new MLflow parent run each time
+        tracking_task.set_caching_options(False)  # a new MLflow parent run for every pipeline run
 
         with dsl.ParallelFor(grid_task.output, parallelism=options.max_concurrency) as config:
             train_task = train_model(
@@ -131,6 +138,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 dataset=dataset_task.outputs["dataset"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 mlflow_experiment=mlflow_experiment,
+                tracking=tracking_task.outputs["tracking"],
             )
             train_task.set_caching_options(options.cache_training)
             train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
@@ -152,9 +160,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             histories=dsl.Collected(train_task.outputs["history"]),
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
+            tracking=tracking_task.outputs["tracking"],
         )
         analyze_task.set_caching_options(False)
-        for task in (grid_task, train_task, analyze_task):
+        for task in (tracking_task, train_task, analyze_task):
             kubernetes.use_secret_as_env(task, mlflow_secret, MLFLOW_CREDENTIAL_KEYS, optional=True)
         return analyze_task.outputs["report"]
 

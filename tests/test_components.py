@@ -4,6 +4,7 @@ kfp's local runner does not take input artifacts for a single task, so prepare_g
 and analyze_results run through it inside the whole pipeline (test_pipeline.py).
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,8 @@ from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
 from liger_bench.components.prepare_grid import prepare_grid
+from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
-
-from liger_bench.steps import PARENT_RUN_KEY
 
 GRID_AXES = {
     "use_liger": [True, False],
@@ -24,10 +24,6 @@ GRID_AXES = {
     "warmup_steps_to_skip": 3,
     "base_config": {},
     "max_grid_size": 256,
-    "mlflow_tracking_uri": "",
-    "mlflow_experiment": "components-test",
-    "pipeline_run_name": "components-test",
-    "pipeline_run_id": "0",
 }
 
 
@@ -73,10 +69,34 @@ def test_prepare_grid_expands_and_validates_against_the_model(downloaded):
     model, _ = downloaded
     grid = prepare_grid.python_func(model=model, **GRID_AXES)
     assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "vanilla-bs2-seq64-r0"]
-    assert all(item[PARENT_RUN_KEY] == "" for item in grid)  # tracking off
 
 
-def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path):
+@pytest.fixture
+def tracking_off(downloaded, tmp_path):
+    """start_tracking's artifact with tracking off (no parent run)."""
+    from kfp.dsl import Artifact
+
+    model, dataset = downloaded
+    tracking = Artifact(uri=str(tmp_path / "tracking"))
+    start_tracking.python_func(
+        grid=prepare_grid.python_func(model=model, **GRID_AXES),
+        model=model,
+        dataset=dataset,
+        mlflow_tracking_uri="",
+        mlflow_experiment="x",
+        pipeline_run_name="run",
+        pipeline_run_id="0",
+        tracking=tracking,
+    )
+    return tracking
+
+
+def test_start_tracking_with_tracking_off_opens_no_run(tracking_off):
+    assert tracking_off.metadata["parent_run_id"] == ""
+    assert json.loads(Path(tracking_off.path).read_text()) == {"parent_run_id": ""}
+
+
+def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking_off, tmp_path):
     """``python_func`` with real artifact objects: the thin wrappers alone, no runner."""
     from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics
 
@@ -87,7 +107,6 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
         "per_device_train_batch_size": 2,
         "max_seq_length": 64,
         "max_steps": 4,
-        PARENT_RUN_KEY: "",
     }
     train_model.python_func(
         config=config,
@@ -95,6 +114,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
         dataset=dataset,
         mlflow_tracking_uri="",
         mlflow_experiment="x",
+        tracking=tracking_off,
         result=result,
         history=history,
     )
@@ -104,7 +124,12 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
         for name, cls in (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))
     }
     analyze_results.python_func(
-        results=[result], histories=[history], min_success_ratio=0.5, mlflow_tracking_uri="", **outputs
+        results=[result],
+        histories=[history],
+        min_success_ratio=0.5,
+        mlflow_tracking_uri="",
+        tracking=tracking_off,
+        **outputs,
     )
     assert "<html" in Path(outputs["report"].path).read_text().lower()
     assert outputs["metrics"].metadata  # headline numbers logged through Metrics.log_metric
@@ -115,5 +140,6 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tmp_path
             histories=[history],
             min_success_ratio=1.0 + 1e-9,
             mlflow_tracking_uri="",
+            tracking=tracking_off,
             **outputs,
         )

@@ -37,15 +37,8 @@ VALID_AXES = {
     "max_steps": 5,
     "warmup_steps_to_skip": 3,
 }
-# prepare_grid's parameters besides the axes, with tracking off.
-GRID_TASK_ARGS = {
-    "base_config": {},
-    "max_grid_size": 256,
-    "mlflow_tracking_uri": "",
-    "mlflow_experiment": "failure-matrix",
-    "pipeline_run_name": "failure-matrix",
-    "pipeline_run_id": "0",
-}
+# prepare_grid's parameters besides the axes.
+GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256}
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
 SMALL_PIPELINE = {"use_liger": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
 
@@ -587,7 +580,8 @@ def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structu
     second_run_dir = report.parent.parent
     assert second_run_dir != first_run_dir
     assert not (second_run_dir / "download-model").exists() and not (second_run_dir / "download-dataset").exists()
-    assert (second_run_dir / "prepare-grid").exists()  # not cached: it opens a new MLflow parent run
+    assert not (second_run_dir / "prepare-grid").exists()  # the grid is a pure function of its inputs: cached
+    assert (second_run_dir / "start-tracking").exists()  # never cached: a new MLflow parent run each time
 
     def shape(results: list[dict]) -> list:
         return [(r["run_key"], r["status"], sorted(r), sorted(r["metrics"]), sorted(r["data"])) for r in results]

@@ -33,3 +33,16 @@ def test_base_config_reaches_every_item():
 def test_run_key_format():
     assert run_key(True, 16, 512, 2) == "liger-bs16-seq512-r2"
     assert run_key(False, 4, 128, 0) == "vanilla-bs4-seq128-r0"
+
+
+def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_floats():
+    from liger_bench.grid import describe_experiment
+
+    grid = expand_grid(GridSpec(per_device_train_batch_size=[16, 8], n_runs=2, base_config={"learning_rate": 1e-5}))
+    as_kfp_delivers = [{k: float(v) if type(v) is int else v for k, v in item.items()} for item in grid]
+    described = describe_experiment(as_kfp_delivers)
+    assert described["per_device_train_batch_size"] == [8, 16]
+    assert described["use_liger"] == [False, True]
+    assert described["n_runs"] == 2 and described["grid_size"] == 8
+    assert described["learning_rate"] == 1e-5 and described["max_steps"] == 20
+    assert "run_key" not in described and "repeat" not in described

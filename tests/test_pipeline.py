@@ -25,6 +25,7 @@ def test_tasks_loop_and_fan_in(compiled):
         "download-model",
         "download-dataset",
         "prepare-grid",
+        "start-tracking",
         "for-loop-1",
         "analyze-results",
     }
@@ -70,7 +71,7 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
         secret = executors[name]["secretAsEnv"][0]
         assert secret["keyToEnv"] == [{"envVar": "HF_TOKEN", "secretKey": "HF_TOKEN"}] and secret["optional"]
         assert executors[name]["pvcMount"][0]["mountPath"] == "/cache/huggingface"
-    for name in ("exec-prepare-grid", "exec-train-model", "exec-analyze-results"):
+    for name in ("exec-start-tracking", "exec-train-model", "exec-analyze-results"):
         envs = {e["envVar"] for e in executors[name]["secretAsEnv"][0]["keyToEnv"]}
         assert envs == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     tasks = spec["root"]["dag"]["tasks"]
@@ -78,7 +79,8 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 2
         assert tasks[name]["cachingOptions"] == {"enableCache": True}
     assert spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"].get("cachingOptions") == {}
-    assert tasks["prepare-grid"].get("cachingOptions") == {}
+    assert tasks["prepare-grid"]["cachingOptions"] == {"enableCache": True}
+    assert tasks["start-tracking"].get("cachingOptions") == {}  # a new parent run for every pipeline run
 
 
 def test_components_use_the_project_images_and_install_nothing(compiled):
@@ -87,7 +89,8 @@ def test_components_use_the_project_images_and_install_nothing(compiled):
     _, spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
     assert executors["exec-train-model"]["container"]["image"] == image("cuda")
-    for name in ("exec-download-model", "exec-download-dataset", "exec-prepare-grid", "exec-analyze-results"):
+    cpu_tasks = ("download-model", "download-dataset", "prepare-grid", "start-tracking", "analyze-results")
+    for name in (f"exec-{task}" for task in cpu_tasks):
         container = executors[name]["container"]
         assert container["image"] == image("cpu")
         assert "pip install" not in " ".join(container["command"])
@@ -176,11 +179,17 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
             for metric in (
                 "tokens_per_s_nonpad",
                 "tokens_per_s_padded",
+                "tokens_per_s_trained",
                 "step_time_s",
                 "loss",
                 "learning_rate",
             ):
                 assert len(client.get_metric_history(child.info.run_id, metric)) == 5, metric
             assert [a.path for a in client.list_artifacts(child.info.run_id)]
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert any(path.endswith("report") or path.endswith(".html") for path in artifacts), artifacts
+            # CPU: no GPU memory and no MFU (no peak for a CPU), so those metrics have no points.
+            assert not client.get_metric_history(child.info.run_id, "peak_mem_reserved_gb")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"report.html", "summary.md", "analysis.csv"}
+    assert parent.data.params["per_device_train_batch_size"] == "[2]"
+    assert parent.data.params["model_revision"] == "local" and parent.data.params["grid_size"] == "4"
+    assert parent.data.params["dataset_name"] == str(embedded_assets[1])
+    assert any(name.startswith("liger_gain") or name.startswith("n_") for name in parent.data.metrics)

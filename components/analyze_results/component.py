@@ -9,6 +9,7 @@ def analyze_results(
     histories: Input[list[Artifact]],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    tracking: Input[Artifact],
     report: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
@@ -23,8 +24,8 @@ def analyze_results(
         results: Result records of all runs (collected from train_model).
         histories: Step histories of all runs (collected from train_model).
         min_success_ratio: Fail the task when a smaller fraction of runs has status ``ok``.
-        mlflow_tracking_uri: MLflow server; empty turns tracking off. The report goes to the parent run
-            the training runs recorded.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        tracking: From start_tracking: the MLflow parent run that receives the report, then ends.
         report: Self-contained HTML report.
         summary: Markdown summary.
         metrics: Headline numbers for the KFP compare view.
@@ -41,5 +42,6 @@ def analyze_results(
         log_metric=metrics.log_metric,
         min_success_ratio=min_success_ratio,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
     )
     report.metadata["headline"] = headline

@@ -14,16 +14,10 @@ def prepare_grid(
     warmup_steps_to_skip: int,
     base_config: dict,
     max_grid_size: int,
-    mlflow_tracking_uri: str,
-    mlflow_experiment: str,
-    pipeline_run_name: str,
-    pipeline_run_id: str,
 ) -> list:
     """Validate the experiment and expand it into one training config per run.
 
-    Also opens the MLflow parent run that every training run nests under; its id travels in each
-    grid item (key ``mlflow_parent_run_id``), since kfp's local runner loops only over a task's
-    single output.
+    Runs before any GPU is requested; a bad value fails here with a message naming it.
 
     Args:
         model: The downloaded model (its metadata says the architecture and context length).
@@ -35,10 +29,6 @@ def prepare_grid(
         warmup_steps_to_skip: First steps excluded from every aggregate.
         base_config: Overrides of other training-config fields for every run.
         max_grid_size: Refuse grids with more runs than this.
-        mlflow_tracking_uri: MLflow server; empty turns tracking off.
-        mlflow_experiment: MLflow experiment name.
-        pipeline_run_name: Name of the pipeline run (names the MLflow parent run).
-        pipeline_run_id: Id of the pipeline run (an MLflow tag).
     """
     from liger_bench.steps import grid_step
 
@@ -54,8 +44,4 @@ def prepare_grid(
             "base_config": base_config,
             "max_grid_size": max_grid_size,
         },
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_experiment=mlflow_experiment,
-        pipeline_run_name=pipeline_run_name,
-        pipeline_run_id=pipeline_run_id,
     )

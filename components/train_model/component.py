@@ -10,6 +10,7 @@ def train_model(
     dataset: Input[Dataset],
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
+    tracking: Input[Artifact],
     result: Output[Artifact],
     history: Output[Artifact],
 ):
@@ -19,11 +20,12 @@ def train_model(
     itself succeeds so that one bad grid point never stops the others.
 
     Args:
-        config: One grid item from prepare_grid (a TrainConfig as a dict, plus the MLflow parent run id).
+        config: One grid item from prepare_grid (a TrainConfig as a dict).
         model: Model folder from download_model.
         dataset: Prepared dataset from download_dataset.
         mlflow_tracking_uri: MLflow server; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
+        tracking: From start_tracking: the MLflow parent run to nest this run under.
         result: JSON record of the run: status, reason, aggregates, environment.
         history: JSON per-step training history.
     """
@@ -39,6 +41,7 @@ def train_model(
         history_path=history.path,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
+        mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
     )
     result.metadata.update(run_key=outcome.run_key, status=outcome.status, reason=outcome.reason[:500])
     history.metadata.update(run_key=outcome.run_key)

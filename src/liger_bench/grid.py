@@ -146,3 +146,15 @@ def check_against_model(items: list[dict], model_info: dict, liger_model_types: 
             f"(model {model_info.get('name', '')!r}); use use_liger=[false], or a model of one of the types "
             f"{sorted(liger_model_types)}"
         )
+
+
+def describe_experiment(grid: list[dict]) -> dict:
+    """What a validated grid measures: each axis's values, the repeats, and every shared setting."""
+    grid = [TrainConfig.from_dict(item).to_dict() for item in grid]  # KFP hands integers over as floats
+    axes = {axis: sorted({item[axis] for item in grid}) for axis in EXPERIMENT_AXES}
+    shared = {
+        key: value
+        for key, value in grid[0].items()
+        if key not in (*EXPERIMENT_AXES, "run_key", "repeat") and all(item[key] == value for item in grid)
+    }
+    return {**axes, "n_runs": 1 + max(item["repeat"] for item in grid), "grid_size": len(grid), **shared}

@@ -7,13 +7,14 @@ functions run under the kfp local runner and in cluster pods.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from liger_bench import tracking
 from liger_bench.config import TrainConfig
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
-
-PARENT_RUN_KEY = "mlflow_parent_run_id"
 
 
 def progress(message: str) -> None:
@@ -21,35 +22,46 @@ def progress(message: str) -> None:
     print(f"[liger-bench] {message}", flush=True)
 
 
-def grid_step(
-    model_info: dict,
-    axes: dict,
-    mlflow_tracking_uri: str,
-    mlflow_experiment: str,
-    pipeline_run_name: str,
-    pipeline_run_id: str,
-) -> list[dict]:
-    """Validate and expand the grid, open the MLflow parent run, and put its id in every item."""
+def grid_step(model_info: dict, axes: dict) -> list[dict]:
+    """Validate and expand the grid, also against the model (Liger support, context length)."""
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.liger import supported_model_types
 
     grid = expand_grid(GridSpec(**axes))
     check_against_model(grid, model_info, supported_model_types())
     progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
+    return grid
+
+
+def tracking_step(
+    grid: list[dict],
+    model_info: dict,
+    dataset_info: dict,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    pipeline_run_name: str,
+    pipeline_run_id: str,
+) -> str:
+    """Open the MLflow parent run, its params describing the experiment; return its id or ""."""
+    from liger_bench.grid import describe_experiment
+
+    params = {
+        **describe_experiment(grid),
+        **{f"model_{key}": model_info.get(key, "") for key in ("name", "revision")},
+        **{f"dataset_{key}": dataset_info.get(key, "") for key in ("name", "split", "revision", "rows")},
+    }
     status = tracking.start_parent_run(
         mlflow_tracking_uri,
         mlflow_experiment,
         run_name=pipeline_run_name,
-        params={**axes, "model_name": model_info.get("name", ""), "grid_size": len(grid)},
+        params=params,
         tags={
             "kfp.pipeline_run_name": pipeline_run_name,
             "kfp.pipeline_run_id": pipeline_run_id,
             "kfp.pod_name": os.environ.get("HOSTNAME", ""),
-            "model_revision": model_info.get("revision", ""),
         },
     )
-    parent_run_id = status.get("run_id", "")
-    return [{**item, PARENT_RUN_KEY: parent_run_id} for item in grid]
+    return status.get("run_id", "")
 
 
 def train_step(
@@ -62,12 +74,11 @@ def train_step(
     history_path: str,
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
+    mlflow_parent_run_id: str,
 ) -> RunResult:
     """Train one grid point, write its history and result, mirror them to MLflow."""
     from liger_bench.training import run_training
 
-    config = dict(config)
-    parent_run_id = config.pop(PARENT_RUN_KEY, "")
     train_config = TrainConfig.from_dict(config)
     progress(f"{train_config.run_key}: training")
     result, steps = run_training(train_config, model_dir, dataset_dir)
@@ -78,9 +89,9 @@ def train_step(
     write_json_atomic(history_path, history_document(result, steps))
     result.mlflow = {
         **tracking.log_child_run(
-            mlflow_tracking_uri, mlflow_experiment, parent_run_id, result.to_dict(), steps, history_path
+            mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, result.to_dict(), steps, history_path
         ),
-        "parent_run_id": parent_run_id,
+        "parent_run_id": mlflow_parent_run_id,
     }
     write_json_atomic(result_path, result.to_dict())
     rate = result.metrics.get("median_tokens_per_s_nonpad")
@@ -97,6 +108,7 @@ def analyze_step(
     log_metric: Callable[[str, float], None],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    mlflow_parent_run_id: str,
 ) -> str:
     """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio."""
     from liger_bench.analysis import check_success_ratio
@@ -108,8 +120,11 @@ def analyze_step(
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)
-    parent_run_id = next((r["mlflow"]["parent_run_id"] for r in results if r["mlflow"].get("parent_run_id")), "")
-    tracking.log_analysis(mlflow_tracking_uri, parent_run_id, bundle.metrics, [html_path, markdown_path, table_path])
+    with tempfile.TemporaryDirectory() as tmp:
+        # KFP's artifact files have no extension; MLflow's UI renders files by their names.
+        named = {"report.html": html_path, "summary.md": markdown_path, "analysis.csv": table_path}
+        copies = [shutil.copyfile(path, Path(tmp) / name) for name, path in named.items()]
+        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, [str(c) for c in copies])
     progress(f"report written: {bundle.headline}")
     check_success_ratio(results, min_success_ratio)
     return bundle.headline
