@@ -4,7 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A real browser for the report tests (Debian packages); kubectl for the manifest tests is expected on PATH.
+# kubectl renders the manifests; in CI their tests must not quietly skip.
+if [ "${CI:-}" = true ] && ! command -v kubectl >/dev/null; then
+  echo "kubectl is required in CI (tests/test_manifests.py renders every kustomization)" >&2
+  exit 1
+fi
+# A real browser for the report tests (Debian packages).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null

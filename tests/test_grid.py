@@ -46,3 +46,12 @@ def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_flo
     assert described["n_runs"] == 2 and described["grid_size"] == 8
     assert described["learning_rate"] == 1e-5 and described["max_steps"] == 20
     assert "run_key" not in described and "repeat" not in described
+
+
+def test_base_config_cannot_override_what_the_grid_sets():
+    import pytest
+
+    from liger_bench.grid import GridError
+
+    with pytest.raises(GridError, match=r"base_config: keys \['warmup_steps_to_skip'\] are set by the grid"):
+        expand_grid(GridSpec(base_config={"warmup_steps_to_skip": 0}))

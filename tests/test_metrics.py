@@ -6,6 +6,7 @@ import pytest
 
 from liger_bench.config import TrainConfig
 from liger_bench.metrics import (
+    FlopModel,
     StepMetricsCallback,
     aggregate,
     count_tokens,
@@ -18,6 +19,7 @@ from liger_bench.training import load_model, train_measured
 LENGTHS = [5, 9, 12, 7]
 PROMPT = 3  # the first 3 tokens of each row are prompt (label -100)
 PAD_ID = 2
+FLOP_MODEL = FlopModel(n_params_non_embedding=1_000, n_layers=2, hidden_size=8)
 
 
 def _rows():
@@ -31,7 +33,7 @@ def _rows():
 @pytest.fixture(scope="module")
 def measured(embedded_assets):
     config = TrainConfig(per_device_train_batch_size=len(LENGTHS), max_steps=6, warmup_steps_to_skip=2)
-    callback = StepMetricsCallback(config.warmup_steps_to_skip, flops_per_token=1e6, peak_tflops=1.0)
+    callback = StepMetricsCallback(config.warmup_steps_to_skip, flop_model=FLOP_MODEL, peak_tflops=1.0)
     model = load_model(str(embedded_assets[0]), bf16=False)
     train_measured(config, model, _rows(), PAD_ID, callback, [], bf16=False)
     return config, callback.steps
@@ -65,10 +67,24 @@ def test_warmup_steps_are_excluded_exactly(measured):
     assert agg["final_loss"] == steps[-1]["loss"]
 
 
-def test_mfu_uses_padded_throughput(measured):
+def test_mfu_counts_padded_tokens_at_the_batch_padded_length(measured):
     _, steps = measured
+    per_token = 6 * 1_000 + 12 * 2 * 8 * max(LENGTHS)  # the batch is padded to 12, not to max_seq_length
     for s in steps:
-        assert s["mfu"] == pytest.approx(s["tokens_per_s_padded"] * 1e6 / 1e12)
+        assert s["mfu"] == pytest.approx(s["tokens_per_s_padded"] * per_token / 1e12)
+
+
+def test_non_embedding_parameters_keep_a_tied_lm_head():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from liger_bench.training import n_params_non_embedding
+
+    sizes = {"vocab_size": 100, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    sizes.update(num_attention_heads=2, num_key_value_heads=2)
+    untied = LlamaForCausalLM(LlamaConfig(**sizes, tie_word_embeddings=False))
+    tied = LlamaForCausalLM(LlamaConfig(**sizes, tie_word_embeddings=True))
+    assert n_params_non_embedding(tied) == n_params_non_embedding(untied)
+    assert n_params_non_embedding(untied) == sum(p.numel() for p in untied.parameters()) - 100 * 16
 
 
 def test_aggregate_of_synthetic_steps_is_exact():

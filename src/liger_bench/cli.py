@@ -111,11 +111,15 @@ def make_parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
     compile_cmd.add_argument("--hf-cache-pvc", default="", help="PVC mounted as HF_HOME in download tasks")
     compile_cmd.add_argument("--train-timeout-s", type=int, default=4 * 3600, help="timeout of each training pod")
+    compile_cmd.add_argument("--train-cpu-limit", default="16", help="CPU limit of each training pod")
+    compile_cmd.add_argument("--train-memory-limit", default="128Gi", help="memory limit of each training pod")
 
     upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
     upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
-    upload_cmd.add_argument("--version", default=None, help="version name (default: a timestamp)")
+    upload_cmd.add_argument(
+        "--version", default=None, help="version name, when the pipeline exists (default: package version + timestamp)"
+    )
     upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
     upload_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
 
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             "cache_training": args.cache_training,
             "hf_cache_pvc": args.hf_cache_pvc,
             "train_timeout_s": args.train_timeout_s,
+            "train_cpu_limit": args.train_cpu_limit,
+            "train_memory_limit": args.train_memory_limit,
         }
         path = compile_pipeline(args.output, options)
         print(f"wrote {path} in {time.monotonic() - started:.1f} s")

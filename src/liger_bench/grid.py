@@ -99,7 +99,7 @@ def expand_grid(spec: GridSpec) -> list[dict]:
         )
 
     base = dict(spec.base_config or {})
-    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | {"run_key", "repeat", "max_steps"}))
+    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | {"run_key", "repeat", "max_steps", "warmup_steps_to_skip"}))
     if reserved:
         raise GridError(
             f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters of those names"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
@@ -55,6 +56,19 @@ def model_flops_per_token(n_params_non_embedding: int, n_layers: int, hidden_siz
     return 6.0 * n_params_non_embedding + 12.0 * n_layers * hidden_size * seq_len
 
 
+@dataclass(frozen=True)
+class FlopModel:
+    """The sizes MFU needs; FLOPs per token depend on each step's padded sequence length."""
+
+    n_params_non_embedding: int
+    n_layers: int
+    hidden_size: int
+
+    def per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token at ``seq_len`` (see ``model_flops_per_token``)."""
+        return model_flops_per_token(self.n_params_non_embedding, self.n_layers, self.hidden_size, seq_len)
+
+
 def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
     """Tokens in one micro-batch: padded (input_ids elements), non-padding (attention mask), trained."""
     input_ids = inputs["input_ids"]
@@ -70,10 +84,11 @@ def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
 class StepMetricsCallback(TrainerCallback):
     """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``."""
 
-    def __init__(self, warmup_steps_to_skip: int, flops_per_token: float = 0.0, peak_tflops: float = 0.0):
+    def __init__(self, warmup_steps_to_skip: int, flop_model: FlopModel | None = None, peak_tflops: float = 0.0):
         self.warmup_steps_to_skip = warmup_steps_to_skip
-        self.flops_per_token = flops_per_token
+        self.flop_model = flop_model
         self.peak_tflops = peak_tflops
+        self._flops = 0.0
         self.steps: list[dict[str, Any]] = []
         self._tokens = {"tokens_padded": 0, "tokens_nonpad": 0, "tokens_trained": 0}
         self._totals = dict(self._tokens)
@@ -88,8 +103,12 @@ class StepMetricsCallback(TrainerCallback):
 
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
-        for key, value in count_tokens(inputs).items():
+        tokens = count_tokens(inputs)
+        for key, value in tokens.items():
             self._tokens[key] += value
+        if self.flop_model:
+            # The collator pads to the longest row of the batch, not to max_seq_length.
+            self._flops += self.flop_model.per_token(inputs["input_ids"].shape[1]) * tokens["tokens_padded"]
 
     def on_step_begin(self, args, state, control, **kwargs):
         """Synchronise, reset the peak-memory counters and start the clock."""
@@ -99,6 +118,7 @@ class StepMetricsCallback(TrainerCallback):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self._tokens = dict.fromkeys(self._tokens, 0)
+        self._flops = 0.0
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -124,8 +144,8 @@ class StepMetricsCallback(TrainerCallback):
         else:
             record["peak_mem_allocated_gb"] = None
             record["peak_mem_reserved_gb"] = None
-        if self.flops_per_token and self.peak_tflops:
-            record["mfu"] = record["tokens_per_s_padded"] * self.flops_per_token / (self.peak_tflops * 1e12)
+        if self.flop_model and self.peak_tflops and elapsed > 0:
+            record["mfu"] = self._flops / elapsed / (self.peak_tflops * 1e12)
         else:
             record["mfu"] = None
         record["loss"] = None

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("ok", "oom", "failed", "skipped")
-RESULT_FILE = "result.json"
-HISTORY_FILE = "history.json"
 
 
 @dataclass

@@ -278,7 +278,7 @@ def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) ->
                     weight="bold",
                 )
         if capacity:
-            ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GB")
+            ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GiB")
         for variant in variants:
             ax.bar(0, 0, 0, color=colors[variant], label=LABELS[variant])
         ax.set(xticks=range(len(batches)), xticklabels=batches, xlabel="per-device batch size", ylabel=ylabel)
@@ -342,7 +342,7 @@ def _figures(analysis: Analysis) -> list[tuple[str, str, str]]:
         throughput = _bars(analysis, "tokens_per_s_nonpad", "tokens/s (non-padding)") if len(ok) else ""
         memory = ""
         if ok["peak_mem_reserved_gb"].notna().any():
-            memory = _bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GB)", capacity)
+            memory = _bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GiB)", capacity)
         loss = _curves(analysis, picks, "loss", "loss", False) if picked_steps["loss"].notna().any() else ""
         steps = _curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True) if picks else ""
     return [
@@ -396,8 +396,8 @@ CELL_COLUMNS: list[Column] = [
     ("tokens_per_s_padded", "tokens/s padded", _fmt(0)),
     (_ci("tokens_per_s_padded_ci_low", "tokens_per_s_padded_ci_high"), "95% CI", None),
     ("step_time_s", "median step s", _fmt(3)),
-    ("peak_mem_allocated_gb", "peak alloc GB", _fmt(2)),
-    ("peak_mem_reserved_gb", "peak reserved GB", _fmt(2)),
+    ("peak_mem_allocated_gb", "peak alloc GiB", _fmt(2)),
+    ("peak_mem_reserved_gb", "peak reserved GiB", _fmt(2)),
     ("mfu", "MFU", _fmt(3)),
     ("step_time_cv_max", "max step CV", _fmt(3)),
 ]
@@ -431,8 +431,8 @@ RUN_COLUMNS += [
     ("tokens_per_s_padded", "tokens/s padded", _fmt(0)),
     ("step_time_s", "median step s", _fmt(3)),
     ("step_time_cv", "step CV", _fmt(3)),
-    ("peak_mem_allocated_gb", "peak alloc GB", _fmt(2)),
-    ("peak_mem_reserved_gb", "peak reserved GB", _fmt(2)),
+    ("peak_mem_allocated_gb", "peak alloc GiB", _fmt(2)),
+    ("peak_mem_reserved_gb", "peak reserved GiB", _fmt(2)),
     ("mfu", "MFU", _fmt(3)),
     ("final_loss", "final loss", _fmt(4)),
     ("n_measured_steps", "measured steps", _fmt(0)),

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from liger_bench.config import TrainConfig
+from liger_bench.metrics import GIB
 from liger_bench.records import RunResult
 
-GIB = 2**30
 NO_CUDA_REASON = (
     "Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped "
     "rather than silently trained without Liger"
@@ -60,6 +60,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
         use_cpu=False,
     )
 
@@ -108,9 +109,16 @@ def load_model(model_dir: str, bf16: bool):
 
 
 def n_params_non_embedding(model) -> int:
-    """Parameters that take part in matrix products (all but the input embedding)."""
-    total = sum(p.numel() for p in model.parameters())
-    return total - model.get_input_embeddings().weight.numel()
+    """Parameters that take part in matrix products: all but the input embedding, LM head included.
+
+    With tied embeddings ``parameters()`` lists the shared matrix once; it still counts as the LM head.
+    """
+    embedding = model.get_input_embeddings().weight
+    total = sum(p.numel() for p in model.parameters()) - embedding.numel()
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() == embedding.data_ptr():
+        total += head.weight.numel()
+    return total
 
 
 def _train(
@@ -127,7 +135,7 @@ def _train(
 
     from liger_bench.data import load_prepared, tokenize
     from liger_bench.liger import apply_liger, patched_kernels
-    from liger_bench.metrics import model_flops_per_token, peak_tflops_for
+    from liger_bench.metrics import FlopModel, peak_tflops_for
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
@@ -152,16 +160,11 @@ def _train(
             f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
         )
 
-    flops_per_token = model_flops_per_token(
-        n_params_non_embedding(model),
-        model.config.num_hidden_layers,
-        model.config.hidden_size,
-        config.max_seq_length,
-    )
+    flop_model = FlopModel(n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size)
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     peak = config.peak_tflops or peak_tflops_for(gpu_name)
-    result.metrics.update(model_flops_per_token=flops_per_token, peak_tflops=peak or None)
-    step_metrics.flops_per_token, step_metrics.peak_tflops = flops_per_token, peak
+    result.metrics.update(model_flops_per_token=flop_model.per_token(config.max_seq_length), peak_tflops=peak or None)
+    step_metrics.flop_model, step_metrics.peak_tflops = flop_model, peak
 
     train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
 

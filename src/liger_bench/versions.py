@@ -1,7 +1,7 @@
 """The one place that pins versions and names images.
 
 pyproject.toml, the Dockerfiles under ``images/`` and the components' ``base_image`` all read
-from or are checked against this module (``tests/test_versions.py``).
+from or are checked against this module (``tests/test_images.py``).
 """
 
 from __future__ import annotations
