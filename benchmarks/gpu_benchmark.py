@@ -48,22 +48,23 @@ class IndependentTimer(TrainerCallback):
 def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: int, seq_len: int, steps: int):
     """The ceiling: the bare forward/backward/fused-AdamW loop on the same model and batches."""
     import torch
-    from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from liger_bench.config import TrainConfig
-    from liger_bench.data import load_prepared, tokenize
     from liger_bench.liger import apply_liger
-    from liger_bench.training import load_model
+    from liger_bench.training import load_model, load_training_rows
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows = tokenize(load_prepared(dataset_dir), tokenizer, seq_len).rows
+    tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, seq_len)
+    rows = tokenized.rows
     collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     model = load_model(model_dir, bf16=True).cuda()
+    defaults = TrainConfig()
     if use_liger:
-        apply_liger(model, TrainConfig().liger_flags())
+        apply_liger(model, defaults.liger_flags())
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-6, weight_decay=0.05, fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=defaults.learning_rate, weight_decay=defaults.weight_decay, fused=True
+    )
     times, tokens, peaks, losses = [], [], [], []
     try:
         for step in range(steps):

@@ -121,6 +121,18 @@ def n_params_non_embedding(model) -> int:
     return total
 
 
+def load_training_rows(model_dir: str, dataset_dir: str, max_seq_length: int):
+    """The model's tokenizer and the prepared dataset tokenised for SFT: ``(tokenizer, TokenizedData)``."""
+    from transformers import AutoTokenizer
+
+    from liger_bench.data import load_prepared, tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, tokenize(load_prepared(dataset_dir), tokenizer, max_seq_length)
+
+
 def _train(
     config: TrainConfig,
     model_dir: str,
@@ -131,27 +143,22 @@ def _train(
 ) -> None:
     """The training itself; fills ``result`` and ``step_metrics.steps`` as it goes."""
     import torch
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
-    from liger_bench.data import load_prepared, tokenize
     from liger_bench.liger import apply_liger, patched_kernels
     from liger_bench.metrics import FlopModel, peak_tflops_for
+    from liger_bench.modelio import context_length
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
     set_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenized = tokenize(load_prepared(dataset_dir), tokenizer, config.max_seq_length)
+    tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, config.max_seq_length)
     result.data = tokenized.summary()
 
     model = load_model(model_dir, bf16)
-    if config.max_seq_length > (model.config.max_position_embeddings or config.max_seq_length):
-        raise ValueError(
-            f"max_seq_length={config.max_seq_length} exceeds the model's context length "
-            f"{model.config.max_position_embeddings}"
-        )
+    context = context_length(model.config.to_dict())
+    if context and config.max_seq_length > context:
+        raise ValueError(f"max_seq_length={config.max_seq_length} exceeds the model's context length {context}")
     if config.use_liger:
         result.liger_kernels = apply_liger(model, config.liger_flags())
     elif any(patched_kernels(model).values()):
