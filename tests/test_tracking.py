@@ -48,7 +48,7 @@ def run_result(run_key: str, status: str, reason: str = "", **config_extra) -> d
         "config": {"run_key": run_key, "use_liger": True, "per_device_train_batch_size": 4, **config_extra},
         "reason": reason,
         "metrics": {
-            "median_tokens_per_s_nonpad": 3002.0,
+            "tokens_per_s_nonpad": 3002.0,
             "step_time_cv": None,
             "n_steps": 3,
             "mfu": float("nan"),
@@ -139,7 +139,7 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
         expected = [s["step"] for s in ok_steps if s[name] is not None]
         assert sorted(m.step for m in history_points) == expected, name
     assert client.get_metric_history(ok["run_id"], "mfu") == []
-    assert child.data.metrics["summary/median_tokens_per_s_nonpad"] == 3002.0
+    assert child.data.metrics["summary/tokens_per_s_nonpad"] == 3002.0
     assert child.data.metrics["summary/n_steps"] == 3
     assert "summary/step_time_cv" not in child.data.metrics
     assert "summary/mfu" not in child.data.metrics

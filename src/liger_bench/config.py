@@ -28,6 +28,22 @@ class TrainConfig:
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per step."})
     max_seq_length: int = field(default=512, metadata={"help": "Tokens per sequence after truncation."})
 
+    # Batch shapes.
+    pad_to_multiple_of: int = field(
+        default=16,
+        metadata={
+            "help": "Pad every batch to a multiple of this many tokens, like the reference's collator (1: no "
+            "rounding); fewer distinct shapes mean fewer one-off compile/allocation steps."
+        },
+    )
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack rows into sequences of exactly max_seq_length tokens with trl's pack_dataset "
+            "('wrapped'), so every batch has one shape; off: one row per sequence, padded per batch."
+        },
+    )
+
     # Liger kernels, used when use_liger is true (liger-kernel's defaults for causal LMs).
     liger_rope: bool = field(default=True, metadata={"help": "Liger rotary position embedding."})
     liger_rms_norm: bool = field(default=True, metadata={"help": "Liger RMSNorm."})
@@ -40,7 +56,7 @@ class TrainConfig:
     )
 
     # Training arguments of the reference experiment.
-    max_steps: int = field(default=20, metadata={"help": "Optimizer steps per run."})
+    max_steps: int = field(default=100, metadata={"help": "Optimizer steps per run."})
     learning_rate: float = field(default=6e-6, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
@@ -69,6 +85,8 @@ class TrainConfig:
             raise ValueError(
                 "liger_cross_entropy and liger_fused_linear_cross_entropy are exclusive: enable one of them"
             )
+        if self.pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be >= 1 (1: no rounding), got {self.pad_to_multiple_of!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 

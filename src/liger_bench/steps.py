@@ -94,7 +94,7 @@ def train_step(
         "parent_run_id": mlflow_parent_run_id,
     }
     write_json_atomic(result_path, result.to_dict())
-    rate = result.metrics.get("median_tokens_per_s_nonpad")
+    rate = result.metrics.get("tokens_per_s_nonpad")
     progress(f"{result.run_key}: {result.status}" + (f", {rate:,.0f} tokens/s" if rate else f" ({result.reason})"))
     return result
 

@@ -87,16 +87,38 @@ def train_measured(
             step_metrics.record_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
+    collator = DataCollatorForLanguageModeling(
+        pad_token_id=pad_token_id,
+        pad_to_multiple_of=config.pad_to_multiple_of if config.pad_to_multiple_of > 1 else None,
+    )
     with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
         trainer = MeasuredTrainer(
             model=model,
             args=_training_arguments(config, output_dir, bf16),
-            train_dataset=rows,
-            data_collator=DataCollatorForLanguageModeling(pad_token_id=pad_token_id),
+            train_dataset=pack(rows, config.max_seq_length) if config.packing else rows,
+            data_collator=collator,
             callbacks=[step_metrics, *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
         trainer.train()
+
+
+def pack(rows: list[dict], max_seq_length: int) -> list[dict]:
+    """Rows packed by trl's ``pack_dataset`` ('wrapped') into sequences of exactly ``max_seq_length``.
+
+    Consecutive rows are concatenated and cut at ``max_seq_length`` (labels travel with their
+    tokens, so prompts stay untrained); the short remainder is dropped, so every batch has one
+    shape. Rows of one sequence attend to each other, as in trl's wrapped packing.
+    """
+    from datasets import Dataset
+    from trl.data_utils import pack_dataset
+
+    packed = pack_dataset(Dataset.from_list(rows), max_seq_length, strategy="wrapped")
+    full = [row for row in packed.to_list() if len(row["input_ids"]) == max_seq_length]
+    if not full:
+        total = sum(len(row["input_ids"]) for row in rows)
+        raise ValueError(f"packing: the dataset's {total} tokens fill no sequence of max_seq_length={max_seq_length}")
+    return [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in full]
 
 
 def load_model(model_dir: str, bf16: bool):
@@ -217,7 +239,10 @@ def run_training(
         torch.cuda.empty_cache()
     steps = step_metrics.steps
     result.metrics["steps_completed"] = len(steps)
-    result.metrics.update(aggregate(steps, config.warmup_steps_to_skip))
+    result.metrics.update(aggregate(steps))
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
-        result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
+        result.status, result.reason = (
+            "failed",
+            ("no measured step: every step was a warm-up step or the first of its batch shape; raise max_steps"),
+        )
     return result, steps
