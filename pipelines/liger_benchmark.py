@@ -110,6 +110,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
 
         grid_task = prepare_grid(
             model=model_task.outputs["model"],
+            dataset=dataset_task.outputs["dataset"],
             use_liger=use_liger,
             per_device_train_batch_size=per_device_train_batch_size,
             max_seq_length=max_seq_length,
@@ -118,6 +119,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip=warmup_steps_to_skip,
             base_config=base_config,
             max_grid_size=max_grid_size,
+            min_success_ratio=min_success_ratio,
         )
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(

@@ -56,6 +56,9 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    from liger_bench.tracking import redact_credentials
+    from liger_bench.validation import pipeline_arguments
+
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
     # Every local task sees the same GPU: runs that share it would measure each other.
@@ -71,7 +74,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         enable_caching=True,
     )
     pipeline = build_pipeline(ClusterOptions(**build))
-    print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
+    params = pipeline_arguments(params, {name: spec.type for name, spec in pipeline.component_spec.inputs.items()})
+    print(f"[liger-bench] running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     started = time.monotonic()
     task = pipeline(**params)
     report = Path(task.output.path)
