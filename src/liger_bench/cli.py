@@ -57,13 +57,13 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
     from liger_bench.tracking import redact_credentials
-    from liger_bench.validation import pipeline_arguments
+    from liger_bench.validation import pin_local_revisions, pipeline_arguments
 
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
     # Every local task sees the same GPU: runs that share it would measure each other.
     build.setdefault("max_concurrency", 1 if torch.cuda.is_available() else 2)
-    params = local_params(overrides)
+    params = pin_local_revisions(local_params(overrides))
     output_dir.mkdir(parents=True, exist_ok=True)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

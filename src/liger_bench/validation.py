@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from liger_bench.config import TrainConfig
@@ -192,3 +193,22 @@ def pipeline_arguments(params: Mapping[str, Any], input_types: Mapping[str, str]
         else value
         for name, value in params.items()
     }
+
+
+def pin_local_revisions(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the content hash as the revision of a local model folder or dataset path.
+
+    The revision is an argument of the download task, so a changed local file changes kfp's cache
+    key and is downloaded again instead of silently reused. A revision already given is kept (the
+    download task refuses it when the content no longer matches); a missing path is left to the
+    download task to refuse.
+    """
+    from liger_bench.data import is_local
+    from liger_bench.localfiles import content_revision
+
+    pinned = dict(params)
+    for kind in ("model", "dataset"):
+        name, revision = pinned.get(f"{kind}_name", ""), f"{kind}_revision"
+        if name and is_local(name) and Path(name).expanduser().exists() and not pinned.get(revision):
+            pinned[revision] = content_revision(name)
+    return pinned
