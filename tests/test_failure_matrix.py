@@ -38,7 +38,7 @@ VALID_AXES = {
     "warmup_steps_to_skip": 3,
 }
 # prepare_grid's parameters besides the axes.
-GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256}
+GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256, "min_success_ratio": 0.1}
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
 SMALL_PIPELINE = {"use_liger": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
 
@@ -123,6 +123,48 @@ GRID_CASES = [
     GridCase("zero-runs", {"n_runs": 0}, r"n_runs: 0 is too small; accepted: integers >= 1"),
     GridCase("negative-runs", {"n_runs": -1}, r"n_runs: -1 is too small; accepted: integers >= 1"),
     GridCase(
+        "negative-learning-rate",
+        {"base_config": {"learning_rate": -1e-5}},
+        r"base_config: learning_rate: -1e-05 is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "nan-learning-rate-as-text",
+        {"base_config": {"learning_rate": "NaN"}},
+        r"base_config: learning_rate: nan is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "infinite-weight-decay",
+        {"base_config": {"weight_decay": float("inf")}},
+        r"base_config: weight_decay: inf is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "negative-warmup-ratio",
+        {"base_config": {"warmup_ratio": -0.1}},
+        r"base_config: warmup_ratio: -0.1 is out of range; accepted: a fraction of max_steps in \[0, 1\)",
+    ),
+    GridCase(
+        "warmup-ratio-of-one-or-more",
+        {"base_config": {"warmup_ratio": 1.0}},
+        r"base_config: warmup_ratio: 1.0 is out of range; accepted: a fraction of max_steps in \[0, 1\)",
+    ),
+    GridCase(
+        "negative-seed",
+        {"base_config": {"seed": -1}},
+        r"base_config: seed: -1 is out of range; accepted: integers in \[0, 2\*\*32 - 1\]",
+    ),
+    GridCase("seed-too-large", {"base_config": {"seed": 2**32}}, r"base_config: seed: 4294967296 is out of range"),
+    GridCase(
+        "negative-peak-tflops",
+        {"base_config": {"peak_tflops": -989.0}},
+        r"base_config: peak_tflops: -989.0 is out of range; accepted: finite numbers >= 0 \(0: looked up",
+    ),
+    GridCase("nan-peak-tflops", {"base_config": {"peak_tflops": "nan"}}, r"base_config: peak_tflops: nan is out of"),
+    GridCase(
+        "zero-gradient-accumulation",
+        {"base_config": {"gradient_accumulation_steps": 0}},
+        r"base_config: gradient_accumulation_steps: 0 is out of range; accepted: integers >= 1",
+    ),
+    GridCase(
         "max-steps-not-after-warmup",
         {"max_steps": 3},
         r"max_steps: 3 leaves no measured step after warmup_steps_to_skip=3; accepted: max_steps > 3",
@@ -138,6 +180,53 @@ def test_the_valid_grid_the_cases_start_from_is_accepted():
 def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(case):
     with pytest.raises(GridError, match=case.message):
         expand_grid(GridSpec(**{**VALID_AXES, **case.changes}))
+
+
+@dataclass(frozen=True)
+class TrainingArgumentCase:
+    id: str
+    changes: dict  # TrainConfig fields
+    message: str  # regex of the GridError
+
+
+TRAINING_ARGUMENT_CASES = [
+    TrainingArgumentCase(
+        "optimizer-unknown",
+        {"optim": "adamw_fast"},
+        r"optim: 'adamw_fast' cannot be used \(not a name transformers knows\); accepted here: \[.*'adamw_torch_fused'",
+    ),
+    TrainingArgumentCase(
+        "optimizer-needs-a-missing-package",
+        {"optim": "adamw_bnb_8bit"},
+        r"optim: 'adamw_bnb_8bit' cannot be used \(ImportError: .*bitsandbytes.*\); accepted here: \[.*'adamw_torch'",
+    ),
+    TrainingArgumentCase(
+        "scheduler-unknown",
+        {"lr_scheduler_type": "cosine_annealing"},
+        r"lr_scheduler_type: 'cosine_annealing' cannot be used \(not a name transformers knows\); accepted here: "
+        r"\[.*'cosine'",
+    ),
+    TrainingArgumentCase(
+        "scheduler-needs-an-eval-set",
+        {"lr_scheduler_type": "reduce_lr_on_plateau"},
+        r"lr_scheduler_type: 'reduce_lr_on_plateau' cannot be used \(ValueError: .*requires an eval strategy\)",
+    ),
+    TrainingArgumentCase(
+        "scheduler-needs-extra-arguments",
+        {"lr_scheduler_type": "cosine_with_min_lr"},
+        r"lr_scheduler_type: 'cosine_with_min_lr' cannot be used \(ValueError: One of min_lr or min_lr_rate",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", TRAINING_ARGUMENT_CASES, ids=[case.id for case in TRAINING_ARGUMENT_CASES])
+def test_optimizer_or_scheduler_transformers_cannot_build_is_refused_before_training(case):
+    """transformers builds the optimizer and schedule for real on the CPU, as the Trainer will."""
+    from liger_bench.validation import check_training_arguments
+
+    check_training_arguments(_train_config())  # the defaults pass
+    with pytest.raises(GridError, match=case.message):
+        check_training_arguments(_train_config(**case.changes))
 
 
 def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(tmp_path, capfd, embedded_assets):
@@ -205,25 +294,114 @@ MODEL_GRID_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
-def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_assets, gpt2_model_dir, tmp_path):
-    """prepare_grid's own function on the metadata download_model's work produced."""
+def _model_artifact(source: Path, destination: Path):
+    """download_model's work on ``source``, as the artifact prepare_grid receives."""
     from kfp.dsl import Model
-    from liger_bench.components.prepare_grid import prepare_grid
 
     from liger_bench.modelio import prepare_model
 
-    source = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir}[case.model]
-    destination = tmp_path / "model"
-    metadata = prepare_model(str(source), "", destination)
-    model = Model(name="model", uri=str(destination), metadata=metadata)
+    return Model(name="model", uri=str(destination), metadata=prepare_model(str(source), "", destination))
+
+
+def _dataset_artifact(source: Path, destination: Path):
+    """download_dataset's work on ``source``, as the artifact prepare_grid receives."""
+    from kfp.dsl import Dataset
+
+    from liger_bench.data import prepare_dataset
+
+    return Dataset(
+        name="dataset", uri=str(destination), metadata=prepare_dataset(str(source), "train", "", destination)
+    )
+
+
+@pytest.fixture(scope="module")
+def embedded_model_and_dataset(embedded_assets, tmp_path_factory):
+    """The embedded model and dataset as prepare_grid receives them from the download tasks."""
+    folder = tmp_path_factory.mktemp("artifacts")
+    return _model_artifact(embedded_assets[0], folder / "model"), _dataset_artifact(embedded_assets[1], folder / "data")
+
+
+@pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
+def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(
+    case, embedded_model_and_dataset, gpt2_model_dir, tmp_path
+):
+    """prepare_grid's own function on the metadata download_model's work produced."""
+    from liger_bench.components.prepare_grid import prepare_grid
+
+    model, dataset = embedded_model_and_dataset
+    if case.model == "gpt2":
+        model = _model_artifact(gpt2_model_dir, tmp_path / "model")
     arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
-        grid = prepare_grid.python_func(model=model, **arguments)
+        grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
         assert [item["use_liger"] for item in grid] == [False]
     else:
         with pytest.raises(GridError, match=case.message):
-            prepare_grid.python_func(model=model, **arguments)
+            prepare_grid.python_func(model=model, dataset=dataset, **arguments)
+
+
+@dataclass(frozen=True)
+class DataGridCase:
+    id: str
+    rows: int | None  # None: the embedded dataset (256 rows, the longest 183 tokens); n: n short alpaca rows
+    changes: dict
+    message: str | None  # regex of the GridError; None: the grid is accepted
+
+
+DATA_GRID_CASES = [
+    DataGridCase(
+        "batch-larger-than-the-dataset",
+        5,
+        {"per_device_train_batch_size": [2, 8]},
+        r"per_device_train_batch_size: 8 and dataset '.*/rows.jsonl': 5 rows cannot fill one optimizer step of "
+        r"per_device_train_batch_size=8 × gradient_accumulation_steps=1 = 8 rows; accepted: batch sizes <= 5",
+    ),
+    DataGridCase(
+        "epoch-would-end-with-a-smaller-step",
+        7,
+        {"base_config": {"gradient_accumulation_steps": 2}},
+        r"7 rows give 3 batches of 2 per epoch, not a multiple of gradient_accumulation_steps=2: each epoch would "
+        r"end with a smaller step",
+    ),
+    DataGridCase(
+        "rows-fill-whole-steps-over-several-epochs", 6, {"base_config": {"gradient_accumulation_steps": 3}}, None
+    ),
+    DataGridCase(
+        "sequence-lengths-that-train-identical-batches",
+        None,
+        {"max_seq_length": [64, 256, 512]},
+        r"max_seq_length: \[256, 512\] all reach the longest row of dataset .* \(183 tokens\), so their runs would "
+        r"train identical batches; accepted: at most one value >= 183",
+    ),
+    DataGridCase("sequence-lengths-that-differ", None, {"max_seq_length": [64, 256]}, None),
+    DataGridCase(
+        "min-success-ratio-above-one",
+        None,
+        {"min_success_ratio": 1.5},
+        r"min_success_ratio: 1.5 is out of range; accepted: a number in \[0, 1\]",
+    ),
+    DataGridCase("min-success-ratio-nan", None, {"min_success_ratio": float("nan")}, r"min_success_ratio: nan is out"),
+    DataGridCase("min-success-ratio-integer-zero", None, {"min_success_ratio": 0}, None),
+]
+
+
+@pytest.mark.parametrize("case", DATA_GRID_CASES, ids=[case.id for case in DATA_GRID_CASES])
+def test_grid_the_dataset_cannot_serve_is_refused_by_prepare_grid(case, embedded_model_and_dataset, tmp_path):
+    """prepare_grid's own function on the artifacts of the download tasks' work."""
+    from liger_bench.components.prepare_grid import prepare_grid
+
+    model, dataset = embedded_model_and_dataset
+    if case.rows is not None:
+        rows = [{"instruction": f"Say {i}.", "output": f"{i}"} for i in range(case.rows)]
+        (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        dataset = _dataset_artifact(tmp_path / "rows.jsonl", tmp_path / "data")
+    arguments = {**VALID_AXES, "use_liger": [False], **GRID_TASK_ARGS, **case.changes}
+    if case.message is None:
+        grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
+        assert grid and all(item["use_liger"] is False for item in grid)
+    else:
+        with pytest.raises(GridError, match=case.message):
+            prepare_grid.python_func(model=model, dataset=dataset, **arguments)
 
 
 class _FakeHub(http.server.BaseHTTPRequestHandler):
