@@ -469,6 +469,34 @@ def _save_to_disk(rows: list[dict]) -> Callable[[Path], None]:
     return save
 
 
+def _truncate(name: str, keep: float) -> Callable[[Path], None]:
+    def truncate(folder: Path) -> None:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * keep)])
+
+    return truncate
+
+
+def _edit_json(name: str, **changes) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        (folder / name).write_text(json.dumps({**json.loads((folder / name).read_text()), **changes}))
+
+    return edit
+
+
+def _shard_index(folder: Path) -> None:
+    weight_map = {"model.embed_tokens.weight": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def _remove_special_tokens(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.eos_token = None
+    tokenizer.save_pretrained(folder)
+
+
 @dataclass(frozen=True)
 class SourceCase:
     id: str
@@ -480,8 +508,10 @@ class SourceCase:
     split: str = "train"
     revision: str = ""
     hf_token: str = ""
+    model_edit: Callable[[Path], None] | None = None  # applied to a copy of the embedded model at {tmp}/model
 
 
+EDITED_MODEL = "{tmp}/model"
 SOURCE_CASES = [
     SourceCase("model-path-missing", "model", "/nonexistent/model", r"model_name: local path '/nonexistent/model'"),
     SourceCase(
@@ -526,8 +556,80 @@ SOURCE_CASES = [
         "model-folder-without-weights",
         "model",
         "{tmp}",
-        r"model folder .* has no \*.safetensors weights",
-        prepare=_write("config.json", "{}"),
+        r"model_name: the folder '.*/source' has no \*.safetensors weights",
+        prepare=_write("config.json", '{"model_type": "phi3"}'),
+    ),
+    SourceCase(
+        "model-empty-folder",
+        "model",
+        "{tmp}",
+        r"model_name: the folder '.*/source' has no config.json",
+    ),
+    SourceCase(
+        "model-weights-truncated",
+        "model",
+        EDITED_MODEL,
+        r"model_name: the folder '.*/source/model': the weights file 'model.safetensors' is unusable "
+        r"\(SafetensorError: .*incomplete metadata, file not fully covered\)",
+        model_edit=_truncate("model.safetensors", 0.5),
+    ),
+    SourceCase(
+        "model-weights-header-broken",
+        "model",
+        EDITED_MODEL,
+        r"the weights file 'model.safetensors' is unusable \(SafetensorError: Error while deserializing header",
+        model_edit=_truncate("model.safetensors", 0.00001),
+    ),
+    SourceCase(
+        "model-shard-missing",
+        "model",
+        EDITED_MODEL,
+        r"model.safetensors.index.json names shards that are missing: \['model-00002-of-00002.safetensors'\]",
+        model_edit=_shard_index,
+    ),
+    SourceCase(
+        "model-type-unknown",
+        "model",
+        EDITED_MODEL,
+        r"config.json has model_type 'phi99', which transformers 5\.\d+\.\d+ does not know",
+        model_edit=_edit_json("config.json", model_type="phi99"),
+    ),
+    SourceCase(
+        "model-type-not-a-causal-lm",
+        "model",
+        EDITED_MODEL,
+        r"model_type 'vit' has no causal language model in transformers; accepted: one of \[.*'phi3'",
+        model_edit=_edit_json("config.json", model_type="vit"),
+    ),
+    SourceCase(
+        "model-config-not-json",
+        "model",
+        EDITED_MODEL,
+        r"config.json is not valid JSON",
+        model_edit=lambda folder: (folder / "config.json").write_text("{model_type: phi3"),
+    ),
+    SourceCase(
+        "model-tokenizer-larger-than-vocab",
+        "model",
+        EDITED_MODEL,
+        r"the tokenizer has \d+ tokens but config.json's vocab_size is 100: token ids past the embedding would fail",
+        model_edit=_edit_json("config.json", vocab_size=100),
+    ),
+    SourceCase(
+        "model-tokenizer-without-pad-or-eos",
+        "model",
+        EDITED_MODEL,
+        r"the tokenizer has neither a pad nor an EOS token, so batches cannot be padded",
+        model_edit=_remove_special_tokens,
+    ),
+    SourceCase(
+        "model-revision-not-the-content",
+        "model",
+        EDITED_MODEL,
+        r"model_revision: 'sha256:0000000000000000' does not match the content of the local path '.*/model', "
+        r"which is now sha256:[0-9a-f]{16}",
+        revision="sha256:0000000000000000",
+        model_edit=lambda folder: None,
     ),
     SourceCase("dataset-path-missing", "dataset", "/nonexistent/data.jsonl", r"local path .* does not exist"),
     SourceCase(
@@ -594,6 +696,49 @@ SOURCE_CASES = [
         split="test",
     ),
     SourceCase(
+        "dataset-split-of-a-single-saved-dataset",
+        "dataset",
+        "{tmp}/saved",
+        r"dataset_split: 'test' does not fit '.*/saved', a single saved dataset of split 'train' \(no other split\)",
+        prepare=_save_to_disk([{"text": "one row"}]),
+        split="test",
+    ),
+    SourceCase(
+        "dataset-broken-json-line",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"dataset_name: '.*/source/data.jsonl': line 2 is not valid JSON \(Expecting ',' delimiter at column 16\)",
+        prepare=_write("data.jsonl", '{"text": "one"}\n{"text": "two" "x"}\n{"text": "three"}\n'),
+    ),
+    SourceCase(
+        "dataset-json-line-not-an-object",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"'.*/data.jsonl': line 1 is a JSON list, not an object of column values",
+        prepare=_write("data.jsonl", '["one", "two"]\n'),
+    ),
+    SourceCase(
+        "dataset-not-utf8",
+        "dataset",
+        "{tmp}/data.csv",
+        r"dataset_name: '.*/source/data.csv': line 3 is not UTF-8 text \(invalid continuation byte at byte 4 of",
+        prepare=lambda folder: (folder / "data.csv").write_bytes(b"text\nfine\ncaf\xe9 au lait\n"),
+    ),
+    SourceCase(
+        "dataset-empty-folder",
+        "dataset",
+        "{tmp}",
+        r"dataset_name: the folder '.*/source' holds no data file; accepted: \['.csv', '.json', '.jsonl', '.parquet'\]",
+    ),
+    SourceCase(
+        "dataset-revision-not-the-content",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"dataset_revision: 'sha256:0000000000000000' does not match the content of the local path",
+        prepare=_write("data.jsonl", '{"text": "one row"}\n'),
+        revision="sha256:0000000000000000",
+    ),
+    SourceCase(
         "dataset-unsupported-file",
         "dataset",
         "{tmp}/data.txt",
@@ -604,7 +749,11 @@ SOURCE_CASES = [
 
 
 @pytest.mark.parametrize("case", SOURCE_CASES, ids=[case.id for case in SOURCE_CASES])
-def test_unusable_model_or_dataset_is_refused_by_its_download_task(case, fake_hub, monkeypatch, tmp_path):
+def test_unusable_model_or_dataset_is_refused_by_its_download_task(
+    case, fake_hub, monkeypatch, tmp_path, embedded_assets
+):
+    import shutil
+
     from liger_bench.data import DatasetError, prepare_dataset
     from liger_bench.modelio import ModelError, prepare_model
 
@@ -617,6 +766,9 @@ def test_unusable_model_or_dataset_is_refused_by_its_download_task(case, fake_hu
     source.mkdir()
     if case.prepare:
         case.prepare(source)
+    if case.model_edit:
+        shutil.copytree(embedded_assets[0], source / "model")
+        case.model_edit(source / "model")
     name = case.name.replace("{tmp}", str(source))
     destination = tmp_path / "out"
     if case.kind == "model":
