@@ -803,6 +803,98 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
     assert len(tokenized.rows[1]["input_ids"]) == 32
 
 
+@pytest.mark.parametrize(
+    ("hub", "attempts"),
+    [(None, 3), ((503, {}), 3), ((429, {}), 3), (NOT_FOUND, 1), (GATED, 1)],
+    ids=["unreachable", "server-error", "rate-limited", "not-found", "gated"],
+)
+def test_only_network_errors_are_retried_by_the_download_tasks(hub, attempts, fake_hub, monkeypatch, tmp_path, capsys):
+    """Two network retries (the pipeline's default), without the 20 s backoff: an error that cannot change
+    on retry fails at once."""
+    from liger_bench import data
+    from liger_bench.modelio import ModelError, prepare_model
+
+    monkeypatch.setattr(data, "NETWORK_BACKOFF_S", 0)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub(hub)
+    with pytest.raises(ModelError, match=r"model_name: 'org/model'"):
+        prepare_model("org/model", "", tmp_path / "out", network_retries=2)
+    assert capsys.readouterr().out.count("retrying in 0 s") == attempts - 1
+
+
+def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_assets, tmp_path):
+    """The CLI pins a local path's content hash as its revision, an argument of the download task and so of
+    kfp's cache key; the download task refuses a pinned revision the content no longer matches."""
+    import shutil
+
+    from liger_bench.data import DatasetError, prepare_dataset
+    from liger_bench.validation import pin_local_revisions
+
+    data_file = tmp_path / "data.jsonl"
+    data_file.write_text('{"text": "first version"}\n')
+    model_dir = tmp_path / "model"
+    shutil.copytree(embedded_assets[0], model_dir)
+    params = {"model_name": str(model_dir), "dataset_name": str(data_file)}
+    before = pin_local_revisions(params)
+    assert before["dataset_revision"].startswith("sha256:") and before["model_revision"].startswith("sha256:")
+    assert pin_local_revisions(params) == before  # same content, same key: the cache is reused
+    info = prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out1")
+    assert info["revision"] == before["dataset_revision"]  # the recorded revision is the content hash
+
+    data_file.write_text('{"text": "second version"}\n')
+    (model_dir / "generation_config.json").write_text("{}")
+    after = pin_local_revisions(params)
+    assert after["dataset_revision"] != before["dataset_revision"]
+    assert after["model_revision"] != before["model_revision"]
+    with pytest.raises(DatasetError, match=r"dataset_revision: 'sha256:[0-9a-f]{16}' does not match the content"):
+        prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out2")
+    assert pin_local_revisions({**params, "dataset_revision": "v1"})["dataset_revision"] == "v1"
+
+
+def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
+    """5 rows, batch 2: with ``dataloader_drop_last`` every step of a real tiny training run has 2 rows.
+
+    The batch sizes are read by wrapping the real ``record_batch`` (a spy: it calls through)."""
+    from liger_bench import metrics
+    from liger_bench.data import prepare_dataset
+    from liger_bench.training import run_training
+
+    rows = [{"instruction": f"Count to {i}.", "output": " ".join(str(n) for n in range(i + 2))} for i in range(5)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    batch_sizes = []
+    record_batch = metrics.StepMetricsCallback.record_batch
+
+    def spy(self, inputs):
+        batch_sizes.append(inputs["input_ids"].shape[0])
+        record_batch(self, inputs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics.StepMetricsCallback, "record_batch", spy)
+        result, steps = run_training(_train_config(max_steps=6), str(embedded_assets[0]), str(tmp_path / "data"))
+    assert result.status == "ok", result.reason
+    assert len(steps) == 6 and batch_sizes == [2] * 6  # 3 epochs of 2 full batches; row 5 never trains alone
+
+
+def test_rows_that_truncation_leaves_too_few_for_a_batch_fail_the_run_with_the_reason(embedded_assets, tmp_path):
+    """prepare_grid counts rows with a completion; truncation can drop more, which only train_model sees."""
+    from liger_bench.data import prepare_dataset
+    from liger_bench.training import run_training
+
+    long_prompt = " ".join(["a long instruction"] * 30)
+    rows = [{"instruction": long_prompt, "output": "cut"}] * 3 + [{"instruction": "Hi.", "output": "hello"}] * 2
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    config = _train_config(per_device_train_batch_size=4, max_seq_length=96)
+    result, steps = run_training(config, str(embedded_assets[0]), str(tmp_path / "data"))
+    assert (result.status, steps) == ("failed", [])
+    assert result.reason == (
+        "DatasetError: after tokenising at max_seq_length=96, 2 rows cannot fill one optimizer step of "
+        "per_device_train_batch_size=4 × gradient_accumulation_steps=1 = 4 rows; accepted: batch sizes <= 2, "
+        "or a dataset with more rows"
+    )
+
+
 # Runtime: a run's outcome is data (ok, oom, failed, skipped); the others go on.
 
 
