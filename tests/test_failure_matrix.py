@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -243,6 +245,52 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
     assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
     (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
+
+
+def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, capfd, embedded_assets):
+    """A broken JSON line through kfp's local runner: one attempt, the user's path and line, seconds not
+    minutes. ``min_success_ratio`` is the JSON integer 0, which kfp refuses for a float parameter unless
+    the CLI converts it."""
+    (tmp_path / "data.jsonl").write_text('{"text": "one"}\n{"text": "two" "x"}\n')
+    overrides = {
+        **SMALL_PIPELINE,
+        "model_name": str(embedded_assets[0]),
+        "dataset_name": str(tmp_path / "data.jsonl"),
+        "min_success_ratio": 0,
+    }
+    with pytest.raises(RuntimeError, match="Inner task failed: .*download-dataset"):
+        run_local(tmp_path / "out", overrides)
+    logs = "".join(capfd.readouterr())
+    message = f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': line 2 is not valid JSON"
+    assert logs.count(message) == 1
+    assert len(re.findall(r"Executing task .*download-dataset", logs)) == 1  # no retry
+    failed = re.search(
+        r"(\d\d:\d\d:\d\d\.\d+) - INFO - Executing task .*download-dataset.*?\n"
+        r"(?:.*\n)*?(\d\d:\d\d:\d\d\.\d+) - ERROR - Task .*download-dataset",
+        logs,
+    )
+    started, ended = (datetime.strptime(stamp, "%H:%M:%S.%f") for stamp in failed.groups())
+    assert (ended - started).total_seconds() < 10
+
+
+def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_run():
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    from liger_bench.validation import pipeline_arguments
+
+    types = {name: spec.type for name, spec in liger_benchmark.component_spec.inputs.items()}
+    converted = pipeline_arguments({"min_success_ratio": 1, "n_runs": 3, "use_liger": [True]}, types)
+    assert converted == {"min_success_ratio": 1.0, "n_runs": 3, "use_liger": [True]}
+    assert isinstance(converted["min_success_ratio"], float) and isinstance(converted["n_runs"], int)
+    with pytest.raises(ValueError, match=r"^min_success_ratio, base_config.learning_rate, max_seq_length\[1\]: NaN"):
+        pipeline_arguments(
+            {
+                "min_success_ratio": float("nan"),
+                "base_config": {"learning_rate": float("inf")},
+                "max_seq_length": [64, float("-inf")],
+            },
+            types,
+        )
 
 
 # Model: download_model (liger_bench.modelio) and prepare_grid's check against the model.
@@ -1040,6 +1088,7 @@ CANARIES = {
     "MLFLOW_TRACKING_TOKEN": "mlflow_token_canary_84a7d3",
     "MLFLOW_TRACKING_PASSWORD": "mlflow_password_canary_e61f09",
 }
+URI_PASSWORD_CANARY = "uri_password_canary_7d2e41"
 
 
 def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
@@ -1054,11 +1103,13 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bench-user")
     model_dir, dataset_dir = embedded_assets
     experiment = "secrets-canary"
+    # Credentials written into the tracking URI too (the README says to use the Secret instead).
+    uri_with_credentials = mlflow_server.replace("://", f"://uri-user:{URI_PASSWORD_CANARY}@", 1)
     overrides = {
         **SMALL_PIPELINE,
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
-        "mlflow_tracking_uri": mlflow_server,
+        "mlflow_tracking_uri": uri_with_credentials,
         "mlflow_experiment": experiment,
     }
     report = run_local(tmp_path / "out", overrides)
@@ -1084,7 +1135,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     leaks = [
         (place, name)
         for place, content in places.items()
-        for name, value in CANARIES.items()
+        for name, value in {**CANARIES, "password in mlflow_tracking_uri": URI_PASSWORD_CANARY}.items()
         if value.encode() in content
     ]
     assert leaks == []
@@ -1109,7 +1160,6 @@ def test_same_config_and_seed_give_identical_losses_step_by_step(embedded_assets
 
 
 def test_every_test_and_case_named_in_the_failure_matrix_exists():
-    import re
 
     text = (Path(__file__).parents[1] / "docs" / "failure-matrix.md").read_text()
     named = set(re.findall(r"`(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the other files it cites

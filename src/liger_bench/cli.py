@@ -56,7 +56,7 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
-    from liger_bench.tracking import redact_credentials
+    from liger_bench.tracking import credentials_to_environment, redact_credentials
     from liger_bench.validation import pin_local_revisions, pipeline_arguments
 
     overrides = dict(overrides)
@@ -75,6 +75,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     )
     pipeline = build_pipeline(ClusterOptions(**build))
     params = pipeline_arguments(params, {name: spec.type for name, spec in pipeline.component_spec.inputs.items()})
+    # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
+    params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
     print(f"[liger-bench] running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     started = time.monotonic()
     task = pipeline(**params)

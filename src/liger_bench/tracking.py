@@ -227,7 +227,7 @@ def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
 
     try:
         with _bounded_http():
-            client = MlflowClient(tracking_uri=_credentials_to_environment(uri))
+            client = MlflowClient(tracking_uri=credentials_to_environment(uri))
             run_id = body(_BoundedClient(client, deadline))
     except (MlflowException, requests.RequestException, OSError, _OutOfTime) as error:
         reason = f"{type(error).__name__}: {str(error)[:500]}"
@@ -352,11 +352,12 @@ def redact_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
-def _credentials_to_environment(uri: str) -> str:
+def credentials_to_environment(uri: str) -> str:
     """Move the user and password of ``uri`` to the variables MLflow reads and return ``uri`` without them.
 
-    MLflow prints its tracking URI ("View run … at: …"); credentials only in the environment are
-    never printed, and ``_scrub`` redacts them wherever they would be logged.
+    MLflow prints its tracking URI ("View run … at: …") and kfp's executor logs every task input;
+    credentials only in the environment are never printed, and ``_scrub`` redacts them wherever they
+    would be logged. Variables already set win over the URI's credentials.
     """
     parts = urlsplit(uri)
     if not (parts.username or parts.password):
