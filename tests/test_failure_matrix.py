@@ -1165,5 +1165,6 @@ def test_every_test_and_case_named_in_the_failure_matrix_exists():
     named = set(re.findall(r"`(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the other files it cites
     defined = {name for name in globals() if name.startswith("test_")}
     assert named and named <= defined, sorted(named - defined)
-    case_ids = [case.id for cases in (GRID_CASES, MODEL_GRID_CASES, SOURCE_CASES) for case in cases]
+    tables = (GRID_CASES, TRAINING_ARGUMENT_CASES, MODEL_GRID_CASES, DATA_GRID_CASES, SOURCE_CASES)
+    case_ids = [case.id for cases in tables for case in cases]
     assert [case_id for case_id in case_ids if not re.search(rf"[`\[]{re.escape(case_id)}[`\]]", text)] == []
