@@ -310,10 +310,23 @@ def gpt2_model_dir(embedded_assets, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def openai_gpt_model_dir(embedded_assets, tmp_path_factory) -> Path:
+    """A model folder whose transformers class cannot checkpoint gradients: GPT-1, random weights."""
+    from transformers import AutoTokenizer, OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    folder = tmp_path_factory.mktemp("openai-gpt") / "model"
+    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
+    config = OpenAIGPTConfig(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=len(tokenizer))
+    OpenAIGPTLMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model) or "gpt2"
+    model: str  # "phi3" (the embedded model), "gpt2" or "openai-gpt"
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -338,6 +351,19 @@ MODEL_GRID_CASES = [
         "gpt2",
         {"use_liger": [False], "max_seq_length": [256]},
         r"max_seq_length: 256 exceeds the context length 128",
+    ),
+    ModelGridCase(
+        "gradient-checkpointing-the-model-cannot-do",
+        "openai-gpt",
+        {"use_liger": [False], "base_config": {"gradient_checkpointing": True}},
+        r"base_config: gradient_checkpointing: true, but transformers' OpenAIGPTLMHeadModel \(model .*\) does not "
+        r"support it; accepted: false for this model",
+    ),
+    ModelGridCase(
+        "gradient-checkpointing-the-model-can-do",
+        "phi3",
+        {"use_liger": [False], "base_config": {"gradient_checkpointing": True}},
+        None,
     ),
 ]
 
@@ -370,15 +396,14 @@ def embedded_model_and_dataset(embedded_assets, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
-def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(
-    case, embedded_model_and_dataset, gpt2_model_dir, tmp_path
-):
+def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_model_and_dataset, request, tmp_path):
     """prepare_grid's own function on the metadata download_model's work produced."""
     from liger_bench.components.prepare_grid import prepare_grid
 
     model, dataset = embedded_model_and_dataset
-    if case.model == "gpt2":
-        model = _model_artifact(gpt2_model_dir, tmp_path / "model")
+    if case.model != "phi3":
+        source = request.getfixturevalue({"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir"}[case.model])
+        model = _model_artifact(source, tmp_path / "model")
     arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
         grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)

@@ -32,6 +32,7 @@ def grid_step(
     from liger_bench.validation import (
         check_against_data,
         check_distinct_sequence_lengths,
+        check_gradient_checkpointing,
         check_min_success_ratio,
         check_training_arguments,
     )
@@ -41,6 +42,7 @@ def grid_step(
     check_against_model(grid, model_info, supported_model_types())
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
+    check_gradient_checkpointing(grid, model_info)
     seq_lengths = sorted({item["max_seq_length"] for item in grid})
     if len(seq_lengths) > 1:
         _, tokenized = load_training_rows(model_dir, dataset_dir, seq_lengths[-1])

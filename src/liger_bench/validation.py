@@ -98,6 +98,24 @@ def check_training_arguments(config: TrainConfig) -> None:
             raise GridError(f"{name}: {value!r} cannot be used ({problem}); accepted here: {usable}")
 
 
+def check_gradient_checkpointing(items: Iterable[dict], model_info: Mapping[str, Any]) -> None:
+    """Raise ``GridError`` when ``gradient_checkpointing`` is on for a model class that cannot do it.
+
+    ``model_info`` is download_model's metadata; its ``model_type`` names the causal LM class.
+    """
+    if not any(item["gradient_checkpointing"] for item in items):
+        return
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    class_name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_info["model_type"]]
+    if not getattr(transformers, class_name).supports_gradient_checkpointing:
+        raise GridError(
+            f"base_config: gradient_checkpointing: true, but transformers' {class_name} (model "
+            f"{model_info.get('name', '')!r}) does not support it; accepted: false for this model"
+        )
+
+
 def _with(config: TrainConfig, **changes: Any) -> TrainConfig:
     return TrainConfig.from_dict({**config.to_dict(), **changes})
 
