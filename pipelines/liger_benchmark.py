@@ -42,7 +42,7 @@ class ClusterOptions:
     hf_cache_pvc: str = ""
     hf_cache_mount: str = "/cache/huggingface"
     shm_size: str = "16Gi"
-    # Hub hiccups are worth a retry; "not found" or "gated" are not, so keep the wait short.
+    # Retries of a hub download after a network error (20 s, then 40 s); other errors are not retried.
     download_retries: int = 2
 
 
@@ -76,10 +76,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
 
         Args:
             model_name: Hugging Face model id or a local model folder.
-            model_revision: Model branch, tag or commit; empty for the default branch.
+            model_revision: Model branch, tag or commit; empty: default branch (local folder: content hash).
             dataset_name: Hugging Face dataset id or a local file/folder (alpaca or prompt/completion columns).
             dataset_split: Dataset split to train on.
-            dataset_revision: Dataset branch, tag or commit; empty for the default branch.
+            dataset_revision: Dataset branch, tag or commit; empty: default branch (local path: content hash).
             use_liger: Variants to compare: true (Liger) and/or false (stock transformers).
             per_device_train_batch_size: Batch sizes to measure (one GPU per run).
             max_seq_length: Sequence lengths to measure (rows are truncated to this).
@@ -96,12 +96,18 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             gpu_node_selector: Node labels for training pods, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
             gpu_tolerations: Tolerations for training pods (GPU node taints).
         """
-        model_task = download_model(model_name=model_name, model_revision=model_revision)
+        # Retries happen inside the download tasks, for network errors only: a kfp retry policy
+        # would also repeat errors that cannot change (a missing path, a parse error, a gated model).
+        model_task = download_model(
+            model_name=model_name, model_revision=model_revision, network_retries=options.download_retries
+        )
         dataset_task = download_dataset(
-            dataset_name=dataset_name, dataset_split=dataset_split, dataset_revision=dataset_revision
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            dataset_revision=dataset_revision,
+            network_retries=options.download_retries,
         )
         for task in (model_task, dataset_task):
-            task.set_retry(num_retries=options.download_retries, backoff_duration="20s", backoff_factor=2.0)
             task.set_caching_options(True)
             kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
             if options.hf_cache_pvc:
@@ -110,6 +116,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
 
         grid_task = prepare_grid(
             model=model_task.outputs["model"],
+            dataset=dataset_task.outputs["dataset"],
             use_liger=use_liger,
             per_device_train_batch_size=per_device_train_batch_size,
             max_seq_length=max_seq_length,
@@ -118,6 +125,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip=warmup_steps_to_skip,
             base_config=base_config,
             max_grid_size=max_grid_size,
+            min_success_ratio=min_success_ratio,
         )
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(

@@ -77,9 +77,16 @@ def test_packing_trains_fixed_shapes_and_keeps_prompt_labels(embedded_assets):
     assert all(len(r["input_ids"]) == len(r["labels"]) == 32 for r in packed)
     assert len(packed) == sum(len(r["input_ids"]) for r in rows) // 32  # only the short remainder is dropped
     assert packed[0]["labels"][:2] == [-100, -100]  # the first row's prompt stays untrained
-    steps = _train(embedded_assets, rows, packing=True, max_seq_length=32, max_steps=4)
-    assert {s["shape"] for s in steps} == {"2x32"}
+
+def test_packing_from_the_config_trains_one_shape(embedded_assets, prepared_dataset):
+    config = TrainConfig(per_device_train_batch_size=2, max_seq_length=64, max_steps=4, warmup_steps_to_skip=1)
+    packed = TrainConfig(**{**config.to_dict(), "packing": True})
+    result, steps = run_training(packed, str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "ok", result.reason
+    assert {s["shape"] for s in steps} == {"2x64"}
     assert [s["first_shape"] for s in steps] == [True, False, False, False]
+    assert result.data["n_training_sequences"] < result.data["n_rows"]  # rows were packed, several per sequence
+    assert all(s["tokens_nonpad"] == s["tokens_padded"] == 2 * 64 for s in steps)
 
 
 def test_packing_refuses_a_dataset_smaller_than_one_sequence():

@@ -56,11 +56,14 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    from liger_bench.tracking import credentials_to_environment, redact_credentials
+    from liger_bench.validation import pin_local_revisions, pipeline_arguments
+
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
     # Every local task sees the same GPU: runs that share it would measure each other.
     build.setdefault("max_concurrency", 1 if torch.cuda.is_available() else 2)
-    params = local_params(overrides)
+    params = pin_local_revisions(local_params(overrides))
     output_dir.mkdir(parents=True, exist_ok=True)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -71,7 +74,10 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         enable_caching=True,
     )
     pipeline = build_pipeline(ClusterOptions(**build))
-    print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
+    params = pipeline_arguments(params, {name: spec.type for name, spec in pipeline.component_spec.inputs.items()})
+    # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
+    params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
+    print(f"[liger-bench] running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     started = time.monotonic()
     task = pipeline(**params)
     report = Path(task.output.path)

@@ -22,13 +22,32 @@ def progress(message: str) -> None:
     print(f"[liger-bench] {message}", flush=True)
 
 
-def grid_step(model_info: dict, axes: dict) -> list[dict]:
-    """Validate and expand the grid, also against the model (Liger support, context length)."""
+def grid_step(
+    model_info: dict, dataset_info: dict, axes: dict, model_dir: str, dataset_dir: str, min_success_ratio: float
+) -> list[dict]:
+    """Validate and expand the grid, also against the model and the dataset; the cheap checks first."""
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.liger import supported_model_types
+    from liger_bench.training import load_training_rows
+    from liger_bench.validation import (
+        check_against_data,
+        check_distinct_sequence_lengths,
+        check_gradient_checkpointing,
+        check_min_success_ratio,
+        check_training_arguments,
+    )
 
+    check_min_success_ratio(min_success_ratio)
     grid = expand_grid(GridSpec(**axes))
     check_against_model(grid, model_info, supported_model_types())
+    check_against_data(grid, dataset_info)
+    check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
+    check_gradient_checkpointing(grid, model_info)
+    seq_lengths = sorted({item["max_seq_length"] for item in grid})
+    if len(seq_lengths) > 1:
+        _, tokenized = load_training_rows(model_dir, dataset_dir, seq_lengths[-1])
+        longest = max(len(row["input_ids"]) for row in tokenized.rows)
+        check_distinct_sequence_lengths(seq_lengths, longest, dataset_info.get("name", ""))
     progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
     return grid
 

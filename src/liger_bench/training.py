@@ -35,7 +35,8 @@ def _use_bf16(config: TrainConfig) -> bool:
     return supported
 
 
-def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+def training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU."""
     import torch
     from transformers import TrainingArguments
 
@@ -58,6 +59,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_drop_last=True,  # a last partial batch would be measured as a step of the full batch size
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
@@ -94,8 +96,8 @@ def train_measured(
     with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
         trainer = MeasuredTrainer(
             model=model,
-            args=_training_arguments(config, output_dir, bf16),
-            train_dataset=pack(rows, config.max_seq_length) if config.packing else rows,
+            args=training_arguments(config, output_dir, bf16),
+            train_dataset=rows,
             data_collator=collator,
             callbacks=[step_metrics, *callbacks],
         )
@@ -167,15 +169,26 @@ def _train(
     import torch
     from transformers import set_seed
 
+    from liger_bench.data import DatasetError
     from liger_bench.liger import apply_liger, patched_kernels
     from liger_bench.metrics import FlopModel, peak_tflops_for
     from liger_bench.modelio import context_length
+    from liger_bench.validation import rows_problem
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
     set_seed(config.seed)
     tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, config.max_seq_length)
     result.data = tokenized.summary()
+    rows = pack(tokenized.rows, config.max_seq_length) if config.packing else tokenized.rows
+    result.data["n_training_sequences"] = len(rows)
+    # prepare_grid checked the dataset's rows; truncation (or packing) at this max_seq_length changes their number.
+    problem = rows_problem(len(rows), config)
+    if problem:
+        raise DatasetError(
+            f"after tokenising{' and packing' if config.packing else ''} at max_seq_length={config.max_seq_length}, "
+            f"{problem}"
+        )
 
     model = load_model(model_dir, bf16)
     context = context_length(model.config.to_dict())
@@ -195,7 +208,7 @@ def _train(
     result.metrics.update(model_flops_per_token=flop_model.per_token(config.max_seq_length), peak_tflops=peak or None)
     step_metrics.flop_model, step_metrics.peak_tflops = flop_model, peak
 
-    train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
+    train_measured(config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
 
 
 def run_training(
