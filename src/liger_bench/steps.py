@@ -75,13 +75,13 @@ def train_step(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     mlflow_parent_run_id: str,
+    train_timeout_s: float,
 ) -> RunResult:
-    """Train one grid point, write its history and result, mirror them to MLflow."""
-    from liger_bench.training import run_training
+    """Train one grid point in a supervised child process, write its history and result, mirror them to MLflow."""
+    from liger_bench.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
-    progress(f"{train_config.run_key}: training")
-    result, steps = run_training(train_config, model_dir, dataset_dir)
+    result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
     result.model = model_info
     result.dataset = dataset_info
     # The history is the source of truth that MLflow mirrors; the result, written last, records
