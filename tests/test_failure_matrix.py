@@ -589,6 +589,36 @@ def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structu
     assert shape(_run_results(second_run_dir)) == shape(_run_results(first_run_dir))
 
 
+def test_a_training_process_killed_during_a_local_run_is_reported_and_the_rest_analysed(tmp_path, embedded_assets):
+    """A real SIGKILL of a real training process, found by its run key as an operator would with ``ps``."""
+    import signal
+
+    from test_supervisor import _in_thread, _kill_after_steps
+
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        **SMALL_PIPELINE,
+        "per_device_train_batch_size": [2, 4],
+        "max_seq_length": [64],
+        "max_steps": 40,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+    }
+    killer = _in_thread(_kill_after_steps, "vanilla-bs4-seq64-r0", 3, signal.SIGKILL)
+    report = run_local(tmp_path, overrides)
+    killer.join()
+    ok, killed = _run_results(report.parent.parent)
+    assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
+    assert (killed["run_key"], killed["status"]) == ("vanilla-bs4-seq64-r0", "failed")
+    assert killed["reason"] == "training process killed by signal SIGKILL (9)"
+    assert killed["metrics"]["steps_completed"] >= 3
+    histories = [json.loads(path.read_text()) for path in report.parent.parent.glob("for-loop-*/train-model/history")]
+    (history,) = [history for history in histories if history["run_key"] == killed["run_key"]]
+    assert len(history["steps"]) == killed["metrics"]["steps_completed"]  # the steps before the kill are kept
+    text = report.read_text()
+    assert "training process killed by signal SIGKILL (9)" in text and "vanilla-bs2-seq64-r0" in text
+
+
 def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     """A real EFBIG: the writer runs in a process whose file-size limit (RLIMIT_FSIZE) is 4 KiB."""
     code = textwrap.dedent(
