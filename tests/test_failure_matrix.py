@@ -641,6 +641,44 @@ def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
 
 
+def test_disk_full_while_writing_the_report_names_the_file_and_leaves_no_partial_file(tmp_path):
+    """A real EFBIG while analyze_results writes the report: the summary and table fit, the page does not."""
+    code = textwrap.dedent(
+        f"""
+        import json, resource, signal
+        from types import SimpleNamespace
+        import pandas as pd
+        from liger_bench.report import write_bundle
+
+        bundle = SimpleNamespace(html="<html>" + "x" * 10000 + "</html>", markdown="# summary", table=pd.DataFrame())
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        folder = {str(tmp_path)!r}
+        try:
+            write_bundle(bundle, folder + "/report", folder + "/summary", folder + "/table")
+        except OSError as err:
+            print(json.dumps({{"errno": err.errno, "error": str(err)}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    error = json.loads(out.stdout)
+    assert error["errno"] == errno.EFBIG
+    assert error["error"].endswith(f"could not write {tmp_path / 'report'} (File too large); nothing was written there")
+    assert list(tmp_path.iterdir()) == []  # the page comes first; no temporary file left
+
+
+def test_output_files_get_the_usual_permissions_not_0600(tmp_path):
+    """mkstemp makes 0600 files; records and reports get 0666 less the umask (0644 under umask 022)."""
+    import os
+
+    from liger_bench.records import write_json_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_json_atomic(tmp_path / "result", {"status": "ok"})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 # Secrets: never in logs, the compiled YAML, MLflow or the report.
 
 CANARIES = {
