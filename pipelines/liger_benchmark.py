@@ -49,6 +49,13 @@ class ClusterOptions:
     # Hub hiccups are worth a retry; "not found" or "gated" are not, so keep the wait short.
     download_retries: int = 2
 
+    def __post_init__(self) -> None:
+        # kfp writes parallelism 0 as "no limit": all training pods at once.
+        for name in ("max_concurrency", "train_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {value!r} is not valid; accepted: integers >= 1")
+
 
 def build_pipeline(options: ClusterOptions = ClusterOptions()):
     """Build the pipeline function for ``options``; ``liger_benchmark`` is the default build."""

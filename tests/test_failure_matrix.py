@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -669,14 +670,34 @@ def test_disk_full_while_writing_the_report_names_the_file_and_leaves_no_partial
 
 def test_output_files_get_the_usual_permissions_not_0600(tmp_path):
     """mkstemp makes 0600 files; records and reports get 0666 less the umask (0644 under umask 022)."""
-    import os
-
     from liger_bench.records import write_json_atomic
 
     umask = os.umask(0)
     os.umask(umask)
     path = write_json_atomic(tmp_path / "result", {"status": "ok"})
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# Compile: the package is reproducible and its options are checked.
+
+
+def _compile(tmp_path: Path, name: str, *options: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(tmp_path / name), *options]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+
+
+def test_two_compiles_with_the_same_options_are_byte_identical(tmp_path):
+    """Different string-hash seeds, as two shells give: dict defaults in kfp's header were ordered by them."""
+    first, second = _compile(tmp_path, "a.yaml", hash_seed="1"), _compile(tmp_path, "b.yaml", hash_seed="2")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
+
+
+def test_compile_refuses_max_concurrency_zero_instead_of_writing_no_limit(tmp_path):
+    out = _compile(tmp_path, "pipeline.yaml", "--max-concurrency", "0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "max_concurrency: 0 is not valid; accepted: integers >= 1" in out.stderr
+    assert not (tmp_path / "pipeline.yaml").exists()
 
 
 # Secrets: never in logs, the compiled YAML, MLflow or the report.

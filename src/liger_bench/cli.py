@@ -82,12 +82,11 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 
 def compile_pipeline(output: Path, options: dict) -> Path:
     """Write the pipeline package (YAML) for a cluster."""
-    from kfp import compiler
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(ClusterOptions(**options)), str(output))
-    return output
+    from liger_bench.package import compile_package
+
+    return compile_package(build_pipeline(ClusterOptions(**options)), output)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -147,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             "train_cpu_limit": args.train_cpu_limit,
             "train_memory_limit": args.train_memory_limit,
         }
-        path = compile_pipeline(args.output, options)
+        try:
+            path = compile_pipeline(args.output, options)
+        except ValueError as err:  # an option out of range: a usage error, not a crash
+            make_parser().error(str(err))
         print(f"wrote {path} in {time.monotonic() - started:.1f} s")
     else:
         return _remote(args)
