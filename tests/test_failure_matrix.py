@@ -13,6 +13,7 @@ import errno
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -592,8 +593,6 @@ def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structu
 
 def test_a_training_process_killed_during_a_local_run_is_reported_and_the_rest_analysed(tmp_path, embedded_assets):
     """A real SIGKILL of a real training process, found by its run key as an operator would with ``ps``."""
-    import signal
-
     from test_supervisor import _in_thread, _kill_after_steps
 
     model_dir, dataset_dir = embedded_assets
@@ -676,6 +675,68 @@ def test_output_files_get_the_usual_permissions_not_0600(tmp_path):
     os.umask(umask)
     path = write_json_atomic(tmp_path / "result", {"status": "ok"})
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# Interrupts: SIGINT or SIGTERM of `liger-bench local` stops everything it started.
+
+
+@pytest.mark.parametrize(
+    "sig, process_group",
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["sigterm-to-the-cli", "ctrl-c-to-the-process-group"],
+)
+def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_incomplete(
+    sig, process_group, tmp_path, embedded_assets, mlflow_server
+):
+    import psutil
+    from mlflow import MlflowClient
+    from test_supervisor import training_process, wait_for_steps
+
+    model_dir, dataset_dir = embedded_assets
+    experiment = f"interrupted-{sig.name.lower()}"
+    params = {
+        **SMALL_PIPELINE,
+        "max_steps": 5000,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "mlflow_tracking_uri": mlflow_server,
+        "mlflow_experiment": experiment,
+    }
+    command = [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(tmp_path / "out")]
+    command += [f"--param={name}={json.dumps(value)}" for name, value in params.items()]
+    log = tmp_path / "cli.log"
+    with log.open("wb") as handle:
+        cli = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        trainer = training_process("vanilla-bs2-seq128-r0")
+        wait_for_steps(trainer, 1)
+        descendants = psutil.Process(cli.pid).children(recursive=True)
+        assert trainer in descendants
+        started = time.monotonic()
+        if process_group:
+            os.killpg(cli.pid, sig)
+        else:
+            cli.send_signal(sig)
+        cli.wait(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+    output = log.read_bytes()
+    assert time.monotonic() - started < 30
+    assert cli.returncode == 128 + sig.value
+    assert "Traceback" not in output.decode()
+    assert [process for process in descendants if process.is_running() and process.status() != "zombie"] == []
+    marker = tmp_path / "out" / "INCOMPLETE"
+    assert marker.read_text().startswith(f"interrupted by {sig.name}")
+    client = MlflowClient(mlflow_server)
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`kfp.pipeline_run_name` != ''"
+    )
+    assert parent.info.status == "KILLED"
+
+
+def test_a_finished_local_run_leaves_no_incomplete_marker(faulty_pipeline_run):
+    assert not (faulty_pipeline_run["output_dir"] / "INCOMPLETE").exists()
 
 
 # Compile: the package is reproducible and its options are checked.

@@ -56,6 +56,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    from liger_bench.interrupt import interruptible
+
     overrides = dict(overrides)
     build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
     # Every local task sees the same GPU: runs that share it would measure each other.
@@ -73,7 +75,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     pipeline = build_pipeline(ClusterOptions(**build))
     print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
     started = time.monotonic()
-    task = pipeline(**params)
+    with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
+        task = pipeline(**params)
     report = Path(task.output.path)
     print(f"[liger-bench] finished in {time.monotonic() - started:.0f} s", flush=True)
     print(f"[liger-bench] report: {report}", flush=True)

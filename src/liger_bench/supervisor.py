@@ -62,7 +62,7 @@ def train_supervised(
         print(f"[liger-bench] {config.run_key}: training in process {child.pid}", flush=True)
         timed_out = False
         try:
-            with _stop_on_sigterm():
+            with _exit_on_signals():
                 try:
                     child.wait(timeout=timeout_s)
                 except subprocess.TimeoutExpired:
@@ -160,8 +160,8 @@ def stop(child: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into ``SystemExit`` while the parent waits, so that ``finally`` stops the child.
+def _exit_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into a quiet ``SystemExit`` while the parent waits; ``finally`` stops the child.
 
     Python takes signals in the main thread only; elsewhere the caller's own handling applies.
     """
@@ -172,11 +172,12 @@ def _stop_on_sigterm() -> Iterator[None]:
     def exit_(signum, frame):
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, exit_)
+    previous = {sig: signal.signal(sig, exit_) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _die_with_parent() -> None:
