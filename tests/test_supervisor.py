@@ -101,3 +101,32 @@ def test_a_finished_training_process_returns_its_own_result(embedded_assets, pre
     )
     assert (result.status, len(steps), result.metrics["steps_completed"]) == ("ok", 4, 4)
     assert "exit_code" not in result.metrics
+
+
+def test_the_training_process_dies_with_its_supervisor_and_is_the_oom_killers_first_choice(
+    embedded_assets, prepared_dataset, tmp_path
+):
+    """A supervisor SIGKILLed itself (no chance to clean up) must not leave its training process behind."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        from liger_bench.config import TrainConfig
+        from liger_bench.supervisor import train_supervised
+
+        config = TrainConfig(run_key="orphan", per_device_train_batch_size=2, max_seq_length=64, max_steps=2000)
+        train_supervised(config, {str(embedded_assets[0])!r}, {str(prepared_dataset)!r}, timeout_s=600)
+        """
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        child = training_process("orphan")
+        assert Path(f"/proc/{child.pid}/oom_score_adj").read_text().strip() == "1000"
+        supervisor.kill()
+        supervisor.wait()
+        child.wait(timeout=10)
+    finally:
+        supervisor.kill()
+    assert not child.is_running()

@@ -8,7 +8,8 @@ them back when no result came. The parent only waits, so it survives whatever th
 The child is ``python -m liger_bench.supervisor --run-key KEY WORK_DIR``: the run key in its command
 line tells ``ps`` which grid point a process trains. It runs in its own session (a Ctrl-C in the
 terminal reaches the parent, which decides) and dies with its parent (``PR_SET_PDEATHSIG``), so a
-killed task never leaves a training process holding the GPU.
+killed task never leaves a training process holding the GPU. Its ``oom_score_adj`` is 1000: when a
+pod's memory limit is hit, the kernel kills the training process, not the parent that records it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def train_supervised(
         oom_kills_before = oom_kill_count()
         command = [sys.executable, "-m", "liger_bench.supervisor", "--run-key", config.run_key, str(work_dir)]
         started = time.monotonic()
-        child = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+        child = subprocess.Popen(command, start_new_session=True, preexec_fn=_child_setup)
         print(f"[liger-bench] {config.run_key}: training in process {child.pid}", flush=True)
         timed_out = False
         try:
@@ -180,12 +181,18 @@ def _exit_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: receive SIGKILL when the parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+def _child_setup() -> None:
+    """In the child before exec: die with the parent, be the out-of-memory killer's first choice.
+
+    ``PR_SET_PDEATHSIG`` sends SIGKILL when the parent dies; ``oom_score_adj`` 1000 makes the kernel
+    pick the training process, so that the parent survives to record the ``oom``.
+    """
     import ctypes
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
 
 
 def main(argv: list[str] | None = None) -> int:
