@@ -1,7 +1,7 @@
 """Every row of docs/failure-matrix.md: bad input is refused before any GPU is requested; faults lose nothing.
 
 Real parts throughout: the grid and download code, the prepare_grid component, kfp's local runner, real
-training steps of the tiny model, a real MLflow server. Two stand-ins, because the real thing cannot
+training steps of the tiny model, real signals to real processes, a real MLflow server. Two stand-ins, because the real thing cannot
 exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like the real one, headers
 included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory on CPU (the
 ``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
@@ -508,6 +508,29 @@ def test_out_of_memory_in_a_training_step_is_recorded_and_memory_released(
     assert [s["step"] for s in steps] == [1]  # the step completed before the OOM stays in the history
     gc.collect()
     assert failed_modules[0]() is None, "the model outlived its run: memory was not released"
+
+
+def test_host_out_of_memory_in_a_training_step_is_oom(embedded_assets, prepared_dataset, monkeypatch):
+    """A real failed host allocation (100 TB, more than any machine has) from inside a real forward at step 2."""
+    import torch
+    from transformers.models.phi3 import modeling_phi3
+
+    from liger_bench.training import run_training
+
+    original_forward = modeling_phi3.Phi3MLP.forward
+    calls = []
+
+    def forward(self, hidden_states):
+        calls.append(1)
+        if len(calls) > 2:
+            torch.empty(10**14, dtype=torch.uint8)
+        return original_forward(self, hidden_states)
+
+    monkeypatch.setattr(modeling_phi3.Phi3MLP, "forward", forward)
+    result, steps = run_training(_train_config(), str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "oom"
+    assert result.reason.startswith("RuntimeError: ") and "DefaultCPUAllocator: can't allocate memory" in result.reason
+    assert [s["step"] for s in steps] == [1]
 
 
 def test_a_crash_in_a_run_is_recorded_as_failed_with_type_and_message(embedded_assets, prepared_dataset):
