@@ -1,10 +1,10 @@
 """Every row of docs/failure-matrix.md: bad input is refused before any GPU is requested; faults lose nothing.
 
 Real parts throughout: the grid and download code, the prepare_grid component, kfp's local runner, real
-training steps of the tiny model, real signals to real processes, a real MLflow server. Two stand-ins, because the real thing cannot
-exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like the real one, headers
-included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory on CPU (the
-``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
+training steps of the tiny model, real signals to real processes, a real MLflow server. Two stand-ins,
+because the real thing cannot exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like
+the real one, headers included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory
+on CPU (the ``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
 """
 
 from __future__ import annotations
