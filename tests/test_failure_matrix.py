@@ -156,6 +156,10 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
     assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
     (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
+    assert (tmp_path / "INCOMPLETE").read_text() == (
+        "failed: RuntimeError: Pipeline 'liger-benchmark' finished with status FAILURE. "
+        "Inner task failed: 'prepare-grid'.\n"
+    )
 
 
 # Model: download_model (liger_bench.modelio) and prepare_grid's check against the model.

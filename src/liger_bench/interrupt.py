@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from liger_bench.records import write_text_atomic
 
 MARKER = "INCOMPLETE"
+ANSI_COLOR = re.compile(r"\x1b\[[0-9;]*m")
 STOP_GRACE_S = 5.0
 
 
@@ -38,6 +40,8 @@ def interruptible(output_dir: Path, mlflow_tracking_uri: str) -> Iterator[None]:
 
     def on_signal(signum, frame):
         name = signal.Signals(signum).name
+        for sig in previous:  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         try:
             _say(f"\n[liger-bench] {name}: stopping the run and its processes")
             stop_descendants()
@@ -52,7 +56,8 @@ def interruptible(output_dir: Path, mlflow_tracking_uri: str) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
-        write_text_atomic(marker, f"failed: {type(err).__name__}: {err}\n")
+        plain = ANSI_COLOR.sub("", str(err))  # kfp colours its messages for the terminal
+        write_text_atomic(marker, f"failed: {type(err).__name__}: {plain}\n")
         raise
     else:
         marker.unlink()
