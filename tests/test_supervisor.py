@@ -69,6 +69,8 @@ def test_a_killed_training_process_is_recorded_with_its_signal_and_completed_ste
     assert result.metrics["steps_completed"] == len(steps) and result.metrics["exit_code"] == -sig.value
     assert result.metrics["n_measured_steps"] == len(steps) - config.warmup_steps_to_skip
     assert result.environment["python"]
+    if sig == signal.SIGSEGV:  # faulthandler's stack dump is in the record
+        assert "Fatal Python error: Segmentation fault" in result.metrics["stderr_tail"]
 
 
 def test_a_hung_training_process_is_stopped_at_the_timeout_and_recorded(embedded_assets, prepared_dataset):
@@ -87,7 +89,7 @@ def test_a_hung_training_process_is_stopped_at_the_timeout_and_recorded(embedded
 def test_a_sigkill_while_the_oom_killer_count_rose_is_host_oom():
     """The OOM killer cannot be triggered safely on a shared machine: this checks the classification
     of the kill (``oom_kill_count`` rose while the child ran) on the record-building function."""
-    result = crashed_result(_config("oom-killed"), -signal.SIGKILL, [], 1.0, None, oom_killed=True)
+    result = crashed_result(_config("oom-killed"), -signal.SIGKILL, [], 1.0, None, oom_killed=True, stderr_tail=[])
     assert (result.status, result.reason) == (
         "oom",
         "host out of memory: the kernel's OOM killer ended training (SIGKILL)",
@@ -130,3 +132,18 @@ def test_the_training_process_dies_with_its_supervisor_and_is_the_oom_killers_fi
     finally:
         supervisor.kill()
     assert not child.is_running()
+
+
+def test_a_training_process_that_fails_outside_training_is_recorded_with_its_last_error_line(
+    embedded_assets, prepared_dataset
+):
+    """The child reads a request it cannot use (a config changed after validation) and exits with code 1."""
+    config = _config("unusable-request", max_steps=4)
+    config.precision = "fp8"
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, steps) == ("failed", [])
+    assert result.reason == (
+        "training process exited with code 1 without a result: "
+        "ValueError: precision must be 'auto', 'bf16' or 'fp32', got 'fp8'"
+    )
+    assert result.metrics["stderr_tail"].startswith("Traceback")

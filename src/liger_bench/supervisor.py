@@ -15,6 +15,7 @@ pod's memory limit is hit, the kernel kills the training process, not the parent
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -35,6 +36,8 @@ STEPS = "steps.jsonl"  # one line per completed step, appended by the child as i
 OUTCOME = "outcome.json"  # the child's result and steps, written last
 # After SIGTERM the child has this long to exit before SIGKILL.
 STOP_GRACE_S = 10.0
+# Lines of the child's stderr a crashed run's record keeps (a traceback, faulthandler's stack).
+STDERR_TAIL_LINES = 200
 
 
 def train_supervised(
@@ -57,10 +60,17 @@ def train_supervised(
         request = {"config": config.to_dict(), "model_dir": model_dir, "dataset_dir": dataset_dir}
         write_json_atomic(work_dir / REQUEST, request)
         oom_kills_before = oom_kill_count()
-        command = [sys.executable, "-m", "liger_bench.supervisor", "--run-key", config.run_key, str(work_dir)]
+        # -X faulthandler: a segfault prints the Python stack of every thread to the log.
+        command = [sys.executable, "-X", "faulthandler", "-m", "liger_bench.supervisor"]
+        command += ["--run-key", config.run_key, str(work_dir)]
         started = time.monotonic()
-        child = subprocess.Popen(command, start_new_session=True, preexec_fn=_child_setup)
+        child = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_child_setup, stderr=subprocess.PIPE, errors="replace"
+        )
         print(f"[liger-bench] {config.run_key}: training in process {child.pid}", flush=True)
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        relay = threading.Thread(target=_relay, args=(child.stderr, stderr_tail), daemon=True)
+        relay.start()
         timed_out = False
         try:
             with _exit_on_signals():
@@ -70,6 +80,7 @@ def train_supervised(
                     timed_out = True
         finally:
             stop(child)
+            relay.join(timeout=STOP_GRACE_S)
         elapsed = time.monotonic() - started
         outcome = work_dir / OUTCOME
         if child.returncode == 0 and outcome.is_file() and not timed_out:
@@ -77,8 +88,17 @@ def train_supervised(
             return RunResult.from_dict(document["result"]), document["steps"]
         steps = read_steps(work_dir / STEPS)
         oom_killed = oom_kill_count() > oom_kills_before and child.returncode == -signal.SIGKILL
-        result = crashed_result(config, child.returncode, steps, elapsed, timeout_s if timed_out else None, oom_killed)
+        result = crashed_result(
+            config, child.returncode, steps, elapsed, timeout_s if timed_out else None, oom_killed, list(stderr_tail)
+        )
         return result, steps
+
+
+def _relay(stream, tail: collections.deque[str]) -> None:
+    """Copy the child's stderr to ours line by line (the task log), keeping the last lines."""
+    for line in stream:
+        sys.stderr.write(line)
+        tail.append(line.rstrip())
 
 
 def crashed_result(
@@ -88,8 +108,9 @@ def crashed_result(
     elapsed_s: float,
     timeout_s: float | None,
     oom_killed: bool,
+    stderr_tail: list[str],
 ) -> RunResult:
-    """The record of a child that ended without writing its result."""
+    """The record of a child that ended without writing its result; ``stderr_tail``: its last stderr lines."""
     from liger_bench.envinfo import capture_environment
     from liger_bench.metrics import aggregate
 
@@ -102,7 +123,9 @@ def crashed_result(
         else:
             status, reason = "failed", f"training process killed by signal {name} ({-returncode})"
     else:
+        last_line = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
         status, reason = "failed", f"training process exited with code {returncode} without a result"
+        reason += f": {last_line}" if last_line else ""
     result = RunResult(
         run_key=config.run_key, status=status, reason=reason, config=config.to_dict(), environment=capture_environment()
     )
@@ -111,6 +134,7 @@ def crashed_result(
         steps_completed=len(steps),
         exit_code=returncode,
         elapsed_s=elapsed_s,
+        stderr_tail="\n".join(stderr_tail),
     )
     return result
 
