@@ -15,6 +15,8 @@ from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
 PIPELINE_NAME = "liger-benchmark"
+# Time a training pod needs besides training: start, stopping a hung child, records, MLflow's bounded wait.
+TRAIN_POD_GRACE_S = 600
 HF_TOKEN_KEYS = {"HF_TOKEN": "HF_TOKEN"}
 MLFLOW_CREDENTIAL_KEYS = {
     "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
@@ -37,6 +39,8 @@ class ClusterOptions:
     train_cpu_limit: str = "16"
     train_memory_request: str = "32Gi"
     train_memory_limit: str = "128Gi"
+    # train_model stops a training process that has not finished after this long (a hang) and
+    # records it as failed; the pod's own deadline is TRAIN_POD_GRACE_S later.
     train_timeout_s: int = 4 * 3600
     cache_training: bool = False
     hf_cache_pvc: str = ""
@@ -44,6 +48,13 @@ class ClusterOptions:
     shm_size: str = "16Gi"
     # Retries of a hub download after a network error (20 s, then 40 s); other errors are not retried.
     download_retries: int = 2
+
+    def __post_init__(self) -> None:
+        # kfp writes parallelism 0 as "no limit": all training pods at once.
+        for name in ("max_concurrency", "train_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {value!r} is not valid; accepted: integers >= 1")
 
 
 def build_pipeline(options: ClusterOptions = ClusterOptions()):
@@ -147,6 +158,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 mlflow_experiment=mlflow_experiment,
                 tracking=tracking_task.outputs["tracking"],
+                train_timeout_s=options.train_timeout_s,
             )
             train_task.set_caching_options(options.cache_training)
             train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
@@ -161,7 +173,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 medium="Memory",
                 size_limit=options.shm_size,
             )
-            kubernetes.set_timeout(train_task, options.train_timeout_s)
+            kubernetes.set_timeout(train_task, options.train_timeout_s + TRAIN_POD_GRACE_S)
 
         analyze_task = analyze_results(
             results=dsl.Collected(train_task.outputs["result"]),

@@ -118,6 +118,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         mlflow_tracking_uri="",
         mlflow_experiment="x",
         tracking=tracking_off,
+        train_timeout_s=600,
         result=result,
         history=history,
     )

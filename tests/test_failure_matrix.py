@@ -1,10 +1,10 @@
 """Every row of docs/failure-matrix.md: bad input is refused before any GPU is requested; faults lose nothing.
 
 Real parts throughout: the grid and download code, the prepare_grid component, kfp's local runner, real
-training steps of the tiny model, a real MLflow server. Two stand-ins, because the real thing cannot
-exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like the real one, headers
-included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory on CPU (the
-``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
+training steps of the tiny model, real signals to real processes, a real MLflow server. Two stand-ins,
+because the real thing cannot exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like
+the real one, headers included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory
+on CPU (the ``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -245,6 +247,10 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
     assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
     (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
+    assert (tmp_path / "INCOMPLETE").read_text() == (
+        "failed: RuntimeError: Pipeline 'liger-benchmark' finished with status FAILURE. "
+        "Inner task failed: 'prepare-grid'.\n"
+    )
 
 
 def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, capfd, embedded_assets):
@@ -1003,6 +1009,29 @@ def test_out_of_memory_in_a_training_step_is_recorded_and_memory_released(
     assert failed_modules[0]() is None, "the model outlived its run: memory was not released"
 
 
+def test_host_out_of_memory_in_a_training_step_is_oom(embedded_assets, prepared_dataset, monkeypatch):
+    """A real failed host allocation (100 TB, more than any machine has) from inside a real forward at step 2."""
+    import torch
+    from transformers.models.phi3 import modeling_phi3
+
+    from liger_bench.training import run_training
+
+    original_forward = modeling_phi3.Phi3MLP.forward
+    calls = []
+
+    def forward(self, hidden_states):
+        calls.append(1)
+        if len(calls) > 2:
+            torch.empty(10**14, dtype=torch.uint8)
+        return original_forward(self, hidden_states)
+
+    monkeypatch.setattr(modeling_phi3.Phi3MLP, "forward", forward)
+    result, steps = run_training(_train_config(), str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "oom"
+    assert result.reason.startswith("RuntimeError: ") and "DefaultCPUAllocator: can't allocate memory" in result.reason
+    assert [s["step"] for s in steps] == [1]
+
+
 def test_a_crash_in_a_run_is_recorded_as_failed_with_type_and_message(embedded_assets, prepared_dataset):
     from liger_bench.training import run_training
 
@@ -1084,6 +1113,34 @@ def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structu
     assert shape(_run_results(second_run_dir)) == shape(_run_results(first_run_dir))
 
 
+def test_a_training_process_killed_during_a_local_run_is_reported_and_the_rest_analysed(tmp_path, embedded_assets):
+    """A real SIGKILL of a real training process, found by its run key as an operator would with ``ps``."""
+    from test_supervisor import _in_thread, _kill_after_steps
+
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        **SMALL_PIPELINE,
+        "per_device_train_batch_size": [2, 4],
+        "max_seq_length": [64],
+        "max_steps": 40,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+    }
+    killer = _in_thread(_kill_after_steps, "vanilla-bs4-seq64-r0", 3, signal.SIGKILL)
+    report = run_local(tmp_path, overrides)
+    killer.join()
+    ok, killed = _run_results(report.parent.parent)
+    assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
+    assert (killed["run_key"], killed["status"]) == ("vanilla-bs4-seq64-r0", "failed")
+    assert killed["reason"] == "training process killed by signal SIGKILL (9)"
+    assert killed["metrics"]["steps_completed"] >= 3
+    histories = [json.loads(path.read_text()) for path in report.parent.parent.glob("for-loop-*/train-model/history")]
+    (history,) = [history for history in histories if history["run_key"] == killed["run_key"]]
+    assert len(history["steps"]) == killed["metrics"]["steps_completed"]  # the steps before the kill are kept
+    text = report.read_text()
+    assert "training process killed by signal SIGKILL (9)" in text and "vanilla-bs2-seq64-r0" in text
+
+
 def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     """A real EFBIG: the writer runs in a process whose file-size limit (RLIMIT_FSIZE) is 4 KiB."""
     code = textwrap.dedent(
@@ -1104,6 +1161,126 @@ def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     assert error["errno"] == errno.EFBIG
     assert "history.json" in error["error"] and "nothing was written" in error["error"]
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
+
+
+def test_disk_full_while_writing_the_report_names_the_file_and_leaves_no_partial_file(tmp_path):
+    """A real EFBIG while analyze_results writes the report: the summary and table fit, the page does not."""
+    code = textwrap.dedent(
+        f"""
+        import json, resource, signal
+        from types import SimpleNamespace
+        import pandas as pd
+        from liger_bench.report import write_bundle
+
+        bundle = SimpleNamespace(html="<html>" + "x" * 10000 + "</html>", markdown="# summary", table=pd.DataFrame())
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        folder = {str(tmp_path)!r}
+        try:
+            write_bundle(bundle, folder + "/report", folder + "/summary", folder + "/table")
+        except OSError as err:
+            print(json.dumps({{"errno": err.errno, "error": str(err)}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    error = json.loads(out.stdout)
+    assert error["errno"] == errno.EFBIG
+    assert error["error"].endswith(f"could not write {tmp_path / 'report'} (File too large); nothing was written there")
+    assert list(tmp_path.iterdir()) == []  # the page comes first; no temporary file left
+
+
+def test_output_files_get_the_usual_permissions_not_0600(tmp_path):
+    """mkstemp makes 0600 files; records and reports get 0666 less the umask (0644 under umask 022)."""
+    from liger_bench.records import write_json_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_json_atomic(tmp_path / "result", {"status": "ok"})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# Interrupts: SIGINT or SIGTERM of `liger-bench local` stops everything it started.
+
+
+@pytest.mark.parametrize(
+    "sig, process_group",
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["sigterm-to-the-cli", "ctrl-c-to-the-process-group"],
+)
+def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_incomplete(
+    sig, process_group, tmp_path, embedded_assets, mlflow_server
+):
+    import psutil
+    from mlflow import MlflowClient
+    from test_supervisor import training_process, wait_for_steps
+
+    model_dir, dataset_dir = embedded_assets
+    experiment = f"interrupted-{sig.name.lower()}"
+    params = {
+        **SMALL_PIPELINE,
+        "max_steps": 5000,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "mlflow_tracking_uri": mlflow_server,
+        "mlflow_experiment": experiment,
+    }
+    command = [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(tmp_path / "out")]
+    command += [f"--param={name}={json.dumps(value)}" for name, value in params.items()]
+    log = tmp_path / "cli.log"
+    with log.open("wb") as handle:
+        cli = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        trainer = training_process("vanilla-bs2-seq128-r0")
+        wait_for_steps(trainer, 1)
+        descendants = psutil.Process(cli.pid).children(recursive=True)
+        assert trainer in descendants
+        started = time.monotonic()
+        if process_group:
+            os.killpg(cli.pid, sig)
+        else:
+            cli.send_signal(sig)
+        cli.wait(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+    output = log.read_bytes()
+    assert time.monotonic() - started < 30
+    assert cli.returncode == 128 + sig.value
+    assert "Traceback" not in output.decode()
+    assert [process for process in descendants if process.is_running() and process.status() != "zombie"] == []
+    marker = tmp_path / "out" / "INCOMPLETE"
+    assert marker.read_text().startswith(f"interrupted by {sig.name}")
+    client = MlflowClient(mlflow_server)
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`kfp.pipeline_run_name` != ''"
+    )
+    assert parent.info.status == "KILLED"
+
+
+def test_a_finished_local_run_leaves_no_incomplete_marker(faulty_pipeline_run):
+    assert not (faulty_pipeline_run["output_dir"] / "INCOMPLETE").exists()
+
+
+# Compile: the package is reproducible and its options are checked.
+
+
+def _compile(tmp_path: Path, name: str, *options: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(tmp_path / name), *options]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+
+
+def test_two_compiles_with_the_same_options_are_byte_identical(tmp_path):
+    """Different string-hash seeds, as two shells give: dict defaults in kfp's header were ordered by them."""
+    first, second = _compile(tmp_path, "a.yaml", hash_seed="1"), _compile(tmp_path, "b.yaml", hash_seed="2")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
+
+
+def test_compile_refuses_max_concurrency_zero_instead_of_writing_no_limit(tmp_path):
+    out = _compile(tmp_path, "pipeline.yaml", "--max-concurrency", "0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "max_concurrency: 0 is not valid; accepted: integers >= 1" in out.stderr
+    assert not (tmp_path / "pipeline.yaml").exists()
 
 
 # Secrets: never in logs, the compiled YAML, MLflow or the report.

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import yaml
+from liger_bench.pipelines.liger_benchmark import TRAIN_POD_GRACE_S
 
 from liger_bench.cli import compile_pipeline
 
@@ -66,7 +67,10 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
     assert train["emptyDirMounts"] == [
         {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
     ]
-    assert train["activeDeadlineSeconds"] == "14400"
+    # train_model stops a hung training itself at train_timeout_s; the pod's deadline is a later backstop.
+    train_task = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"]
+    timeout_s = train_task["inputs"]["parameters"]["train_timeout_s"]["runtimeValue"]["constant"]
+    assert (timeout_s, train["activeDeadlineSeconds"]) == (14400, str(14400 + TRAIN_POD_GRACE_S))
     for name in ("exec-download-model", "exec-download-dataset"):
         secret = executors[name]["secretAsEnv"][0]
         assert secret["keyToEnv"] == [{"envVar": "HF_TOKEN", "secretKey": "HF_TOKEN"}] and secret["optional"]

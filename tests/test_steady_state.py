@@ -78,6 +78,7 @@ def test_packing_trains_fixed_shapes_and_keeps_prompt_labels(embedded_assets):
     assert len(packed) == sum(len(r["input_ids"]) for r in rows) // 32  # only the short remainder is dropped
     assert packed[0]["labels"][:2] == [-100, -100]  # the first row's prompt stays untrained
 
+
 def test_packing_from_the_config_trains_one_shape(embedded_assets, prepared_dataset):
     config = TrainConfig(per_device_train_batch_size=2, max_seq_length=64, max_steps=4, warmup_steps_to_skip=1)
     packed = TrainConfig(**{**config.to_dict(), "packing": True})

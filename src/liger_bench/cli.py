@@ -56,6 +56,7 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    from liger_bench.interrupt import interruptible
     from liger_bench.tracking import credentials_to_environment, redact_credentials
     from liger_bench.validation import pin_local_revisions, pipeline_arguments
 
@@ -79,7 +80,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
     print(f"[liger-bench] running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     started = time.monotonic()
-    task = pipeline(**params)
+    with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
+        task = pipeline(**params)
     report = Path(task.output.path)
     print(f"[liger-bench] finished in {time.monotonic() - started:.0f} s", flush=True)
     print(f"[liger-bench] report: {report}", flush=True)
@@ -88,12 +90,11 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 
 def compile_pipeline(output: Path, options: dict) -> Path:
     """Write the pipeline package (YAML) for a cluster."""
-    from kfp import compiler
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(ClusterOptions(**options)), str(output))
-    return output
+    from liger_bench.package import compile_package
+
+    return compile_package(build_pipeline(ClusterOptions(**options)), output)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -113,12 +114,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     compile_cmd = sub.add_parser("compile", help="compile the pipeline package for a Kubeflow cluster")
     compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
-    compile_cmd.add_argument("--max-concurrency", type=int, default=4, help="training runs at a time (GPUs)")
+    # Options left out take ClusterOptions' defaults (declared there only; docs/run-on-kubeflow.md lists them).
+    compile_cmd.add_argument("--max-concurrency", type=int, help="training runs at a time (GPUs)")
     compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
-    compile_cmd.add_argument("--hf-cache-pvc", default="", help="PVC mounted as HF_HOME in download tasks")
-    compile_cmd.add_argument("--train-timeout-s", type=int, default=4 * 3600, help="timeout of each training pod")
-    compile_cmd.add_argument("--train-cpu-limit", default="16", help="CPU limit of each training pod")
-    compile_cmd.add_argument("--train-memory-limit", default="128Gi", help="memory limit of each training pod")
+    compile_cmd.add_argument("--hf-cache-pvc", help="PVC mounted as HF_HOME in download tasks")
+    compile_cmd.add_argument("--train-timeout-s", type=int, help="seconds before a training run is stopped as hung")
+    compile_cmd.add_argument("--train-cpu-limit", help="CPU limit of each training pod")
+    compile_cmd.add_argument("--train-memory-limit", help="memory limit of each training pod")
 
     upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
@@ -145,15 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         run_local(args.output_dir, parse_params(args.param))
     elif args.command == "compile":
         started = time.monotonic()
-        options = {
+        given = {
             "max_concurrency": args.max_concurrency,
-            "cache_training": args.cache_training,
+            "cache_training": args.cache_training or None,
             "hf_cache_pvc": args.hf_cache_pvc,
             "train_timeout_s": args.train_timeout_s,
             "train_cpu_limit": args.train_cpu_limit,
             "train_memory_limit": args.train_memory_limit,
         }
-        path = compile_pipeline(args.output, options)
+        options = {name: value for name, value in given.items() if value is not None}
+        try:
+            path = compile_pipeline(args.output, options)
+        except ValueError as err:  # an option out of range: a usage error, not a crash
+            make_parser().error(str(err))
         print(f"wrote {path} in {time.monotonic() - started:.1f} s")
     else:
         return _remote(args)

@@ -154,9 +154,7 @@ def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def prepare_model(
-    name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
-) -> dict[str, Any]:
+def prepare_model(name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0) -> dict[str, Any]:
     """download_model's work: fetch and check the model; return the artifact metadata."""
     resolved = fetch_model(name, destination, revision, network_retries)
     return {"name": name, "revision": resolved, **describe_model(destination)}

@@ -21,6 +21,7 @@ import pandas as pd
 
 from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_results
 from liger_bench.metrics import STEADY_DRIFT_TOLERANCE
+from liger_bench.records import write_text_atomic
 
 DEFAULT_TITLE = "Liger Kernel vs stock transformers: fine-tuning benchmark"
 HIGH_CV = 0.10
@@ -669,7 +670,7 @@ def build_report(
 def write_bundle(
     bundle: ReportBundle, html_path: str | Path, markdown_path: str | Path, table_path: str | Path
 ) -> None:
-    """Write the page, the summary and the per-cell table (CSV), creating parent folders.
+    """Write the page, the summary and the per-cell table (CSV) atomically, creating parent folders.
 
     Args:
         bundle: What ``build_report`` returned.
@@ -678,8 +679,6 @@ def write_bundle(
         table_path: Where the per-cell table goes, as CSV.
 
     """
-    for path, text in ((html_path, bundle.html), (markdown_path, bundle.markdown)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-    bundle.table.to_csv(table_path, index=False)
+    table = bundle.table.to_csv(index=False)
+    for path, text in ((html_path, bundle.html), (markdown_path, bundle.markdown), (table_path, table)):
+        write_text_atomic(path, text)

@@ -94,13 +94,13 @@ def train_step(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     mlflow_parent_run_id: str,
+    train_timeout_s: float,
 ) -> RunResult:
-    """Train one grid point, write its history and result, mirror them to MLflow."""
-    from liger_bench.training import run_training
+    """Train one grid point in a supervised child process, write its history and result, mirror them to MLflow."""
+    from liger_bench.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
-    progress(f"{train_config.run_key}: training")
-    result, steps = run_training(train_config, model_dir, dataset_dir)
+    result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
     result.model = model_info
     result.dataset = dataset_info
     # The history is the source of truth that MLflow mirrors; the result, written last, records
@@ -129,7 +129,10 @@ def analyze_step(
     mlflow_tracking_uri: str,
     mlflow_parent_run_id: str,
 ) -> str:
-    """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio."""
+    """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio.
+
+    The MLflow parent run ends FINISHED, or FAILED when the success ratio fails the pipeline.
+    """
     from liger_bench.analysis import check_success_ratio
     from liger_bench.report import build_report, write_bundle
 
@@ -139,11 +142,18 @@ def analyze_step(
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)
+    try:
+        check_success_ratio(results, min_success_ratio)
+        failure = None
+    except ValueError as err:
+        failure = err
     with tempfile.TemporaryDirectory() as tmp:
         # KFP's artifact files have no extension; MLflow's UI renders files by their names.
         named = {"report.html": html_path, "summary.md": markdown_path, "analysis.csv": table_path}
-        copies = [shutil.copyfile(path, Path(tmp) / name) for name, path in named.items()]
-        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, [str(c) for c in copies])
+        copies = [str(shutil.copyfile(path, Path(tmp) / name)) for name, path in named.items()]
+        status = "FAILED" if failure else "FINISHED"
+        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, copies, status)
     progress(f"report written: {bundle.headline}")
-    check_success_ratio(results, min_success_ratio)
+    if failure:
+        raise failure
     return bundle.headline

@@ -179,14 +179,17 @@ def log_child_run(
     return _guarded(uri, f"child run {result['run_key']!r}", body)
 
 
-def log_analysis(uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str]) -> dict:
-    """Log the analysis's summary metrics and files to the parent run, then end it FINISHED.
+def log_analysis(
+    uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str], status: str = "FINISHED"
+) -> dict:
+    """Log the analysis's summary metrics and files to the parent run, then end it with ``status``.
 
     Args:
         uri: Tracking URI; empty turns tracking off.
         parent_run_id: Id of the parent run; "" (never created) logs nothing.
         metrics: Summary metrics; non-finite values are skipped.
         artifact_paths: Files (report HTML, tables) logged at the root of the run's artifacts.
+        status: ``FINISHED``, or ``FAILED`` when the pipeline fails after the analysis.
 
     Returns:
         The status dict; ``run_id`` is the parent's id.
@@ -207,10 +210,35 @@ def log_analysis(uri: str, parent_run_id: str, metrics: dict[str, float], artifa
         _log_batches(client, parent_run_id, metrics=batch)
         for path in artifact_paths:
             client.log_artifact(parent_run_id, path)
-        client.set_terminated(parent_run_id, "FINISHED")
+        client.set_terminated(parent_run_id, status)
         return parent_run_id
 
     return _guarded(uri, "analysis", body)
+
+
+def end_parent_run(uri: str, parent_run_id: str, status: str) -> dict[str, Any]:
+    """End the parent run with ``status`` (``KILLED``, ``FAILED``) unless it has ended already.
+
+    For a pipeline that stops before its analysis, which would otherwise leave the run RUNNING.
+
+    Args:
+        uri: Tracking URI; empty turns tracking off.
+        parent_run_id: Id of the parent run; "" (never created) does nothing.
+        status: The MLflow run status to end it with.
+
+    Returns:
+        The status dict; ``run_id`` is the parent's id.
+
+    """
+    if not parent_run_id:
+        return _status(tracking_enabled(uri), False, "there is no parent run", "")
+
+    def body(client) -> str:
+        if client.get_run(parent_run_id).info.status == "RUNNING":
+            client.set_terminated(parent_run_id, status)
+        return parent_run_id
+
+    return _guarded(uri, f"end of parent run ({status})", body)
 
 
 def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:

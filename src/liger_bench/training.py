@@ -9,9 +9,11 @@ transformers. The only difference between variants is ``apply_liger``.
 from __future__ import annotations
 
 import gc
+import json
 import tempfile
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from liger_bench.config import TrainConfig
@@ -22,6 +24,9 @@ NO_CUDA_REASON = (
     "Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped "
     "rather than silently trained without Liger"
 )
+
+
+HOST_ALLOCATOR_OOM = "DefaultCPUAllocator: can't allocate memory"
 
 
 def _use_bf16(config: TrainConfig) -> bool:
@@ -211,17 +216,35 @@ def _train(
     train_measured(config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
 
 
+def step_stream(steps: list[dict], path: Path) -> Any:
+    """A callback that appends each completed record of ``steps`` to the JSON-lines file ``path``."""
+    from transformers import TrainerCallback
+
+    class StepStream(TrainerCallback):
+        written = 0
+
+        def on_log(self, args, state, control, **kwargs):
+            # The Trainer logs right after each step: the step's loss is in its record by now.
+            with path.open("a") as handle:
+                handle.writelines(json.dumps(record, allow_nan=True) + "\n" for record in steps[self.written :])
+            self.written = len(steps)
+
+    return StepStream()
+
+
 def run_training(
     config: TrainConfig,
     model_dir: str,
     dataset_dir: str,
     extra_callbacks: Sequence[Any] = (),
+    steps_file: Path | None = None,
 ) -> tuple[RunResult, list[dict]]:
     """Train one grid point and return ``(result, step_history)``; outcomes never raise.
 
     ``ok``: trained all steps. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA
-    (or host) out of memory anywhere in the run; memory is released before returning. ``failed``:
-    any other exception, recorded with its type and message.
+    or host out of memory (``MemoryError``) anywhere in the run; memory is released before
+    returning. ``failed``: any other exception, recorded with its type and message. With
+    ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes.
     """
     import torch
 
@@ -231,21 +254,25 @@ def run_training(
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     # Steps completed before an OOM or a failure stay in the history.
     step_metrics = StepMetricsCallback(config.warmup_steps_to_skip)
+    if steps_file is not None:
+        extra_callbacks = (*extra_callbacks, step_stream(step_metrics.steps, steps_file))
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
             _train(config, model_dir, dataset_dir, result, step_metrics, extra_callbacks)
-        except torch.OutOfMemoryError as err:
-            result.status = "oom"
-            result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
-            if torch.cuda.is_available():
-                result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
-                result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
         except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
-            result.status = "failed"
-            result.reason = f"{type(err).__name__}: {err}"
-            result.metrics["traceback"] = traceback.format_exc(limit=8)
+            # torch's CPU allocator reports host memory exhaustion as a plain RuntimeError.
+            if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or HOST_ALLOCATOR_OOM in str(err):
+                result.status = "oom"
+                result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
+                if torch.cuda.is_available():
+                    result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
+                    result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
+            else:
+                result.status = "failed"
+                result.reason = f"{type(err).__name__}: {err}"
+                result.metrics["traceback"] = traceback.format_exc(limit=8)
     # The exception (and its frames holding the model) is gone here, so memory can really be freed.
     gc.collect()
     if torch.cuda.is_available():
