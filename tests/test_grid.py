@@ -44,7 +44,7 @@ def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_flo
     assert described["per_device_train_batch_size"] == [8, 16]
     assert described["use_liger"] == [False, True]
     assert described["n_runs"] == 2 and described["grid_size"] == 8
-    assert described["learning_rate"] == 1e-5 and described["max_steps"] == 20
+    assert described["learning_rate"] == 1e-5 and described["max_steps"] == GridSpec().max_steps
     assert "run_key" not in described and "repeat" not in described
 
 
