@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +82,29 @@ def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
     return {"tokens_padded": padded, "tokens_nonpad": nonpad, "tokens_trained": trained}
 
 
-class StepMetricsCallback(TrainerCallback):
-    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``."""
+def synchronize_cuda() -> None:
+    """Wait for all queued CUDA work; a no-op without a CUDA device."""
+    import torch
 
-    def __init__(self, warmup_steps_to_skip: int, flop_model: FlopModel | None = None, peak_tflops: float = 0.0):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepMetricsCallback(TrainerCallback):
+    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``.
+
+    ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
+    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see.
+    """
+
+    def __init__(
+        self,
+        warmup_steps_to_skip: int,
+        flop_model: FlopModel | None = None,
+        peak_tflops: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        sync: Callable[[], None] = synchronize_cuda,
+    ):
         self.warmup_steps_to_skip = warmup_steps_to_skip
         self.flop_model = flop_model
         self.peak_tflops = peak_tflops
@@ -93,13 +113,8 @@ class StepMetricsCallback(TrainerCallback):
         self._tokens = {"tokens_padded": 0, "tokens_nonpad": 0, "tokens_trained": 0}
         self._totals = dict(self._tokens)
         self._start = 0.0
-
-    @staticmethod
-    def _sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        self._clock = clock
+        self._sync = sync
 
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
@@ -119,14 +134,14 @@ class StepMetricsCallback(TrainerCallback):
             torch.cuda.reset_peak_memory_stats()
         self._tokens = dict.fromkeys(self._tokens, 0)
         self._flops = 0.0
-        self._start = time.perf_counter()
+        self._start = self._clock()
 
     def on_step_end(self, args, state, control, **kwargs):
         """Synchronise, stop the clock and record the step."""
         import torch
 
         self._sync()
-        elapsed = time.perf_counter() - self._start
+        elapsed = self._clock() - self._start
         step = state.global_step
         record: dict[str, Any] = {
             "step": step,
