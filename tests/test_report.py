@@ -156,3 +156,11 @@ def test_headline_names_the_largest_paired_batch_even_where_it_exists_at_one_seq
     )
     assert bundle.metrics["headline_gain_pct"] == pytest.approx(40.0)
     assert bundle.metrics["liger_gain_pct_bs16_seq1024"] == pytest.approx(60.0)
+
+
+def test_headline_frontier_names_the_largest_batch_only_liger_trained():
+    runs = [Run(liger, 8, 512, tokens_per_s=1000.0 * (1.3 if liger else 1.0)) for liger in (True, False)]
+    for batch in (16, 24):
+        runs += [Run(True, batch, 512), Run(False, batch, 512, status="oom")]
+    headline = build_report(*build(runs)).headline
+    assert headline.startswith("Liger: +30% tokens/s and +0% peak memory at batch 8; trains batch 24 where")

@@ -83,7 +83,10 @@ def test_the_trained_parameters_and_trainer_arguments_follow_the_precision_decis
         monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
     seen = TrainedAs()
     result, _ = run_training(
-        _config(max_steps=4), str(embedded_assets[0]), str(prepared_dataset), extra_callbacks=[seen]
+        _config(max_steps=4, precision="bf16" if bf16 else "fp32"),
+        str(embedded_assets[0]),
+        str(prepared_dataset),
+        extra_callbacks=[seen],
     )
     assert result.status == "ok", result.reason
     assert result.metrics["precision"] == ("bf16" if bf16 else "fp32")
