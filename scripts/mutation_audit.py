@@ -7,10 +7,14 @@ cores); run it after changing the measured code or its tests:
 
     .venv/bin/python scripts/mutation_audit.py            # every mutant
     .venv/bin/python scripts/mutation_audit.py S1 M3      # some of them
+
+``--tests-from DIR`` runs the same selections from another copy of tests/ (an older commit's, say:
+``git archive COMMIT tests | tar -x -C DIR``) against the mutated current code.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -356,8 +360,11 @@ def line_of(text: str, snippet: str) -> int:
     return text[: text.index(snippet)].count("\n") + 1
 
 
-def run(mutant: Mutant) -> tuple[str, str]:
-    """Apply ``mutant``, run its tests, restore the file; ``(location, outcome)``."""
+def run(mutant: Mutant, tests_root: Path) -> tuple[str, str]:
+    """Apply ``mutant``, run its tests (tests/ under ``tests_root``), restore the file; ``(location, outcome)``."""
+    args = [str(tests_root / a) if a.startswith("tests/") else a for a in mutant.tests]
+    if tests_root != ROOT:
+        args = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tests_root), *args]
     path = ROOT / SRC / mutant.path
     original = path.read_text()
     if original.count(mutant.old) != 1:
@@ -366,7 +373,7 @@ def run(mutant: Mutant) -> tuple[str, str]:
     try:
         path.write_text(original.replace(mutant.old, mutant.new))
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", *mutant.tests],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", *args],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
     finally:
@@ -374,20 +381,26 @@ def run(mutant: Mutant) -> tuple[str, str]:
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", out.stdout, flags=re.M)
     if out.returncode == 0:
         return location, "survived"
+    if out.returncode == 5:
+        return location, "survived (no test selected)"
     if out.returncode == 1 and failed:
         return location, "caught by " + ", ".join(f"`{name.split('::')[-1]}`" for name in failed)
     return location, f"error (pytest exit {out.returncode}): {out.stdout[-300:]!r}"
 
 
-def main(ids: list[str]) -> None:
+def main() -> None:
     """Print one Markdown row per mutant."""
-    chosen = [m for m in MUTANTS if not ids or m.id in ids]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ids", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--tests-from", type=Path, default=ROOT, help="folder holding the tests/ to run")
+    options = parser.parse_args()
+    chosen = [m for m in MUTANTS if not options.ids or m.id in options.ids]
     print("| id | mutant | where | tests run | outcome |")
     print("| --- | --- | --- | --- | --- |")
     for mutant in chosen:
-        location, outcome = run(mutant)
+        location, outcome = run(mutant, options.tests_from.resolve())
         print(f"| {mutant.id} | {mutant.what} | `{location}` | `{' '.join(mutant.tests)}` | {outcome} |", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
