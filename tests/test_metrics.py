@@ -102,6 +102,17 @@ def test_aggregate_of_synthetic_steps_is_exact():
     assert aggregate([])["n_measured_steps"] == 0
 
 
+def test_peak_memory_is_the_highest_of_the_measured_steps():
+    memory = [(1, 70.0), (2, 10.0), (3, 30.0), (4, 20.0)]  # step 1 is warm-up: its peak is not the run's
+    steps = [
+        {"step": i, "step_time_s": 1.0, "peak_mem_reserved_gb": gb, "peak_mem_allocated_gb": gb / 2}
+        | dict.fromkeys(("tokens_per_s_nonpad", "tokens_per_s_padded", "tokens_per_s_trained"), 1.0)
+        for i, gb in memory
+    ]
+    agg = aggregate(steps, warmup_steps_to_skip=1)
+    assert (agg["peak_mem_reserved_gb"], agg["peak_mem_allocated_gb"]) == (30.0, 15.0)
+
+
 def test_count_tokens_handles_the_label_shift():
     import torch
 
@@ -119,3 +130,69 @@ def test_flops_and_peak_table():
     assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
     assert peak_tflops_for("NVIDIA A100-SXM4-80GB") == 312.0
     assert peak_tflops_for("some future card") == 0.0
+
+
+class FakeDevice:
+    """A device that queues work the host clock cannot see until ``sync`` waits for it.
+
+    A fake, because the real thing (a CUDA stream running ahead of the host) cannot exist on a CPU
+    machine, and on a GPU how long a kernel runs is not known exactly in advance; the GPU test
+    ``test_the_step_clock_waits_for_queued_cuda_work`` checks the real ``synchronize_cuda``.
+    """
+
+    def __init__(self):
+        self.now = 100.0
+        self.queued = 0.0
+        self.syncs = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def launch(self, host_s: float, device_s: float) -> None:
+        """Launching returns after ``host_s``; the work itself finishes ``device_s`` later."""
+        self.now += host_s
+        self.queued += device_s
+
+    def sync(self) -> None:
+        self.now += self.queued
+        self.queued = 0.0
+        self.syncs += 1
+
+
+def test_the_step_time_includes_the_steps_queued_device_work_and_nothing_before_it():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    device = FakeDevice()
+    callback = StepMetricsCallback(0, clock=device.clock, sync=device.sync)
+    args, state, control = TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl()
+    for step, (before_s, host_s, device_s) in enumerate([(7.0, 0.25, 3.0), (11.0, 0.5, 2.0)], start=1):
+        device.launch(0.0, before_s)  # work queued before the step began (logging, the last step's tail)
+        state.global_step = step - 1
+        callback.on_step_begin(args, state, control)
+        device.launch(host_s, device_s)  # the step's forward, backward and optimizer kernels
+        state.global_step = step
+        callback.on_step_end(args, state, control)
+    assert [s["step_time_s"] for s in callback.steps] == [3.25, 2.5]
+    assert device.syncs == 4 and device.queued == 0.0
+
+
+@pytest.mark.gpu
+def test_the_step_clock_waits_for_queued_cuda_work():
+    """On a GPU the host runs ahead of the kernels: a step's time covers its work, not just its launch."""
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    args, state, control = TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl()
+    matrix = torch.randn(4096, 4096, device="cuda")
+    callback = StepMetricsCallback(0)
+    callback.on_step_begin(args, state, control)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(100):
+        matrix @ matrix  # 14 TFLOP: 0.05 s (TF32) to 0.3 s (fp32) of device work, queued in about a millisecond
+    end.record()
+    state.global_step = 1
+    callback.on_step_end(args, state, control)
+    device_s = start.elapsed_time(end) / 1000
+    assert device_s > 0.01
+    assert callback.steps[0]["step_time_s"] >= device_s

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +92,29 @@ def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
     return {"tokens_padded": padded, "tokens_nonpad": nonpad, "tokens_trained": trained}
 
 
-class StepMetricsCallback(TrainerCallback):
-    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``."""
+def synchronize_cuda() -> None:
+    """Wait for all queued CUDA work; a no-op without a CUDA device."""
+    import torch
 
-    def __init__(self, warmup_steps_to_skip: int, flop_model: FlopModel | None = None, peak_tflops: float = 0.0):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepMetricsCallback(TrainerCallback):
+    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``.
+
+    ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
+    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see.
+    """
+
+    def __init__(
+        self,
+        warmup_steps_to_skip: int,
+        flop_model: FlopModel | None = None,
+        peak_tflops: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        sync: Callable[[], None] = synchronize_cuda,
+    ):
         self.warmup_steps_to_skip = warmup_steps_to_skip
         self.flop_model = flop_model
         self.peak_tflops = peak_tflops
@@ -105,13 +125,8 @@ class StepMetricsCallback(TrainerCallback):
         self._start = 0.0
         self._shapes: list[str] = []
         self._seen_shapes: set[str] = set()
-
-    @staticmethod
-    def _sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        self._clock = clock
+        self._sync = sync
 
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
@@ -133,14 +148,14 @@ class StepMetricsCallback(TrainerCallback):
         self._tokens = dict.fromkeys(self._tokens, 0)
         self._flops = 0.0
         self._shapes = []
-        self._start = time.perf_counter()
+        self._start = self._clock()
 
     def on_step_end(self, args, state, control, **kwargs):
         """Synchronise, stop the clock and record the step."""
         import torch
 
         self._sync()
-        elapsed = time.perf_counter() - self._start
+        elapsed = self._clock() - self._start
         step = state.global_step
         # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape.
         shape = "+".join(self._shapes)

@@ -137,6 +137,24 @@ def load_model(model_dir: str, bf16: bool):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
 
 
+def apply_variant(model, config: TrainConfig) -> dict[str, int]:
+    """Make ``model`` the run's variant; return the Liger kernels patched (``{}`` for the baseline).
+
+    Liger runs are patched with ``config``'s per-kernel flags; a baseline model is checked to carry
+    no Liger patch.
+    """
+    from liger_bench.liger import apply_liger, patched_kernels
+
+    if config.use_liger:
+        return apply_liger(model, config.liger_flags())
+    if any(patched_kernels(model).values()):
+        # liger-kernel also patches module-level classes; a baseline must never inherit them.
+        raise RuntimeError(
+            f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
+        )
+    return {}
+
+
 def n_params_non_embedding(model) -> int:
     """Parameters that take part in matrix products: all but the input embedding, LM head included.
 
@@ -175,7 +193,6 @@ def _train(
     from transformers import set_seed
 
     from liger_bench.data import DatasetError
-    from liger_bench.liger import apply_liger, patched_kernels
     from liger_bench.metrics import FlopModel, peak_tflops_for
     from liger_bench.modelio import context_length
     from liger_bench.validation import rows_problem
@@ -199,13 +216,7 @@ def _train(
     context = context_length(model.config.to_dict())
     if context and config.max_seq_length > context:
         raise ValueError(f"max_seq_length={config.max_seq_length} exceeds the model's context length {context}")
-    if config.use_liger:
-        result.liger_kernels = apply_liger(model, config.liger_flags())
-    elif any(patched_kernels(model).values()):
-        # liger-kernel also patches module-level classes; a baseline must never inherit them.
-        raise RuntimeError(
-            f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
-        )
+    result.liger_kernels = apply_variant(model, config)
 
     flop_model = FlopModel(n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size)
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
