@@ -29,6 +29,8 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "seed": (0, 2**32 - 1, "integers in [0, 2**32 - 1] (numpy's seed range)"),
     "warmup_steps_to_skip": (0, math.inf, "integers >= 0"),
     "peak_tflops": (0.0, math.inf, "finite numbers >= 0 (0: looked up from the GPU's name)"),
+    "gpus_per_run": (1, math.inf, "integers >= 1"),
+    "nodes_per_run": (1, math.inf, "integers >= 1"),
 }
 
 
@@ -89,6 +91,14 @@ class TrainConfig:
     )
     seed: int = field(default=42, metadata={"help": "Seed for weights of new heads, data order, dropout."})
 
+    # Scale: one process per GPU; more than one shards the model with FSDP (full shard).
+    gpus_per_run: int = field(
+        default=1, metadata={"help": "GPUs of one node that train the run together (torchrun processes)."}
+    )
+    nodes_per_run: int = field(
+        default=1, metadata={"help": "Nodes that train the run together (more than 1: a Kubeflow Trainer TrainJob)."}
+    )
+
     # Measurement.
     warmup_steps_to_skip: int = field(
         default=3, metadata={"help": "First steps excluded from every aggregate (compilation, autotune)."}
@@ -131,6 +141,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-serialisable)."""
         return dataclasses.asdict(self)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes of the run, one per GPU: ``gpus_per_run × nodes_per_run``."""
+        return self.gpus_per_run * self.nodes_per_run
 
     def liger_flags(self) -> dict[str, bool]:
         """The per-kernel flags in the names liger-kernel's ``apply_liger_kernel_to_*`` take."""

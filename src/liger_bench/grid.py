@@ -9,6 +9,7 @@ from typing import Any
 from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
 
 DEFAULT_MAX_GRID_SIZE = 256
+DEFAULT_MAX_GPUS_PER_RUN = 8
 
 
 class GridError(ValueError):
@@ -31,6 +32,14 @@ class GridSpec:
         default_factory=dict, metadata={"help": "Overrides of other TrainConfig fields for every run."}
     )
     max_grid_size: int = field(default=DEFAULT_MAX_GRID_SIZE, metadata={"help": "Refuse larger grids."})
+    gpus_per_run: int = field(default=1, metadata={"help": "GPUs of one node per run (FSDP above 1)."})
+    nodes_per_run: int = field(default=1, metadata={"help": "Nodes per run (a Kubeflow Trainer TrainJob above 1)."})
+    max_gpus_per_run: int = field(
+        default=DEFAULT_MAX_GPUS_PER_RUN, metadata={"help": "Refuse runs that ask for more GPUs in all."}
+    )
+    trainer_configured: bool = field(
+        default=False, metadata={"help": "Whether the Kubeflow Trainer path (runtime and shared volume) is set."}
+    )
 
 
 def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
@@ -98,8 +107,10 @@ def expand_grid(spec: GridSpec) -> list[dict]:
             "accepted: shorten an axis or n_runs, or raise max_grid_size"
         )
 
+    scale = check_scale(spec)
     base = dict(spec.base_config or {})
-    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | {"run_key", "repeat", "max_steps", "warmup_steps_to_skip"}))
+    grid_keys = {"run_key", "repeat", "max_steps", "warmup_steps_to_skip", *scale}
+    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | grid_keys))
     if reserved:
         raise GridError(
             f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters of those names"
@@ -119,12 +130,32 @@ def expand_grid(spec: GridSpec) -> list[dict]:
             "max_seq_length": seq_len,
             "max_steps": max_steps,
             "warmup_steps_to_skip": warmup,
+            **scale,
         }
         try:
             items.append(TrainConfig.from_dict(values).to_dict())
         except ValueError as err:
             raise GridError(f"base_config: {err}") from err
     return items
+
+
+def check_scale(spec: GridSpec) -> dict[str, int]:
+    """The GPUs and nodes every run asks for, refused before any GPU is requested when they cannot be had."""
+    gpus = _positive_int("gpus_per_run", spec.gpus_per_run)
+    nodes = _positive_int("nodes_per_run", spec.nodes_per_run)
+    limit = _positive_int("max_gpus_per_run", spec.max_gpus_per_run)
+    if gpus * nodes > limit:
+        raise GridError(
+            f"gpus_per_run × nodes_per_run = {gpus} × {nodes} = {gpus * nodes} GPUs per run exceeds "
+            f"max_gpus_per_run={limit}; accepted: at most {limit} GPUs per run, or raise max_gpus_per_run"
+        )
+    if nodes > 1 and not spec.trainer_configured:
+        raise GridError(
+            f"nodes_per_run: {nodes} needs the Kubeflow Trainer path, which this pipeline was compiled without; "
+            "accepted: nodes_per_run=1, or compile with --trainer-runtime and --trainer-pvc "
+            "(a TrainingRuntime and a ReadWriteMany volume both sides mount)"
+        )
+    return {"gpus_per_run": gpus, "nodes_per_run": nodes}
 
 
 def check_against_model(items: list[dict], model_info: dict, liger_model_types: set[str]) -> None:

@@ -104,7 +104,10 @@ class StepMetricsCallback(TrainerCallback):
     """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``.
 
     ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
-    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see.
+    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see. ``barrier``
+    and ``gather`` join the ranks of a sharded run (``liger_bench.distributed``, no-ops with one
+    process): each step's tokens and FLOPs are the sums over ranks, its time and peak memory the
+    maxima, and ``ranks`` keeps what each rank measured.
     """
 
     def __init__(
@@ -114,6 +117,8 @@ class StepMetricsCallback(TrainerCallback):
         peak_tflops: float = 0.0,
         clock: Callable[[], float] = time.perf_counter,
         sync: Callable[[], None] = synchronize_cuda,
+        barrier: Callable[[], None] | None = None,
+        gather: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
     ):
         self.warmup_steps_to_skip = warmup_steps_to_skip
         self.flop_model = flop_model
@@ -127,6 +132,12 @@ class StepMetricsCallback(TrainerCallback):
         self._seen_shapes: set[str] = set()
         self._clock = clock
         self._sync = sync
+        from liger_bench import distributed
+
+        # With several ranks, every rank's clock starts and stops at a barrier after its device is
+        # idle, so a step's time is the time of the slowest rank; tokens are summed over ranks.
+        self._barrier = barrier or distributed.barrier
+        self._gather = gather or distributed.gather
 
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
@@ -148,16 +159,23 @@ class StepMetricsCallback(TrainerCallback):
         self._tokens = dict.fromkeys(self._tokens, 0)
         self._flops = 0.0
         self._shapes = []
+        self._barrier()
         self._start = self._clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        """Synchronise, stop the clock and record the step."""
+        """Synchronise, stop the clock and record the step (summed over ranks)."""
         import torch
 
         self._sync()
-        elapsed = self._clock() - self._start
+        self._barrier()
+        local: dict[str, Any] = {"step_time_s": self._clock() - self._start, **self._tokens, "flops": self._flops}
+        cuda = torch.cuda.is_available()
+        local["peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB if cuda else None
+        local["peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB if cuda else None
+        ranks = self._gather(local)
+        elapsed = max(r["step_time_s"] for r in ranks)
         step = state.global_step
-        # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape.
+        # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape of rank 0.
         shape = "+".join(self._shapes)
         record: dict[str, Any] = {
             "step": step,
@@ -167,21 +185,22 @@ class StepMetricsCallback(TrainerCallback):
             "step_time_s": elapsed,
         }
         self._seen_shapes.add(shape)
-        for key, value in self._tokens.items():
+        for key in self._tokens:
+            value = sum(r[key] for r in ranks)
             self._totals[key] += value
             record[key] = value
             record[key.replace("tokens_", "tokens_per_s_")] = value / elapsed if elapsed > 0 else 0.0
             record[key.replace("tokens_", "total_tokens_")] = self._totals[key]
-        if torch.cuda.is_available():
-            record["peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
-            record["peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
-        else:
-            record["peak_mem_allocated_gb"] = None
-            record["peak_mem_reserved_gb"] = None
+        for key in ("peak_mem_allocated_gb", "peak_mem_reserved_gb"):
+            values = [r[key] for r in ranks if r[key] is not None]
+            record[key] = max(values) if values else None
+        flops = sum(r["flops"] for r in ranks)
         if self.flop_model and self.peak_tflops and elapsed > 0:
-            record["mfu"] = self._flops / elapsed / (self.peak_tflops * 1e12)
+            record["mfu"] = flops / elapsed / (self.peak_tflops * 1e12 * len(ranks))
         else:
             record["mfu"] = None
+        if len(ranks) > 1:
+            record["ranks"] = [{k: v for k, v in r.items() if k != "flops"} for r in ranks]
         record["loss"] = None
         record["learning_rate"] = None
         self.steps.append(record)

@@ -5,6 +5,10 @@ the training process becomes a ``failed`` or ``oom`` ``RunResult`` with its sign
 the steps it completed: the child appends every step to a file as it goes, and the parent reads
 them back when no result came. The parent only waits, so it survives whatever the child does.
 
+A run of ``gpus_per_run`` > 1 starts ``torchrun`` instead, which runs that same child once per GPU
+(``liger_bench.distributed``); a rank that fails writes its own result and exits non-zero, torchrun
+then ends every rank, and the parent records that rank's ``oom`` or ``failed``.
+
 The child is ``python -m liger_bench.supervisor --run-key KEY WORK_DIR``: the run key in its command
 line tells ``ps`` which grid point a process trains. It runs in its own session (a Ctrl-C in the
 terminal reaches the parent, which decides) and dies with its parent (``PR_SET_PDEATHSIG``), so a
@@ -60,12 +64,12 @@ def train_supervised(
         request = {"config": config.to_dict(), "model_dir": model_dir, "dataset_dir": dataset_dir}
         write_json_atomic(work_dir / REQUEST, request)
         oom_kills_before = oom_kill_count()
-        # -X faulthandler: a segfault prints the Python stack of every thread to the log.
-        command = [sys.executable, "-X", "faulthandler", "-m", "liger_bench.supervisor"]
-        command += ["--run-key", config.run_key, str(work_dir)]
+        command = child_command(config, work_dir)
+        # PYTHONFAULTHANDLER: a segfault prints the Python stack of every thread to the log (in every rank).
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
         started = time.monotonic()
         child = subprocess.Popen(
-            command, start_new_session=True, preexec_fn=_child_setup, stderr=subprocess.PIPE, errors="replace"
+            command, start_new_session=True, preexec_fn=_child_setup, stderr=subprocess.PIPE, errors="replace", env=env
         )
         print(f"[liger-bench] {config.run_key}: training in process {child.pid}", flush=True)
         stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -87,11 +91,38 @@ def train_supervised(
             document = read_json(outcome)
             return RunResult.from_dict(document["result"]), document["steps"]
         steps = read_steps(work_dir / STEPS)
+        failed_rank = first_failed_rank(work_dir)
+        if failed_rank is not None and not timed_out:
+            return failed_rank, steps
         oom_killed = oom_kill_count() > oom_kills_before and child.returncode == -signal.SIGKILL
         result = crashed_result(
             config, child.returncode, steps, elapsed, timeout_s if timed_out else None, oom_killed, list(stderr_tail)
         )
         return result, steps
+
+
+def child_command(config: TrainConfig, work_dir: Path) -> list[str]:
+    """The training process's command: this module's ``main``, through torchrun for several GPUs."""
+    module_args = ["liger_bench.supervisor", "--run-key", config.run_key, str(work_dir)]
+    if config.gpus_per_run > 1:
+        from liger_bench.distributed import torchrun_command
+
+        return torchrun_command(config.gpus_per_run, module_args)
+    return [sys.executable, "-m", *module_args]
+
+
+def first_failed_rank(work_dir: Path) -> RunResult | None:
+    """The result of the first rank that failed (``oom`` before ``failed``), naming the rank; None if none did.
+
+    The other ranks of such a run were ended by torchrun, so their own records say nothing.
+    """
+    records = [read_json(path) for path in sorted(work_dir.glob("outcome.rank*.json"), key=lambda p: p.stat().st_mtime)]
+    if not records:
+        return None
+    record = next((r for r in records if r["result"]["status"] == "oom"), records[0])
+    result = RunResult.from_dict(record["result"])
+    result.reason = f"rank {record['rank']}: {result.reason}"
+    return result
 
 
 def _relay(stream, tail: collections.deque[str]) -> None:
@@ -113,6 +144,7 @@ def crashed_result(
     """The record of a child that ended without writing its result; ``stderr_tail``: its last stderr lines."""
     from liger_bench.envinfo import capture_environment
     from liger_bench.metrics import aggregate
+    from liger_bench.training import world_metrics
 
     if timeout_s is not None:
         status, reason = "failed", f"timeout: no result after {timeout_s:.0f} s (train_timeout_s); training stopped"
@@ -136,6 +168,7 @@ def crashed_result(
         elapsed_s=elapsed_s,
         stderr_tail="\n".join(stderr_tail),
     )
+    result.metrics.update(world_metrics(config, result.metrics))
     return result
 
 
@@ -220,17 +253,32 @@ def _child_setup() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The child: train the request in WORK_DIR, stream its steps, write the outcome."""
+    """The child (or one rank of it): train the request in WORK_DIR, stream its steps, write the outcome.
+
+    With several ranks, rank 0 writes the outcome of a run that trained; a rank whose run failed
+    writes its own outcome file and exits with 1, so that torchrun ends the other ranks, which
+    would otherwise wait for it in their next collective.
+    """
     parser = argparse.ArgumentParser(prog="python -m liger_bench.supervisor", description=__doc__.splitlines()[0])
     parser.add_argument("--run-key", required=True, help="the grid point (for ps; the request has it too)")
     parser.add_argument("work_dir", type=Path, help="folder with request.json; receives steps and outcome")
     args = parser.parse_args(argv)
+    from liger_bench import distributed
     from liger_bench.training import run_training
 
+    sharded = distributed.launched_by_torchrun()
+    if sharded:
+        distributed.die_with_launcher()
     request = read_json(args.work_dir / REQUEST)
     config = TrainConfig.from_dict(request["config"])
     result, steps = run_training(config, request["model_dir"], request["dataset_dir"], steps_file=args.work_dir / STEPS)
-    write_json_atomic(args.work_dir / OUTCOME, {"result": result.to_dict(), "steps": steps})
+    outcome = {"result": result.to_dict(), "steps": steps}
+    if sharded and result.status in ("oom", "failed"):
+        rank = distributed.rank()
+        write_json_atomic(distributed.rank_outcome_file(args.work_dir, rank), {**outcome, "rank": rank})
+        return 1
+    if distributed.rank() == 0:
+        write_json_atomic(args.work_dir / OUTCOME, outcome)
     return 0
 
 

@@ -40,16 +40,21 @@ def _use_bf16(config: TrainConfig) -> bool:
     return supported
 
 
-def training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
-    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU."""
+def training_arguments(config: TrainConfig, output_dir: str, bf16: bool, sharding: dict[str, Any] | None = None):
+    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU.
+
+    ``sharding``: FSDP's keywords (``distributed.fsdp_settings``) for a run of several ranks.
+    """
     import torch
     from transformers import TrainingArguments
 
+    sharding = sharding or {}
     return TrainingArguments(
+        **sharding,
         output_dir=output_dir,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing and not sharding,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -68,7 +73,8 @@ def training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
-        use_cpu=False,
+        # accelerate forms a process group of CPU ranks (gloo) only when told the run is on the CPU.
+        use_cpu=bool(sharding) and not torch.cuda.is_available(),
     )
 
 
@@ -80,11 +86,15 @@ def train_measured(
     step_metrics,
     callbacks: Sequence[Any],
     bf16: bool,
-) -> None:
+    sharding: dict[str, Any] | None = None,
+) -> float:
     """Train ``model`` on tokenised ``rows`` with transformers' Trainer, measured by ``step_metrics``.
 
     ``step_metrics`` (a ``StepMetricsCallback``) sees every micro-batch, to count its tokens.
+    ``sharding``: FSDP's ``TrainingArguments`` keywords when this process is one rank of several.
+    Returns the fraction of the trained model's parameters that FSDP sharded (0.0 unsharded).
     """
+    from torch.distributed.tensor import DTensor
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -94,6 +104,11 @@ def train_measured(
             step_metrics.record_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if sharding:
+                shard_cpu_ranks_too(self)
+
     collator = DataCollatorForLanguageModeling(
         pad_token_id=pad_token_id,
         pad_to_multiple_of=config.pad_to_multiple_of if config.pad_to_multiple_of > 1 else None,
@@ -101,13 +116,31 @@ def train_measured(
     with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
         trainer = MeasuredTrainer(
             model=model,
-            args=training_arguments(config, output_dir, bf16),
+            args=training_arguments(config, output_dir, bf16, sharding),
             train_dataset=rows,
             data_collator=collator,
             callbacks=[step_metrics, *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
         trainer.train()
+        parameters = list(trainer.model.parameters())
+        return sum(isinstance(p, DTensor) for p in parameters) / len(parameters)
+
+
+def shard_cpu_ranks_too(trainer) -> None:
+    """Let FSDP shard CPU ranks as it shards GPU ranks: accelerate turns FSDP on for GPU process groups only.
+
+    accelerate 1.15 gives a process group of CPU ranks (gloo) plain DDP even when the Trainer asks
+    for FSDP; this enables the same FSDP2 preparation there, so that a CPU run (CI) trains through
+    the sharded code a GPU run takes. Inert on GPUs, where accelerate enables FSDP itself.
+    """
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type == DistributedType.MULTI_CPU:
+        state.distributed_type = DistributedType.FSDP
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+        trainer.is_fsdp_enabled = True
 
 
 def pack(rows: list[dict], max_seq_length: int) -> list[dict]:
@@ -192,6 +225,7 @@ def _train(
     import torch
     from transformers import set_seed
 
+    from liger_bench import distributed
     from liger_bench.data import DatasetError
     from liger_bench.metrics import FlopModel, peak_tflops_for
     from liger_bench.modelio import context_length
@@ -224,7 +258,15 @@ def _train(
     result.metrics.update(model_flops_per_token=flop_model.per_token(config.max_seq_length), peak_tflops=peak or None)
     step_metrics.flop_model, step_metrics.peak_tflops = flop_model, peak
 
-    train_measured(config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
+    # Liger patched this rank's model above; FSDP wraps the patched layers when the Trainer prepares it.
+    sharding = None
+    if distributed.launched_by_torchrun():
+        sharding = distributed.fsdp_settings(model._no_split_modules, config.gradient_checkpointing)
+    if sharding:
+        result.metrics["fsdp_wrapped_layers"] = sharding["fsdp_config"]["transformer_layer_cls_to_wrap"]
+    result.metrics["sharded_parameter_fraction"] = train_measured(
+        config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16, sharding
+    )
 
 
 def step_stream(steps: list[dict], path: Path) -> Any:
@@ -243,6 +285,12 @@ def step_stream(steps: list[dict], path: Path) -> Any:
     return StepStream()
 
 
+def world_metrics(config: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's GPUs and its throughput per GPU, so that runs of different sizes compare."""
+    rate = metrics.get("tokens_per_s_nonpad")
+    return {"world_size": config.world_size, "tokens_per_s_nonpad_per_gpu": rate / config.world_size if rate else None}
+
+
 def run_training(
     config: TrainConfig,
     model_dir: str,
@@ -255,17 +303,19 @@ def run_training(
     ``ok``: trained all steps. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA
     or host out of memory (``MemoryError``) anywhere in the run; memory is released before
     returning. ``failed``: any other exception, recorded with its type and message. With
-    ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes.
+    ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes (by
+    rank 0 only when several ranks train the run: every rank records the same global steps).
     """
     import torch
 
+    from liger_bench import distributed
     from liger_bench.envinfo import capture_environment
     from liger_bench.metrics import StepMetricsCallback, aggregate
 
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     # Steps completed before an OOM or a failure stay in the history.
     step_metrics = StepMetricsCallback(config.warmup_steps_to_skip)
-    if steps_file is not None:
+    if steps_file is not None and distributed.rank() == 0:
         extra_callbacks = (*extra_callbacks, step_stream(step_metrics.steps, steps_file))
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
@@ -291,6 +341,7 @@ def run_training(
     steps = step_metrics.steps
     result.metrics["steps_completed"] = len(steps)
     result.metrics.update(aggregate(steps))
+    result.metrics.update(world_metrics(config, result.metrics))
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
         result.status, result.reason = (
             "failed",
