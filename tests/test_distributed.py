@@ -1,0 +1,108 @@
+"""A grid point trained by two ranks: torchrun, gloo and FSDP2 on the CPU, through the supervisor's entry point.
+
+The same code trains a ``gpus_per_run`` > 1 run on a GPU node (NCCL there); only the process group's
+backend differs.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from liger_bench.config import TrainConfig
+from liger_bench.distributed import fsdp_settings, torchrun_command
+from liger_bench.supervisor import child_command, train_supervised
+
+
+def _config(run_key: str, max_steps: int = 6) -> TrainConfig:
+    return TrainConfig(
+        run_key=run_key, per_device_train_batch_size=2, max_seq_length=64, max_steps=max_steps, gpus_per_run=2
+    )
+
+
+def test_two_ranks_train_one_grid_point_sharded_and_measure_it_together(embedded_assets, prepared_dataset):
+    model_dir, _ = embedded_assets
+    config = _config("vanilla-bs2-seq64-r0")
+    result, steps = train_supervised(config, str(model_dir), str(prepared_dataset), timeout_s=600)
+
+    assert result.status == "ok", result.reason
+    assert result.metrics["sharded_parameter_fraction"] == 1.0  # every parameter a DTensor shard: FSDP, not DDP
+    assert result.metrics["fsdp_wrapped_layers"] == ["Phi3DecoderLayer"]  # from the model's _no_split_modules
+    assert result.metrics["world_size"] == 2
+    assert len(steps) == config.max_steps
+    for step in steps:
+        ranks = step["ranks"]
+        assert len(ranks) == 2
+        # Each rank trained its own micro-batch: the step's tokens are the sum of what the ranks counted.
+        for kind in ("tokens_padded", "tokens_nonpad", "tokens_trained"):
+            assert step[kind] == sum(rank[kind] for rank in ranks)
+            assert ranks[0][kind] > 0 and ranks[1][kind] > 0
+        assert step["tokens_padded"] == 2 * config.per_device_train_batch_size * 64
+        assert step["step_time_s"] == max(rank["step_time_s"] for rank in ranks)
+    measured = [s for s in steps if not s["warmup"] and not s["first_shape"]]
+    rate = sum(s["tokens_nonpad"] for s in measured) / sum(s["step_time_s"] for s in measured)
+    assert result.metrics["tokens_per_s_nonpad"] == pytest.approx(rate)
+    assert result.metrics["tokens_per_s_nonpad_per_gpu"] == pytest.approx(rate / 2)
+
+
+# A test-only trigger, put on the ranks' PYTHONPATH by the test below and nowhere else: Python imports
+# ``sitecustomize`` at start-up, so rank 1 (and only it) asks the host allocator for 2**62 bytes in
+# its third training step. The allocation and its failure are real; only the timing is chosen.
+IMPOSSIBLE_ALLOCATION_ON_RANK_1 = textwrap.dedent(
+    """
+    import os
+
+    if os.environ.get("RANK") == "1":
+        import torch
+        from transformers import Trainer
+
+        training_step = Trainer.training_step
+
+        def training_step_that_allocates_too_much(self, model, inputs, num_items_in_batch=None):
+            if self.state.global_step == 2:
+                torch.empty(2**62, dtype=torch.uint8)
+            return training_step(self, model, inputs, num_items_in_batch)
+
+        Trainer.training_step = training_step_that_allocates_too_much
+    """
+)
+
+
+def test_an_out_of_memory_on_one_rank_ends_every_rank_and_is_the_runs_oom(
+    embedded_assets, prepared_dataset, tmp_path, monkeypatch
+):
+    import psutil
+
+    (tmp_path / "sitecustomize.py").write_text(IMPOSSIBLE_ALLOCATION_ON_RANK_1)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    model_dir, _ = embedded_assets
+    config = _config("vanilla-bs2-seq64-r1", max_steps=2000)
+    result, steps = train_supervised(config, str(model_dir), str(prepared_dataset), timeout_s=600)
+
+    assert result.status == "oom", result.reason
+    assert result.reason.startswith("rank 1: RuntimeError:")
+    assert "DefaultCPUAllocator: can't allocate memory" in result.reason
+    # Rank 0 waited for rank 1 in a collective; torchrun ended it long before its 2000 steps.
+    assert 2 <= len(steps) < 10
+    assert result.metrics["world_size"] == 2
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if config.run_key in (p.info["cmdline"] or [])
+    ]  # no rank outlives the run
+    assert leftovers == []
+
+
+def test_several_gpus_run_the_same_child_entry_point_under_torchrun(tmp_path):
+    single = child_command(TrainConfig(run_key="k"), tmp_path)
+    sharded = child_command(TrainConfig(run_key="k", gpus_per_run=4), tmp_path)
+    assert single[1:] == ["-m", "liger_bench.supervisor", "--run-key", "k", str(tmp_path)]
+    assert sharded == torchrun_command(4, single[2:])
+    assert sharded[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
+
+
+def test_fsdp_wraps_the_layers_the_model_declares_and_refuses_a_model_without_them():
+    settings = fsdp_settings({"LlamaDecoderLayer"}, gradient_checkpointing=True)
+    assert settings["fsdp_config"]["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    assert settings["fsdp_config"]["activation_checkpointing"] is True
+    with pytest.raises(ValueError, match="_no_split_modules is empty"):
+        fsdp_settings(None, gradient_checkpointing=False)
