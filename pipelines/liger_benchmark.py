@@ -10,6 +10,7 @@ from kfp.dsl import HTML
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
+from liger_bench.components.images import CUDA_IMAGE
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
@@ -31,7 +32,9 @@ class ClusterOptions:
 
     ``max_concurrency`` is here because kfp 2.17 accepts only a constant ``parallelism`` in
     ``dsl.ParallelFor``; the resources because kfp's local runner cannot resolve parameters used as
-    resources inside a loop.
+    resources inside a loop. ``gpus_per_run`` is a resource (the training pod's GPU count), so it
+    is here too; prepare_grid still checks it, with ``nodes_per_run`` and ``max_gpus_per_run``,
+    before any GPU is requested.
     """
 
     max_concurrency: int = 4
@@ -48,6 +51,36 @@ class ClusterOptions:
     shm_size: str = "16Gi"
     # Retries of a hub download after a network error (20 s, then 40 s); other errors are not retried.
     download_retries: int = 2
+    # GPUs of one node that train each grid point together (torchrun + FSDP above 1).
+    gpus_per_run: int = 1
+    # Nodes per grid point; above 1 each training task submits a Kubeflow Trainer TrainJob of
+    # nodes_per_run × gpus_per_run GPUs and asks for no GPU itself.
+    nodes_per_run: int = 1
+    # prepare_grid refuses runs that would ask for more GPUs than this in all.
+    max_gpus_per_run: int = 8
+    # The Kubeflow Trainer path (nodes_per_run > 1): the ClusterTrainingRuntime the TrainJobs use,
+    # and a ReadWriteMany PVC the training task and the TrainJob's nodes both mount (inputs, steps, results).
+    trainer_runtime: str = ""
+    trainer_pvc: str = ""
+    trainer_pvc_mount: str = "/mnt/liger-bench-trainjobs"
+    keep_trainjobs: bool = False
+
+    @property
+    def trainer_configured(self) -> bool:
+        """Whether TrainJobs can be submitted: a runtime to run them and a volume both sides mount."""
+        return bool(self.trainer_runtime and self.trainer_pvc)
+
+    def trainer_settings(self) -> dict:
+        """What train_model needs to submit a TrainJob (``liger_bench.trainjob.TrainerSettings``); {} without."""
+        if not self.trainer_configured:
+            return {}
+        return {
+            "runtime": self.trainer_runtime,
+            "image": CUDA_IMAGE,
+            "work_root": self.trainer_pvc_mount,
+            "pvc": self.trainer_pvc,
+            "keep_jobs": self.keep_trainjobs,
+        }
 
     def __post_init__(self) -> None:
         # kfp writes parallelism 0 as "no limit": all training pods at once.
@@ -92,7 +125,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             dataset_split: Dataset split to train on.
             dataset_revision: Dataset branch, tag or commit; empty: default branch (local path: content hash).
             use_liger: Variants to compare: true (Liger) and/or false (stock transformers).
-            per_device_train_batch_size: Batch sizes to measure (one GPU per run).
+            per_device_train_batch_size: Batch sizes to measure, per GPU (one GPU per run unless compiled otherwise).
             max_seq_length: Sequence lengths to measure (rows are truncated to this).
             n_runs: Repeats of every (variant, batch size, sequence length) cell.
             max_steps: Optimizer steps per run; must exceed warmup_steps_to_skip.
@@ -137,6 +170,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             base_config=base_config,
             max_grid_size=max_grid_size,
             min_success_ratio=min_success_ratio,
+            gpus_per_run=options.gpus_per_run,
+            nodes_per_run=options.nodes_per_run,
+            max_gpus_per_run=options.max_gpus_per_run,
+            trainer_configured=options.trainer_configured,
         )
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(
@@ -159,9 +196,16 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 mlflow_experiment=mlflow_experiment,
                 tracking=tracking_task.outputs["tracking"],
                 train_timeout_s=options.train_timeout_s,
+                trainer=options.trainer_settings(),
+                gpu_node_selector=gpu_node_selector,
+                gpu_tolerations=gpu_tolerations,
             )
             train_task.set_caching_options(options.cache_training)
-            train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            if options.nodes_per_run > 1:
+                # The TrainJob's nodes hold the GPUs; this task submits, watches and collects.
+                kubernetes.mount_pvc(train_task, options.trainer_pvc, options.trainer_pvc_mount)
+            else:
+                train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
             train_task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
             train_task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
             kubernetes.add_node_selector_json(train_task, gpu_node_selector)

@@ -16,6 +16,10 @@ def prepare_grid(
     base_config: dict,
     max_grid_size: int,
     min_success_ratio: float,
+    gpus_per_run: int = 1,
+    nodes_per_run: int = 1,
+    max_gpus_per_run: int = 8,
+    trainer_configured: bool = False,
 ) -> list:
     """Validate the experiment and expand it into one training config per run.
 
@@ -34,6 +38,10 @@ def prepare_grid(
         base_config: Overrides of other training-config fields for every run.
         max_grid_size: Refuse grids with more runs than this.
         min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
+        gpus_per_run: GPUs of one node per run (FSDP above 1).
+        nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
+        max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
+        trainer_configured: Whether the pipeline was compiled with the Kubeflow Trainer path.
     """
     from liger_bench.steps import grid_step
 
@@ -49,6 +57,10 @@ def prepare_grid(
             "warmup_steps_to_skip": warmup_steps_to_skip,
             "base_config": base_config,
             "max_grid_size": max_grid_size,
+            "gpus_per_run": gpus_per_run,
+            "nodes_per_run": nodes_per_run,
+            "max_gpus_per_run": max_gpus_per_run,
+            "trainer_configured": trainer_configured,
         },
         model_dir=model.path,
         dataset_dir=dataset.path,

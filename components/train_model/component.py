@@ -12,6 +12,9 @@ def train_model(
     mlflow_experiment: str,
     tracking: Input[Artifact],
     train_timeout_s: int,
+    trainer: dict,
+    gpu_node_selector: dict,
+    gpu_tolerations: list,
     result: Output[Artifact],
     history: Output[Artifact],
 ):
@@ -20,6 +23,8 @@ def train_model(
     Training runs in a child process. An out-of-memory (CUDA or host), a failure, a crash of the
     child (signal or exit code), a hang past ``train_timeout_s`` or a skip (Liger without CUDA) is
     recorded in ``result``; the task itself succeeds so that one bad grid point never stops the others.
+    A grid point of several GPUs runs under torchrun here; one of several nodes runs as a Kubeflow
+    Trainer TrainJob that this task submits, watches and collects.
 
     Args:
         config: One grid item from prepare_grid (a TrainConfig as a dict).
@@ -31,6 +36,9 @@ def train_model(
         train_timeout_s: Stop training and record it as failed when it has not finished after this long.
         result: JSON record of the run: status, reason, aggregates, environment.
         history: JSON per-step training history.
+        trainer: Kubeflow Trainer settings for grid points of several nodes ({} when not compiled in).
+        gpu_node_selector: Node labels for a TrainJob's nodes.
+        gpu_tolerations: Tolerations for a TrainJob's nodes.
     """
     from liger_bench.steps import train_step
 
@@ -46,6 +54,8 @@ def train_model(
         mlflow_experiment=mlflow_experiment,
         mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
         train_timeout_s=train_timeout_s,
+        trainer=trainer,
+        gpu_placement={"node_selector": gpu_node_selector, "tolerations": gpu_tolerations},
     )
     result.metadata.update(run_key=outcome.run_key, status=outcome.status, reason=outcome.reason[:500])
     history.metadata.update(run_key=outcome.run_key)

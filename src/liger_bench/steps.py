@@ -95,12 +95,25 @@ def train_step(
     mlflow_experiment: str,
     mlflow_parent_run_id: str,
     train_timeout_s: float,
+    trainer: dict | None = None,
+    gpu_placement: dict | None = None,
 ) -> RunResult:
-    """Train one grid point in a supervised child process, write its history and result, mirror them to MLflow."""
+    """Train one grid point, write its history and result, mirror them to MLflow.
+
+    One node: in a supervised child process (torchrun's ranks for several GPUs). Several nodes: a
+    Kubeflow Trainer TrainJob (``trainer``: ``trainjob.TrainerSettings`` as a dict), placed on
+    GPU nodes by ``gpu_placement`` (``node_selector``, ``tolerations``).
+    """
     from liger_bench.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
-    result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
+    if train_config.nodes_per_run > 1:
+        from liger_bench.trainjob import TrainerSettings, train_on_trainer
+
+        settings = TrainerSettings(**(trainer or {}), **(gpu_placement or {}))
+        result, steps = train_on_trainer(train_config, model_dir, dataset_dir, train_timeout_s, settings)
+    else:
+        result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
     result.model = model_info
     result.dataset = dataset_info
     # The history is the source of truth that MLflow mirrors; the result, written last, records
