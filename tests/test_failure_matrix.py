@@ -173,6 +173,25 @@ GRID_CASES = [
         {"max_steps": 3},
         r"max_steps: 3 leaves no measured step after warmup_steps_to_skip=3; accepted: max_steps > 3",
     ),
+    GridCase("zero-gpus-per-run", {"gpus_per_run": 0}, r"gpus_per_run: 0 is too small; accepted: integers >= 1"),
+    GridCase("zero-nodes-per-run", {"nodes_per_run": 0}, r"nodes_per_run: 0 is too small; accepted: integers >= 1"),
+    GridCase(
+        "gpus-above-max-gpus-per-run",
+        {"gpus_per_run": 8, "nodes_per_run": 2, "trainer_configured": True},
+        r"gpus_per_run × nodes_per_run = 8 × 2 = 16 GPUs per run exceeds max_gpus_per_run=8; "
+        r"accepted: at most 8 GPUs per run, or raise max_gpus_per_run",
+    ),
+    GridCase(
+        "several-nodes-without-trainer",
+        {"nodes_per_run": 2},
+        r"nodes_per_run: 2 needs the Kubeflow Trainer path, which this pipeline was compiled without; "
+        r"accepted: nodes_per_run=1, or compile with --trainer-runtime and --trainer-pvc",
+    ),
+    GridCase(
+        "base-config-sets-gpus-per-run",
+        {"base_config": {"gpus_per_run": 2}},
+        r"base_config: keys \['gpus_per_run'\] are set by the grid itself",
+    ),
 ]
 
 

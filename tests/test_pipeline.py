@@ -199,3 +199,33 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
     assert parent.data.params["model_revision"].startswith("sha256:") and parent.data.params["grid_size"] == "4"
     assert parent.data.params["dataset_name"] == str(embedded_assets[1])
     assert any(name.startswith("liger_gain") or name.startswith("n_") for name in parent.data.metrics)
+
+
+def _train_executor(options: dict, tmp_path) -> tuple[dict, dict]:
+    path = compile_pipeline(tmp_path / "p.yaml", options)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return spec["deploymentSpec"]["executors"]["exec-train-model"]["container"], executors["exec-train-model"]
+
+
+def test_a_run_of_several_gpus_asks_for_them_and_prepare_grid_checks_them(tmp_path):
+    container, _ = _train_executor({"gpus_per_run": 4, "max_gpus_per_run": 4}, tmp_path)
+    assert container["resources"]["accelerator"]["resourceCount"] == "4"
+    spec, _ = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+    grid_inputs = spec["root"]["dag"]["tasks"]["prepare-grid"]["inputs"]["parameters"]
+    constants = {name: grid_inputs[name]["runtimeValue"]["constant"] for name in ("gpus_per_run", "max_gpus_per_run")}
+    assert constants == {"gpus_per_run": 4, "max_gpus_per_run": 4}
+
+
+def test_a_run_of_several_nodes_submits_a_trainjob_and_asks_for_no_gpu_itself(tmp_path):
+    options = {"nodes_per_run": 2, "gpus_per_run": 8, "max_gpus_per_run": 16}
+    container, executor = _train_executor(
+        {**options, "trainer_runtime": "torch-distributed", "trainer_pvc": "liger-bench-trainjobs"}, tmp_path
+    )
+    assert "accelerator" not in container.get("resources", {})
+    assert executor["pvcMount"][0]["constant"] == "liger-bench-trainjobs"
+    spec, _ = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+    train = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"]["inputs"]["parameters"]
+    trainer = train["trainer"]["runtimeValue"]["constant"]
+    assert trainer["runtime"] == "torch-distributed" and trainer["pvc"] == "liger-bench-trainjobs"
+    assert trainer["image"].split("/")[-1].startswith("liger-bench-cuda:")

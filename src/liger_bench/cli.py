@@ -21,7 +21,7 @@ LOCAL_DEFAULTS = {
     "max_steps": 10,
     "warmup_steps_to_skip": 3,
 }
-BUILD_OPTIONS = ("max_concurrency",)
+BUILD_OPTIONS = ("max_concurrency", "gpus_per_run")
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -121,6 +121,12 @@ def make_parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument("--train-timeout-s", type=int, help="seconds before a training run is stopped as hung")
     compile_cmd.add_argument("--train-cpu-limit", help="CPU limit of each training pod")
     compile_cmd.add_argument("--train-memory-limit", help="memory limit of each training pod")
+    compile_cmd.add_argument("--gpus-per-run", type=int, help="GPUs of one node per grid point (FSDP above 1)")
+    compile_cmd.add_argument("--nodes-per-run", type=int, help="nodes per grid point (a Kubeflow Trainer TrainJob)")
+    compile_cmd.add_argument("--max-gpus-per-run", type=int, help="prepare_grid refuses runs asking for more GPUs")
+    compile_cmd.add_argument("--trainer-runtime", help="ClusterTrainingRuntime of TrainJobs, e.g. torch-distributed")
+    compile_cmd.add_argument("--trainer-pvc", help="ReadWriteMany PVC shared by training tasks and TrainJob nodes")
+    compile_cmd.add_argument("--keep-trainjobs", action="store_true", help="keep finished TrainJobs (for their logs)")
 
     upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
@@ -154,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             "train_timeout_s": args.train_timeout_s,
             "train_cpu_limit": args.train_cpu_limit,
             "train_memory_limit": args.train_memory_limit,
+            "gpus_per_run": args.gpus_per_run,
+            "nodes_per_run": args.nodes_per_run,
+            "max_gpus_per_run": args.max_gpus_per_run,
+            "trainer_runtime": args.trainer_runtime,
+            "trainer_pvc": args.trainer_pvc,
+            "keep_trainjobs": args.keep_trainjobs or None,
         }
         options = {name: value for name, value in given.items() if value is not None}
         try:

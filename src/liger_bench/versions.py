@@ -26,6 +26,8 @@ PINS: dict[str, str] = {
     "pandas": "3.1.1",
     "matplotlib": "3.11.2",
     "seaborn": "0.13.2",
+    # The Kubeflow Trainer's TrainJob schema (pydantic models), for grid points of several nodes.
+    "kubeflow-trainer-api": "2.3.0",
 }
 
 # torch is pinned per image: CPU wheels for the CPU image and CI, a CUDA build for training.
