@@ -262,10 +262,13 @@ def _train(
     sharding = None
     if distributed.launched_by_torchrun():
         sharding = distributed.fsdp_settings(model._no_split_modules, config.gradient_checkpointing)
+        # The weights are already bf16 (or fp32). With the Trainer's bf16 flag, accelerate's FSDP2 would
+        # keep fp32 master weights (16 bytes per parameter with AdamW instead of 8): another recipe than
+        # the one-GPU runs, which train the bf16 weights as loaded. Without it FSDP2 shards them as they are.
     if sharding:
         result.metrics["fsdp_wrapped_layers"] = sharding["fsdp_config"]["transformer_layer_cls_to_wrap"]
     result.metrics["sharded_parameter_fraction"] = train_measured(
-        config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16, sharding
+        config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16 and not sharding, sharding
     )
 
 
