@@ -27,6 +27,7 @@ from liger_bench import versions
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
 OVERLAY = "overlays/kubeflow"
+TRAINER_OVERLAY = "overlays/kubeflow-trainer"
 KUSTOMIZATIONS = sorted(str(p.parent.relative_to(MANIFESTS)) for p in MANIFESTS.rglob("kustomization.yaml"))
 V2_COMPONENT_LABEL = {"pipelines.kubeflow.org/v2_component": "true"}
 SECRET_KEYS = {
@@ -82,7 +83,24 @@ def expand_namespace(text: str, namespace: str) -> str:
 
 
 def test_there_is_a_base_and_a_kubeflow_overlay() -> None:
-    assert KUSTOMIZATIONS == ["base", OVERLAY]
+    assert KUSTOMIZATIONS == ["base", OVERLAY, TRAINER_OVERLAY]
+
+
+def test_the_trainer_overlay_lets_the_pipeline_manage_trainjobs_and_nothing_else(rendered: dict) -> None:
+    documents = rendered[TRAINER_OVERLAY]
+    (role,) = find(documents, "Role", "liger-bench-trainjobs")
+    verbs = ["create", "get", "list", "watch", "delete"]
+    assert role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": verbs}]
+    (binding,) = find(documents, "RoleBinding", "liger-bench-trainjobs")
+    assert binding["roleRef"]["name"] == "liger-bench-trainjobs"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
+    (claim,) = find(documents, "PersistentVolumeClaim", "liger-bench-trainjobs")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # the task and every node mount it at once
+    assert {d["metadata"].get("namespace") for d in documents} == {"kubeflow"}
+    # Everything of the kubeflow overlay is there too.
+    assert {(d["kind"], d["metadata"]["name"]) for d in rendered[OVERLAY]} < {
+        (d["kind"], d["metadata"]["name"]) for d in documents
+    }
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
