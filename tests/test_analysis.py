@@ -175,3 +175,18 @@ def test_success_ratio_is_enforced_with_a_clear_message():
         check_success_ratio(results, 1.5)
     with pytest.raises(ValueError, match="0 of 0 runs"):
         check_success_ratio([], 0.1)
+
+
+def test_runs_of_several_gpus_show_their_gpus_and_throughput_per_gpu():
+    results, histories = build(gpu_scenario())
+    for result in results:
+        result["config"].update(gpus_per_run=4, nodes_per_run=2)
+    analysis = analyze_results(results, histories)
+    cell = row(analysis.cells, variant="vanilla", batch_size=16)
+    assert cell.gpus == 8
+    assert cell.tokens_per_s_nonpad_per_gpu == pytest.approx(cell.tokens_per_s_nonpad / 8)
+    assert set(analysis.runs["gpus"]) == {8}
+
+
+def test_results_from_before_gpus_per_run_count_one_gpu(gpu):
+    assert set(gpu.runs["gpus"]) == {1} and set(gpu.cells["gpus"]) == {1}

@@ -28,6 +28,7 @@ _Z975 = 1.959964
 RUN_METRICS = {
     "tokens_per_s_nonpad": "tokens_per_s_nonpad",
     "tokens_per_s_padded": "tokens_per_s_padded",
+    "tokens_per_s_nonpad_per_gpu": "tokens_per_s_nonpad_per_gpu",
     "step_time_s": "median_step_time_s",
     "step_time_cv": "step_time_cv",
     "peak_mem_allocated_gb": "peak_mem_allocated_gb",
@@ -54,6 +55,7 @@ RUN_COLUMNS = [
     "warmup_steps_to_skip",
 ]
 RUN_COLUMNS += ["variant", *RUN_METRICS, "steady_state", "pad_to_multiple_of", "packing", "precision", "n_truncated"]
+RUN_COLUMNS += ["gpus"]
 STEP_NUMBERS = (
     "step_time_s",
     "tokens_per_s_nonpad",
@@ -132,6 +134,10 @@ def _run_row(result: dict[str, Any]) -> dict[str, Any]:
     row["packing"] = coerce("packing", config.get("packing", False), bool)
     row["precision"] = metrics.get("precision") or ""
     row["n_truncated"] = (result.get("data") or {}).get("n_truncated", 0) or 0
+    # GPUs that trained the run together (one process each): gpus_per_run × nodes_per_run.
+    row["gpus"] = coerce("gpus_per_run", config.get("gpus_per_run", 1), int) * coerce(
+        "nodes_per_run", config.get("nodes_per_run", 1), int
+    )
     return row
 
 
@@ -185,6 +191,8 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
             mean, low, high = mean_ci(ok[f"tokens_per_s_{kind}"])
             row.update({f"tokens_per_s_{kind}": mean, f"tokens_per_s_{kind}_ci_low": low})
             row[f"tokens_per_s_{kind}_ci_high"] = high
+        row["gpus"] = int(group["gpus"].max())
+        row["tokens_per_s_nonpad_per_gpu"] = row["tokens_per_s_nonpad"] / row["gpus"]
         row["step_time_s"] = ok["step_time_s"].median()
         row["step_time_cv_max"] = ok["step_time_cv"].max()
         row["peak_mem_allocated_gb"] = ok["peak_mem_allocated_gb"].max()
@@ -213,6 +221,8 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         *(f"tokens_per_s_{k}{s}" for k in ("nonpad", "padded") for s in ("", "_ci_low", "_ci_high")),
     ]
     columns += [
+        "gpus",
+        "tokens_per_s_nonpad_per_gpu",
         "step_time_s",
         "step_time_cv_max",
         "peak_mem_allocated_gb",
