@@ -119,6 +119,9 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         mlflow_experiment="x",
         tracking=tracking_off,
         train_timeout_s=600,
+        trainer={},
+        gpu_node_selector={},
+        gpu_tolerations=[],
         result=result,
         history=history,
     )

@@ -1,0 +1,127 @@
+"""Per-GPU peak memory on paper: FSDP full shard, Liger vs stock transformers, checked against one-GPU runs.
+
+The recipe is the project's (``training.py``): bf16 weights as loaded, bf16 gradients, AdamW with
+bf16 states (two per parameter), no fp32 master copy, no activation checkpointing unless a row says
+so. The peak is at the start of the backward pass: weights and optimizer states resident (sharded
+over N GPUs), every activation of the micro-batch saved, gradients not yet allocated (``zero_grad``
+frees them). See benchmarks/results/memory-model.md for the formula, its assumptions and its error.
+
+    python benchmarks/memory_model.py > benchmarks/results/memory-model-tables.md
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 2**30
+BF16 = 2
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The sizes the model needs (untied embeddings, SwiGLU MLP, RMSNorm, rotary attention)."""
+
+    name: str
+    hidden: int
+    intermediate: int
+    layers: int
+    vocab: int
+    kv_hidden: int  # n_kv_heads × head_dim
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one decoder layer: q, k, v, o, gate, up, down, two norms."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_hidden
+        return 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+
+    @property
+    def root_params(self) -> int:
+        """Input embedding and LM head (untied), plus the final norm: FSDP2's root, unsharded for the step."""
+        return 2 * self.vocab * self.hidden + self.hidden
+
+    @property
+    def params(self) -> int:
+        """All parameters."""
+        return self.layers * self.layer_params + self.root_params
+
+
+PHI3_MINI = Arch("Phi-3-mini (3.8B)", 3072, 8192, 32, 32064, 3072)
+LLAMA3_8B = Arch("Llama-3-8B", 4096, 14336, 32, 128256, 1024)
+LLAMA3_70B = Arch("Llama-3-70B", 8192, 28672, 80, 128256, 1024)
+
+
+def activation_bytes_per_token(arch: Arch, liger: bool, checkpointing: bool = False) -> float:
+    """Bytes saved for the backward pass per token (bf16), over all layers plus the loss.
+
+    Per layer, stock transformers: two RMSNorms (fp32 upcast 4h, normalised bf16 2h, the output
+    the next linear saves 2h: 8h each), attention (rotated q and k, v and the SDPA output as SDPA
+    saves them, k and v at full width as ``repeat_kv`` makes them, and the contiguous o_proj input:
+    10h), SwiGLU (gate and up 4I, SiLU output 2I, product 2I: 8I). Liger: its RMSNorm saves the bf16
+    input only (4h each), its SwiGLU recomputes SiLU (6I). Loss, stock: bf16 logits, their fp32 copy
+    and fp32 log-softmax (10V); Liger's fused linear cross-entropy materialises no logits (0).
+    With activation checkpointing only each layer's input (2h) is kept, plus one layer recomputed.
+    """
+    h, i = arch.hidden, arch.intermediate
+    per_layer = (8 * h + 10 * h + 6 * i) if liger else (16 * h + 10 * h + 8 * i)
+    loss = 0 if liger else 10 * arch.vocab
+    if checkpointing:
+        return arch.layers * 2 * h + per_layer + loss
+    return arch.layers * per_layer + loss
+
+
+def peak_bytes(arch: Arch, liger: bool, n_gpus: int, tokens_per_gpu: int, checkpointing: bool = False) -> float:
+    """Predicted peak allocated bytes of one GPU (see the module docstring)."""
+    resident = (BF16 + 2 * BF16) * arch.params / n_gpus  # weights + AdamW's two states, sharded
+    transient = 0.0
+    if n_gpus > 1:
+        # FSDP2 keeps the root's parameters gathered from forward to backward; a layer and the one
+        # prefetched are gathered while they run (the resident shard counts once more: ignored).
+        transient += BF16 * arch.root_params + 2 * BF16 * arch.layer_params
+    if liger:
+        transient += BF16 * arch.vocab * arch.hidden  # fused CE's LM-head gradient, made in the forward
+    return resident + transient + tokens_per_gpu * activation_bytes_per_token(arch, liger, checkpointing)
+
+
+def measured_one_gpu() -> list[dict]:
+    """Phi-3-mini at sequence 512 on one H100 (benchmarks/results/h100/analysis.csv), runs that trained."""
+    with (RESULTS / "h100" / "analysis.csv").open() as handle:
+        return [row for row in csv.DictReader(handle) if row["outcome"] == "ok"]
+
+
+def main() -> None:
+    print("## Check against one-GPU measurements (Phi-3-mini architecture, seq 512, H100, allocated peak)\n")
+    print("| variant | batch | predicted GiB | measured allocated GiB | error % | measured reserved GiB |")
+    print("|---|---|---|---|---|---|")
+    errors = []
+    for row in measured_one_gpu():
+        liger = row["variant"] == "liger"
+        tokens = int(row["batch_size"]) * int(row["seq_len"])
+        predicted = peak_bytes(PHI3_MINI, liger, 1, tokens) / GIB
+        measured = float(row["peak_mem_allocated_gb"])
+        errors.append(predicted / measured - 1)
+        print(
+            f"| {row['variant']} | {row['batch_size']} | {predicted:.1f} | {measured:.1f} | "
+            f"{100 * errors[-1]:+.1f} | {float(row['peak_mem_reserved_gb']):.1f} |"
+        )
+    print(f"\nLargest error: {100 * max(errors, key=abs):+.1f}%.\n")
+    for arch in (LLAMA3_8B, LLAMA3_70B):
+        print(f"## {arch.name}: {arch.params / 1e9:.2f}B parameters, sequence 2,048, per-GPU peak (GiB, allocated)\n")
+        print("| GPUs | micro-batch per GPU | checkpointing | stock transformers | Liger | Liger saves |")
+        print("|---|---|---|---|---|---|")
+        for n_gpus in (8, 16):
+            for batch in (1, 2, 4, 8):
+                for checkpointing in (False, True):
+                    stock = peak_bytes(arch, False, n_gpus, batch * 2048, checkpointing) / GIB
+                    liger = peak_bytes(arch, True, n_gpus, batch * 2048, checkpointing) / GIB
+                    print(
+                        f"| {n_gpus} | {batch} | {'yes' if checkpointing else 'no'} | {stock:.1f} | {liger:.1f} | "
+                        f"{100 * (1 - liger / stock):.0f}% |"
+                    )
+        print()
+
+
+if __name__ == "__main__":
+    main()
