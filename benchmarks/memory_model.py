@@ -6,7 +6,7 @@ so. The peak is at the start of the backward pass: weights and optimizer states 
 over N GPUs), every activation of the micro-batch saved, gradients not yet allocated (``zero_grad``
 frees them). See benchmarks/results/memory-model.md for the formula, its assumptions and its error.
 
-    python benchmarks/memory_model.py > benchmarks/results/memory-model-tables.md
+    python benchmarks/memory_model.py   # the tables of benchmarks/results/memory-model.md, verbatim
 """
 
 from __future__ import annotations
