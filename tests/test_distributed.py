@@ -106,3 +106,12 @@ def test_fsdp_wraps_the_layers_the_model_declares_and_refuses_a_model_without_th
     assert settings["fsdp_config"]["activation_checkpointing"] is True
     with pytest.raises(ValueError, match="_no_split_modules is empty"):
         fsdp_settings(None, gradient_checkpointing=False)
+
+
+def test_each_rank_must_fill_its_own_batches():
+    from liger_bench.validation import rows_problem
+
+    config = TrainConfig(per_device_train_batch_size=2, gpus_per_run=4)
+    assert rows_problem(8, config) == ""
+    assert rows_problem(7, config).startswith("7 rows over 4 GPUs (1 each) cannot fill one optimizer step")
+    assert rows_problem(7, TrainConfig(per_device_train_batch_size=2)) == ""

@@ -91,9 +91,10 @@ def die_with_launcher() -> None:
     import ctypes
     import signal
 
+    launcher = os.getppid()  # torchrun; PID 1 itself where it is a container's entry point (a TrainJob node)
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() == 1:  # the launcher died before the line above
+    if os.getppid() != launcher:  # the launcher died before the line above
         os._exit(1)
 
 

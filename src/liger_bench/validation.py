@@ -127,18 +127,22 @@ def rows_problem(n_rows: int, config: TrainConfig) -> str:
     the rows run out. Every step is then full when one epoch holds at least one step's batches
     (batch size × gradient accumulation), and, when the run needs more than one epoch, a whole
     number of steps (otherwise the Trainer ends each epoch with a step of fewer micro-batches).
+    A run of several GPUs splits the rows between its ranks: each rank must fill its own steps.
     """
     batch, accumulation = config.per_device_train_batch_size, config.gradient_accumulation_steps
-    batches_per_epoch = n_rows // batch
+    rows = n_rows // config.world_size
+    batches_per_epoch = rows // batch
     if batches_per_epoch < accumulation:
+        split = f" over {config.world_size} GPUs ({rows} each)" if config.world_size > 1 else ""
         return (
-            f"{n_rows} rows cannot fill one optimizer step of per_device_train_batch_size={batch} × "
+            f"{n_rows} rows{split} cannot fill one optimizer step of per_device_train_batch_size={batch} × "
             f"gradient_accumulation_steps={accumulation} = {batch * accumulation} rows; accepted: batch sizes "
-            f"<= {n_rows // accumulation}, or a dataset with more rows"
+            f"<= {rows // accumulation}, or a dataset with more rows"
         )
     if batches_per_epoch < accumulation * config.max_steps and batches_per_epoch % accumulation:
         return (
-            f"{n_rows} rows give {batches_per_epoch} batches of {batch} per epoch, not a multiple of "
+            f"{rows} rows{' per GPU' if config.world_size > 1 else ''} give {batches_per_epoch} batches of {batch} "
+            "per epoch, not a multiple of "
             f"gradient_accumulation_steps={accumulation}: each epoch would end with a smaller step; accepted: a "
             "gradient_accumulation_steps that divides the batches per epoch, or more rows"
         )
