@@ -169,14 +169,16 @@ class StepMetricsCallback(TrainerCallback):
         self._sync()
         self._barrier()
         local: dict[str, Any] = {"step_time_s": self._clock() - self._start, **self._tokens, "flops": self._flops}
+        local["shape"] = "+".join(self._shapes)
         cuda = torch.cuda.is_available()
         local["peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB if cuda else None
         local["peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB if cuda else None
         ranks = self._gather(local)
         elapsed = max(r["step_time_s"] for r in ranks)
         step = state.global_step
-        # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape of rank 0.
-        shape = "+".join(self._shapes)
+        # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape.
+        # With several ranks, rank 0's decides whether the step is a first-shape step (each rank's is in ``ranks``).
+        shape = ranks[0]["shape"]
         record: dict[str, Any] = {
             "step": step,
             "warmup": step <= self.warmup_steps_to_skip,
