@@ -20,7 +20,8 @@ def prepare_grid(
     Runs before any GPU is requested; a bad value fails here with a message naming it.
 
     Args:
-        model: The downloaded model (its metadata says the architecture and context length).
+        model: The downloaded model (its metadata says the architecture and context length; its config
+            is built on the meta device to try the attention implementation and the Liger kernels).
         use_liger: Liger on/off axis.
         per_device_train_batch_size: Batch-size axis.
         max_seq_length: Sequence-length axis.
@@ -34,6 +35,7 @@ def prepare_grid(
 
     return grid_step(
         model_info=dict(model.metadata),
+        model_dir=model.path,
         axes={
             "use_liger": use_liger,
             "per_device_train_batch_size": per_device_train_batch_size,

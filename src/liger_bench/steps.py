@@ -22,13 +22,22 @@ def progress(message: str) -> None:
     print(f"[liger-bench] {message}", flush=True)
 
 
-def grid_step(model_info: dict, axes: dict) -> list[dict]:
-    """Validate and expand the grid, also against the model (Liger support, context length)."""
+def grid_step(model_info: dict, model_dir: str, axes: dict) -> list[dict]:
+    """Validate and expand the grid, also against the model (context length, attention, Liger kernels).
+
+    Every item gets the attention implementation the architecture trial resolved, so both
+    variants use the same one whatever the training node would pick.
+    """
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
-    from liger_bench.liger import supported_model_types
 
     grid = expand_grid(GridSpec(**axes))
-    check_against_model(grid, model_info, supported_model_types())
+    trial = check_against_model(grid, model_info, model_dir)
+    grid = [{**item, "attn_implementation": trial.attn_implementation} for item in grid]
+    kernels = ", ".join(f"{kernel} ({n})" for kernel, n in trial.liger_kernels.items() if n) or "none (no Liger run)"
+    progress(
+        f"model type {trial.model_type!r} ({trial.architecture}), attention {trial.attn_implementation!r}, "
+        f"Liger kernels: {kernels}"
+    )
     progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
     return grid
 
