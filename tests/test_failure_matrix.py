@@ -173,10 +173,20 @@ def gpt2_model_dir(embedded_assets, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dirs(embedded_assets, tmp_path_factory) -> dict[str, Path]:
+    """Tiny random models of architectures liger-kernel patches differently from Phi-3, by model type:
+    Gemma (GeGLU, no SwiGLU), Gemma-2 (no sdpa in transformers), Granite (no fused linear cross-entropy)."""
+    from tiny_models import write_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return {name: write_tiny_model(name, folder / name, embedded_assets[0]) for name in ("gemma", "gemma2", "granite")}
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model) or "gpt2"
+    model: str  # "phi3" (the embedded model), "gpt2", or a model type of tiny_model_dirs
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -190,6 +200,41 @@ MODEL_GRID_CASES = [
         r"use use_liger=\[false\], or a model of one of the types \[.*'phi3'",
     ),
     ModelGridCase("unsupported-architecture-without-liger", "gpt2", {"use_liger": [False]}, None),
+    ModelGridCase(
+        "liger-kernel-the-architecture-lacks",
+        "gemma",
+        {"base_config": {"liger_swiglu": True}},
+        r"base_config: model .*: liger_swiglu: liger-kernel offers no 'swiglu' kernel for model type 'gemma'; "
+        r"offered: \['cross_entropy', 'fused_linear_cross_entropy', 'geglu', 'rms_norm', 'rope'\]",
+    ),
+    ModelGridCase("liger-defaults-of-the-architecture", "gemma", {}, None),
+    ModelGridCase(
+        "liger-kernel-rejects-the-combination",
+        "granite",
+        {"base_config": {"liger_fused_linear_cross_entropy": True, "liger_cross_entropy": False}},
+        r"liger-kernel rejects the kernels \[.*'fused_linear_cross_entropy'.*\] for model type 'granite' .*"
+        r"NotImplementedError: LigerFusedLinearCrossEntropy is not available for Granite models",
+    ),
+    ModelGridCase(
+        "both-cross-entropy-kernels",
+        "granite",
+        {"base_config": {"liger_fused_linear_cross_entropy": True}},
+        r"liger_cross_entropy and liger_fused_linear_cross_entropy would both be on for model type 'granite' "
+        r"\(given \{'liger_fused_linear_cross_entropy': True\}, liger-kernel's defaults .*set the other to false",
+    ),
+    ModelGridCase(
+        "attention-the-architecture-lacks",
+        "gemma2",
+        {"base_config": {"attn_implementation": "sdpa"}},
+        r"transformers cannot build model type 'gemma2' as a causal LM with attn_implementation='sdpa': "
+        r"ValueError: .*does not support .*scaled_dot_product_attention",
+    ),
+    ModelGridCase(
+        "unknown-attention",
+        "phi3",
+        {"base_config": {"attn_implementation": "fast"}},
+        r"attn_implementation='fast': ValueError: Specified `attn_implementation=\"fast\"` is not supported",
+    ),
     ModelGridCase(
         "seq-len-above-context",
         "phi3",
@@ -206,21 +251,23 @@ MODEL_GRID_CASES = [
 
 
 @pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
-def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_assets, gpt2_model_dir, tmp_path):
+def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(
+    case, embedded_assets, gpt2_model_dir, tiny_model_dirs, tmp_path
+):
     """prepare_grid's own function on the metadata download_model's work produced."""
     from kfp.dsl import Model
     from liger_bench.components.prepare_grid import prepare_grid
 
     from liger_bench.modelio import prepare_model
 
-    source = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir}[case.model]
+    source = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir, **tiny_model_dirs}[case.model]
     destination = tmp_path / "model"
     metadata = prepare_model(str(source), "", destination)
     model = Model(name="model", uri=str(destination), metadata=metadata)
     arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
         grid = prepare_grid.python_func(model=model, **arguments)
-        assert [item["use_liger"] for item in grid] == [False]
+        assert [item["use_liger"] for item in grid] == arguments["use_liger"]
     else:
         with pytest.raises(GridError, match=case.message):
             prepare_grid.python_func(model=model, **arguments)
