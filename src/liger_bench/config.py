@@ -114,8 +114,11 @@ class TrainConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of all fields (JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain dict of all fields (JSON-serialisable), unset kernel flags left out.
+
+        KFP parameters cannot carry null; ``from_dict`` restores a missing flag as unset.
+        """
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
     def liger_flags(self) -> dict[str, bool]:
         """The kernel flags set, in the names liger-kernel's ``apply_liger_kernel_to_*`` take; unset ones left out."""
