@@ -27,6 +27,15 @@ TINY_SIZES = {
     "num_experts_per_tok": 2,
     "n_group": 1,
     "topk_group": 1,
+    # Falcon-H1's Mamba mixer; Qwen3-Next's (and Qwen3.5's) linear attention.
+    "mamba_d_ssm": 64,
+    "mamba_n_heads": 4,
+    "mamba_d_state": 16,
+    "mamba_chunk_size": 16,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
     # DeepSeek's low-rank attention; Gemma-4's per-layer embeddings.
     "q_lora_rank": 32,
     "kv_lora_rank": 32,

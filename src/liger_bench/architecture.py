@@ -14,7 +14,9 @@ one trial's patches would change the next one's. Undoing patches by hand would n
 everything liger-kernel touches. Each trial therefore runs in a child forked from a forkserver
 that has only imported liger-kernel (and with it torch and transformers): the child and its
 patches are discarded, and the seconds of imports are paid once per calling process, not per
-trial.
+trial. As with any multiprocessing start method but fork, the caller's ``__main__`` is imported
+again in the child, so a script calling this needs an ``if __name__ == "__main__":`` guard (kfp's
+executor and pytest have one).
 """
 
 from __future__ import annotations
