@@ -25,8 +25,8 @@ from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 from tiny_models import text_lm_refusal, write_tiny_model
 
 from liger_bench.config import LIGER_KERNELS, TrainConfig
-from liger_bench.grid import GridSpec
-from liger_bench.liger import offered_kernels
+from liger_bench.grid import GridSpec, expand_grid
+from liger_bench.liger import offered_kernels, resolve_kernels
 from liger_bench.modelio import prepare_model
 from liger_bench.steps import grid_step
 from liger_bench.training import run_training
@@ -90,15 +90,23 @@ def _patched_by_default(model_type: str) -> set[str]:
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_dataset):
-    model_dir, _ = tiny_model(model_type)
-    config = TrainConfig(
-        run_key=model_type, per_device_train_batch_size=2, max_seq_length=64, max_steps=2, warmup_steps_to_skip=1
-    )
-    result, steps = run_training(config, str(model_dir), str(prepared_dataset))
+    """A grid item as prepare_grid makes it, trained as train_model trains it, with the attention it pinned."""
+    model_dir, info = tiny_model(model_type)
+    axes = {"use_liger": [False], "per_device_train_batch_size": [2], "max_seq_length": [64], "n_runs": 1}
+    (item,) = grid_step(info, str(model_dir), {**axes, "max_steps": 2, "warmup_steps_to_skip": 1})
+    result, steps = run_training(TrainConfig.from_dict(item), str(model_dir), str(prepared_dataset))
     assert result.status == "ok", result.reason
     assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
-    assert result.metrics["attn_implementation"] in ("sdpa", "eager")
+    assert result.metrics["attn_implementation"] == item["attn_implementation"]
     assert result.liger_kernels == {}
+
+
+def test_kernel_flags_left_unset_stay_unset_from_base_config_to_liger_kernel():
+    (item, *_) = expand_grid(GridSpec(n_runs=1, base_config={"liger_swiglu": False}))
+    assert item["liger_swiglu"] is False and "liger_rope" not in item  # KFP parameters cannot carry null
+    flags = TrainConfig.from_dict(item).liger_flags()
+    assert flags == {"swiglu": False}
+    assert resolve_kernels("phi3", flags) == {**offered_kernels("phi3"), "swiglu": False}
 
 
 def _train_pair_in_a_fresh_process(grid: list[dict], model_dir: Path, dataset_dir: Path) -> dict[str, dict]:
