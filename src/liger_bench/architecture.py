@@ -45,7 +45,7 @@ class ArchitectureTrial:
     liger_kernels: dict[str, int] = field(default_factory=dict)
 
 
-def checked_on_gpu_node(attn_implementation: str) -> bool:
+def _checked_on_gpu_node(attn_implementation: str) -> bool:
     """Whether ``attn_implementation`` needs the GPU node's libraries to be checked."""
     return any(marker in attn_implementation for marker in GPU_NODE_ATTENTION_MARKERS)
 
@@ -87,7 +87,7 @@ def trial_in_this_process(
     from liger_bench.liger import LigerError, apply_liger
 
     config = AutoConfig.from_pretrained(model_dir)
-    requested = None if not attn_implementation or checked_on_gpu_node(attn_implementation) else attn_implementation
+    requested = None if not attn_implementation or _checked_on_gpu_node(attn_implementation) else attn_implementation
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, attn_implementation=requested)
@@ -97,7 +97,7 @@ def trial_in_this_process(
             f"transformers cannot build model type {config.model_type!r} as a causal LM with "
             f"attn_implementation={attn_implementation or 'its default'!r}: {type(err).__name__}: {first_line}"
         ) from None
-    resolved = attn_implementation if checked_on_gpu_node(attn_implementation) else model.config._attn_implementation
+    resolved = attn_implementation if _checked_on_gpu_node(attn_implementation) else model.config._attn_implementation
     kernels = {}
     if liger_flags is not None:
         try:
