@@ -133,64 +133,97 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
-@pytest.fixture(scope="module")
-def outcome_table():
-    """Rows of the GPU outcome table, written at the end when ``LIGER_BENCH_ARCHITECTURES_OUT`` names a folder."""
-    rows: list[dict] = []
-    yield rows
-    folder = os.environ.get(OUTCOME_TABLE_ENV)
-    if not folder or not rows:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / "architectures.json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = [
-        "| model type | architecture | attention | Liger kernels patched (modules) | stock transformers | Liger "
-        "| largest loss difference | reason |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        kernels = ", ".join(f"{k} ({n})" for k, n in row.get("liger_kernels", {}).items() if n) or "—"
-        lines.append(
-            f"| {row['model_type']} | {row.get('architecture', '—')} | {row.get('attn_implementation', '—')} | "
-            f"{kernels} | {row['vanilla']} | {row['liger']} | {_percent(row.get('max_loss_rel_diff'))} | "
-            f"{row['reason'].replace('|', '/')} |"
+class OutcomeTable:
+    """The GPU outcome table, rewritten after every row.
+
+    Rows already in the folder are kept (a later run replaces a model type's row), so the table
+    can be made in several calls and a call cut short keeps the rows so far.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder) if folder else None
+        written = self.folder / "architectures.json" if self.folder else None
+        self.rows: list[dict] = json.loads(written.read_text()) if written and written.exists() else []
+
+    def add(self, **row) -> None:
+        self.rows = sorted(
+            [*(r for r in self.rows if r["model_type"] != row["model_type"]), row], key=lambda r: r["model_type"]
         )
-    (Path(folder) / "architectures.md").write_text("\n".join(lines) + "\n")
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "architectures.json").write_text(json.dumps(self.rows, indent=1) + "\n")
+        lines = [
+            "| model type | architecture | attention | Liger kernels patched (modules) | stock transformers | Liger "
+            "| largest loss difference | reason |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            kernels = ", ".join(f"{k} ({n})" for k, n in (row.get("liger_kernels") or {}).items() if n) or "—"
+            reason = row["reason"].replace("|", "/").replace("\n", " ")
+            lines.append(
+                f"| {row['model_type']} | {row.get('architecture') or '—'} | {row.get('attn_implementation') or '—'} "
+                f"| {kernels} | {row['vanilla']} | {row['liger']} | {_percent(row.get('max_loss_rel_diff'))} "
+                f"| {reason} |"
+            )
+        (self.folder / "architectures.md").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def outcome_table() -> OutcomeTable:
+    """The table, written to the folder ``LIGER_BENCH_ARCHITECTURES_OUT`` names (nowhere when unset)."""
+    return OutcomeTable(os.environ.get(OUTCOME_TABLE_ENV, ""))
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_dataset, tmp_path, outcome_table):
-    """prepare_grid's items, trained as train_model trains them: both variants ok, losses close."""
+    """prepare_grid's items, trained as train_model trains them: both variants ok with the same attention,
+    liger-kernel's default kernels patched; the largest per-step loss difference goes into the table."""
+    from liger_bench.grid import GridError
+
     refusal = text_lm_refusal(model_type)
     if refusal:
-        outcome_table.append({"model_type": model_type, "vanilla": "not run", "liger": "not run", "reason": refusal})
+        outcome_table.add(model_type=model_type, vanilla="not run", liger="not run", reason=refusal)
         pytest.skip(refusal)
     write_tiny_model(model_type, tmp_path / "source", embedded_assets[0])
     info = prepare_model(str(tmp_path / "source"), "", tmp_path / "model")
-    axes = {
-        "use_liger": [True, False],
-        "per_device_train_batch_size": [4],
-        "max_seq_length": [128],
-        "n_runs": 1,
-        "max_steps": 8,
-    }
-    grid = grid_step(info, str(tmp_path / "model"), axes)
-    runs = _train_pair_in_a_fresh_process(grid, tmp_path / "model", prepared_dataset)
+    architecture = ", ".join(info["architectures"])
+    axes = {"use_liger": [True, False], "per_device_train_batch_size": [4], "max_seq_length": [128], "n_runs": 1}
+    try:
+        grid = grid_step(info, str(tmp_path / "model"), {**axes, "max_steps": 6, "warmup_steps_to_skip": 3})
+        runs = _train_pair_in_a_fresh_process(grid, tmp_path / "model", prepared_dataset)
+    except GridError as err:
+        outcome_table.add(
+            model_type=model_type,
+            architecture=architecture,
+            vanilla="refused by prepare_grid",
+            liger="refused by prepare_grid",
+            reason=str(err),
+        )
+        raise
+    except subprocess.CalledProcessError as err:
+        last = (err.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        outcome_table.add(
+            model_type=model_type,
+            architecture=architecture,
+            vanilla="crashed",
+            liger="crashed",
+            reason=f"the training process exited with {err.returncode}: {last[0]}",
+        )
+        raise
     vanilla, liger = runs["vanilla"], runs["liger"]
-    outcome_table.append(
-        {
-            "model_type": model_type,
-            "architecture": ", ".join(info["architectures"]),
-            "attn_implementation": liger["attn_implementation"],
-            "liger_kernels": liger["liger_kernels"],
-            "vanilla": vanilla["status"],
-            "liger": liger["status"],
-            "max_loss_rel_diff": max(
-                (abs(a - b) / b for a, b in zip(liger["losses"], vanilla["losses"], strict=False) if b), default=None
-            ),
-            "reason": "; ".join(r for r in (vanilla["reason"], liger["reason"]) if r),
-        }
+    outcome_table.add(
+        model_type=model_type,
+        architecture=architecture,
+        attn_implementation=vanilla["attn_implementation"] or liger["attn_implementation"],
+        liger_kernels=liger["liger_kernels"],
+        vanilla=vanilla["status"],
+        liger=liger["status"],
+        max_loss_rel_diff=max(
+            (abs(a - b) / b for a, b in zip(liger["losses"], vanilla["losses"], strict=False) if b), default=None
+        ),
+        reason="; ".join(r for r in (vanilla["reason"], liger["reason"]) if r),
     )
     assert vanilla["status"] == "ok" and liger["status"] == "ok", (vanilla["reason"], liger["reason"])
     assert vanilla["attn_implementation"] == liger["attn_implementation"]
