@@ -6,8 +6,9 @@ to an instance and say what they patched, and a stock-transformers run trains a 
 multimodal types in liger-kernel's registry are skipped with the reason.
 
 On a GPU (``-m gpu``), both variants train a few steps for each type, each pair in a fresh
-process (Liger patches the process), and the outcome table is written to the folder named by
-``LIGER_BENCH_ARCHITECTURES_OUT`` as ``architectures.json`` and ``architectures.md``.
+process (Liger patches the process), and the outcome table is written, row by row, to the folder
+named by ``LIGER_BENCH_ARCHITECTURES_OUT`` as ``architectures.json`` and ``architectures.md``
+(commands: benchmarks/results/README.md).
 """
 
 from __future__ import annotations
@@ -99,6 +100,21 @@ def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_
     assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
     assert result.metrics["attn_implementation"] == item["attn_implementation"]
     assert result.liger_kernels == {}
+
+
+def test_the_trial_leaves_the_calling_process_unpatched(tiny_model):
+    """Granite's defaults patch torch's cross_entropy and Granite's classes, in the trial's own process only."""
+    import torch
+    from transformers.models.granite import modeling_granite
+
+    from liger_bench.architecture import try_architecture
+
+    model_dir, _ = tiny_model("granite")
+    trial = try_architecture(str(model_dir), "", {})
+    assert trial.liger_kernels["cross_entropy"] == 1 and trial.liger_kernels["rms_norm"] > 0
+    assert torch.nn.functional.cross_entropy.__module__ == "torch.nn.functional"
+    assert modeling_granite.GraniteRMSNorm.__module__ == modeling_granite.__name__
+    assert modeling_granite.apply_rotary_pos_emb.__module__ == modeling_granite.__name__
 
 
 def test_kernel_flags_left_unset_stay_unset_from_base_config_to_liger_kernel():
