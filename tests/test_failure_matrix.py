@@ -183,10 +183,25 @@ def tiny_model_dirs(embedded_assets, tmp_path_factory) -> dict[str, Path]:
     return {name: write_tiny_model(name, folder / name, embedded_assets[0]) for name in ("gemma", "gemma2", "granite")}
 
 
+@pytest.fixture(scope="module")
+def llava_model_dir(embedded_assets, tmp_path_factory) -> Path:
+    """A model folder of a multimodal architecture liger-kernel patches (LLaVA): its config, the embedded
+    tokenizer and a stand-in weights file (prepare_grid reads only the config; a real LLaVA is gigabytes)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("llava") / "model"
+    AutoConfig.for_model("llava").save_pretrained(folder)
+    AutoTokenizer.from_pretrained(embedded_assets[0]).save_pretrained(folder)
+    save_file({"stand_in": torch.zeros(1)}, str(folder / "model.safetensors"))
+    return folder
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model), "gpt2", or a model type of tiny_model_dirs
+    model: str  # "phi3" (the embedded model), "gpt2", "llava", or a model type of tiny_model_dirs
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -226,7 +241,8 @@ MODEL_GRID_CASES = [
         "attention-the-architecture-lacks",
         "gemma2",
         {"base_config": {"attn_implementation": "sdpa"}},
-        r"transformers cannot build model type 'gemma2' as a causal LM with attn_implementation='sdpa': "
+        r"base_config: attn_implementation: model .*: transformers cannot build model type 'gemma2' as a causal "
+        r"LM with attn_implementation='sdpa': "
         r"ValueError: .*does not support .*scaled_dot_product_attention",
     ),
     ModelGridCase(
@@ -234,6 +250,14 @@ MODEL_GRID_CASES = [
         "phi3",
         {"base_config": {"attn_implementation": "fast"}},
         r"attn_implementation='fast': ValueError: Specified `attn_implementation=\"fast\"` is not supported",
+    ),
+    ModelGridCase(
+        "multimodal-architecture",
+        "llava",
+        {},
+        r"model_name: model .*: transformers cannot build model type 'llava' as a causal LM with "
+        r"attn_implementation='its default': "
+        r"ValueError: Unrecognized configuration class .* \(accepted: a text causal LM",
     ),
     ModelGridCase(
         "seq-len-above-context",
@@ -252,7 +276,7 @@ MODEL_GRID_CASES = [
 
 @pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
 def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(
-    case, embedded_assets, gpt2_model_dir, tiny_model_dirs, tmp_path
+    case, embedded_assets, gpt2_model_dir, tiny_model_dirs, llava_model_dir, tmp_path
 ):
     """prepare_grid's own function on the metadata download_model's work produced."""
     from kfp.dsl import Model
@@ -260,7 +284,8 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(
 
     from liger_bench.modelio import prepare_model
 
-    source = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir, **tiny_model_dirs}[case.model]
+    models = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir, "llava": llava_model_dir, **tiny_model_dirs}
+    source = models[case.model]
     destination = tmp_path / "model"
     metadata = prepare_model(str(source), "", destination)
     model = Model(name="model", uri=str(destination), metadata=metadata)

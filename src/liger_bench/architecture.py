@@ -95,7 +95,9 @@ def trial_in_this_process(
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ArchitectureError(
             f"transformers cannot build model type {config.model_type!r} as a causal LM with "
-            f"attn_implementation={attn_implementation or 'its default'!r}: {type(err).__name__}: {first_line}"
+            f"attn_implementation={attn_implementation or 'its default'!r}: {type(err).__name__}: {first_line} "
+            "(accepted: a text causal LM that transformers' AutoModelForCausalLM builds, with an attention "
+            "implementation it supports; leave attn_implementation unset for transformers' choice)"
         ) from None
     resolved = attn_implementation if _checked_on_gpu_node(attn_implementation) else model.config._attn_implementation
     kernels = {}

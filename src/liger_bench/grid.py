@@ -160,8 +160,11 @@ def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> 
     config = TrainConfig.from_dict(items[0])
     try:
         return try_architecture(model_dir, config.attn_implementation, config.liger_flags() if use_liger else None)
-    except (ArchitectureError, LigerError) as err:
+    except LigerError as err:
         raise GridError(f"base_config: model {name!r}: {err}") from err
+    except ArchitectureError as err:
+        parameter = "base_config: attn_implementation" if config.attn_implementation else "model_name"
+        raise GridError(f"{parameter}: model {name!r}: {err}") from err
 
 
 def describe_experiment(grid: list[dict]) -> dict:
