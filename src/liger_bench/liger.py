@@ -87,8 +87,8 @@ def apply_liger(model: Any, flags: dict[str, bool]) -> dict[str, int]:
     liger-kernel registers for the model's type. Returns, for every kernel the type offers, how
     many modules (or 1/0 for functions) it patched. Raises ``LigerError`` when the architecture is
     not supported, a flag is not offered, liger-kernel rejects the combination, or a kernel
-    enabled in ``flags`` patched nothing. liger-kernel also patches module-level classes and functions, so
-    this changes the whole process.
+    enabled in ``flags`` patched nothing. liger-kernel also patches module-level classes and
+    functions, so this changes the whole process.
     """
     model_type = getattr(model.config, "model_type", "")
     kernels = resolve_kernels(model_type, flags)
