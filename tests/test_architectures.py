@@ -68,9 +68,10 @@ def test_every_kernel_flag_of_liger_kernel_is_a_config_field():
 def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model):
     model_dir, info = tiny_model(model_type)
     assert info["model_type"] == model_type
-    grid = grid_step(info, str(model_dir), dataclasses.asdict(GridSpec()))
-    assert len(grid) == len(GridSpec().use_liger) * len(GridSpec().per_device_train_batch_size) * GridSpec().n_runs
-    assert {item["attn_implementation"] for item in grid} in ({"sdpa"}, {"eager"})
+    spec = GridSpec()
+    grid = grid_step(info, str(model_dir), dataclasses.asdict(spec))
+    assert len(grid) == len(spec.use_liger) * len(spec.per_device_train_batch_size) * spec.n_runs
+    assert {item["attn_implementation"] for item in grid} in ({"sdpa"}, {"eager"})  # one for every run
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
