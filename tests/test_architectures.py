@@ -208,7 +208,9 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
     architecture = ", ".join(info["architectures"])
     axes = {"use_liger": [True, False], "per_device_train_batch_size": [4], "max_seq_length": [128], "n_runs": 1}
     try:
-        grid = grid_step(info, str(tmp_path / "model"), {**axes, "max_steps": 6, "warmup_steps_to_skip": 3})
+        dataset_info = {"name": str(prepared_dataset), "rows": 256}
+        steps = {"max_steps": 10, "warmup_steps_to_skip": 3}
+        grid = grid_step(info, dataset_info, {**axes, **steps}, str(tmp_path / "model"), str(prepared_dataset), 0.0)
         runs = _train_pair_in_a_fresh_process(grid, tmp_path / "model", prepared_dataset)
     except GridError as err:
         outcome_table.add(
