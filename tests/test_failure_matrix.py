@@ -169,6 +169,11 @@ GRID_CASES = [
         r"base_config: gradient_accumulation_steps: 0 is out of range; accepted: integers >= 1",
     ),
     GridCase(
+        "zero-pad-to-multiple-of",
+        {"base_config": {"pad_to_multiple_of": 0}},
+        r"base_config: pad_to_multiple_of: 0 is out of range; accepted: integers >= 1 \(1: no rounding\)",
+    ),
+    GridCase(
         "max-steps-not-after-warmup",
         {"max_steps": 3},
         r"max_steps: 3 leaves no measured step after warmup_steps_to_skip=3; accepted: max_steps > 3",
