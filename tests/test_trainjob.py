@@ -123,3 +123,16 @@ def test_a_trainjob_that_never_ends_is_deleted_and_recorded_as_a_timeout(
     assert result.reason.startswith("timeout: no result after 1 s")
     assert steps == []
     assert api.jobs == {}  # deleted even with keep_jobs: it would otherwise hold its GPUs
+
+
+def test_inputs_are_staged_once_per_content_not_per_size(tmp_path):
+    from liger_bench.trainjob import stage
+
+    for name, weights in (("a", "1"), ("b", "2"), ("c", "1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_text(weights)  # same size, different weights for b
+    root = tmp_path / "shared"
+    staged = [stage(str(tmp_path / name), root, "model") for name in "abc"]
+    assert staged[0] != staged[1] and staged[0] == staged[2]
+    assert (staged[1] / "model.safetensors").read_text() == "2"
+    assert len(list((root / "inputs").iterdir())) == 2

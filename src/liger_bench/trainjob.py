@@ -120,11 +120,17 @@ def build_trainjob(name: str, config: TrainConfig, work_dir: str, settings: Trai
 def stage(source: str, root: Path, kind: str) -> Path:
     """Copy a model or dataset folder to the shared volume once; later runs reuse the copy.
 
-    The copy is named by the hash of the source's file names and sizes and completed by a rename,
-    so a crash mid-copy leaves nothing a later run would take for complete.
+    The copy is named by the hash of the source's file names and contents (two fine-tunes of one
+    architecture have files of the same sizes) and completed by a rename, so a crash mid-copy
+    leaves nothing a later run would take for complete. Hashing reads the local files once per
+    task; copying would write them to the shared volume every time.
     """
-    files = sorted(p for p in Path(source).rglob("*") if p.is_file())
-    digest = hashlib.sha256("\n".join(f"{p.relative_to(source)} {p.stat().st_size}" for p in files).encode())
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(source)}\0".encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):  # noqa: B023 - used within the iteration
+                digest.update(chunk)
     target = root / "inputs" / f"{kind}-{digest.hexdigest()[:16]}"
     if not target.is_dir():
         partial = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:6]}")
