@@ -115,3 +115,31 @@ def test_each_rank_must_fill_its_own_batches():
     assert rows_problem(8, config) == ""
     assert rows_problem(7, config).startswith("7 rows over 4 GPUs (1 each) cannot fill one optimizer step")
     assert rows_problem(7, TrainConfig(per_device_train_batch_size=2)) == ""
+
+
+def test_the_local_pipeline_trains_a_grid_point_on_two_ranks_and_reports_two_gpus(embedded_assets, tmp_path):
+    """The whole pipeline through kfp's local runner, compiled with gpus_per_run=2: the same components,
+    prepare_grid's check and train_model's torchrun launch as on a cluster (gloo on this CPU)."""
+    import json
+
+    from liger_bench.cli import run_local
+
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "use_liger": [False],
+        "per_device_train_batch_size": [2],
+        "max_seq_length": [64],
+        "n_runs": 1,
+        "max_steps": 5,
+        "gpus_per_run": 2,
+    }
+    report = run_local(tmp_path, overrides)
+    (path,) = report.parent.parent.glob("for-loop-*/train-model/result")
+    result = json.loads(path.read_text())
+    assert result["status"] == "ok", result["reason"]
+    assert result["config"]["gpus_per_run"] == 2
+    assert result["metrics"]["world_size"] == 2 and result["metrics"]["sharded_parameter_fraction"] == 1.0
+    text = report.read_text()
+    assert "GPUs per run" in text and "tokens/s non-pad per GPU" in text
