@@ -49,8 +49,8 @@ MUTANTS = [
     Mutant(
         "S1",
         "metrics.py",
-        "        self._sync()\n        elapsed",
-        "        elapsed",
+        "        self._sync()\n        self._barrier()",
+        "        self._barrier()",
         METRICS,
         "no sync before the step clock stops",
     ),
@@ -86,6 +86,31 @@ MUTANTS = [
         GRID,
         "run keys collide across sequence lengths",
     ),
+    # Variable-length measurement (issue 10): first-shape steps and the steady-state verdict.
+    Mutant(
+        "V1",
+        "metrics.py",
+        'return not step["warmup"] and not step.get("first_shape", False)',
+        'return not step["warmup"]',
+        ("tests/test_steady_state.py", "tests/test_metrics.py"),
+        "first-shape steps counted in the aggregates",
+    ),
+    Mutant(
+        "V2",
+        "report.py",
+        'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
+        'paired = gains[gains["n_pairs"] > 0]',
+        ("tests/test_steady_state.py", "tests/test_report.py"),
+        "an unsteady cell can make the headline",
+    ),
+    Mutant(
+        "V3",
+        "metrics.py",
+        '    if abs(drift) <= STEADY_DRIFT_TOLERANCE:\n        out["steady_state"] = "steady"',
+        '    if True:\n        out["steady_state"] = "steady"',
+        ("tests/test_steady_state.py",),
+        "every run judged steady",
+    ),
     # metrics.py: the step timer and the aggregates.
     Mutant(
         "M1",
@@ -98,8 +123,10 @@ MUTANTS = [
     Mutant(
         "M2",
         "metrics.py",
-        "        self._sync()\n        elapsed = self._clock() - self._start",
-        "        elapsed = self._clock() - self._start\n        self._sync()",
+        "        self._sync()\n        self._barrier()\n"
+        '        local: dict[str, Any] = {"step_time_s": self._clock() - self._start,',
+        "        self._barrier()\n"
+        '        local: dict[str, Any] = {"step_time_s": (self._clock(), self._sync())[0] - self._start,',
         METRICS,
         "clock read before the end-of-step sync",
     ),
@@ -114,10 +141,10 @@ MUTANTS = [
     Mutant(
         "M4",
         "metrics.py",
-        'measured = [s for s in steps if s["step"] > warmup_steps_to_skip]',
-        'measured = [s for s in steps if s["step"] >= warmup_steps_to_skip]',
+        'return not step["warmup"] and not step.get("first_shape", False)',
+        'return not step.get("first_shape", False)',
         METRICS,
-        "last warm-up step counted in the aggregates",
+        "warm-up steps counted in the aggregates",
     ),
     Mutant(
         "M5",
@@ -130,10 +157,10 @@ MUTANTS = [
     Mutant(
         "M6",
         "metrics.py",
-        'out[f"median_tokens_per_s_{kind}"] = _stat(rates, statistics.median)',
-        'out[f"median_tokens_per_s_{kind}"] = _stat(rates, statistics.fmean)',
+        'out[f"tokens_per_s_{kind}"] = tokens / total_time if total_time > 0 else None',
+        'out[f"tokens_per_s_{kind}"] = _stat([s[f"tokens_per_s_{kind}"] for s in measured], statistics.fmean)',
         METRICS,
-        "median throughput is the mean",
+        "run throughput is the mean of per-step rates, not tokens over time",
     ),
     Mutant(
         "M7",
@@ -195,8 +222,8 @@ MUTANTS = [
     Mutant(
         "T1",
         "training.py",
-        "model = load_model(model_dir, bf16)",
-        "model = load_model(model_dir, False)",
+        "model = load_model(model_dir, bf16, config.attn_implementation)",
+        "model = load_model(model_dir, False, config.attn_implementation)",
         PRECISION,
         "_train loads fp32 whatever was decided",
     ),
@@ -231,15 +258,15 @@ MUTANTS = [
     Mutant(
         "L1",
         "liger.py",
-        '"swiglu": sum(n for name, n in names.items() if name.startswith("Liger") and "SwiGLU" in name)',
-        '"swiglu": names.get("LigerSwiGLUMLP", 0)',
+        '"swiglu": ("SwiGLU", "LigerExperts", "LigerBlockSparseTop2MLP"),',
+        '"swiglu": ("LigerSwiGLUMLP",),',
         LIGER,
         "SwiGLU count misses Phi-3's own Liger MLP class",
     ),
     Mutant(
         "L2",
         "liger.py",
-        "missing = sorted(k for k, on in flags.items() if on and not applied.get(k))",
+        "missing = sorted(k for k, on in flags.items() if on and not applied[k])",
         "missing = []",
         LIGER,
         "an enabled kernel that patched nothing goes unreported",
@@ -280,8 +307,8 @@ MUTANTS = [
     Mutant(
         "A5",
         "analysis.py",
-        'steps["measured"] = steps["step"] > steps["warmup_steps_to_skip"]',
-        'steps["measured"] = steps["step"] > 0',
+        'steps["measured"] = (steps["step"] > steps["warmup_steps_to_skip"]) & ~first_shape',
+        'steps["measured"] = (steps["step"] > 0) & ~first_shape',
         ANALYSIS,
         "parity compares warm-up steps",
     ),
@@ -313,8 +340,8 @@ MUTANTS = [
     Mutant(
         "R1",
         "report.py",
-        'paired = analysis.gains[analysis.gains["n_pairs"] > 0]',
-        "paired = analysis.gains",
+        'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
+        'paired = gains[gains["steady_state"] != "unsteady"]',
         REPORT,
         "headline may name a cell without pairs",
     ),
