@@ -1,18 +1,28 @@
-"""``liger-bench``: run the pipeline locally, compile it, upload it, trigger it.
+"""liger-bench: run the pipeline locally, compile it, upload it, trigger it.
 
-Heavy imports live inside the subcommands so that ``--help`` is instant.
+Heavy imports live inside the subcommands so that ``--help`` is instant. A user's mistake ends in
+one message on stderr and exit status 2, before anything slow starts; any other failure in one
+message and exit status 1, with its traceback in a log file that the message names.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
+from liger_bench.userinput import QUOTING_RULE, UserError, check_local_paths, check_names, parse_params
+from liger_bench.versions import REGISTRY_ENV
+
 # The embedded default: small enough for two CPU cores in a few minutes, same pipeline as a cluster.
+# One training at a time: runs sharing a GPU, or a few CPU cores, would measure each other.
 LOCAL_DEFAULTS = {
     "use_liger": [True, False],
     "per_device_train_batch_size": [2, 4, 8],
@@ -20,27 +30,71 @@ LOCAL_DEFAULTS = {
     "n_runs": 3,
     "max_steps": 10,
     "warmup_steps_to_skip": 3,
+    "max_concurrency": 1,
 }
-BUILD_OPTIONS = ("max_concurrency",)
+# Compile-time options that ``local --param`` takes too, with their kfp type names.
+BUILD_OPTIONS = {"max_concurrency": "Integer"}
+# The pipeline's parameter names for ``local --help`` without importing kfp (a test keeps them equal).
+PIPELINE_PARAMETERS = (
+    "model_name",
+    "model_revision",
+    "dataset_name",
+    "dataset_split",
+    "dataset_revision",
+    "use_liger",
+    "per_device_train_batch_size",
+    "max_seq_length",
+    "n_runs",
+    "max_steps",
+    "warmup_steps_to_skip",
+    "base_config",
+    "max_grid_size",
+    "min_success_ratio",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
+    "hf_token_secret",
+    "mlflow_secret",
+    "gpu_node_selector",
+    "gpu_tolerations",
+)
+# ``compile`` options, named as ClusterOptions fields.
+COMPILE_OPTIONS = (
+    "max_concurrency",
+    "cache_training",
+    "hf_cache_pvc",
+    "train_timeout_s",
+    "train_cpu_limit",
+    "train_memory_limit",
+)
 
 
-def parse_params(pairs: list[str]) -> dict:
-    """``NAME=JSON`` pairs to a dict; a value that is not JSON is taken as a string."""
-    params = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
-        try:
-            params[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[name] = raw
-    return params
+class RunFailed(Exception):
+    """The local pipeline run failed; the message says where and names the log with the details."""
 
 
-def local_params(overrides: dict) -> dict:
-    """Parameters of a local run: the embedded model and dataset unless overridden."""
-    params = {**LOCAL_DEFAULTS, **overrides}
+def pipeline_inputs() -> dict:
+    """The pipeline's declared parameters (name to kfp input spec): names, types and defaults."""
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    return dict(liger_benchmark.component_spec.inputs)
+
+
+def check_grid(params: dict, inputs: dict) -> int:
+    """Expand the grid as prepare_grid will (same function, same messages); return its size."""
+    import dataclasses
+
+    from liger_bench.grid import GridError, GridSpec, expand_grid
+
+    axes = {f.name: params.get(f.name, inputs[f.name].default) for f in dataclasses.fields(GridSpec)}
+    try:
+        return len(expand_grid(GridSpec(**axes)))
+    except GridError as error:
+        raise UserError(str(error)) from None
+
+
+def with_embedded(params: dict) -> dict:
+    """``params`` with the embedded model and dataset where they name none (made on first use)."""
+    params = dict(params)
     if "model_name" not in params or "dataset_name" not in params:
         from liger_bench.embedded import ensure_embedded
 
@@ -51,17 +105,62 @@ def local_params(overrides: dict) -> dict:
 
 
 def run_local(output_dir: Path, overrides: dict) -> Path:
-    """Run the whole pipeline with kfp's local runner; return the HTML report's path."""
+    """Run the whole pipeline with kfp's local runner; return ``<output_dir>/report.html``.
+
+    The terminal gets what runs, one line per finished run and where the report and the log are;
+    kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``.
+
+    Raises:
+        UserError: An unknown parameter, a bad grid value or a local path that does not exist
+            (checked before the pipeline starts).
+        RunFailed: The pipeline failed; the message names the task, its error and the log.
+
+    """
+    from liger_bench.progress import ProgressLog, captured, duration
+
+    inputs = pipeline_inputs()
+    check_names(list(overrides), _parameter_types(inputs))
+    check_local_paths(overrides)
+    merged = {**LOCAL_DEFAULTS, **overrides}
+    build = {key: merged.pop(key) for key in BUILD_OPTIONS}
+    total_runs = check_grid(merged, inputs)
+
+    output_dir = output_dir.resolve()
+    log_path = output_dir / "logs" / f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = sys.stdout
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        progress = ProgressLog(log, terminal, total_runs)
+        axes = " × ".join(
+            f"{name} {json.dumps(merged[name])}"
+            for name in ("use_liger", "per_device_train_batch_size", "max_seq_length", "n_runs")
+        )
+        at_a_time = "one at a time" if build["max_concurrency"] == 1 else f"{build['max_concurrency']} at a time"
+        progress.say(f"{total_runs} training runs ({axes}), {at_a_time}")
+        progress.say(f"outputs: {output_dir}  log: {log_path}")
+        started = time.monotonic()
+        try:
+            with captured(progress):
+                report = _run_pipeline(output_dir, with_embedded(merged), build, progress)
+        except Exception as error:
+            traceback.print_exc(file=log)
+            raise RunFailed(_failure(error, progress, log_path)) from None
+        report_html = output_dir / "report.html"
+        # KFP's artifact file has no extension, so a browser would show its source; the copy opens.
+        shutil.copyfile(report, report_html)
+        progress.say(f"finished in {duration(time.monotonic() - started)}: {progress.counts()}")
+        progress.say(f"report: {report_html}")
+        progress.say(f"log: {log_path}")
+    return report_html
+
+
+def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path:
     import torch
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
-    overrides = dict(overrides)
-    build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
-    # Every local task sees the same GPU: runs that share it would measure each other.
-    build.setdefault("max_concurrency", 1 if torch.cuda.is_available() else 2)
-    params = local_params(overrides)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Caching reuses the downloads of an earlier run in the same output folder (cache under pipeline_root).
@@ -71,13 +170,22 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         enable_caching=True,
     )
     pipeline = build_pipeline(ClusterOptions(**build))
-    print(f"[liger-bench] running the pipeline locally with {json.dumps(params)}", flush=True)
-    started = time.monotonic()
+    print(f"running the pipeline locally with {json.dumps(params)}", flush=True)
     task = pipeline(**params)
-    report = Path(task.output.path)
-    print(f"[liger-bench] finished in {time.monotonic() - started:.0f} s", flush=True)
-    print(f"[liger-bench] report: {report}", flush=True)
-    return report
+    return Path(task.output.path)
+
+
+def _failure(error: Exception, progress, log_path: Path) -> str:
+    """One line for a failed local run: the failing task and its error, then the log."""
+    from liger_bench.progress import ANSI
+
+    text = ANSI.sub("", str(error))
+    task = text.rpartition("Inner task failed: ")[2].rstrip(".") if "Inner task failed" in text else ""
+    if task:
+        cause = f"task {task} failed" + (f": {progress.last_error}" if progress.last_error else "")
+    else:
+        cause = f"{type(error).__name__}: {text}"
+    return f"{cause} (details: {log_path})"
 
 
 def compile_pipeline(output: Path, options: dict) -> Path:
@@ -90,22 +198,54 @@ def compile_pipeline(output: Path, options: dict) -> Path:
     return output
 
 
+def registry_warning() -> str:
+    """A warning when the package names the default registry's images, which may not be yours; else ''."""
+    if os.environ.get(REGISTRY_ENV):
+        return ""
+    from liger_bench.versions import image
+
+    return (
+        f"liger-bench: warning: ${REGISTRY_ENV} is not set, so the package names the images {image('cpu')} "
+        f"and {image('cuda')}; build and push your own with images/build.py and set {REGISTRY_ENV} to that "
+        "registry before compiling"
+    )
+
+
+def compile_options(args: argparse.Namespace) -> dict:
+    """The ``compile`` options as ClusterOptions fields."""
+    return {name: getattr(args, name) for name in COMPILE_OPTIONS}
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="liger-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults_shown = argparse.ArgumentDefaultsHelpFormatter
 
-    local_cmd = sub.add_parser("local", help="run the pipeline on this machine (embedded model and data by default)")
+    local_cmd = sub.add_parser(
+        "local",
+        help="run the pipeline on this machine (embedded model and data by default)",
+        description="Run the whole pipeline with kfp's local runner. Pipeline parameters: "
+        + ", ".join(PIPELINE_PARAMETERS)
+        + f", and the compile option max_concurrency. Local defaults, for a quick demo: {json.dumps(LOCAL_DEFAULTS)}"
+        f"; the others keep the pipeline's defaults. --param {QUOTING_RULE}.",
+        formatter_class=defaults_shown,
+    )
     local_cmd.add_argument("--output-dir", type=Path, default=Path("liger-bench-output"), help="where outputs go")
     local_cmd.add_argument(
         "--param",
         action="append",
-        default=[],
         metavar="NAME=JSON",
-        help="pipeline parameter override (repeatable)",
+        help="pipeline parameter override, repeatable; strings need JSON quotes: --param model_name='\"org/model\"'",
     )
 
-    compile_cmd = sub.add_parser("compile", help="compile the pipeline package for a Kubeflow cluster")
+    compile_cmd = sub.add_parser(
+        "compile",
+        help="compile the pipeline package for a Kubeflow cluster",
+        description=f"Write the pipeline package. Its images come from ${REGISTRY_ENV} (set it to the registry "
+        "that images/build.py pushed to).",
+        formatter_class=defaults_shown,
+    )
     compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
     compile_cmd.add_argument("--max-concurrency", type=int, default=4, help="training runs at a time (GPUs)")
     compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
@@ -114,7 +254,9 @@ def make_parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument("--train-cpu-limit", default="16", help="CPU limit of each training pod")
     compile_cmd.add_argument("--train-memory-limit", default="128Gi", help="memory limit of each training pod")
 
-    upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
+    upload_cmd = sub.add_parser(
+        "upload", help="compile and upload the pipeline (or a new version of it)", formatter_class=defaults_shown
+    )
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
     upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
     upload_cmd.add_argument(
@@ -135,49 +277,64 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``liger-bench`` console script."""
     args = make_parser().parse_args(argv)
-    if args.command == "local":
-        run_local(args.output_dir, parse_params(args.param))
-    elif args.command == "compile":
-        started = time.monotonic()
-        options = {
-            "max_concurrency": args.max_concurrency,
-            "cache_training": args.cache_training,
-            "hf_cache_pvc": args.hf_cache_pvc,
-            "train_timeout_s": args.train_timeout_s,
-            "train_cpu_limit": args.train_cpu_limit,
-            "train_memory_limit": args.train_memory_limit,
-        }
-        path = compile_pipeline(args.output, options)
-        print(f"wrote {path} in {time.monotonic() - started:.1f} s")
-    else:
-        return _remote(args)
+    try:
+        if args.command == "local":
+            run_local(args.output_dir, parse_params(args.param or [], _parameter_types(pipeline_inputs())))
+        elif args.command == "compile":
+            started = time.monotonic()
+            path = compile_pipeline(args.output, compile_options(args))
+            print(f"wrote {path} in {time.monotonic() - started:.1f} s")
+            _warn(registry_warning())
+        else:
+            _remote(args)
+    except UserError as error:
+        print(f"liger-bench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RunFailed as error:
+        print(f"liger-bench {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - one line on the terminal, the traceback in a file
+        log = Path(tempfile.gettempdir()) / f"liger-bench-{args.command}.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"liger-bench {args.command}: error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr)
+        return 1
     return 0
 
 
-def _remote(args: argparse.Namespace) -> int:
-    import tempfile
+def _warn(message: str) -> None:
+    if message:
+        print(message, file=sys.stderr)
 
-    from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
 
+def _parameter_types(inputs: dict) -> dict[str, str]:
+    return {**{name: spec.type for name, spec in inputs.items()}, **BUILD_OPTIONS}
+
+
+def _remote(args: argparse.Namespace) -> None:
     from liger_bench import kfp_client
 
+    params = {}
+    if args.command == "run":
+        if not args.params.is_file():
+            raise UserError(f"--params {args.params}: no such file")
+        try:
+            params = kfp_client.load_params(args.params)
+        except ValueError as error:
+            raise UserError(str(error)) from None
     with tempfile.TemporaryDirectory() as tmp:
         package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
         if args.command == "upload":
-            info = kfp_client.upload_pipeline(
-                args.host, str(package), args.name or PIPELINE_NAME, args.version, args.namespace
-            )
+            from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
+
+            name = args.name or PIPELINE_NAME
+            info = kfp_client.upload_pipeline(args.host, str(package), name, args.version, args.namespace)
         else:
-            info = kfp_client.run_pipeline(
-                args.host,
-                str(package),
-                kfp_client.load_params(args.params),
-                args.experiment,
-                None,
-                args.namespace,
-            )
+            declared = kfp_client.pipeline_parameters(package)
+            check_names(list(params), dict.fromkeys(declared), option=f"--params {args.params}:")
+            info = kfp_client.run_pipeline(args.host, str(package), params, args.experiment, None, args.namespace)
     print(json.dumps(info, indent=1, default=str))
-    return 0
+    if not args.package:
+        _warn(registry_warning())
 
 
 if __name__ == "__main__":
