@@ -235,6 +235,7 @@ def make_parser() -> argparse.ArgumentParser:
     local_cmd.add_argument(
         "--param",
         action="append",
+        default=argparse.SUPPRESS,  # no "(default: ...)" in the help
         metavar="NAME=JSON",
         help="pipeline parameter override, repeatable; strings need JSON quotes: --param model_name='\"org/model\"'",
     )
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         if args.command == "local":
-            run_local(args.output_dir, parse_params(args.param or [], _parameter_types(pipeline_inputs())))
+            run_local(args.output_dir, parse_params(getattr(args, "param", []), _parameter_types(pipeline_inputs())))
         elif args.command == "compile":
             started = time.monotonic()
             path = compile_pipeline(args.output, compile_options(args))
