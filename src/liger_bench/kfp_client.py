@@ -171,7 +171,7 @@ def _client(host: str, namespace: str | None):
             cause = str(error.reason).rpartition("): ")[2].rstrip(")\"'")
             raise UserError(
                 f"cannot reach the Kubeflow Pipelines API at {host} ({cause}); check --host, e.g. "
-                "http://localhost:8080 behind 'kubectl port-forward svc/ml-pipeline-ui 8080:80 -n kubeflow'"
+                "http://localhost:8080 behind 'kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80'"
             ) from None
 
 
