@@ -140,7 +140,12 @@ def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(
         expand_grid(GridSpec(**{**VALID_AXES, **case.changes}))
 
 
-def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(tmp_path, capfd, embedded_assets):
+def test_bad_grid_fails_the_pipeline_in_prepare_grid_before_any_training(kfp_local, capfd, embedded_assets):
+    """On a cluster prepare_grid is the guard (``liger-bench local`` refuses the same grid before it starts)."""
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    from liger_bench.userinput import UserError
+
     model_dir, dataset_dir = embedded_assets
     overrides = {
         **SMALL_PIPELINE,
@@ -148,11 +153,15 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
     }
+    message = "per_device_train_batch_size: 0 is not positive; accepted: positive integers"
+    with pytest.raises(UserError, match=message):
+        run_local(kfp_local / "refused", overrides)
+    assert not (kfp_local / "refused").exists()
     with pytest.raises(RuntimeError, match="Inner task failed: .*prepare-grid"):
-        run_local(tmp_path, overrides)
+        liger_benchmark(**overrides)
     logs = "".join(capfd.readouterr())
-    assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
-    (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
+    assert f"GridError: {message}" in logs
+    (run_dir,) = [p for p in (kfp_local / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
 
 

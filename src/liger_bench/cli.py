@@ -105,10 +105,11 @@ def with_embedded(params: dict) -> dict:
 
 
 def run_local(output_dir: Path, overrides: dict) -> Path:
-    """Run the whole pipeline with kfp's local runner; return ``<output_dir>/report.html``.
+    """Run the whole pipeline with kfp's local runner; return the path of the report artifact.
 
     The terminal gets what runs, one line per finished run and where the report and the log are;
-    kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``.
+    kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``. The report is
+    copied to ``<output_dir>/report.html``, which a browser opens.
 
     Raises:
         UserError: An unknown parameter, a bad grid value or a local path that does not exist
@@ -136,22 +137,25 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
             for name in ("use_liger", "per_device_train_batch_size", "max_seq_length", "n_runs")
         )
         at_a_time = "one at a time" if build["max_concurrency"] == 1 else f"{build['max_concurrency']} at a time"
-        progress.say(f"{total_runs} training runs ({axes}), {at_a_time}")
+        progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")
         progress.say(f"outputs: {output_dir}  log: {log_path}")
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         try:
             with captured(progress):
                 report = _run_pipeline(output_dir, with_embedded(merged), build, progress)
         except Exception as error:
             traceback.print_exc(file=log)
-            raise RunFailed(_failure(error, progress, log_path)) from None
-        report_html = output_dir / "report.html"
-        # KFP's artifact file has no extension, so a browser would show its source; the copy opens.
-        shutil.copyfile(report, report_html)
+            # analyze_results fails after writing the report when too few runs trained: show that report.
+            fresh = [
+                p for p in output_dir.glob("pipeline_root/*/analyze-results/report") if p.stat().st_mtime >= started_at
+            ]
+            written = f"; report: {_publish(max(fresh, key=lambda p: p.stat().st_mtime), output_dir)}" if fresh else ""
+            raise RunFailed(f"{_failure(error, progress)}{written}; log: {log_path}") from None
+        report_html = _publish(report, output_dir)
         progress.say(f"finished in {duration(time.monotonic() - started)}: {progress.counts()}")
         progress.say(f"report: {report_html}")
         progress.say(f"log: {log_path}")
-    return report_html
+    return report
 
 
 def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path:
@@ -175,8 +179,18 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
     return Path(task.output.path)
 
 
-def _failure(error: Exception, progress, log_path: Path) -> str:
-    """One line for a failed local run: the failing task and its error, then the log."""
+def _publish(report: Path, output_dir: Path) -> Path:
+    """Copy the report to ``<output_dir>/report.html``, a name a browser opens as a page.
+
+    KFP's artifact file has no extension, so a browser would show its source.
+    """
+    report_html = output_dir / "report.html"
+    shutil.copyfile(report, report_html)
+    return report_html
+
+
+def _failure(error: Exception, progress) -> str:
+    """What failed in a local run: the failing task and its error."""
     from liger_bench.progress import ANSI
 
     text = ANSI.sub("", str(error))
@@ -185,7 +199,7 @@ def _failure(error: Exception, progress, log_path: Path) -> str:
         cause = f"task {task} failed" + (f": {progress.last_error}" if progress.last_error else "")
     else:
         cause = f"{type(error).__name__}: {text}"
-    return f"{cause} (details: {log_path})"
+    return cause
 
 
 def compile_pipeline(output: Path, options: dict) -> Path:
