@@ -68,6 +68,11 @@ MISTAKES = [
         ["missing.yaml: no such file"],
     ),
     Mistake(
+        "bad-grid-in-params-file",
+        ["run", "--host", "http://127.0.0.1:{port}", "--params", "bad-grid.yaml"],
+        ["max_steps: 3 leaves no measured step after warmup_steps_to_skip=3"],
+    ),
+    Mistake(
         "unreachable-host-run",
         ["run", "--host", "http://127.0.0.1:{port}", "--params", "inputs.yaml"],
         ["cannot reach the Kubeflow Pipelines API at http://127.0.0.1:", "Connection refused", "check --host"],
@@ -89,6 +94,7 @@ MISTAKES = [
 def test_user_mistakes_end_in_one_message_fast_and_nonzero(mistake, tmp_path):
     (tmp_path / "inputs.yaml").write_text("n_runs: 2\n")
     (tmp_path / "typo.yaml").write_text("n_run: 2\n")
+    (tmp_path / "bad-grid.yaml").write_text("max_steps: 3\nwarmup_steps_to_skip: 3\n")
     args = [arg.format(port=free_port()) for arg in mistake.args]
     if args[0] == "local":
         args += ["--output-dir", str(tmp_path / "out")]

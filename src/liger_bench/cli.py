@@ -18,7 +18,14 @@ import time
 import traceback
 from pathlib import Path
 
-from liger_bench.userinput import QUOTING_RULE, UserError, check_local_paths, check_names, parse_params
+from liger_bench.userinput import (
+    QUOTING_RULE,
+    UserError,
+    check_local_paths,
+    check_names,
+    check_type,
+    parse_params,
+)
 from liger_bench.versions import REGISTRY_ENV
 
 # The embedded default: small enough for two CPU cores in a few minutes, same pipeline as a cluster.
@@ -346,6 +353,11 @@ def _remote(args: argparse.Namespace) -> None:
         else:
             declared = kfp_client.pipeline_parameters(package)
             check_names(list(params), dict.fromkeys(declared), option=f"--params {args.params}:")
+            inputs = pipeline_inputs()
+            for name, value in params.items():
+                if name in inputs:
+                    check_type(name, value, inputs[name].type)
+            check_grid(params, inputs)
             info = kfp_client.run_pipeline(args.host, str(package), params, args.experiment, None, args.namespace)
     print(json.dumps(info, indent=1, default=str))
     if not args.package:
