@@ -3,6 +3,9 @@
 Heavy imports live inside the subcommands so that ``--help`` is instant. A user's mistake ends in
 one message on stderr and exit status 2, before anything slow starts; any other failure in one
 message and exit status 1, with its traceback in a log file that the message names.
+
+One module for all four commands: what a user sees of them (options, checks, messages) is read and
+changed together; the work itself lives in the modules they call (userinput, progress, kfp_client).
 """
 
 from __future__ import annotations
@@ -153,11 +156,9 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         except Exception as error:
             traceback.print_exc(file=log)
             # analyze_results fails after writing the report when too few runs trained: show that report.
-            fresh = [
-                p for p in output_dir.glob("pipeline_root/*/analyze-results/report") if p.stat().st_mtime >= started_at
-            ]
-            written = f"; report: {_publish(max(fresh, key=lambda p: p.stat().st_mtime), output_dir)}" if fresh else ""
-            raise RunFailed(f"{_failure(error, progress)}{written}; log: {log_path}") from None
+            written = _report_written_since(output_dir, started_at)
+            shown = f"; report: {_publish(written, output_dir)}" if written else ""
+            raise RunFailed(f"{_failure(error, progress)}{shown}; log: {log_path}") from None
         report_html = _publish(report, output_dir)
         progress.say(f"finished in {duration(time.monotonic() - started)}: {progress.counts()}")
         progress.say(f"report: {report_html}")
@@ -194,6 +195,12 @@ def _publish(report: Path, output_dir: Path) -> Path:
     report_html = output_dir / "report.html"
     shutil.copyfile(report, report_html)
     return report_html
+
+
+def _report_written_since(output_dir: Path, since: float) -> Path | None:
+    """The newest report artifact under ``output_dir`` written after ``since`` (a time.time())."""
+    reports = [p for p in output_dir.glob("pipeline_root/*/analyze-results/report") if p.stat().st_mtime >= since]
+    return max(reports, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def _failure(error: Exception, progress) -> str:
