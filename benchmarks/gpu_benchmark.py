@@ -1,14 +1,18 @@
 """Liger vs stock transformers on one GPU, through train_model's own code path, with a ceiling.
 
 Phi-3-mini's architecture (``Phi3Config()`` defaults, random weights: no hub is needed), an
-alpaca-format dataset whose rows all fill ``--seq-len`` (no padding), batch sizes × variants ×
-repeats. Each (batch size, variant) runs in a fresh process, like a train_model pod: its repeats go
-through ``liger_bench.training.run_training``, then the same process times a plain PyTorch loop
-(same model and batch shape, fused AdamW, no Trainer) as the ceiling for that variant.
+alpaca-format dataset, batch sizes × variants × repeats. Two workloads: ``fixed`` (rows of 400-600
+words, all truncated to ``--seq-len``: every batch has one shape, no padding) and ``variable``
+(rows with alpaca's long-tailed lengths, padded per batch to a multiple of ``--pad-to-multiple-of``:
+the shapes a real fine-tuning run sees). Each (batch size, variant) runs in a fresh process, like a
+train_model pod: its repeats go through ``liger_bench.training.run_training``, then the same
+process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer) as the
+ceiling for that variant.
 
 Run on a GPU machine::
 
     python benchmarks/gpu_benchmark.py --out benchmarks/results/h100
+    python benchmarks/gpu_benchmark.py --workload variable --max-steps 200 --no-ceiling --out ...
 
 It prints per batch size: tokens/s per variant, ratio to the ceiling, Liger gain next to the
 ceiling's gain, peak memory, the OOM frontier, MFU, loss parity and the agreement between the
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from liger_bench.config import TrainConfig
 from liger_bench.metrics import GIB
 
 
@@ -41,7 +46,8 @@ class IndependentTimer(TrainerCallback):
         """Record the synchronised time at the end of the step."""
         import torch
 
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():  # a CPU run checks the script, not the numbers
+            torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
 
 
@@ -96,13 +102,20 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
     }
 
 
-def prepare_assets(cache: Path, preset: str) -> None:
-    """Generate the model and a dataset whose rows all exceed 512 tokens (400-600 words)."""
+# ensure_embedded's dataset arguments per workload: enough rows that no run sees a row twice.
+WORKLOADS = {
+    "fixed": {"n_rows": 1024, "min_output_words": 400, "max_output_words": 600},
+    "variable": {"n_rows": 8192, "min_output_words": 1, "max_output_words": 800, "lengths": "alpaca"},
+}
+
+
+def prepare_assets(cache: Path, preset: str, workload: str) -> None:
+    """Generate the model and the workload's dataset (see ``WORKLOADS``)."""
     from liger_bench.data import prepare_dataset
     from liger_bench.embedded import ensure_embedded
 
-    model_dir, raw_dir = ensure_embedded(cache, preset=preset, n_rows=1024, min_output_words=400, max_output_words=600)
-    dataset_dir = cache / "prepared-dataset"
+    model_dir, raw_dir = ensure_embedded(cache, preset=preset, **WORKLOADS[workload])
+    dataset_dir = cache / f"prepared-dataset-{workload}"
     if not dataset_dir.exists():
         prepare_dataset(str(raw_dir), "train", "", dataset_dir)
     (cache / "assets.json").write_text(json.dumps([str(model_dir), str(dataset_dir)]))
@@ -124,6 +137,8 @@ def worker(args: argparse.Namespace) -> None:
             max_seq_length=args.seq_len,
             max_steps=args.max_steps,
             warmup_steps_to_skip=args.warmup,
+            pad_to_multiple_of=args.pad_to_multiple_of,
+            packing=args.packing,
             **({"optim": args.optim} if args.optim else {}),
         )
         timer = IndependentTimer()
@@ -132,8 +147,10 @@ def worker(args: argparse.Namespace) -> None:
         print(f"  {config.run_key}: {result.status} {result.reason[:120]}", flush=True)
         if result.status == "oom":
             break
-    ceiling = plain_loop(
-        args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps
+    ceiling = (
+        {"status": "not run"}
+        if args.no_ceiling
+        else plain_loop(args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps)
     )
     Path(args.worker_out).write_text(json.dumps({"runs": runs, "ceiling": ceiling}))
 
@@ -183,7 +200,7 @@ def summarize(cell: dict, warmup: int) -> dict:
     ok = [run for run in cell["runs"] if run["result"]["status"] == "ok"]
     out = {"status": "ok" if ok else (cell["runs"][-1]["result"]["status"] if cell["runs"] else "missing")}
     if ok:
-        rates = [run["result"]["metrics"]["median_tokens_per_s_nonpad"] for run in ok]
+        rates = [run["result"]["metrics"]["tokens_per_s_nonpad"] for run in ok]
         out["tokens_per_s"] = statistics.median(rates)
         out["repeat_cv"] = statistics.pstdev(rates) / statistics.fmean(rates) if len(rates) > 1 else None
         out["peak_reserved_gb"] = max(run["result"]["metrics"]["peak_mem_reserved_gb"] for run in ok)
@@ -200,6 +217,9 @@ def summarize(cell: dict, warmup: int) -> dict:
         out["callback_vs_timer"] = max(agreements, key=abs)
         out["full_cycle_tokens_per_s"] = statistics.median(full_cycle_rates)
         out["losses"] = [[s["loss"] for s in run["steps"] if not s["warmup"]] for run in ok]
+        for key in ("steady_state", "drift", "settle_step", "steps_needed", "n_shapes", "n_first_shape_steps"):
+            out[key] = [run["result"]["metrics"].get(key) for run in ok]
+        out["first_shape_excess_s"] = [run["result"]["metrics"].get("first_shape_excess_s") for run in ok]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok":
         rates = [t / dt for t, dt in zip(ceiling["tokens"], ceiling["step_times"], strict=True)]
@@ -259,6 +279,14 @@ def print_table(summary: dict, batch_sizes: list[int]) -> list[str]:
     }
     lines.append("")
     lines.append(f"OOM frontier (largest batch that trained): vanilla {frontier['vanilla']}, liger {frontier['liger']}")
+    for key, cell in summary.items():
+        if cell.get("steady_state"):
+            lines.append(
+                f"{key}: steady state {cell['steady_state']}, drift {[_fmt(d, '+.1%') for d in cell['drift']]}, "
+                f"settle step {cell['settle_step']}, shapes {cell['n_shapes']}, first-shape steps after warm-up "
+                f"{cell['n_first_shape_steps']}, their excess "
+                f"{[_fmt(x, '.2f', ' s') for x in cell['first_shape_excess_s']]}"
+            )
     print("\n".join(lines), flush=True)
     return lines
 
@@ -272,6 +300,10 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--optim", default=None, help="transformers optimizer (default: TrainConfig's)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="fixed")
+    parser.add_argument("--pad-to-multiple-of", type=int, default=TrainConfig.pad_to_multiple_of)
+    parser.add_argument("--packing", action="store_true", help="pack rows to --seq-len (trl's wrapped packing)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the plain-loop ceiling")
     parser.add_argument("--preset", default="phi3-mini")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"))
     parser.add_argument(
@@ -292,7 +324,7 @@ def main() -> None:
         worker(args)
         return
     if args.prepare:
-        prepare_assets(args.cache, args.preset)
+        prepare_assets(args.cache, args.preset, args.workload)
         return
 
     if args.merge:
@@ -305,7 +337,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     # In a child process, so that this one holds no GPU memory while the workers measure.
     subprocess.run(
-        [sys.executable, __file__, "--prepare", "--cache", str(args.cache), "--preset", args.preset],
+        [
+            sys.executable,
+            __file__,
+            "--prepare",
+            "--cache",
+            str(args.cache),
+            "--preset",
+            args.preset,
+            "--workload",
+            args.workload,
+        ],
         check=True,
     )
     model_dir, dataset_dir = json.loads((args.cache / "assets.json").read_text())
@@ -331,6 +373,10 @@ def main() -> None:
                 str(args.max_steps),
                 "--warmup",
                 str(args.warmup),
+                "--pad-to-multiple-of",
+                str(args.pad_to_multiple_of),
+                *(["--packing"] if args.packing else []),
+                *(["--no-ceiling"] if args.no_ceiling else []),
                 *(["--optim", args.optim] if args.optim else []),
                 "--model-dir",
                 str(model_dir),

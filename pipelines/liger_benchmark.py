@@ -15,6 +15,8 @@ from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
 PIPELINE_NAME = "liger-benchmark"
+# Time a training pod needs besides training: start, stopping a hung child, records, MLflow's bounded wait.
+TRAIN_POD_GRACE_S = 600
 HF_TOKEN_KEYS = {"HF_TOKEN": "HF_TOKEN"}
 MLFLOW_CREDENTIAL_KEYS = {
     "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
@@ -37,13 +39,22 @@ class ClusterOptions:
     train_cpu_limit: str = "16"
     train_memory_request: str = "32Gi"
     train_memory_limit: str = "128Gi"
+    # train_model stops a training process that has not finished after this long (a hang) and
+    # records it as failed; the pod's own deadline is TRAIN_POD_GRACE_S later.
     train_timeout_s: int = 4 * 3600
     cache_training: bool = False
     hf_cache_pvc: str = ""
     hf_cache_mount: str = "/cache/huggingface"
     shm_size: str = "16Gi"
-    # Hub hiccups are worth a retry; "not found" or "gated" are not, so keep the wait short.
+    # Retries of a hub download after a network error (20 s, then 40 s); other errors are not retried.
     download_retries: int = 2
+
+    def __post_init__(self) -> None:
+        # kfp writes parallelism 0 as "no limit": all training pods at once.
+        for name in ("max_concurrency", "train_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {value!r} is not valid; accepted: integers >= 1")
 
 
 def build_pipeline(options: ClusterOptions = ClusterOptions()):
@@ -60,7 +71,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         per_device_train_batch_size: list = [4, 8, 16, 24, 32],
         max_seq_length: list = [512],
         n_runs: int = 3,
-        max_steps: int = 20,
+        max_steps: int = 100,
         warmup_steps_to_skip: int = 3,
         base_config: dict = {},
         max_grid_size: int = 256,
@@ -76,10 +87,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
 
         Args:
             model_name: Hugging Face model id or a local model folder.
-            model_revision: Model branch, tag or commit; empty for the default branch.
+            model_revision: Model branch, tag or commit; empty: default branch (local folder: content hash).
             dataset_name: Hugging Face dataset id or a local file/folder (alpaca or prompt/completion columns).
             dataset_split: Dataset split to train on.
-            dataset_revision: Dataset branch, tag or commit; empty for the default branch.
+            dataset_revision: Dataset branch, tag or commit; empty: default branch (local path: content hash).
             use_liger: Variants to compare: true (Liger) and/or false (stock transformers).
             per_device_train_batch_size: Batch sizes to measure (one GPU per run).
             max_seq_length: Sequence lengths to measure (rows are truncated to this).
@@ -96,12 +107,18 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             gpu_node_selector: Node labels for training pods, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}.
             gpu_tolerations: Tolerations for training pods (GPU node taints).
         """
-        model_task = download_model(model_name=model_name, model_revision=model_revision)
+        # Retries happen inside the download tasks, for network errors only: a kfp retry policy
+        # would also repeat errors that cannot change (a missing path, a parse error, a gated model).
+        model_task = download_model(
+            model_name=model_name, model_revision=model_revision, network_retries=options.download_retries
+        )
         dataset_task = download_dataset(
-            dataset_name=dataset_name, dataset_split=dataset_split, dataset_revision=dataset_revision
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            dataset_revision=dataset_revision,
+            network_retries=options.download_retries,
         )
         for task in (model_task, dataset_task):
-            task.set_retry(num_retries=options.download_retries, backoff_duration="20s", backoff_factor=2.0)
             task.set_caching_options(True)
             kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
             if options.hf_cache_pvc:
@@ -110,6 +127,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
 
         grid_task = prepare_grid(
             model=model_task.outputs["model"],
+            dataset=dataset_task.outputs["dataset"],
             use_liger=use_liger,
             per_device_train_batch_size=per_device_train_batch_size,
             max_seq_length=max_seq_length,
@@ -118,6 +136,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip=warmup_steps_to_skip,
             base_config=base_config,
             max_grid_size=max_grid_size,
+            min_success_ratio=min_success_ratio,
         )
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(
@@ -139,6 +158,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 mlflow_experiment=mlflow_experiment,
                 tracking=tracking_task.outputs["tracking"],
+                train_timeout_s=options.train_timeout_s,
             )
             train_task.set_caching_options(options.cache_training)
             train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
@@ -153,7 +173,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 medium="Memory",
                 size_limit=options.shm_size,
             )
-            kubernetes.set_timeout(train_task, options.train_timeout_s)
+            kubernetes.set_timeout(train_task, options.train_timeout_s + TRAIN_POD_GRACE_S)
 
         analyze_task = analyze_results(
             results=dsl.Collected(train_task.outputs["result"]),

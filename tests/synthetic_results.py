@@ -96,7 +96,7 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     if run.status == "failed":
         result.reason = run.reason or "RuntimeError: NCCL watchdog timeout"
         result.metrics["traceback"] = 'Traceback (most recent call last):\n  File "training.py"\nRuntimeError'
-    result.metrics.update(aggregate(steps, warmup))
+    result.metrics.update(aggregate(steps))
     history = {"run_key": config.run_key, "warmup_steps_to_skip": warmup, "steps": steps}
     return result.to_dict(), history
 

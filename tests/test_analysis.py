@@ -76,6 +76,22 @@ def test_oom_frontier(gpu):
     assert (vanilla.largest_ok_batch, vanilla.smallest_oom_batch) == (16, 24)
 
 
+def test_frontier_and_cell_memory_over_several_oom_batches_and_uneven_repeats():
+    runs = [Run(False, 8, 256, repeat, mem_reserved_gb=gb) for repeat, gb in enumerate((30.0, 50.0, 40.0))]
+    runs += [Run(False, batch, 256, status="oom") for batch in (16, 24, 32)]
+    analysis = analyze_results(*build(runs))
+    frontier = row(analysis.frontier, variant="vanilla")
+    assert (frontier.largest_ok_batch, frontier.smallest_oom_batch) == (8, 16)
+    assert row(analysis.cells, batch_size=8).peak_mem_reserved_gb == 50.0
+
+
+@pytest.mark.parametrize(("drift", "passed"), [(0.019, True), (0.021, False)])
+def test_parity_holds_to_the_tolerance_and_not_beyond(drift, passed):
+    results, histories = build([Run(True, 8, 256, loss_scale=1 + drift), Run(False, 8, 256)])
+    [pair] = analyze_results(results, histories, parity_tolerance=0.02).parity.itertuples()
+    assert pair.max_rel_diff == pytest.approx(drift) and bool(pair.passed) is passed
+
+
 def test_parity_flags_the_drifting_pair_and_only_it(gpu):
     assert len(gpu.parity) == 5  # 3 repeats × bs 16, 2 × bs 8 (one Liger run failed), none at bs 24
     failing = gpu.parity[gpu.parity["passed"] == False]  # noqa: E712

@@ -24,6 +24,7 @@ GRID_AXES = {
     "warmup_steps_to_skip": 3,
     "base_config": {},
     "max_grid_size": 256,
+    "min_success_ratio": 0.1,
 }
 
 
@@ -38,19 +39,21 @@ def downloaded(embedded_assets, tmp_path_factory):
     root = tmp_path_factory.mktemp("components")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    model = download_model(model_name=str(embedded_assets[0]), model_revision="").outputs["model"]
+    model = download_model(model_name=str(embedded_assets[0]), model_revision="", network_retries=0).outputs["model"]
     dataset = download_dataset(
-        dataset_name=str(embedded_assets[1]), dataset_split="train", dataset_revision=""
+        dataset_name=str(embedded_assets[1]), dataset_split="train", dataset_revision="", network_retries=0
     ).outputs["dataset"]
     return model, dataset
 
 
-def test_download_model_materialises_a_checked_model_folder(downloaded):
+def test_download_model_materialises_a_checked_model_folder(downloaded, embedded_assets):
+    from liger_bench.localfiles import content_revision
+
     model, _ = downloaded
     folder = Path(model.path)
     assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
     assert model.metadata["model_type"] == "phi3"
-    assert model.metadata["revision"] == "local"
+    assert model.metadata["revision"] == content_revision(embedded_assets[0])  # a local folder's content hash
     assert model.metadata["max_position_embeddings"] == 2048
 
 
@@ -66,8 +69,8 @@ def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):
 
 
 def test_prepare_grid_expands_and_validates_against_the_model(downloaded):
-    model, _ = downloaded
-    grid = prepare_grid.python_func(model=model, **GRID_AXES)
+    model, dataset = downloaded
+    grid = prepare_grid.python_func(model=model, dataset=dataset, **GRID_AXES)
     assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "vanilla-bs2-seq64-r0"]
 
 
@@ -79,7 +82,7 @@ def tracking_off(downloaded, tmp_path):
     model, dataset = downloaded
     tracking = Artifact(uri=str(tmp_path / "tracking"))
     start_tracking.python_func(
-        grid=prepare_grid.python_func(model=model, **GRID_AXES),
+        grid=prepare_grid.python_func(model=model, dataset=dataset, **GRID_AXES),
         model=model,
         dataset=dataset,
         mlflow_tracking_uri="",
@@ -115,6 +118,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         mlflow_tracking_uri="",
         mlflow_experiment="x",
         tracking=tracking_off,
+        train_timeout_s=600,
         result=result,
         history=history,
     )

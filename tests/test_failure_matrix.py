@@ -1,10 +1,10 @@
 """Every row of docs/failure-matrix.md: bad input is refused before any GPU is requested; faults lose nothing.
 
 Real parts throughout: the grid and download code, the prepare_grid component, kfp's local runner, real
-training steps of the tiny model, a real MLflow server. Two stand-ins, because the real thing cannot
-exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like the real one, headers
-included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory on CPU (the
-``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
+training steps of the tiny model, real signals to real processes, a real MLflow server. Two stand-ins,
+because the real thing cannot exist here: a Hugging Face hub (a fake hub on 127.0.0.1 that answers like
+the real one, headers included, so huggingface_hub's own error mapping runs), and a CUDA out-of-memory
+on CPU (the ``torch.OutOfMemoryError`` CUDA raises, raised from inside a real forward pass).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,12 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from mlflow_server import free_port
 
-from liger_bench.cli import run_local
+from liger_bench.cli import RunFailed, run_local
 from liger_bench.config import TrainConfig
 from liger_bench.grid import GridError, GridSpec, expand_grid
 
@@ -38,7 +42,7 @@ VALID_AXES = {
     "warmup_steps_to_skip": 3,
 }
 # prepare_grid's parameters besides the axes.
-GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256}
+GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256, "min_success_ratio": 0.1}
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
 SMALL_PIPELINE = {"use_liger": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
 
@@ -123,6 +127,48 @@ GRID_CASES = [
     GridCase("zero-runs", {"n_runs": 0}, r"n_runs: 0 is too small; accepted: integers >= 1"),
     GridCase("negative-runs", {"n_runs": -1}, r"n_runs: -1 is too small; accepted: integers >= 1"),
     GridCase(
+        "negative-learning-rate",
+        {"base_config": {"learning_rate": -1e-5}},
+        r"base_config: learning_rate: -1e-05 is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "nan-learning-rate-as-text",
+        {"base_config": {"learning_rate": "NaN"}},
+        r"base_config: learning_rate: nan is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "infinite-weight-decay",
+        {"base_config": {"weight_decay": float("inf")}},
+        r"base_config: weight_decay: inf is out of range; accepted: finite numbers >= 0",
+    ),
+    GridCase(
+        "negative-warmup-ratio",
+        {"base_config": {"warmup_ratio": -0.1}},
+        r"base_config: warmup_ratio: -0.1 is out of range; accepted: a fraction of max_steps in \[0, 1\)",
+    ),
+    GridCase(
+        "warmup-ratio-of-one-or-more",
+        {"base_config": {"warmup_ratio": 1.0}},
+        r"base_config: warmup_ratio: 1.0 is out of range; accepted: a fraction of max_steps in \[0, 1\)",
+    ),
+    GridCase(
+        "negative-seed",
+        {"base_config": {"seed": -1}},
+        r"base_config: seed: -1 is out of range; accepted: integers in \[0, 2\*\*32 - 1\]",
+    ),
+    GridCase("seed-too-large", {"base_config": {"seed": 2**32}}, r"base_config: seed: 4294967296 is out of range"),
+    GridCase(
+        "negative-peak-tflops",
+        {"base_config": {"peak_tflops": -989.0}},
+        r"base_config: peak_tflops: -989.0 is out of range; accepted: finite numbers >= 0 \(0: looked up",
+    ),
+    GridCase("nan-peak-tflops", {"base_config": {"peak_tflops": "nan"}}, r"base_config: peak_tflops: nan is out of"),
+    GridCase(
+        "zero-gradient-accumulation",
+        {"base_config": {"gradient_accumulation_steps": 0}},
+        r"base_config: gradient_accumulation_steps: 0 is out of range; accepted: integers >= 1",
+    ),
+    GridCase(
         "max-steps-not-after-warmup",
         {"max_steps": 3},
         r"max_steps: 3 leaves no measured step after warmup_steps_to_skip=3; accepted: max_steps > 3",
@@ -138,6 +184,53 @@ def test_the_valid_grid_the_cases_start_from_is_accepted():
 def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(case):
     with pytest.raises(GridError, match=case.message):
         expand_grid(GridSpec(**{**VALID_AXES, **case.changes}))
+
+
+@dataclass(frozen=True)
+class TrainingArgumentCase:
+    id: str
+    changes: dict  # TrainConfig fields
+    message: str  # regex of the GridError
+
+
+TRAINING_ARGUMENT_CASES = [
+    TrainingArgumentCase(
+        "optimizer-unknown",
+        {"optim": "adamw_fast"},
+        r"optim: 'adamw_fast' cannot be used \(not a name transformers knows\); accepted here: \[.*'adamw_torch_fused'",
+    ),
+    TrainingArgumentCase(
+        "optimizer-needs-a-missing-package",
+        {"optim": "adamw_bnb_8bit"},
+        r"optim: 'adamw_bnb_8bit' cannot be used \(ImportError: .*bitsandbytes.*\); accepted here: \[.*'adamw_torch'",
+    ),
+    TrainingArgumentCase(
+        "scheduler-unknown",
+        {"lr_scheduler_type": "cosine_annealing"},
+        r"lr_scheduler_type: 'cosine_annealing' cannot be used \(not a name transformers knows\); accepted here: "
+        r"\[.*'cosine'",
+    ),
+    TrainingArgumentCase(
+        "scheduler-needs-an-eval-set",
+        {"lr_scheduler_type": "reduce_lr_on_plateau"},
+        r"lr_scheduler_type: 'reduce_lr_on_plateau' cannot be used \(ValueError: .*requires an eval strategy\)",
+    ),
+    TrainingArgumentCase(
+        "scheduler-needs-extra-arguments",
+        {"lr_scheduler_type": "cosine_with_min_lr"},
+        r"lr_scheduler_type: 'cosine_with_min_lr' cannot be used \(ValueError: One of min_lr or min_lr_rate",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", TRAINING_ARGUMENT_CASES, ids=[case.id for case in TRAINING_ARGUMENT_CASES])
+def test_optimizer_or_scheduler_transformers_cannot_build_is_refused_before_training(case):
+    """transformers builds the optimizer and schedule for real on the CPU, as the Trainer will."""
+    from liger_bench.validation import check_training_arguments
+
+    check_training_arguments(_train_config())  # the defaults pass
+    with pytest.raises(GridError, match=case.message):
+        check_training_arguments(_train_config(**case.changes))
 
 
 def test_bad_grid_fails_the_pipeline_in_prepare_grid_before_any_training(kfp_local, capfd, embedded_assets):
@@ -165,6 +258,62 @@ def test_bad_grid_fails_the_pipeline_in_prepare_grid_before_any_training(kfp_loc
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
 
 
+def local_log(output_dir: Path) -> str:
+    """The log file of the one ``liger-bench local`` run into ``output_dir`` (kfp's output, every task's log)."""
+    (log,) = (output_dir / "logs").glob("local-*.log")
+    return log.read_text()
+
+
+def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, embedded_assets):
+    """A broken JSON line through kfp's local runner: one attempt, the user's path and line, seconds not
+    minutes. ``min_success_ratio`` is the JSON integer 0, which kfp refuses for a float parameter unless
+    the CLI converts it."""
+    (tmp_path / "data.jsonl").write_text('{"text": "one"}\n{"text": "two" "x"}\n')
+    overrides = {
+        **SMALL_PIPELINE,
+        "model_name": str(embedded_assets[0]),
+        "dataset_name": str(tmp_path / "data.jsonl"),
+        "min_success_ratio": 0,
+    }
+    message = f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': line 2 is not valid JSON"
+    with pytest.raises(RunFailed, match=f"^task 'download-dataset' failed: {re.escape(message)}"):
+        run_local(tmp_path / "out", overrides)
+    logs = local_log(tmp_path / "out")
+    assert logs.count(message) == 1
+    assert len(re.findall(r"Executing task .*download-dataset", logs)) == 1  # no retry
+    failed = re.search(
+        r"(\d\d:\d\d:\d\d\.\d+) - INFO - Executing task .*download-dataset.*?\n"
+        r"(?:.*\n)*?(\d\d:\d\d:\d\d\.\d+) - ERROR - Task .*download-dataset",
+        logs,
+    )
+    started, ended = (datetime.strptime(stamp, "%H:%M:%S.%f") for stamp in failed.groups())
+    assert (ended - started).total_seconds() < 10
+    assert (tmp_path / "out" / "INCOMPLETE").read_text() == (
+        "failed: RuntimeError: Pipeline 'liger-benchmark' finished with status FAILURE. "
+        "Inner task failed: 'download-dataset'.\n"
+    )
+
+
+def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_run():
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    from liger_bench.validation import pipeline_arguments
+
+    types = {name: spec.type for name, spec in liger_benchmark.component_spec.inputs.items()}
+    converted = pipeline_arguments({"min_success_ratio": 1, "n_runs": 3, "use_liger": [True]}, types)
+    assert converted == {"min_success_ratio": 1.0, "n_runs": 3, "use_liger": [True]}
+    assert isinstance(converted["min_success_ratio"], float) and isinstance(converted["n_runs"], int)
+    with pytest.raises(ValueError, match=r"^min_success_ratio, base_config.learning_rate, max_seq_length\[1\]: NaN"):
+        pipeline_arguments(
+            {
+                "min_success_ratio": float("nan"),
+                "base_config": {"learning_rate": float("inf")},
+                "max_seq_length": [64, float("-inf")],
+            },
+            types,
+        )
+
+
 # Model: download_model (liger_bench.modelio) and prepare_grid's check against the model.
 
 
@@ -182,10 +331,23 @@ def gpt2_model_dir(embedded_assets, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def openai_gpt_model_dir(embedded_assets, tmp_path_factory) -> Path:
+    """A model folder whose transformers class cannot checkpoint gradients: GPT-1, random weights."""
+    from transformers import AutoTokenizer, OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    folder = tmp_path_factory.mktemp("openai-gpt") / "model"
+    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
+    config = OpenAIGPTConfig(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=len(tokenizer))
+    OpenAIGPTLMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model) or "gpt2"
+    model: str  # "phi3" (the embedded model), "gpt2" or "openai-gpt"
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -211,28 +373,129 @@ MODEL_GRID_CASES = [
         {"use_liger": [False], "max_seq_length": [256]},
         r"max_seq_length: 256 exceeds the context length 128",
     ),
+    ModelGridCase(
+        "gradient-checkpointing-the-model-cannot-do",
+        "openai-gpt",
+        {"use_liger": [False], "base_config": {"gradient_checkpointing": True}},
+        r"base_config: gradient_checkpointing: true, but transformers' OpenAIGPTLMHeadModel \(model .*\) does not "
+        r"support it; accepted: false for this model",
+    ),
+    ModelGridCase(
+        "gradient-checkpointing-the-model-can-do",
+        "phi3",
+        {"use_liger": [False], "base_config": {"gradient_checkpointing": True}},
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
-def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_assets, gpt2_model_dir, tmp_path):
-    """prepare_grid's own function on the metadata download_model's work produced."""
+def _model_artifact(source: Path, destination: Path):
+    """download_model's work on ``source``, as the artifact prepare_grid receives."""
     from kfp.dsl import Model
-    from liger_bench.components.prepare_grid import prepare_grid
 
     from liger_bench.modelio import prepare_model
 
-    source = {"phi3": embedded_assets[0], "gpt2": gpt2_model_dir}[case.model]
-    destination = tmp_path / "model"
-    metadata = prepare_model(str(source), "", destination)
-    model = Model(name="model", uri=str(destination), metadata=metadata)
+    return Model(name="model", uri=str(destination), metadata=prepare_model(str(source), "", destination))
+
+
+def _dataset_artifact(source: Path, destination: Path):
+    """download_dataset's work on ``source``, as the artifact prepare_grid receives."""
+    from kfp.dsl import Dataset
+
+    from liger_bench.data import prepare_dataset
+
+    return Dataset(
+        name="dataset", uri=str(destination), metadata=prepare_dataset(str(source), "train", "", destination)
+    )
+
+
+@pytest.fixture(scope="module")
+def embedded_model_and_dataset(embedded_assets, tmp_path_factory):
+    """The embedded model and dataset as prepare_grid receives them from the download tasks."""
+    folder = tmp_path_factory.mktemp("artifacts")
+    return _model_artifact(embedded_assets[0], folder / "model"), _dataset_artifact(embedded_assets[1], folder / "data")
+
+
+@pytest.mark.parametrize("case", MODEL_GRID_CASES, ids=[case.id for case in MODEL_GRID_CASES])
+def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_model_and_dataset, request, tmp_path):
+    """prepare_grid's own function on the metadata download_model's work produced."""
+    from liger_bench.components.prepare_grid import prepare_grid
+
+    model, dataset = embedded_model_and_dataset
+    if case.model != "phi3":
+        source = request.getfixturevalue({"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir"}[case.model])
+        model = _model_artifact(source, tmp_path / "model")
     arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
-        grid = prepare_grid.python_func(model=model, **arguments)
+        grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
         assert [item["use_liger"] for item in grid] == [False]
     else:
         with pytest.raises(GridError, match=case.message):
-            prepare_grid.python_func(model=model, **arguments)
+            prepare_grid.python_func(model=model, dataset=dataset, **arguments)
+
+
+@dataclass(frozen=True)
+class DataGridCase:
+    id: str
+    rows: int | None  # None: the embedded dataset (256 rows, the longest 183 tokens); n: n short alpaca rows
+    changes: dict
+    message: str | None  # regex of the GridError; None: the grid is accepted
+
+
+DATA_GRID_CASES = [
+    DataGridCase(
+        "batch-larger-than-the-dataset",
+        5,
+        {"per_device_train_batch_size": [2, 8]},
+        r"per_device_train_batch_size: 8 and dataset '.*/rows.jsonl': 5 rows cannot fill one optimizer step of "
+        r"per_device_train_batch_size=8 × gradient_accumulation_steps=1 = 8 rows; accepted: batch sizes <= 5",
+    ),
+    DataGridCase(
+        "epoch-would-end-with-a-smaller-step",
+        7,
+        {"base_config": {"gradient_accumulation_steps": 2}},
+        r"7 rows give 3 batches of 2 per epoch, not a multiple of gradient_accumulation_steps=2: each epoch would "
+        r"end with a smaller step",
+    ),
+    DataGridCase(
+        "rows-fill-whole-steps-over-several-epochs", 6, {"base_config": {"gradient_accumulation_steps": 3}}, None
+    ),
+    DataGridCase(
+        "sequence-lengths-that-train-identical-batches",
+        None,
+        {"max_seq_length": [64, 256, 512]},
+        r"max_seq_length: \[256, 512\] all reach the longest row of dataset .* \(183 tokens\), so their runs would "
+        r"train identical batches; accepted: at most one value >= 183",
+    ),
+    DataGridCase("sequence-lengths-that-differ", None, {"max_seq_length": [64, 256]}, None),
+    DataGridCase(
+        "min-success-ratio-above-one",
+        None,
+        {"min_success_ratio": 1.5},
+        r"min_success_ratio: 1.5 is out of range; accepted: a number in \[0, 1\]",
+    ),
+    DataGridCase("min-success-ratio-nan", None, {"min_success_ratio": float("nan")}, r"min_success_ratio: nan is out"),
+    DataGridCase("min-success-ratio-integer-zero", None, {"min_success_ratio": 0}, None),
+]
+
+
+@pytest.mark.parametrize("case", DATA_GRID_CASES, ids=[case.id for case in DATA_GRID_CASES])
+def test_grid_the_dataset_cannot_serve_is_refused_by_prepare_grid(case, embedded_model_and_dataset, tmp_path):
+    """prepare_grid's own function on the artifacts of the download tasks' work."""
+    from liger_bench.components.prepare_grid import prepare_grid
+
+    model, dataset = embedded_model_and_dataset
+    if case.rows is not None:
+        rows = [{"instruction": f"Say {i}.", "output": f"{i}"} for i in range(case.rows)]
+        (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        dataset = _dataset_artifact(tmp_path / "rows.jsonl", tmp_path / "data")
+    arguments = {**VALID_AXES, "use_liger": [False], **GRID_TASK_ARGS, **case.changes}
+    if case.message is None:
+        grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
+        assert grid and all(item["use_liger"] is False for item in grid)
+    else:
+        with pytest.raises(GridError, match=case.message):
+            prepare_grid.python_func(model=model, dataset=dataset, **arguments)
 
 
 class _FakeHub(http.server.BaseHTTPRequestHandler):
@@ -300,6 +563,34 @@ def _save_to_disk(rows: list[dict]) -> Callable[[Path], None]:
     return save
 
 
+def _truncate(name: str, keep: float) -> Callable[[Path], None]:
+    def truncate(folder: Path) -> None:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * keep)])
+
+    return truncate
+
+
+def _edit_json(name: str, **changes) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        (folder / name).write_text(json.dumps({**json.loads((folder / name).read_text()), **changes}))
+
+    return edit
+
+
+def _shard_index(folder: Path) -> None:
+    weight_map = {"model.embed_tokens.weight": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def _remove_special_tokens(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.eos_token = None
+    tokenizer.save_pretrained(folder)
+
+
 @dataclass(frozen=True)
 class SourceCase:
     id: str
@@ -311,8 +602,10 @@ class SourceCase:
     split: str = "train"
     revision: str = ""
     hf_token: str = ""
+    model_edit: Callable[[Path], None] | None = None  # applied to a copy of the embedded model at {tmp}/model
 
 
+EDITED_MODEL = "{tmp}/model"
 SOURCE_CASES = [
     SourceCase("model-path-missing", "model", "/nonexistent/model", r"model_name: local path '/nonexistent/model'"),
     SourceCase(
@@ -357,8 +650,80 @@ SOURCE_CASES = [
         "model-folder-without-weights",
         "model",
         "{tmp}",
-        r"model folder .* has no \*.safetensors weights",
-        prepare=_write("config.json", "{}"),
+        r"model_name: the folder '.*/source' has no \*.safetensors weights",
+        prepare=_write("config.json", '{"model_type": "phi3"}'),
+    ),
+    SourceCase(
+        "model-empty-folder",
+        "model",
+        "{tmp}",
+        r"model_name: the folder '.*/source' has no config.json",
+    ),
+    SourceCase(
+        "model-weights-truncated",
+        "model",
+        EDITED_MODEL,
+        r"model_name: the folder '.*/source/model': the weights file 'model.safetensors' is unusable "
+        r"\(SafetensorError: .*incomplete metadata, file not fully covered\)",
+        model_edit=_truncate("model.safetensors", 0.5),
+    ),
+    SourceCase(
+        "model-weights-header-broken",
+        "model",
+        EDITED_MODEL,
+        r"the weights file 'model.safetensors' is unusable \(SafetensorError: Error while deserializing header",
+        model_edit=_truncate("model.safetensors", 0.00001),
+    ),
+    SourceCase(
+        "model-shard-missing",
+        "model",
+        EDITED_MODEL,
+        r"model.safetensors.index.json names shards that are missing: \['model-00002-of-00002.safetensors'\]",
+        model_edit=_shard_index,
+    ),
+    SourceCase(
+        "model-type-unknown",
+        "model",
+        EDITED_MODEL,
+        r"config.json has model_type 'phi99', which transformers 5\.\d+\.\d+ does not know",
+        model_edit=_edit_json("config.json", model_type="phi99"),
+    ),
+    SourceCase(
+        "model-type-not-a-causal-lm",
+        "model",
+        EDITED_MODEL,
+        r"model_type 'vit' has no causal language model in transformers; accepted: one of \[.*'phi3'",
+        model_edit=_edit_json("config.json", model_type="vit"),
+    ),
+    SourceCase(
+        "model-config-not-json",
+        "model",
+        EDITED_MODEL,
+        r"config.json is not valid JSON",
+        model_edit=lambda folder: (folder / "config.json").write_text("{model_type: phi3"),
+    ),
+    SourceCase(
+        "model-tokenizer-larger-than-vocab",
+        "model",
+        EDITED_MODEL,
+        r"the tokenizer has \d+ tokens but config.json's vocab_size is 100: token ids past the embedding would fail",
+        model_edit=_edit_json("config.json", vocab_size=100),
+    ),
+    SourceCase(
+        "model-tokenizer-without-pad-or-eos",
+        "model",
+        EDITED_MODEL,
+        r"the tokenizer has neither a pad nor an EOS token, so batches cannot be padded",
+        model_edit=_remove_special_tokens,
+    ),
+    SourceCase(
+        "model-revision-not-the-content",
+        "model",
+        EDITED_MODEL,
+        r"model_revision: 'sha256:0000000000000000' does not match the content of the local path '.*/model', "
+        r"which is now sha256:[0-9a-f]{16}",
+        revision="sha256:0000000000000000",
+        model_edit=lambda folder: None,
     ),
     SourceCase("dataset-path-missing", "dataset", "/nonexistent/data.jsonl", r"local path .* does not exist"),
     SourceCase(
@@ -425,6 +790,49 @@ SOURCE_CASES = [
         split="test",
     ),
     SourceCase(
+        "dataset-split-of-a-single-saved-dataset",
+        "dataset",
+        "{tmp}/saved",
+        r"dataset_split: 'test' does not fit '.*/saved', a single saved dataset of split 'train' \(no other split\)",
+        prepare=_save_to_disk([{"text": "one row"}]),
+        split="test",
+    ),
+    SourceCase(
+        "dataset-broken-json-line",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"dataset_name: '.*/source/data.jsonl': line 2 is not valid JSON \(Expecting ',' delimiter at column 16\)",
+        prepare=_write("data.jsonl", '{"text": "one"}\n{"text": "two" "x"}\n{"text": "three"}\n'),
+    ),
+    SourceCase(
+        "dataset-json-line-not-an-object",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"'.*/data.jsonl': line 1 is a JSON list, not an object of column values",
+        prepare=_write("data.jsonl", '["one", "two"]\n'),
+    ),
+    SourceCase(
+        "dataset-not-utf8",
+        "dataset",
+        "{tmp}/data.csv",
+        r"dataset_name: '.*/source/data.csv': line 3 is not UTF-8 text \(invalid continuation byte at byte 4 of",
+        prepare=lambda folder: (folder / "data.csv").write_bytes(b"text\nfine\ncaf\xe9 au lait\n"),
+    ),
+    SourceCase(
+        "dataset-empty-folder",
+        "dataset",
+        "{tmp}",
+        r"dataset_name: the folder '.*/source' holds no data file; accepted: \['.csv', '.json', '.jsonl', '.parquet'\]",
+    ),
+    SourceCase(
+        "dataset-revision-not-the-content",
+        "dataset",
+        "{tmp}/data.jsonl",
+        r"dataset_revision: 'sha256:0000000000000000' does not match the content of the local path",
+        prepare=_write("data.jsonl", '{"text": "one row"}\n'),
+        revision="sha256:0000000000000000",
+    ),
+    SourceCase(
         "dataset-unsupported-file",
         "dataset",
         "{tmp}/data.txt",
@@ -435,7 +843,11 @@ SOURCE_CASES = [
 
 
 @pytest.mark.parametrize("case", SOURCE_CASES, ids=[case.id for case in SOURCE_CASES])
-def test_unusable_model_or_dataset_is_refused_by_its_download_task(case, fake_hub, monkeypatch, tmp_path):
+def test_unusable_model_or_dataset_is_refused_by_its_download_task(
+    case, fake_hub, monkeypatch, tmp_path, embedded_assets
+):
+    import shutil
+
     from liger_bench.data import DatasetError, prepare_dataset
     from liger_bench.modelio import ModelError, prepare_model
 
@@ -448,6 +860,9 @@ def test_unusable_model_or_dataset_is_refused_by_its_download_task(case, fake_hu
     source.mkdir()
     if case.prepare:
         case.prepare(source)
+    if case.model_edit:
+        shutil.copytree(embedded_assets[0], source / "model")
+        case.model_edit(source / "model")
     name = case.name.replace("{tmp}", str(source))
     destination = tmp_path / "out"
     if case.kind == "model":
@@ -480,6 +895,98 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
     }
     assert all(len(row["input_ids"]) <= 32 for row in tokenized.rows)
     assert len(tokenized.rows[1]["input_ids"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("hub", "attempts"),
+    [(None, 3), ((503, {}), 3), ((429, {}), 3), (NOT_FOUND, 1), (GATED, 1)],
+    ids=["unreachable", "server-error", "rate-limited", "not-found", "gated"],
+)
+def test_only_network_errors_are_retried_by_the_download_tasks(hub, attempts, fake_hub, monkeypatch, tmp_path, capsys):
+    """Two network retries (the pipeline's default), without the 20 s backoff: an error that cannot change
+    on retry fails at once."""
+    from liger_bench import data
+    from liger_bench.modelio import ModelError, prepare_model
+
+    monkeypatch.setattr(data, "NETWORK_BACKOFF_S", 0)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub(hub)
+    with pytest.raises(ModelError, match=r"model_name: 'org/model'"):
+        prepare_model("org/model", "", tmp_path / "out", network_retries=2)
+    assert capsys.readouterr().out.count("retrying in 0 s") == attempts - 1
+
+
+def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_assets, tmp_path):
+    """The CLI pins a local path's content hash as its revision, an argument of the download task and so of
+    kfp's cache key; the download task refuses a pinned revision the content no longer matches."""
+    import shutil
+
+    from liger_bench.data import DatasetError, prepare_dataset
+    from liger_bench.validation import pin_local_revisions
+
+    data_file = tmp_path / "data.jsonl"
+    data_file.write_text('{"text": "first version"}\n')
+    model_dir = tmp_path / "model"
+    shutil.copytree(embedded_assets[0], model_dir)
+    params = {"model_name": str(model_dir), "dataset_name": str(data_file)}
+    before = pin_local_revisions(params)
+    assert before["dataset_revision"].startswith("sha256:") and before["model_revision"].startswith("sha256:")
+    assert pin_local_revisions(params) == before  # same content, same key: the cache is reused
+    info = prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out1")
+    assert info["revision"] == before["dataset_revision"]  # the recorded revision is the content hash
+
+    data_file.write_text('{"text": "second version"}\n')
+    (model_dir / "generation_config.json").write_text("{}")
+    after = pin_local_revisions(params)
+    assert after["dataset_revision"] != before["dataset_revision"]
+    assert after["model_revision"] != before["model_revision"]
+    with pytest.raises(DatasetError, match=r"dataset_revision: 'sha256:[0-9a-f]{16}' does not match the content"):
+        prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out2")
+    assert pin_local_revisions({**params, "dataset_revision": "v1"})["dataset_revision"] == "v1"
+
+
+def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
+    """5 rows, batch 2: with ``dataloader_drop_last`` every step of a real tiny training run has 2 rows.
+
+    The batch sizes are read by wrapping the real ``record_batch`` (a spy: it calls through)."""
+    from liger_bench import metrics
+    from liger_bench.data import prepare_dataset
+    from liger_bench.training import run_training
+
+    rows = [{"instruction": f"Count to {i}.", "output": " ".join(str(n) for n in range(i + 2))} for i in range(5)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    batch_sizes = []
+    record_batch = metrics.StepMetricsCallback.record_batch
+
+    def spy(self, inputs):
+        batch_sizes.append(inputs["input_ids"].shape[0])
+        record_batch(self, inputs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics.StepMetricsCallback, "record_batch", spy)
+        result, steps = run_training(_train_config(max_steps=6), str(embedded_assets[0]), str(tmp_path / "data"))
+    assert result.status == "ok", result.reason
+    assert len(steps) == 6 and batch_sizes == [2] * 6  # 3 epochs of 2 full batches; row 5 never trains alone
+
+
+def test_rows_that_truncation_leaves_too_few_for_a_batch_fail_the_run_with_the_reason(embedded_assets, tmp_path):
+    """prepare_grid counts rows with a completion; truncation can drop more, which only train_model sees."""
+    from liger_bench.data import prepare_dataset
+    from liger_bench.training import run_training
+
+    long_prompt = " ".join(["a long instruction"] * 30)
+    rows = [{"instruction": long_prompt, "output": "cut"}] * 3 + [{"instruction": "Hi.", "output": "hello"}] * 2
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    config = _train_config(per_device_train_batch_size=4, max_seq_length=96)
+    result, steps = run_training(config, str(embedded_assets[0]), str(tmp_path / "data"))
+    assert (result.status, steps) == ("failed", [])
+    assert result.reason == (
+        "DatasetError: after tokenising at max_seq_length=96, 2 rows cannot fill one optimizer step of "
+        "per_device_train_batch_size=4 × gradient_accumulation_steps=1 = 4 rows; accepted: batch sizes <= 2, "
+        "or a dataset with more rows"
+    )
 
 
 # Runtime: a run's outcome is data (ok, oom, failed, skipped); the others go on.
@@ -515,6 +1022,29 @@ def test_out_of_memory_in_a_training_step_is_recorded_and_memory_released(
     assert [s["step"] for s in steps] == [1]  # the step completed before the OOM stays in the history
     gc.collect()
     assert failed_modules[0]() is None, "the model outlived its run: memory was not released"
+
+
+def test_host_out_of_memory_in_a_training_step_is_oom(embedded_assets, prepared_dataset, monkeypatch):
+    """A real failed host allocation (100 TB, more than any machine has) from inside a real forward at step 2."""
+    import torch
+    from transformers.models.phi3 import modeling_phi3
+
+    from liger_bench.training import run_training
+
+    original_forward = modeling_phi3.Phi3MLP.forward
+    calls = []
+
+    def forward(self, hidden_states):
+        calls.append(1)
+        if len(calls) > 2:
+            torch.empty(10**14, dtype=torch.uint8)
+        return original_forward(self, hidden_states)
+
+    monkeypatch.setattr(modeling_phi3.Phi3MLP, "forward", forward)
+    result, steps = run_training(_train_config(), str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "oom"
+    assert result.reason.startswith("RuntimeError: ") and "DefaultCPUAllocator: can't allocate memory" in result.reason
+    assert [s["step"] for s in steps] == [1]
 
 
 def test_a_crash_in_a_run_is_recorded_as_failed_with_type_and_message(embedded_assets, prepared_dataset):
@@ -598,6 +1128,34 @@ def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structu
     assert shape(_run_results(second_run_dir)) == shape(_run_results(first_run_dir))
 
 
+def test_a_training_process_killed_during_a_local_run_is_reported_and_the_rest_analysed(tmp_path, embedded_assets):
+    """A real SIGKILL of a real training process, found by its run key as an operator would with ``ps``."""
+    from test_supervisor import _in_thread, _kill_after_steps
+
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        **SMALL_PIPELINE,
+        "per_device_train_batch_size": [2, 4],
+        "max_seq_length": [64],
+        "max_steps": 40,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+    }
+    killer = _in_thread(_kill_after_steps, "vanilla-bs4-seq64-r0", 3, signal.SIGKILL)
+    report = run_local(tmp_path, overrides)
+    killer.join()
+    ok, killed = _run_results(report.parent.parent)
+    assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
+    assert (killed["run_key"], killed["status"]) == ("vanilla-bs4-seq64-r0", "failed")
+    assert killed["reason"] == "training process killed by signal SIGKILL (9)"
+    assert killed["metrics"]["steps_completed"] >= 3
+    histories = [json.loads(path.read_text()) for path in report.parent.parent.glob("for-loop-*/train-model/history")]
+    (history,) = [history for history in histories if history["run_key"] == killed["run_key"]]
+    assert len(history["steps"]) == killed["metrics"]["steps_completed"]  # the steps before the kill are kept
+    text = report.read_text()
+    assert "training process killed by signal SIGKILL (9)" in text and "vanilla-bs2-seq64-r0" in text
+
+
 def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     """A real EFBIG: the writer runs in a process whose file-size limit (RLIMIT_FSIZE) is 4 KiB."""
     code = textwrap.dedent(
@@ -620,6 +1178,126 @@ def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
 
 
+def test_disk_full_while_writing_the_report_names_the_file_and_leaves_no_partial_file(tmp_path):
+    """A real EFBIG while analyze_results writes the report: the summary and table fit, the page does not."""
+    code = textwrap.dedent(
+        f"""
+        import json, resource, signal
+        from types import SimpleNamespace
+        import pandas as pd
+        from liger_bench.report import write_bundle
+
+        bundle = SimpleNamespace(html="<html>" + "x" * 10000 + "</html>", markdown="# summary", table=pd.DataFrame())
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        folder = {str(tmp_path)!r}
+        try:
+            write_bundle(bundle, folder + "/report", folder + "/summary", folder + "/table")
+        except OSError as err:
+            print(json.dumps({{"errno": err.errno, "error": str(err)}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    error = json.loads(out.stdout)
+    assert error["errno"] == errno.EFBIG
+    assert error["error"].endswith(f"could not write {tmp_path / 'report'} (File too large); nothing was written there")
+    assert list(tmp_path.iterdir()) == []  # the page comes first; no temporary file left
+
+
+def test_output_files_get_the_usual_permissions_not_0600(tmp_path):
+    """mkstemp makes 0600 files; records and reports get 0666 less the umask (0644 under umask 022)."""
+    from liger_bench.records import write_json_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_json_atomic(tmp_path / "result", {"status": "ok"})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# Interrupts: SIGINT or SIGTERM of `liger-bench local` stops everything it started.
+
+
+@pytest.mark.parametrize(
+    "sig, process_group",
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["sigterm-to-the-cli", "ctrl-c-to-the-process-group"],
+)
+def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_incomplete(
+    sig, process_group, tmp_path, embedded_assets, mlflow_server
+):
+    import psutil
+    from mlflow import MlflowClient
+    from test_supervisor import training_process, wait_for_steps
+
+    model_dir, dataset_dir = embedded_assets
+    experiment = f"interrupted-{sig.name.lower()}"
+    params = {
+        **SMALL_PIPELINE,
+        "max_steps": 5000,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "mlflow_tracking_uri": mlflow_server,
+        "mlflow_experiment": experiment,
+    }
+    command = [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(tmp_path / "out")]
+    command += [f"--param={name}={json.dumps(value)}" for name, value in params.items()]
+    log = tmp_path / "cli.log"
+    with log.open("wb") as handle:
+        cli = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        trainer = training_process("vanilla-bs2-seq128-r0")
+        wait_for_steps(trainer, 1)
+        descendants = psutil.Process(cli.pid).children(recursive=True)
+        assert trainer in descendants
+        started = time.monotonic()
+        if process_group:
+            os.killpg(cli.pid, sig)
+        else:
+            cli.send_signal(sig)
+        cli.wait(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+    output = log.read_bytes()
+    assert time.monotonic() - started < 30
+    assert cli.returncode == 128 + sig.value
+    assert "Traceback" not in output.decode()
+    assert [process for process in descendants if process.is_running() and process.status() != "zombie"] == []
+    marker = tmp_path / "out" / "INCOMPLETE"
+    assert marker.read_text().startswith(f"interrupted by {sig.name}")
+    client = MlflowClient(mlflow_server)
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`kfp.pipeline_run_name` != ''"
+    )
+    assert parent.info.status == "KILLED"
+
+
+def test_a_finished_local_run_leaves_no_incomplete_marker(faulty_pipeline_run):
+    assert not (faulty_pipeline_run["output_dir"] / "INCOMPLETE").exists()
+
+
+# Compile: the package is reproducible and its options are checked.
+
+
+def _compile(tmp_path: Path, name: str, *options: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(tmp_path / name), *options]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+
+
+def test_two_compiles_with_the_same_options_are_byte_identical(tmp_path):
+    """Different string-hash seeds, as two shells give: dict defaults in kfp's header were ordered by them."""
+    first, second = _compile(tmp_path, "a.yaml", hash_seed="1"), _compile(tmp_path, "b.yaml", hash_seed="2")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
+
+
+def test_compile_refuses_max_concurrency_zero_instead_of_writing_no_limit(tmp_path):
+    out = _compile(tmp_path, "pipeline.yaml", "--max-concurrency", "0")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "max_concurrency: 0 is not valid; accepted: integers >= 1" in out.stderr
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
 # Secrets: never in logs, the compiled YAML, MLflow or the report.
 
 CANARIES = {
@@ -627,6 +1305,7 @@ CANARIES = {
     "MLFLOW_TRACKING_TOKEN": "mlflow_token_canary_84a7d3",
     "MLFLOW_TRACKING_PASSWORD": "mlflow_password_canary_e61f09",
 }
+URI_PASSWORD_CANARY = "uri_password_canary_7d2e41"
 
 
 def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
@@ -641,11 +1320,13 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bench-user")
     model_dir, dataset_dir = embedded_assets
     experiment = "secrets-canary"
+    # Credentials written into the tracking URI too (the README says to use the Secret instead).
+    uri_with_credentials = mlflow_server.replace("://", f"://uri-user:{URI_PASSWORD_CANARY}@", 1)
     overrides = {
         **SMALL_PIPELINE,
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
-        "mlflow_tracking_uri": mlflow_server,
+        "mlflow_tracking_uri": uri_with_credentials,
         "mlflow_experiment": experiment,
     }
     report = run_local(tmp_path / "out", overrides)
@@ -671,7 +1352,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     leaks = [
         (place, name)
         for place, content in places.items()
-        for name, value in CANARIES.items()
+        for name, value in {**CANARIES, "password in mlflow_tracking_uri": URI_PASSWORD_CANARY}.items()
         if value.encode() in content
     ]
     assert leaks == []
@@ -696,11 +1377,11 @@ def test_same_config_and_seed_give_identical_losses_step_by_step(embedded_assets
 
 
 def test_every_test_and_case_named_in_the_failure_matrix_exists():
-    import re
 
     text = (Path(__file__).parents[1] / "docs" / "failure-matrix.md").read_text()
     named = set(re.findall(r"`(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the other files it cites
     defined = {name for name in globals() if name.startswith("test_")}
     assert named and named <= defined, sorted(named - defined)
-    case_ids = [case.id for cases in (GRID_CASES, MODEL_GRID_CASES, SOURCE_CASES) for case in cases]
+    tables = (GRID_CASES, TRAINING_ARGUMENT_CASES, MODEL_GRID_CASES, DATA_GRID_CASES, SOURCE_CASES)
+    case_ids = [case.id for cases in tables for case in cases]
     assert [case_id for case_id in case_ids if not re.search(rf"[`\[]{re.escape(case_id)}[`\]]", text)] == []

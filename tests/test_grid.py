@@ -17,6 +17,15 @@ def test_grid_is_the_cartesian_product_times_repeats_in_repeat_major_order():
     assert len({item["run_key"] for item in grid}) == 8
 
 
+def test_run_keys_are_unique_and_name_their_own_point_across_sequence_lengths():
+    grid = expand_grid(GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[256, 1024], n_runs=2))
+    assert len(grid) == 16 and len({item["run_key"] for item in grid}) == 16
+    for item in grid:
+        point = (item["use_liger"], item["per_device_train_batch_size"], item["max_seq_length"], item["repeat"])
+        assert item["run_key"] == run_key(*point)
+    assert {(item["max_seq_length"], item["repeat"]) for item in grid} == {(s, r) for s in (256, 1024) for r in (0, 1)}
+
+
 def test_items_are_complete_train_configs_and_survive_kfp_float_ints():
     item = expand_grid(GridSpec(per_device_train_batch_size=[4], use_liger=[False], n_runs=1))[0]
     assert set(item) == set(TrainConfig.field_names())
@@ -44,7 +53,7 @@ def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_flo
     assert described["per_device_train_batch_size"] == [8, 16]
     assert described["use_liger"] == [False, True]
     assert described["n_runs"] == 2 and described["grid_size"] == 8
-    assert described["learning_rate"] == 1e-5 and described["max_steps"] == 20
+    assert described["learning_rate"] == 1e-5 and described["max_steps"] == GridSpec().max_steps
     assert "run_key" not in described and "repeat" not in described
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import yaml
+from liger_bench.pipelines.liger_benchmark import TRAIN_POD_GRACE_S
 
 from liger_bench.cli import compile_pipeline
 
@@ -66,7 +67,10 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
     assert train["emptyDirMounts"] == [
         {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
     ]
-    assert train["activeDeadlineSeconds"] == "14400"
+    # train_model stops a hung training itself at train_timeout_s; the pod's deadline is a later backstop.
+    train_task = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"]
+    timeout_s = train_task["inputs"]["parameters"]["train_timeout_s"]["runtimeValue"]["constant"]
+    assert (timeout_s, train["activeDeadlineSeconds"]) == (14400, str(14400 + TRAIN_POD_GRACE_S))
     for name in ("exec-download-model", "exec-download-dataset"):
         secret = executors[name]["secretAsEnv"][0]
         assert secret["keyToEnv"] == [{"envVar": "HF_TOKEN", "secretKey": "HF_TOKEN"}] and secret["optional"]
@@ -76,7 +80,9 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
         assert envs == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     tasks = spec["root"]["dag"]["tasks"]
     for name in ("download-model", "download-dataset"):
-        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 2
+        # Network errors are retried inside the task; a kfp retry policy would repeat every error.
+        assert "retryPolicy" not in tasks[name]
+        assert tasks[name]["inputs"]["parameters"]["network_retries"]["runtimeValue"]["constant"] == 2
         assert tasks[name]["cachingOptions"] == {"enableCache": True}
     assert spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"].get("cachingOptions") == {}
     assert tasks["prepare-grid"]["cachingOptions"] == {"enableCache": True}
@@ -172,7 +178,7 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
         assert status == ("skipped" if child.data.params["use_liger"] == "True" else "ok")
         assert child.data.params["per_device_train_batch_size"] == "2"
         assert child.data.params["learning_rate"] == "6e-06"
-        assert child.data.tags["model.revision"] == "local" and child.data.tags["dataset.name"] == str(
+        assert child.data.tags["model.revision"].startswith("sha256:") and child.data.tags["dataset.name"] == str(
             embedded_assets[1]
         )
         assert child.data.tags["version.torch"] and "gpu_count" in child.data.tags
@@ -191,6 +197,6 @@ def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embed
             assert not client.get_metric_history(child.info.run_id, "peak_mem_reserved_gb")
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"report.html", "summary.md", "analysis.csv"}
     assert parent.data.params["per_device_train_batch_size"] == "[2]"
-    assert parent.data.params["model_revision"] == "local" and parent.data.params["grid_size"] == "4"
+    assert parent.data.params["model_revision"].startswith("sha256:") and parent.data.params["grid_size"] == "4"
     assert parent.data.params["dataset_name"] == str(embedded_assets[1])
     assert any(name.startswith("liger_gain") or name.startswith("n_") for name in parent.data.metrics)

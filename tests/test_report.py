@@ -154,3 +154,32 @@ def test_cpu_confidence_intervals_of_rates_never_go_below_zero():
     runs = [Run(False, 4, 128, r, tokens_per_s=rate) for r, rate in enumerate((610.0, 9660.0, 900.0))]
     cells = build_report(*build(runs, cuda=False)).table
     assert (cells["tokens_per_s_nonpad_ci_low"] >= 0).all()
+
+
+def test_headline_names_the_largest_paired_batch_even_where_it_exists_at_one_sequence_length():
+    """Batch 32 is paired only at seq 256; seq 1024 has longer rows but smaller paired batches."""
+    speedup = {(8, 256): 1.1, (16, 256): 1.2, (32, 256): 1.4, (8, 1024): 1.5, (16, 1024): 1.6, (32, 1024): 1.7}
+    runs = [
+        Run(liger, batch, seq, repeat, tokens_per_s=1000.0 * batch * (speedup[batch, seq] if liger else 1.0),
+            mem_reserved_gb=(0.5 if liger else 1.0) * batch * seq / 256)
+        for repeat in range(2)
+        for (batch, seq) in speedup
+        for liger in (True, False)
+        if (batch, seq, liger) != (32, 1024, False)
+    ]  # fmt: skip
+    runs.append(Run(False, 32, 1024, status="oom", mem_reserved_gb=None))
+    bundle = build_report(*build(runs))
+    assert bundle.headline.startswith(
+        "Liger: +40% tokens/s and \u221250% peak memory at batch 32 (seq 256); trains batch 32 (seq 1024) where "
+        "the baseline runs out of memory."
+    )
+    assert bundle.metrics["headline_gain_pct"] == pytest.approx(40.0)
+    assert bundle.metrics["liger_gain_pct_bs16_seq1024"] == pytest.approx(60.0)
+
+
+def test_headline_frontier_names_the_largest_batch_only_liger_trained():
+    runs = [Run(liger, 8, 512, tokens_per_s=1000.0 * (1.3 if liger else 1.0)) for liger in (True, False)]
+    for batch in (16, 24):
+        runs += [Run(True, batch, 512), Run(False, batch, 512, status="oom")]
+    headline = build_report(*build(runs)).headline
+    assert headline.startswith("Liger: +30% tokens/s and +0% peak memory at batch 8; trains batch 24 where")

@@ -48,7 +48,7 @@ def run_result(run_key: str, status: str, reason: str = "", **config_extra) -> d
         "config": {"run_key": run_key, "use_liger": True, "per_device_train_batch_size": 4, **config_extra},
         "reason": reason,
         "metrics": {
-            "median_tokens_per_s_nonpad": 3002.0,
+            "tokens_per_s_nonpad": 3002.0,
             "step_time_cv": None,
             "n_steps": 3,
             "mfu": float("nan"),
@@ -139,7 +139,7 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
         expected = [s["step"] for s in ok_steps if s[name] is not None]
         assert sorted(m.step for m in history_points) == expected, name
     assert client.get_metric_history(ok["run_id"], "mfu") == []
-    assert child.data.metrics["summary/median_tokens_per_s_nonpad"] == 3002.0
+    assert child.data.metrics["summary/tokens_per_s_nonpad"] == 3002.0
     assert child.data.metrics["summary/n_steps"] == 3
     assert "summary/step_time_cv" not in child.data.metrics
     assert "summary/mfu" not in child.data.metrics
@@ -302,3 +302,45 @@ def test_invalid_input_raises_value_error(tmp_path):
         tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no"))
     with pytest.raises(ValueError, match="not files"):
         tracking.log_analysis("http://127.0.0.1:1", "r", {}, [str(tmp_path / "missing.html")])
+
+
+def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflow_server, tmp_path):
+    """analyze_step on real result files: the report is written, the parent run ends FAILED, then it raises."""
+    from synthetic_results import Run, build
+
+    from liger_bench.records import write_json_atomic
+    from liger_bench.steps import analyze_step
+
+    parent = tracking.start_parent_run(mlflow_server, f"ratio-{uuid.uuid4().hex[:8]}", "run", {}, {})
+    results, histories = build([Run(False, 2, 64, status="failed", reason="boom"), Run(False, 4, 64)])
+    paths = {
+        kind: [str(write_json_atomic(tmp_path / f"{kind}-{i}", doc)) for i, doc in enumerate(docs)]
+        for kind, docs in (("result", results), ("history", histories))
+    }
+    with pytest.raises(ValueError, match="below min_success_ratio=0.9"):
+        analyze_step(
+            paths["result"],
+            paths["history"],
+            str(tmp_path / "report"),
+            str(tmp_path / "summary"),
+            str(tmp_path / "table"),
+            lambda name, value: None,
+            min_success_ratio=0.9,
+            mlflow_tracking_uri=mlflow_server,
+            mlflow_parent_run_id=parent["run_id"],
+        )
+    assert (tmp_path / "report").is_file()
+    assert client_for(mlflow_server).get_run(parent["run_id"]).info.status == "FAILED"
+
+
+def test_end_parent_run_ends_a_running_parent_and_leaves_an_ended_one(mlflow_server):
+    experiment = f"end-{uuid.uuid4().hex[:8]}"
+    running = tracking.start_parent_run(mlflow_server, experiment, "interrupted", {}, {})
+    ended = tracking.start_parent_run(mlflow_server, experiment, "analysed", {}, {})
+    client = client_for(mlflow_server)
+    client.set_terminated(ended["run_id"], "FINISHED")
+    for parent in (running, ended):
+        assert tracking.end_parent_run(mlflow_server, parent["run_id"], "KILLED")["available"]
+    assert client.get_run(running["run_id"]).info.status == "KILLED"
+    assert client.get_run(ended["run_id"]).info.status == "FINISHED"
+    assert tracking.end_parent_run(mlflow_server, "", "KILLED")["message"] == "there is no parent run"

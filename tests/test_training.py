@@ -18,7 +18,7 @@ def test_vanilla_run_on_cpu_is_ok_and_fully_measured(embedded_assets, prepared_d
     assert result.status == "ok", result.reason
     assert len(steps) == 5 and result.metrics["n_measured_steps"] == 2
     assert result.metrics["precision"] == "fp32"  # no bf16 on this CPU path
-    assert result.metrics["median_tokens_per_s_nonpad"] > 0
+    assert result.metrics["tokens_per_s_nonpad"] > 0
     assert result.metrics["model_flops_per_token"] > 0
     assert result.data["n_rows"] > 0 and result.data["n_truncated"] > 0  # 64 tokens truncates the long rows
     assert result.environment["device"] == "cpu"
@@ -35,21 +35,91 @@ def test_liger_without_cuda_is_skipped_not_run_as_vanilla(embedded_assets, prepa
     assert steps == [] and result.metrics["n_measured_steps"] == 0
 
 
+@pytest.mark.parametrize(
+    ("precision", "cuda", "bf16_supported", "expected"),
+    [
+        ("auto", True, True, True),
+        ("auto", True, False, False),
+        ("auto", False, False, False),
+        ("fp32", True, True, False),
+        ("bf16", True, True, True),
+        ("bf16", True, False, ValueError),
+        ("bf16", False, False, ValueError),
+    ],
+)
+def test_the_precision_decision(monkeypatch, precision, cuda, bf16_supported, expected):
+    """The device is faked (torch.cuda's two capability queries): no bf16 GPU exists on this machine."""
+    import torch
+
+    from liger_bench.training import _use_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    config = _config(precision=precision)
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="precision='bf16' was requested"):
+            _use_bf16(config)
+    else:
+        assert _use_bf16(config) is expected
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_the_trained_parameters_and_trainer_arguments_follow_the_precision_decision(
+    monkeypatch, embedded_assets, prepared_dataset, bf16
+):
+    """The label, the parameters the Trainer updates and its ``bf16`` argument all agree.
+
+    For bf16, this CPU machine poses as a bf16 GPU in the two places that ask (our ``_use_bf16``
+    and transformers' argument check); loading, the Trainer's arguments and the training steps are
+    the real ones, in bf16 on the CPU.
+    """
+    import transformers.training_args
+    from trained_as import TrainedAs
+
+    from liger_bench import training
+
+    if bf16:
+        monkeypatch.setattr(training, "_use_bf16", lambda config: True)
+        monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+    seen = TrainedAs()
+    result, _ = run_training(
+        _config(max_steps=4, precision="bf16" if bf16 else "fp32"),
+        str(embedded_assets[0]),
+        str(prepared_dataset),
+        extra_callbacks=[seen],
+    )
+    assert result.status == "ok", result.reason
+    assert result.metrics["precision"] == ("bf16" if bf16 else "fp32")
+    assert seen.dtypes == {"bfloat16" if bf16 else "float32"}
+    assert seen.bf16 == {bf16}
+
+
+def _delivered_grid_item(**base_config) -> dict:
+    """The Liger grid item of ``base_config`` as the training task receives it (KFP turns ints into floats)."""
+    from liger_bench.grid import GridSpec, expand_grid
+
+    spec = GridSpec(use_liger=[True], per_device_train_batch_size=[2], max_seq_length=[64], n_runs=1)
+    spec.max_steps, spec.base_config = 5, base_config
+    [item] = expand_grid(spec)
+    return {k: float(v) if type(v) is int else v for k, v in item.items()}
+
+
 def _fresh_process(code: str, model_dir) -> dict:
     """Run ``code`` in a new interpreter: liger-kernel patches module-level classes for the whole process."""
     import json
     import subprocess
     import sys
     import textwrap
+    from pathlib import Path
 
     prelude = (
-        "import json\nfrom liger_bench.config import TrainConfig\n"
+        f"import json, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from liger_bench.config import TrainConfig\n"
         "from liger_bench.liger import apply_liger, patched_kernels\n"
         f"from liger_bench.training import load_model\nmodel_dir = {str(model_dir)!r}\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -88,6 +158,27 @@ def test_liger_kernel_flags_are_respected(embedded_assets):
     assert out["rms_norm"] > 0 and out["rope"] == 1
 
 
+PATCHED_BY_DEFAULT = {"rope", "rms_norm", "swiglu", "fused_linear_cross_entropy"}  # liger-kernel's for Phi-3
+
+
+@pytest.mark.parametrize("off", [("swiglu",), ("rope", "rms_norm", "fused_linear_cross_entropy")], ids="+".join)
+def test_kernel_flags_flow_from_base_config_to_the_patched_model(embedded_assets, off):
+    """base_config → grid item → TrainConfig.from_dict → ``apply_variant`` (run_training's own step), on CPU."""
+    item = _delivered_grid_item(**{f"liger_{kernel}": False for kernel in off})
+    out = _fresh_process(
+        f"""
+        from liger_bench.training import apply_variant
+        model = load_model(model_dir, bf16=False)
+        config = TrainConfig.from_dict({item!r})
+        returned = apply_variant(model, config)
+        print(json.dumps({{"returned": returned, "in_model": patched_kernels(model)}}))
+        """,
+        embedded_assets[0],
+    )
+    for kernels in (out["returned"], out["in_model"]):
+        assert {kernel for kernel, n in kernels.items() if n} == PATCHED_BY_DEFAULT - set(off)
+
+
 def test_a_baseline_never_inherits_liger_patches(embedded_assets, prepared_dataset):
     """After Liger patched this process's classes, a vanilla run refuses to pose as the baseline."""
     out = _fresh_process(
@@ -114,18 +205,44 @@ def test_liger_refuses_an_unsupported_architecture():
 
 @pytest.mark.gpu
 def test_liger_trains_on_gpu_with_loss_parity(embedded_assets, prepared_dataset):
-    """The real Liger path: bf16 on CUDA, kernels applied, losses within 2% of the stock model."""
-    runs = {}
+    """The real Liger path: bf16 weights on CUDA, kernels applied, losses within 2% of the stock model."""
+    from trained_as import TrainedAs
+
+    runs, seen = {}, {}
     for use_liger in (False, True):
         config = _config(use_liger=use_liger, max_steps=8, run_key=f"gpu-{use_liger}")
-        runs[use_liger] = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
+        seen[use_liger] = TrainedAs()
+        runs[use_liger] = run_training(config, str(embedded_assets[0]), str(prepared_dataset), [seen[use_liger]])
     (vanilla, vanilla_steps), (liger, liger_steps) = runs[False], runs[True]
     assert vanilla.status == "ok" and liger.status == "ok", (vanilla.reason, liger.reason)
-    assert liger.metrics["precision"] == "bf16"
+    for use_liger in (False, True):
+        assert seen[use_liger].dtypes == {"bfloat16"} and seen[use_liger].bf16 == {True}
+        assert runs[use_liger][0].metrics["precision"] == "bf16"
     assert liger.liger_kernels["rms_norm"] > 0 and liger.liger_kernels["fused_linear_cross_entropy"] == 1
     assert liger.metrics["peak_mem_reserved_gb"] > 0
     for a, b in zip(liger_steps[3:], vanilla_steps[3:], strict=True):
         assert abs(a["loss"] - b["loss"]) / b["loss"] <= 0.02
+
+
+@pytest.mark.gpu
+def test_liger_swiglu_false_trains_with_stock_swiglu_on_gpu(embedded_assets, prepared_dataset):
+    """``liger_swiglu: false`` in base_config: the model Liger trains has every kernel but SwiGLU."""
+    item = _delivered_grid_item(liger_swiglu=False)
+    out = _fresh_process(
+        f"""
+        from trained_as import TrainedAs
+        from liger_bench.training import run_training
+        seen = TrainedAs()
+        result, _ = run_training(TrainConfig.from_dict({item!r}), model_dir, {str(prepared_dataset)!r}, [seen])
+        print(json.dumps({{"status": result.status, "reason": result.reason, "kernels": result.liger_kernels,
+                          "seen": seen.kernels}}))
+        """,
+        embedded_assets[0],
+    )
+    assert out["status"] == "ok", out["reason"]
+    assert len(out["seen"]) == 5
+    for kernels in (out["kernels"], *out["seen"]):
+        assert {kernel for kernel, n in kernels.items() if n} == PATCHED_BY_DEFAULT - {"swiglu"}
 
 
 @pytest.mark.gpu

@@ -4,15 +4,20 @@ from liger_bench.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def download_dataset(dataset_name: str, dataset_split: str, dataset_revision: str, dataset: Output[Dataset]):
+def download_dataset(
+    dataset_name: str, dataset_split: str, dataset_revision: str, network_retries: int, dataset: Output[Dataset]
+):
     """Load a dataset split from the hub or a local path and save it as prompt/completion rows.
 
     Args:
         dataset_name: Hub id (e.g. ``tatsu-lab/alpaca``) or a local file/folder.
         dataset_split: Split to use, e.g. ``train``.
-        dataset_revision: Hub branch, tag or commit; empty for the default branch.
+        dataset_revision: Hub branch, tag or commit; for a local path its content hash, or empty.
+        network_retries: Retries of a hub download that failed on the network (other errors fail at once).
         dataset: Output folder (``datasets.save_to_disk``) that train_model loads offline.
     """
     from liger_bench.data import prepare_dataset
 
-    dataset.metadata.update(prepare_dataset(dataset_name, dataset_split, dataset_revision, dataset.path))
+    dataset.metadata.update(
+        prepare_dataset(dataset_name, dataset_split, dataset_revision, dataset.path, network_retries)
+    )

@@ -4,14 +4,15 @@ from liger_bench.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def download_model(model_name: str, model_revision: str, model: Output[Model]):
+def download_model(model_name: str, model_revision: str, network_retries: int, model: Output[Model]):
     """Materialise a hub model or a local model folder as a self-contained model artifact.
 
     Args:
         model_name: Hub id (e.g. ``microsoft/Phi-3-mini-4k-instruct``) or a local folder.
-        model_revision: Hub branch, tag or commit; empty for the default branch.
+        model_revision: Hub branch, tag or commit; for a local folder its content hash, or empty.
+        network_retries: Retries of a hub download that failed on the network (other errors fail at once).
         model: Output folder with config, safetensors weights and tokenizer.
     """
     from liger_bench.modelio import prepare_model
 
-    model.metadata.update(prepare_model(model_name, model_revision, model.path))
+    model.metadata.update(prepare_model(model_name, model_revision, model.path, network_retries))

@@ -1,11 +1,12 @@
 from kfp import dsl
-from kfp.dsl import Input, Model
+from kfp.dsl import Dataset, Input, Model
 from liger_bench.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def prepare_grid(
     model: Input[Model],
+    dataset: Input[Dataset],
     use_liger: list,
     per_device_train_batch_size: list,
     max_seq_length: list,
@@ -14,6 +15,7 @@ def prepare_grid(
     warmup_steps_to_skip: int,
     base_config: dict,
     max_grid_size: int,
+    min_success_ratio: float,
 ) -> list:
     """Validate the experiment and expand it into one training config per run.
 
@@ -21,6 +23,8 @@ def prepare_grid(
 
     Args:
         model: The downloaded model (its metadata says the architecture and context length).
+        dataset: The downloaded dataset (its rows must fill every batch; its token lengths tell
+            which sequence lengths differ).
         use_liger: Liger on/off axis.
         per_device_train_batch_size: Batch-size axis.
         max_seq_length: Sequence-length axis.
@@ -29,11 +33,13 @@ def prepare_grid(
         warmup_steps_to_skip: First steps excluded from every aggregate.
         base_config: Overrides of other training-config fields for every run.
         max_grid_size: Refuse grids with more runs than this.
+        min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
     """
     from liger_bench.steps import grid_step
 
     return grid_step(
         model_info=dict(model.metadata),
+        dataset_info=dict(dataset.metadata),
         axes={
             "use_liger": use_liger,
             "per_device_train_batch_size": per_device_train_batch_size,
@@ -44,4 +50,7 @@ def prepare_grid(
             "base_config": base_config,
             "max_grid_size": max_grid_size,
         },
+        model_dir=model.path,
+        dataset_dir=dataset.path,
+        min_success_ratio=min_success_ratio,
     )

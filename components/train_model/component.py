@@ -11,13 +11,15 @@ def train_model(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     tracking: Input[Artifact],
+    train_timeout_s: int,
     result: Output[Artifact],
     history: Output[Artifact],
 ):
     """Fine-tune one grid point with or without Liger and measure every step.
 
-    An out-of-memory, a failure or a skip (Liger without CUDA) is recorded in ``result``; the task
-    itself succeeds so that one bad grid point never stops the others.
+    Training runs in a child process. An out-of-memory (CUDA or host), a failure, a crash of the
+    child (signal or exit code), a hang past ``train_timeout_s`` or a skip (Liger without CUDA) is
+    recorded in ``result``; the task itself succeeds so that one bad grid point never stops the others.
 
     Args:
         config: One grid item from prepare_grid (a TrainConfig as a dict).
@@ -26,6 +28,7 @@ def train_model(
         mlflow_tracking_uri: MLflow server; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
         tracking: From start_tracking: the MLflow parent run to nest this run under.
+        train_timeout_s: Stop training and record it as failed when it has not finished after this long.
         result: JSON record of the run: status, reason, aggregates, environment.
         history: JSON per-step training history.
     """
@@ -42,6 +45,7 @@ def train_model(
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
         mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
+        train_timeout_s=train_timeout_s,
     )
     result.metadata.update(run_key=outcome.run_key, status=outcome.status, reason=outcome.reason[:500])
     history.metadata.update(run_key=outcome.run_key)

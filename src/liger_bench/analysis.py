@@ -26,8 +26,8 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042)  # fmt: skip
 _Z975 = 1.959964
 RUN_METRICS = {
-    "tokens_per_s_nonpad": "median_tokens_per_s_nonpad",
-    "tokens_per_s_padded": "median_tokens_per_s_padded",
+    "tokens_per_s_nonpad": "tokens_per_s_nonpad",
+    "tokens_per_s_padded": "tokens_per_s_padded",
     "step_time_s": "median_step_time_s",
     "step_time_cv": "step_time_cv",
     "peak_mem_allocated_gb": "peak_mem_allocated_gb",
@@ -36,7 +36,13 @@ RUN_METRICS = {
     "final_loss": "final_loss",
     "n_measured_steps": "n_measured_steps",
     "oom_peak_mem_reserved_gb": "oom_peak_mem_reserved_gb",
+    "drift": "drift",
+    "steps_needed": "steps_needed",
+    "n_shapes": "n_shapes",
+    "n_first_shape_steps": "n_first_shape_steps",
+    "first_shape_excess_s": "first_shape_excess_s",
 }
+STEADY_STATES = ("steady", "unsteady", "unknown")
 RUN_COLUMNS = [
     "run_key",
     "status",
@@ -47,7 +53,7 @@ RUN_COLUMNS = [
     "repeat",
     "warmup_steps_to_skip",
 ]
-RUN_COLUMNS += ["variant", *RUN_METRICS, "precision", "n_truncated"]
+RUN_COLUMNS += ["variant", *RUN_METRICS, "steady_state", "pad_to_multiple_of", "packing", "precision", "n_truncated"]
 STEP_NUMBERS = (
     "step_time_s",
     "tokens_per_s_nonpad",
@@ -121,6 +127,9 @@ def _run_row(result: dict[str, Any]) -> dict[str, Any]:
     for column, name in RUN_METRICS.items():
         value = metrics.get(name)
         row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    row["steady_state"] = metrics.get("steady_state") if metrics.get("steady_state") in STEADY_STATES else "unknown"
+    row["pad_to_multiple_of"] = coerce("pad_to_multiple_of", config.get("pad_to_multiple_of", 1), int)
+    row["packing"] = coerce("packing", config.get("packing", False), bool)
     row["precision"] = metrics.get("precision") or ""
     row["n_truncated"] = (result.get("data") or {}).get("n_truncated", 0) or 0
     return row
@@ -135,7 +144,7 @@ def _steps_frame(runs: pd.DataFrame, histories: Sequence[dict[str, Any]]) -> pd.
         for step in history.get("steps") or ()
     ]
     steps = pd.DataFrame(rows)
-    for column in ("run_key", "step", "warmup", *STEP_NUMBERS):
+    for column in ("run_key", "step", "warmup", "first_shape", *STEP_NUMBERS):
         if column not in steps:
             steps[column] = pd.Series(dtype=object)
     for column in STEP_NUMBERS:
@@ -143,7 +152,9 @@ def _steps_frame(runs: pd.DataFrame, histories: Sequence[dict[str, Any]]) -> pd.
     steps["step"] = pd.to_numeric(steps["step"]).astype(int)
     axes = runs[["run_key", "variant", *CELL, "repeat", "warmup_steps_to_skip"]]
     steps = steps.merge(axes, on="run_key", how="inner")
-    steps["measured"] = steps["step"] > steps["warmup_steps_to_skip"]
+    # The same rule as metrics.is_measured: past warm-up, and of a shape seen before in the run.
+    first_shape = steps["first_shape"].fillna(False).astype(bool)
+    steps["measured"] = (steps["step"] > steps["warmup_steps_to_skip"]) & ~first_shape
     return steps
 
 
@@ -182,6 +193,11 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["peak_mem_reserved_gb"] = ok["peak_mem_reserved_gb"].max()
         row["mfu"] = ok["mfu"].mean()
         row["final_loss"] = ok["final_loss"].mean()
+        row["steady_state"] = _steady_state(ok["steady_state"])
+        row["drift"] = ok["drift"].loc[ok["drift"].abs().idxmax()] if ok["drift"].notna().any() else math.nan
+        row["steps_needed"] = ok["steps_needed"].max()
+        row["n_first_shape_steps"] = ok["n_first_shape_steps"].max()
+        row["first_shape_excess_s"] = ok["first_shape_excess_s"].mean()
         rows.append(row)
     columns = [
         "variant",
@@ -205,8 +221,20 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         "peak_mem_reserved_gb",
         "mfu",
         "final_loss",
+        "steady_state",
+        "drift",
+        "steps_needed",
+        "n_first_shape_steps",
+        "first_shape_excess_s",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _steady_state(states: pd.Series) -> str:
+    """A cell is unsteady when any of its runs is, steady when all are, unknown otherwise."""
+    if (states == "unsteady").any():
+        return "unsteady"
+    return "steady" if len(states) and (states == "steady").all() else "unknown"
 
 
 def _pairs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +245,7 @@ def _pairs(runs: pd.DataFrame) -> pd.DataFrame:
 def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     outcomes = cells.set_index(["variant", *PAIR])["outcome"]
+    steadiness = cells.set_index(["variant", *PAIR])["steady_state"]
     for batch, seq in sorted(set(zip(cells["batch_size"], cells["seq_len"], strict=True))):
         group = pairs[(pairs["batch_size"] == batch) & (pairs["seq_len"] == seq)]
         gain = group["tokens_per_s_nonpad_liger"] / group["tokens_per_s_nonpad_vanilla"] - 1.0
@@ -229,6 +258,10 @@ def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 "seq_len": seq,
                 "liger_outcome": outcomes.get(("liger", batch, seq), "not run"),
                 "vanilla_outcome": outcomes.get(("vanilla", batch, seq), "not run"),
+                # A gain is only as steady as the less steady of its two cells.
+                "steady_state": _steady_state(
+                    pd.Series([steadiness.get((v, batch, seq), "unknown") for v in ("liger", "vanilla")])
+                ),
                 "n_pairs": len(group),
                 "gain_pct": mean,
                 "gain_ci_low_pct": low,
@@ -242,6 +275,7 @@ def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
         "seq_len",
         "liger_outcome",
         "vanilla_outcome",
+        "steady_state",
         "n_pairs",
         "gain_pct",
         "gain_ci_low_pct",

@@ -128,13 +128,19 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 
     """
     from liger_bench.progress import ProgressLog, captured, duration
+    from liger_bench.validation import pipeline_arguments
 
     inputs = pipeline_inputs()
-    check_names(list(overrides), _parameter_types(inputs))
+    types = _parameter_types(inputs)
+    check_names(list(overrides), types)
     check_local_paths(overrides)
     merged = {**LOCAL_DEFAULTS, **overrides}
     build = {key: merged.pop(key) for key in BUILD_OPTIONS}
     total_runs = check_grid(merged, inputs)
+    try:
+        merged = pipeline_arguments(merged, types)
+    except ValueError as error:  # NaN or infinity somewhere
+        raise UserError(str(error)) from None
 
     output_dir = output_dir.resolve()
     log_path = output_dir / "logs" / f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
@@ -171,8 +177,13 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
+    from liger_bench.interrupt import interruptible
+    from liger_bench.tracking import credentials_to_environment, redact_credentials
+    from liger_bench.validation import pin_local_revisions
+
     if not torch.cuda.is_available():
         progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
+    params = pin_local_revisions(params)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Caching reuses the downloads of an earlier run in the same output folder (cache under pipeline_root).
@@ -182,8 +193,11 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
         enable_caching=True,
     )
     pipeline = build_pipeline(ClusterOptions(**build))
-    print(f"running the pipeline locally with {json.dumps(params)}", flush=True)
-    task = pipeline(**params)
+    # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
+    params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
+    print(f"running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
+    with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
+        task = pipeline(**params)
     return Path(task.output.path)
 
 
@@ -218,12 +232,11 @@ def _failure(error: Exception, progress) -> str:
 
 def compile_pipeline(output: Path, options: dict) -> Path:
     """Write the pipeline package (YAML) for a cluster."""
-    from kfp import compiler
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(ClusterOptions(**options)), str(output))
-    return output
+    from liger_bench.package import compile_package
+
+    return compile_package(build_pipeline(ClusterOptions(**options)), output)
 
 
 def registry_warning() -> str:
@@ -240,8 +253,24 @@ def registry_warning() -> str:
 
 
 def compile_options(args: argparse.Namespace) -> dict:
-    """The ``compile`` options as ClusterOptions fields."""
-    return {name: getattr(args, name) for name in COMPILE_OPTIONS}
+    """The ``compile`` options given, as ClusterOptions fields; the others keep ClusterOptions' defaults."""
+    given = {name: getattr(args, name) for name in COMPILE_OPTIONS}
+    given["cache_training"] = given["cache_training"] or None
+    return {name: value for name, value in given.items() if value is not None}
+
+
+class ClusterDefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each compile option's default from ClusterOptions, where it is declared.
+
+    The pipeline module (and kfp) is imported only when this help is printed, so other help stays instant.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        from liger_bench.pipelines.liger_benchmark import ClusterOptions
+
+        default = getattr(ClusterOptions(), action.dest, None) if action.dest in COMPILE_OPTIONS else action.default
+        shown = default not in (None, argparse.SUPPRESS) and action.dest != "help"
+        return f"{action.help} (default: {default!s})" if shown else str(action.help)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -273,15 +302,16 @@ def make_parser() -> argparse.ArgumentParser:
         help="compile the pipeline package for a Kubeflow cluster",
         description=f"Write the pipeline package. Its images come from ${REGISTRY_ENV} (set it to the registry "
         "that images/build.py pushed to).",
-        formatter_class=defaults_shown,
+        formatter_class=ClusterDefaultsHelp,
     )
     compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
-    compile_cmd.add_argument("--max-concurrency", type=int, default=4, help="training runs at a time (GPUs)")
+    # Options left out take ClusterOptions' defaults (declared there only; the help shows them).
+    compile_cmd.add_argument("--max-concurrency", type=int, help="training runs at a time (GPUs)")
     compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
-    compile_cmd.add_argument("--hf-cache-pvc", default="", help="PVC mounted as HF_HOME in download tasks")
-    compile_cmd.add_argument("--train-timeout-s", type=int, default=4 * 3600, help="timeout of each training pod")
-    compile_cmd.add_argument("--train-cpu-limit", default="16", help="CPU limit of each training pod")
-    compile_cmd.add_argument("--train-memory-limit", default="128Gi", help="memory limit of each training pod")
+    compile_cmd.add_argument("--hf-cache-pvc", help="PVC mounted as HF_HOME in download tasks")
+    compile_cmd.add_argument("--train-timeout-s", type=int, help="seconds before a training run is stopped as hung")
+    compile_cmd.add_argument("--train-cpu-limit", help="CPU limit of each training pod")
+    compile_cmd.add_argument("--train-memory-limit", help="memory limit of each training pod")
 
     upload_cmd = sub.add_parser(
         "upload", help="compile and upload the pipeline (or a new version of it)", formatter_class=defaults_shown
@@ -311,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             run_local(args.output_dir, parse_params(getattr(args, "param", []), _parameter_types(pipeline_inputs())))
         elif args.command == "compile":
             started = time.monotonic()
-            path = compile_pipeline(args.output, compile_options(args))
+            try:
+                path = compile_pipeline(args.output, compile_options(args))
+            except ValueError as error:  # an option out of range
+                raise UserError(str(error)) from None
             print(f"wrote {path} in {time.monotonic() - started:.1f} s")
             _warn(registry_warning())
         else:

@@ -8,11 +8,28 @@ over as floats.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 LIGER_KERNELS = ("rope", "rms_norm", "swiglu", "fused_linear_cross_entropy", "cross_entropy")
 EXPERIMENT_AXES = ("use_liger", "per_device_train_batch_size", "max_seq_length")
+# What transformers, torch and numpy accept for the numeric settings, checked before any GPU:
+# (lowest, highest, the accepted values in words). NaN and infinities are never accepted.
+NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
+    "repeat": (0, math.inf, "integers >= 0"),
+    "per_device_train_batch_size": (1, math.inf, "integers >= 1"),
+    "max_seq_length": (1, math.inf, "integers >= 1"),
+    "max_steps": (1, math.inf, "integers >= 1"),
+    "learning_rate": (0.0, math.inf, "finite numbers >= 0"),
+    "weight_decay": (0.0, math.inf, "finite numbers >= 0"),
+    # The Trainer reads warmup_steps >= 1 as a count of steps: a ratio of 1 or more would silently be one.
+    "warmup_ratio": (0.0, math.nextafter(1.0, 0.0), "a fraction of max_steps in [0, 1)"),
+    "gradient_accumulation_steps": (1, math.inf, "integers >= 1"),
+    "seed": (0, 2**32 - 1, "integers in [0, 2**32 - 1] (numpy's seed range)"),
+    "warmup_steps_to_skip": (0, math.inf, "integers >= 0"),
+    "peak_tflops": (0.0, math.inf, "finite numbers >= 0 (0: looked up from the GPU's name)"),
+}
 
 
 @dataclass
@@ -28,6 +45,22 @@ class TrainConfig:
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per step."})
     max_seq_length: int = field(default=512, metadata={"help": "Tokens per sequence after truncation."})
 
+    # Batch shapes.
+    pad_to_multiple_of: int = field(
+        default=16,
+        metadata={
+            "help": "Pad every batch to a multiple of this many tokens, like the reference's collator (1: no "
+            "rounding); fewer distinct shapes mean fewer one-off compile/allocation steps."
+        },
+    )
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack rows into sequences of exactly max_seq_length tokens with trl's pack_dataset "
+            "('wrapped'), so every batch has one shape; off: one row per sequence, padded per batch."
+        },
+    )
+
     # Liger kernels, used when use_liger is true (liger-kernel's defaults for causal LMs).
     liger_rope: bool = field(default=True, metadata={"help": "Liger rotary position embedding."})
     liger_rms_norm: bool = field(default=True, metadata={"help": "Liger RMSNorm."})
@@ -40,7 +73,7 @@ class TrainConfig:
     )
 
     # Training arguments of the reference experiment.
-    max_steps: int = field(default=20, metadata={"help": "Optimizer steps per run."})
+    max_steps: int = field(default=100, metadata={"help": "Optimizer steps per run."})
     learning_rate: float = field(default=6e-6, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
@@ -69,8 +102,14 @@ class TrainConfig:
             raise ValueError(
                 "liger_cross_entropy and liger_fused_linear_cross_entropy are exclusive: enable one of them"
             )
+        if self.pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be >= 1 (1: no rounding), got {self.pad_to_multiple_of!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        for name, (low, high, accepted) in NUMBER_RANGES.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{name}: {value!r} is out of range; accepted: {accepted}")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from liger_bench.localfiles import check_revision, text_file_problem
 
 ALPACA_COLUMNS = ("instruction", "input", "output", "text")
 RESPONSE_MARKER = "### Response:\n"
@@ -19,6 +22,8 @@ _PREAMBLE_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
 )
 LOCAL_DATA_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+NETWORK_BACKOFF_S = 20
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -84,12 +89,47 @@ def hub_errors(kind: str, name: str, revision: str, error: type[ValueError]) -> 
         ) from err
 
 
-def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, str]:
+def from_hub(
+    call: Callable[[], T], kind: str, name: str, revision: str, error: type[ValueError], network_retries: int
+) -> T:
+    """``call()`` under ``hub_errors``, retried ``network_retries`` times when the network failed.
+
+    Only a connection error, a timeout, HTTP 429 or a 5xx is retried (20 s, then doubling); "not
+    found", "gated" or a bad revision fail at once: the pipeline's download tasks have no retries of
+    their own, because kfp would retry those too.
+    """
+    attempt = 0
+    while True:
+        try:
+            with hub_errors(kind, name, revision, error):
+                return call()
+        except error as err:
+            if attempt == network_retries or not is_transient(err.__cause__):
+                raise
+            delay = NETWORK_BACKOFF_S * 2**attempt
+            attempt += 1
+            print(f"[liger-bench] {err}; retrying in {delay} s ({attempt} of {network_retries})", flush=True)
+            time.sleep(delay)
+
+
+def is_transient(err: BaseException | None) -> bool:
+    """True for a network failure worth retrying: no connection, a timeout, HTTP 429 or 5xx."""
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        status = err.response.status_code if err.response is not None else 0
+        return status == 429 or status >= 500
+    return isinstance(err, (HTTPError, ConnectionError, TimeoutError))
+
+
+def load_raw(name: str, split: str = "train", revision: str = "", network_retries: int = 0) -> tuple[Any, str]:
     """Load a split from a hub id or a local file/folder; return ``(dataset, resolved_revision)``.
 
     Hub ids go through ``datasets.load_dataset`` (``HF_TOKEN`` from the environment when set);
-    the resolved commit comes from the hub's metadata. Local folders saved with ``save_to_disk``
-    are read with ``load_from_disk``; other local folders and files go through ``load_dataset``.
+    the resolved commit comes from the hub's metadata, and network errors are retried
+    ``network_retries`` times. Local folders saved with ``save_to_disk`` are read with
+    ``load_from_disk``; other local folders and files go through ``load_dataset``. A local path's
+    revision is its content hash (``localfiles.content_revision``); a ``revision`` given for it must match.
     """
     import datasets
 
@@ -97,36 +137,73 @@ def load_raw(name: str, split: str = "train", revision: str = "") -> tuple[Any, 
         path = Path(name).expanduser()
         if not path.exists():
             raise DatasetError(f"dataset_name: local path {str(path)!r} does not exist")
+        try:
+            resolved = check_revision(path, revision, "dataset_revision")
+        except ValueError as err:
+            raise DatasetError(str(err)) from err
         if (path / "dataset_info.json").exists() or (path / "state.json").exists():
-            if not any(path.rglob("*.arrow")):
-                # datasets saves an empty dataset as zero shards, then fails to load it with an IndexError.
-                raise DatasetError(f"dataset_name: {str(path)!r} holds no rows; need at least one row")
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict) and split not in loaded:
-                raise DatasetError(f"dataset_split: {split!r} is not in {str(path)!r}; accepted: {list(loaded)}")
-            data = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        elif path.is_file():
-            builder = LOCAL_DATA_SUFFIXES.get(path.suffix)
-            if builder is None:
-                raise DatasetError(
-                    f"dataset_name: {str(path)!r} has suffix {path.suffix!r}; accepted: {sorted(LOCAL_DATA_SUFFIXES)}"
-                )
-            data = _load_local(path, split, builder, data_files=str(path))
-        else:
-            data = _load_local(path, split, str(path))
-        return data, "local"
+            return _load_saved(path, split), resolved
+        if path.is_file() and path.suffix not in LOCAL_DATA_SUFFIXES:
+            raise DatasetError(
+                f"dataset_name: {str(path)!r} has suffix {path.suffix!r}; accepted: {sorted(LOCAL_DATA_SUFFIXES)}"
+            )
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in LOCAL_DATA_SUFFIXES)
+        if not files:
+            raise DatasetError(
+                f"dataset_name: the folder {str(path)!r} holds no data file; accepted: {sorted(LOCAL_DATA_SUFFIXES)} "
+                "files or a folder saved with datasets' save_to_disk"
+            )
+        for file in files:
+            problem = text_file_problem(file) if file.suffix != ".parquet" else ""
+            if problem:
+                raise DatasetError(f"dataset_name: {str(file)!r}: {problem}")
+        if path.is_file():
+            return _load_local(path, split, LOCAL_DATA_SUFFIXES[path.suffix], data_files=str(path)), resolved
+        return _load_local(path, split, str(path)), resolved
 
     from huggingface_hub import HfApi
 
     token = os.environ.get("HF_TOKEN") or None
-    with hub_errors("dataset", name, revision, DatasetError):
+
+    def load() -> tuple[Any, str]:
         info = HfApi(token=token).dataset_info(name, revision=revision or None)
-        data = datasets.load_dataset(name, split=split, revision=info.sha, token=token)
-    return data, info.sha
+        return datasets.load_dataset(name, split=split, revision=info.sha, token=token), info.sha
+
+    return from_hub(load, "dataset", name, revision, DatasetError, network_retries)
+
+
+def _load_saved(path: Path, split: str) -> Any:
+    """A dataset saved with ``save_to_disk``: a DatasetDict's ``split``, or a single dataset of that split."""
+    import datasets
+
+    if not any(path.rglob("*.arrow")):
+        # datasets saves an empty dataset as zero shards, then fails to load it with an IndexError.
+        raise DatasetError(f"dataset_name: {str(path)!r} holds no rows; need at least one row")
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as err:  # noqa: BLE001 - any unreadable saved dataset is the user's file, named here
+        problem = _first_line(err)
+        raise DatasetError(f"dataset_name: {str(path)!r} cannot be read as a saved dataset: {problem}") from err
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DatasetError(f"dataset_split: {split!r} is not in {str(path)!r}; accepted: {list(loaded)}")
+        return loaded[split]
+    # A single saved dataset knows its split when it was cut from one; otherwise only the default fits.
+    own_split = str(loaded.split) if loaded.split is not None else "train"
+    if split != own_split:
+        raise DatasetError(
+            f"dataset_split: {split!r} does not fit {str(path)!r}, a single saved dataset of split {own_split!r} "
+            f"(no other split); accepted: {own_split!r}, or save a DatasetDict with the splits"
+        )
+    return loaded
+
+
+def _first_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def _load_local(path: Path, split: str, *args: Any, **kwargs: Any) -> Any:
-    """``datasets.load_dataset(*args)`` for the local ``path``, its errors for a missing or empty split made clear."""
+    """``datasets.load_dataset(*args)`` for the local ``path``; its errors name ``path``, the user's own."""
     import datasets
 
     empty = DatasetError(f"dataset_split: {split!r} of {str(path)!r} has no rows; need at least one row")
@@ -139,7 +216,9 @@ def _load_local(path: Path, split: str, *args: Any, **kwargs: Any) -> Any:
             raise DatasetError(f"dataset_split: {split!r} does not exist; {err}") from err
         if "corresponds to no data" in str(err):
             raise empty from err
-        raise
+        raise DatasetError(f"dataset_name: {str(path)!r} cannot be read: {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 - a parse error of the user's file, named with the user's path
+        raise DatasetError(f"dataset_name: {str(path)!r} cannot be read: {_first_line(err)}") from err
 
 
 def to_prompt_completion(data: Any) -> tuple[Any, str]:
@@ -235,9 +314,11 @@ def load_prepared(directory: str | os.PathLike) -> Any:
     return datasets.load_from_disk(str(directory))
 
 
-def prepare_dataset(name: str, split: str, revision: str, destination: str | os.PathLike) -> dict[str, Any]:
+def prepare_dataset(
+    name: str, split: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
+) -> dict[str, Any]:
     """download_dataset's work: load, normalise, save; return the artifact metadata."""
-    raw, resolved = load_raw(name, split, revision)
+    raw, resolved = load_raw(name, split, revision, network_retries)
     prepared, fmt = to_prompt_completion(raw)
     save_prepared(prepared, destination)
     return {

@@ -9,6 +9,7 @@ trains; the dataset follows the alpaca columns and prompt template.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -83,14 +84,38 @@ def _sentence(rng: random.Random, min_words: int, max_words: int) -> str:
     return " ".join(words[:target]).rstrip(".") + "."
 
 
-def make_alpaca_rows(n_rows: int, seed: int, min_output_words: int = 8, max_output_words: int = 60) -> list[dict]:
-    """Rows with alpaca's columns; ``text`` follows the alpaca template exactly."""
+# Output lengths of the "alpaca" profile: log-normal words with this median and log-sd, a long
+# right tail like alpaca's answers (most a few sentences, a few pages long). An assumption shaped
+# after the dataset, not a fit to it.
+ALPACA_MEDIAN_OUTPUT_WORDS = 40
+ALPACA_OUTPUT_WORDS_LOG_SD = 0.9
+LENGTH_PROFILES = ("uniform", "alpaca")
+
+
+def _output(rng: random.Random, profile: str, min_words: int, max_words: int) -> str:
+    if profile == "uniform":
+        return _sentence(rng, min_words, max_words)
+    words = round(rng.lognormvariate(math.log(ALPACA_MEDIAN_OUTPUT_WORDS), ALPACA_OUTPUT_WORDS_LOG_SD))
+    words = min(max(words, min_words), max_words)
+    return _sentence(rng, words, words)
+
+
+def make_alpaca_rows(
+    n_rows: int, seed: int, min_output_words: int = 8, max_output_words: int = 60, lengths: str = "uniform"
+) -> list[dict]:
+    """Rows with alpaca's columns; ``text`` follows the alpaca template exactly.
+
+    ``lengths``: ``"uniform"`` output words between the bounds, or ``"alpaca"``, log-normal with
+    alpaca's long tail, clipped to the bounds.
+    """
+    if lengths not in LENGTH_PROFILES:
+        raise ValueError(f"lengths must be one of {LENGTH_PROFILES}, got {lengths!r}")
     rng = random.Random(seed)
     rows = []
     for _ in range(n_rows):
         instruction = rng.choice(_TASKS)
         context = _sentence(rng, 4, 16) if rng.random() < 0.6 else ""
-        output = _sentence(rng, min_output_words, max_output_words)
+        output = _output(rng, lengths, min_output_words, max_output_words)
         rows.append(
             {
                 "instruction": instruction,
@@ -177,16 +202,18 @@ def ensure_embedded(
     seed: int = 0,
     min_output_words: int = 8,
     max_output_words: int = 60,
+    lengths: str = "uniform",
 ) -> tuple[Path, Path]:
-    """Make (once) and return ``(model_dir, dataset_dir)`` of the embedded default."""
+    """Make (once) and return ``(model_dir, dataset_dir)`` of the embedded default (see ``make_alpaca_rows``)."""
     if preset not in MODEL_PRESETS:
         raise ValueError(f"preset must be one of {sorted(MODEL_PRESETS)}, got {preset!r}")
     root = Path(root or cache_dir())
     tag = f"v{GENERATOR_VERSION}-seed{seed}"
-    dataset_dir = root / f"alpaca-{tag}-rows{n_rows}-words{min_output_words}-{max_output_words}"
+    profile = "" if lengths == "uniform" else f"-{lengths}"
+    dataset_dir = root / f"alpaca-{tag}-rows{n_rows}-words{min_output_words}-{max_output_words}{profile}"
     model_dir = root / f"phi3-{preset}-{tag}"
     if not (dataset_dir / "train.jsonl").exists():
-        write_dataset(dataset_dir, make_alpaca_rows(n_rows, seed, min_output_words, max_output_words))
+        write_dataset(dataset_dir, make_alpaca_rows(n_rows, seed, min_output_words, max_output_words, lengths))
     if not (model_dir / "config.json").exists():
         corpus = [row["text"] for row in make_alpaca_rows(512, seed)]
         tokenizer = train_tokenizer(corpus, vocab_size=min(MODEL_PRESETS[preset].vocab_size, 512))

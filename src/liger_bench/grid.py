@@ -25,7 +25,7 @@ class GridSpec:
     )
     max_seq_length: list = field(default_factory=lambda: [512], metadata={"help": "Sequence-length axis."})
     n_runs: int = field(default=3, metadata={"help": "Repeats of every grid cell."})
-    max_steps: int = field(default=20, metadata={"help": "Optimizer steps per run."})
+    max_steps: int = field(default=100, metadata={"help": "Optimizer steps per run."})
     warmup_steps_to_skip: int = field(default=3, metadata={"help": "Steps excluded from aggregates."})
     base_config: dict = field(
         default_factory=dict, metadata={"help": "Overrides of other TrainConfig fields for every run."}

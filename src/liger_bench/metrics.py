@@ -3,19 +3,30 @@
 Known failure modes of naive throughput callbacks that this module avoids:
 the clock is read only after ``torch.cuda.synchronize()`` at both ends of a step; padding is
 counted separately from real tokens; every warm-up step (``warmup_steps_to_skip``) is excluded from
-every aggregate, not just the first one.
+every aggregate, not just the first one; a step whose padded batch shape is new in the run (a
+*first-shape* step: kernel selection, autotuning and allocator growth for that shape) is excluded
+too and reported on its own; and a run whose measured steps still speed up or slow down is flagged
+``unsteady`` (``steady_state``) instead of being averaged as if it had settled.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
 
 GIB = 2**30
+
+# A run is steady when the shape-normalised step time of the second half of its measured steps is
+# within this fraction of the first half's. Fixed-shape H100 runs vary by 0.2% (CV) step to step.
+STEADY_DRIFT_TOLERANCE = 0.05
+# Fewer measured steps than this cannot show a drift: the verdict is "unknown".
+MIN_STEPS_FOR_STEADY_TEST = 8
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' datasheets. Matched by
 # substring of the CUDA device name, most specific first. Override with TrainConfig.peak_tflops.
@@ -81,10 +92,29 @@ def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
     return {"tokens_padded": padded, "tokens_nonpad": nonpad, "tokens_trained": trained}
 
 
-class StepMetricsCallback(TrainerCallback):
-    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``."""
+def synchronize_cuda() -> None:
+    """Wait for all queued CUDA work; a no-op without a CUDA device."""
+    import torch
 
-    def __init__(self, warmup_steps_to_skip: int, flop_model: FlopModel | None = None, peak_tflops: float = 0.0):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepMetricsCallback(TrainerCallback):
+    """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``.
+
+    ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
+    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see.
+    """
+
+    def __init__(
+        self,
+        warmup_steps_to_skip: int,
+        flop_model: FlopModel | None = None,
+        peak_tflops: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        sync: Callable[[], None] = synchronize_cuda,
+    ):
         self.warmup_steps_to_skip = warmup_steps_to_skip
         self.flop_model = flop_model
         self.peak_tflops = peak_tflops
@@ -93,19 +123,17 @@ class StepMetricsCallback(TrainerCallback):
         self._tokens = {"tokens_padded": 0, "tokens_nonpad": 0, "tokens_trained": 0}
         self._totals = dict(self._tokens)
         self._start = 0.0
-
-    @staticmethod
-    def _sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        self._shapes: list[str] = []
+        self._seen_shapes: set[str] = set()
+        self._clock = clock
+        self._sync = sync
 
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
         tokens = count_tokens(inputs)
         for key, value in tokens.items():
             self._tokens[key] += value
+        self._shapes.append("x".join(str(n) for n in inputs["input_ids"].shape))
         if self.flop_model:
             # The collator pads to the longest row of the batch, not to max_seq_length.
             self._flops += self.flop_model.per_token(inputs["input_ids"].shape[1]) * tokens["tokens_padded"]
@@ -119,20 +147,26 @@ class StepMetricsCallback(TrainerCallback):
             torch.cuda.reset_peak_memory_stats()
         self._tokens = dict.fromkeys(self._tokens, 0)
         self._flops = 0.0
-        self._start = time.perf_counter()
+        self._shapes = []
+        self._start = self._clock()
 
     def on_step_end(self, args, state, control, **kwargs):
         """Synchronise, stop the clock and record the step."""
         import torch
 
         self._sync()
-        elapsed = time.perf_counter() - self._start
+        elapsed = self._clock() - self._start
         step = state.global_step
+        # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape.
+        shape = "+".join(self._shapes)
         record: dict[str, Any] = {
             "step": step,
             "warmup": step <= self.warmup_steps_to_skip,
+            "shape": shape,
+            "first_shape": shape not in self._seen_shapes,
             "step_time_s": elapsed,
         }
+        self._seen_shapes.add(shape)
         for key, value in self._tokens.items():
             self._totals[key] += value
             record[key] = value
@@ -165,23 +199,115 @@ def _stat(values: list[float], fn) -> float | None:
     return fn(values) if values else None
 
 
-def aggregate(steps: list[dict[str, Any]], warmup_steps_to_skip: int) -> dict[str, Any]:
-    """Aggregates over the measured steps only (step number > ``warmup_steps_to_skip``)."""
-    measured = [s for s in steps if s["step"] > warmup_steps_to_skip]
+def is_measured(step: dict[str, Any]) -> bool:
+    """A step that counts in the aggregates: past warm-up, and of a shape seen earlier in the run."""
+    return not step["warmup"] and not step.get("first_shape", False)
+
+
+def _shape_normalised_times(steps: list[dict[str, Any]]) -> list[float]:
+    """Each step's time over the median time of the steps of its shape; shape-independent.
+
+    Falls back to time per padded token when too few shapes repeat (every step a different shape).
+    """
+    by_shape: dict[str, list[float]] = defaultdict(list)
+    for s in steps:
+        by_shape[s.get("shape", "")].append(s["step_time_s"])
+    medians = {shape: statistics.median(times) for shape, times in by_shape.items() if len(times) > 1}
+    repeated = [s["step_time_s"] / medians[s.get("shape", "")] for s in steps if s.get("shape", "") in medians]
+    if len(repeated) >= MIN_STEPS_FOR_STEADY_TEST:
+        return repeated
+    return [s["step_time_s"] / s["tokens_padded"] for s in steps if s.get("tokens_padded")]
+
+
+def _drift(steps: list[dict[str, Any]]) -> float | None:
+    values = _shape_normalised_times(steps)
+    if len(values) < MIN_STEPS_FOR_STEADY_TEST:
+        return None
+    half = len(values) // 2
+    early, late = statistics.median(values[:half]), statistics.median(values[-half:])
+    return late / early - 1.0 if early > 0 else None
+
+
+def steady_state(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether a run's measured steps ran at a stable rate, and if not, how long it would take.
+
+    The drift is the relative change of the median shape-normalised step time from the first to
+    the second half of the measured steps (negative: the run was still speeding up). A run is
+    ``steady`` when ``|drift| <= STEADY_DRIFT_TOLERANCE``, ``unsteady`` otherwise, ``unknown`` with
+    fewer than ``MIN_STEPS_FOR_STEADY_TEST`` measured steps. For an unsteady run, ``settle_step``
+    is the first step from which the rest of the window is steady, and ``steps_needed`` the
+    ``max_steps`` that would measure as many steps after it (both None when the run never settled:
+    it needs more than twice its steps).
+    """
+    drift = _drift(measured)
+    out: dict[str, Any] = {"steady_state": "unknown", "drift": drift, "settle_step": None, "steps_needed": None}
+    if drift is None:
+        return out
+    if abs(drift) <= STEADY_DRIFT_TOLERANCE:
+        out["steady_state"] = "steady"
+        return out
+    out["steady_state"] = "unsteady"
+    for start in range(1, len(measured) - 2 * MIN_STEPS_FOR_STEADY_TEST + 1):
+        rest = _drift(measured[start:])
+        if rest is not None and abs(rest) <= STEADY_DRIFT_TOLERANCE:
+            out["settle_step"] = measured[start]["step"]
+            out["steps_needed"] = measured[start]["step"] - 1 + len(measured)
+            break
+    return out
+
+
+def first_shape_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-off cost of new shapes after warm-up: how many steps, their time, and the excess.
+
+    The excess of a first-shape step is its time minus the median measured time of its shape (or,
+    for a shape that never repeated, the median measured time per padded token times its tokens).
+    """
+    after_warmup = [s for s in steps if not s["warmup"]]
+    first = [s for s in after_warmup if s.get("first_shape")]
+    measured = [s for s in after_warmup if not s.get("first_shape")]
+    by_shape: dict[str, list[float]] = defaultdict(list)
+    for s in measured:
+        by_shape[s.get("shape", "")].append(s["step_time_s"])
+    per_token = _stat(
+        [s["step_time_s"] / s["tokens_padded"] for s in measured if s["tokens_padded"]], statistics.median
+    )
+    excess = 0.0
+    for s in first:
+        if s.get("shape") in by_shape:
+            excess += s["step_time_s"] - statistics.median(by_shape[s["shape"]])
+        elif per_token is not None:
+            excess += s["step_time_s"] - per_token * s["tokens_padded"]
+    return {
+        "n_shapes": len({s.get("shape", "") for s in steps}),
+        "n_first_shape_steps": len(first),
+        "first_shape_time_s": sum(s["step_time_s"] for s in first),
+        "first_shape_excess_s": excess if first and (measured or per_token is not None) else None,
+        "warmup_time_s": sum(s["step_time_s"] for s in steps if s["warmup"]),
+    }
+
+
+def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregates over the measured steps (see ``is_measured``), the steady-state verdict and first-shape cost."""
+    measured = [s for s in steps if is_measured(s)]
     times = [s["step_time_s"] for s in measured]
     out: dict[str, Any] = {"n_steps": len(steps), "n_measured_steps": len(measured)}
+    total_time = sum(times)
     for kind in ("nonpad", "padded", "trained"):
-        rates = [s[f"tokens_per_s_{kind}"] for s in measured]
-        out[f"median_tokens_per_s_{kind}"] = _stat(rates, statistics.median)
-        out[f"mean_tokens_per_s_{kind}"] = _stat(rates, statistics.fmean)
+        # Tokens over time of all measured steps: with batches of varying length this is the rate
+        # the workload runs at; a median of per-step rates would be the rate of one typical shape.
+        tokens = sum(s[f"tokens_{kind}"] for s in measured)
+        out[f"tokens_per_s_{kind}"] = tokens / total_time if total_time > 0 else None
     out["median_step_time_s"] = _stat(times, statistics.median)
     out["mean_step_time_s"] = _stat(times, statistics.fmean)
     out["step_time_cv"] = statistics.pstdev(times) / statistics.fmean(times) if len(times) > 1 else None
     for key in ("peak_mem_allocated_gb", "peak_mem_reserved_gb"):
-        values = [s[key] for s in measured if s.get(key) is not None]
+        # Peak memory counts every step after warm-up: a first-shape step's memory is a real need.
+        values = [s[key] for s in steps if not s["warmup"] and s.get(key) is not None]
         out[key] = max(values) if values else None
     mfus = [s["mfu"] for s in measured if s.get("mfu") is not None]
     out["median_mfu"] = _stat(mfus, statistics.median)
     losses = [s["loss"] for s in steps if s.get("loss") is not None]
     out["final_loss"] = losses[-1] if losses else None
+    out.update(steady_state(measured))
+    out.update(first_shape_cost(steps))
     return out

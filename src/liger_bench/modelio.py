@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liger_bench.data import hub_errors, is_local
+from liger_bench.data import from_hub, is_local
+from liger_bench.localfiles import check_revision
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
@@ -21,45 +23,117 @@ class ModelError(ValueError):
     """The model cannot be used; the message says why and what to do."""
 
 
-def fetch_model(name: str, destination: str | os.PathLike, revision: str = "") -> str:
-    """Copy a local model folder or download a hub snapshot into ``destination``.
+def fetch_model(name: str, destination: str | os.PathLike, revision: str = "", network_retries: int = 0) -> str:
+    """Check a local model folder and copy it, or download a hub snapshot, into ``destination``.
 
-    Returns the resolved revision: the hub commit sha, or ``"local"``. ``HF_TOKEN`` from the
-    environment is used for gated models.
+    Returns the resolved revision: the hub commit sha, or a local folder's content hash (a
+    ``revision`` given for a local folder must match it). ``HF_TOKEN`` from the environment is used
+    for gated models; network errors are retried ``network_retries`` times.
     """
     destination = Path(destination)
     if is_local(name):
         source = Path(name).expanduser()
         if not source.is_dir():
             raise ModelError(f"model_name: local path {str(source)!r} is not a folder")
+        try:
+            resolved = check_revision(source, revision, "model_revision")
+        except ValueError as err:
+            raise ModelError(str(err)) from err
+        check_model_folder(source, f"model_name: the folder {str(source)!r}")
         shutil.copytree(source, destination, dirs_exist_ok=True)
-        resolved = "local"
-    else:
-        from huggingface_hub import HfApi, snapshot_download
+        return resolved
 
-        token = os.environ.get("HF_TOKEN") or None
-        with hub_errors("model", name, revision, ModelError):
-            resolved = HfApi(token=token).model_info(name, revision=revision or None).sha
-            snapshot_download(
-                name,
-                revision=resolved,
-                local_dir=destination,
-                allow_patterns=MODEL_FILE_PATTERNS,
-                token=token,
-            )
-    check_model_folder(destination)
+    from huggingface_hub import HfApi, snapshot_download
+
+    token = os.environ.get("HF_TOKEN") or None
+
+    def download() -> str:
+        sha = HfApi(token=token).model_info(name, revision=revision or None).sha
+        snapshot_download(name, revision=sha, local_dir=destination, allow_patterns=MODEL_FILE_PATTERNS, token=token)
+        return sha
+
+    resolved = from_hub(download, "model", name, revision, ModelError, network_retries)
+    check_model_folder(destination, f"model_name: the hub model {name!r} at {resolved}")
     return resolved
 
 
-def check_model_folder(folder: str | os.PathLike) -> None:
-    """Raise unless ``folder`` holds a config, weights in safetensors and a tokenizer."""
+def check_model_folder(folder: str | os.PathLike, label: str) -> None:
+    """Raise ``ModelError`` unless ``folder`` holds a model transformers can load as a causal LM.
+
+    Checked on the CPU, before any GPU: a config of a model type transformers knows as a causal
+    LM; safetensors weights with intact headers, every shard a sharded index names present; a
+    tokenizer that loads, has a pad or EOS token for padding, and whose token ids fit the model's
+    embedding. ``label`` names the folder in messages as the user knows it.
+    """
     folder = Path(folder)
     if not (folder / "config.json").exists():
-        raise ModelError(f"model folder {str(folder)!r} has no config.json")
-    if not any(folder.glob("*.safetensors")):
-        raise ModelError(f"model folder {str(folder)!r} has no *.safetensors weights")
+        raise ModelError(f"{label} has no config.json")
+    config = _read_config(folder, label)
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelError(f"{label} has no *.safetensors weights")
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        missing = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()) - {w.name for w in weights})
+        if missing:
+            raise ModelError(f"{label}: model.safetensors.index.json names shards that are missing: {missing}")
+    for file in weights:
+        problem = safetensors_problem(file)
+        if problem:
+            raise ModelError(f"{label}: the weights file {file.name!r} is unusable ({problem})")
     if not any((folder / name).exists() for name in TOKENIZER_FILES):
-        raise ModelError(f"model folder {str(folder)!r} has no tokenizer (one of {list(TOKENIZER_FILES)})")
+        raise ModelError(f"{label} has no tokenizer (one of {list(TOKENIZER_FILES)})")
+    _check_tokenizer(folder, label, int(config.get("vocab_size") or 0))
+
+
+def _read_config(folder: Path, label: str) -> dict[str, Any]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{label}: config.json is not valid JSON ({err})") from err
+    model_type = config.get("model_type", "") if isinstance(config, dict) else ""
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise ModelError(
+            f"{label}: config.json has model_type {model_type!r}, which transformers "
+            f"{metadata.version('transformers')} does not know"
+        )
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelError(
+            f"{label}: model_type {model_type!r} has no causal language model in transformers; accepted: one of "
+            f"{sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)}"
+        )
+    return config
+
+
+def safetensors_problem(file: Path) -> str:
+    """Why the safetensors file's header is unreadable or does not cover the file; "" when intact."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError) as err:
+        return f"{type(err).__name__}: {err}"
+    return ""
+
+
+def _check_tokenizer(folder: Path, label: str, vocab_size: int) -> None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:  # noqa: BLE001 - any tokenizer that does not load is refused here, not on a GPU
+        raise ModelError(f"{label}: the tokenizer does not load ({type(err).__name__}: {err})") from err
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+        raise ModelError(f"{label}: the tokenizer has neither a pad nor an EOS token, so batches cannot be padded")
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ModelError(
+            f"{label}: the tokenizer has {len(tokenizer)} tokens but config.json's vocab_size is {vocab_size}: "
+            "token ids past the embedding would fail on the GPU; use the tokenizer made for this model"
+        )
 
 
 def context_length(config: dict[str, Any]) -> int:
@@ -80,7 +154,7 @@ def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def prepare_model(name: str, revision: str, destination: str | os.PathLike) -> dict[str, Any]:
+def prepare_model(name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0) -> dict[str, Any]:
     """download_model's work: fetch and check the model; return the artifact metadata."""
-    resolved = fetch_model(name, destination, revision)
+    resolved = fetch_model(name, destination, revision, network_retries)
     return {"name": name, "revision": resolved, **describe_model(destination)}

@@ -46,7 +46,8 @@ class ProgressLog(io.TextIOBase):
         self.last_error = ""
         self._first_start: float | None = None
         self._pending = ""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (liger_bench.interrupt) may print while this thread is writing.
+        self._lock = threading.RLock()
 
     def writable(self) -> bool:
         """A sink, never a source."""

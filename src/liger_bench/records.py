@@ -1,7 +1,7 @@
 """The records train_model writes and analyze_results reads: one run result, one step history.
 
-Both are JSON files written atomically: a reader never sees a half-written file presented as
-complete, also when the disk fills up mid-write.
+Both are JSON files written atomically (so are the report, summary and table): a reader never sees
+a half-written file presented as complete, also when the disk fills up mid-write.
 """
 
 from __future__ import annotations
@@ -47,17 +47,24 @@ class RunResult:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and an atomic rename.
+    """Write ``payload`` as JSON to ``path`` atomically (see ``write_text_atomic``)."""
+    return write_text_atomic(path, json.dumps(payload, indent=1, allow_nan=True))
 
-    On any error (disk full included) the temporary file is removed and the error propagates, so
-    ``path`` either holds the complete document or does not exist.
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file and an atomic rename.
+
+    On any error (disk full included) the temporary file is removed and the error propagates,
+    naming ``path``, so ``path`` either holds the complete document or its previous content. The
+    file gets the mode ``open()`` gives a new file (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, allow_nan=True)
+        os.fchmod(fd, NEW_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -68,6 +75,15 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_results
+from liger_bench.metrics import STEADY_DRIFT_TOLERANCE
+from liger_bench.records import write_text_atomic
 
 DEFAULT_TITLE = "Liger Kernel fine-tuning benchmark"
 HIGH_CV = 0.10
@@ -74,8 +76,23 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 def _headline_cell(analysis: Analysis) -> pd.Series | None:
-    paired = analysis.gains[analysis.gains["n_pairs"] > 0]
+    """The largest paired batch (then the longest sequence) whose gain was measured at steady state."""
+    gains = analysis.gains
+    paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]
     return paired.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(paired) else None
+
+
+def _unsteady_phrase(analysis: Analysis) -> str:
+    """Which paired cells were left out of the headline for not being steady, and what they need."""
+    gains = analysis.gains
+    unsteady = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] == "unsteady")]
+    if unsteady.empty:
+        return ""
+    cells = analysis.cells[analysis.cells["steady_state"] == "unsteady"]
+    needed = cells["steps_needed"].max()
+    where = ", ".join(_where(analysis, row.batch_size, row.seq_len) for row in unsteady.itertuples())
+    advice = f"about {int(needed)} steps would be needed" if math.isfinite(needed) else "run more steps"
+    return f" Not at steady state, so left out of the headline: {where} ({advice})."
 
 
 def _where(analysis: Analysis, batch: int, seq: int) -> str:
@@ -130,6 +147,8 @@ def make_headline(analysis: Analysis) -> str:
         text += f" at {_where(analysis, cell.batch_size, cell.seq_len)}"
         frontier = _memory_frontier_phrase(analysis)
         text += f"; {frontier}." if frontier else "."
+    elif (analysis.gains["n_pairs"] > 0).any():
+        text = "No Liger/baseline comparison reached a steady state; see the caveats."
     elif variants == {"liger", "vanilla"}:
         liger = runs[runs["variant"] == "liger"]
         baseline = _best_ok(analysis, "vanilla")
@@ -152,6 +171,7 @@ def make_headline(analysis: Analysis) -> str:
             f"{_num(best.tokens_per_s_nonpad, 0)} tokens/s "
             f"at {_where(analysis, best.batch_size, best.seq_len)}."
         )
+    text += _unsteady_phrase(analysis)
     failures = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712 - nullable boolean column
     if len(failures):
         text += (
@@ -211,6 +231,25 @@ def caveats(analysis: Analysis) -> list[str]:
             f"Loss parity failed: {row.liger_run} vs {row.vanilla_run} differ by up to "
             f"{row.max_rel_diff:.1%} "
             f"(step {row.step_of_max}; tolerance {analysis.parity_tolerance:.0%})."
+        )
+    for row in analysis.cells[analysis.cells["steady_state"] == "unsteady"].itertuples():
+        needed = f"about {int(row.steps_needed)}" if math.isfinite(row.steps_needed) else "more than twice as many"
+        notes.append(
+            f"Not steady: {LABELS[row.variant]} at {_where(analysis, row.batch_size, row.seq_len)} still changed "
+            f"speed by {_pct(100 * row.drift, 1)} (shape-normalised step time, second half of the measured steps "
+            f"vs the first); {needed} steps would be needed (raise max_steps and warmup_steps_to_skip)."
+        )
+    first_shape = analysis.cells.dropna(subset=["first_shape_excess_s"])
+    first_shape = first_shape[first_shape["n_first_shape_steps"] > 0]
+    if len(first_shape):
+        per_variant = first_shape.groupby("variant")[["n_first_shape_steps", "first_shape_excess_s"]].mean()
+        parts = [
+            f"{LABELS[variant]} {row.n_first_shape_steps:.0f} steps, {row.first_shape_excess_s:.1f} s extra per run"
+            for variant, row in per_variant.iterrows()
+        ]
+        notes.append(
+            "Steps whose batch shape was new in the run (compilation, autotuning, allocation for that shape) are "
+            f"left out of every aggregate and cost once: {'; '.join(parts)} (mean over cells)."
         )
     noisy = runs[runs["step_time_cv"] > HIGH_CV]
     if len(noisy):
@@ -403,6 +442,7 @@ GAIN_COLUMNS: list[Column] = [
     ("seq_len", "seq len", None),
     ("liger_outcome", "Liger", None),
     ("vanilla_outcome", "baseline", None),
+    ("steady_state", "steady state", None),
     ("n_pairs", "pairs", None),
     ("gain_pct", "tokens/s gain %", _fmt(1)),
     (_ci("gain_ci_low_pct", "gain_ci_high_pct", digits=1), "95% CI %", None),
@@ -425,6 +465,10 @@ CELL_COLUMNS: list[Column] = [
     ("peak_mem_reserved_gb", "peak reserved GiB", _fmt(2)),
     ("mfu", "MFU", _fmt(3)),
     ("step_time_cv_max", "max step CV %", lambda v: _num(100 * v, 1)),
+    ("steady_state", "steady state", None),
+    ("drift", "drift %", lambda v: _num(100 * v, 1)),
+    ("n_first_shape_steps", "first-shape steps", _fmt(0)),
+    ("first_shape_excess_s", "first-shape extra s", _fmt(2)),
 ]
 FRONTIER_COLUMNS: list[Column] = [
     ("variant", "variant", LABELS.get),
@@ -468,6 +512,11 @@ RUN_COLUMNS += [
     ("mfu", "MFU", _fmt(3)),
     ("final_loss", "final loss", _fmt(4)),
     ("n_measured_steps", "measured steps", _fmt(0)),
+    ("steady_state", "steady state", None),
+    ("drift", "drift %", lambda v: _num(100 * v, 1)),
+    ("n_shapes", "batch shapes", _fmt(0)),
+    ("n_first_shape_steps", "first-shape steps", _fmt(0)),
+    ("first_shape_excess_s", "first-shape extra s", _fmt(2)),
 ]
 
 
@@ -599,9 +648,13 @@ def build_report(
         f"<p>{esc(BASELINE_DEFINITION)}</p>",
         f'<h2>Caveats</h2><ul class="caveats">{caveat_html}</ul>',
         "<h2>Liger vs baseline</h2>",
-        "<p>Gain: mean over repeats of the paired ratio of median non-padding tokens/s (Liger run / baseline "
-        "run of the same cell and repeat) with a 95% Student-t interval. Memory: peak reserved and "
-        "allocated CUDA memory over the measured steps.</p>",
+        "<p>Gain: mean over repeats of the paired ratio of non-padding tokens/s (Liger run / baseline "
+        "run of the same cell and repeat, which train on the same batches in the same order) with a 95% "
+        "Student-t interval. A run's tokens/s is its non-padding tokens over the time of its measured steps: "
+        "warm-up steps and steps whose batch shape was new in the run are left out. A cell is steady when "
+        f"every run's shape-normalised step time changed by at most {STEADY_DRIFT_TOLERANCE:.0%} between the "
+        "first and second half of its measured steps. Memory: peak reserved and allocated CUDA memory after "
+        "warm-up.</p>",
         _html_table(analysis.gains, GAIN_COLUMNS, "No grid cell was run."),
         throughput_figure,
         memory_figure,
@@ -614,9 +667,9 @@ def build_report(
         loss_figure,
         steps_figure,
         "<h2>Per-cell results</h2>",
-        "<p>Each run contributes its median over measured steps; a cell shows the mean over its ok "
-        "repeats with a 95% Student-t interval (unavailable with one repeat) and the largest peak "
-        "memory.</p>",
+        "<p>Each run contributes its tokens/s over its measured steps; a cell shows the mean over its ok "
+        "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
+        "the drift of its least steady run and its steps with a new batch shape.</p>",
         _html_table(analysis.cells, CELL_COLUMNS, "No grid cell was run."),
         "<h2>Runs that did not train</h2>",
         _html_table(analysis.problems, PROBLEM_COLUMNS, "Every run trained."),
@@ -662,7 +715,7 @@ def build_report(
 def write_bundle(
     bundle: ReportBundle, html_path: str | Path, markdown_path: str | Path, table_path: str | Path
 ) -> None:
-    """Write the page, the summary and the per-cell table (CSV), creating parent folders.
+    """Write the page, the summary and the per-cell table (CSV) atomically, creating parent folders.
 
     Args:
         bundle: What ``build_report`` returned.
@@ -671,8 +724,6 @@ def write_bundle(
         table_path: Where the per-cell table goes, as CSV.
 
     """
-    for path, text in ((html_path, bundle.html), (markdown_path, bundle.markdown)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-    bundle.table.to_csv(table_path, index=False)
+    table = bundle.table.to_csv(index=False)
+    for path, text in ((html_path, bundle.html), (markdown_path, bundle.markdown), (table_path, table)):
+        write_text_atomic(path, text)

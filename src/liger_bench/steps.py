@@ -22,13 +22,32 @@ def progress(message: str) -> None:
     print(f"[liger-bench] {message}", flush=True)
 
 
-def grid_step(model_info: dict, axes: dict) -> list[dict]:
-    """Validate and expand the grid, also against the model (Liger support, context length)."""
+def grid_step(
+    model_info: dict, dataset_info: dict, axes: dict, model_dir: str, dataset_dir: str, min_success_ratio: float
+) -> list[dict]:
+    """Validate and expand the grid, also against the model and the dataset; the cheap checks first."""
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.liger import supported_model_types
+    from liger_bench.training import load_training_rows
+    from liger_bench.validation import (
+        check_against_data,
+        check_distinct_sequence_lengths,
+        check_gradient_checkpointing,
+        check_min_success_ratio,
+        check_training_arguments,
+    )
 
+    check_min_success_ratio(min_success_ratio)
     grid = expand_grid(GridSpec(**axes))
     check_against_model(grid, model_info, supported_model_types())
+    check_against_data(grid, dataset_info)
+    check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
+    check_gradient_checkpointing(grid, model_info)
+    seq_lengths = sorted({item["max_seq_length"] for item in grid})
+    if len(seq_lengths) > 1:
+        _, tokenized = load_training_rows(model_dir, dataset_dir, seq_lengths[-1])
+        longest = max(len(row["input_ids"]) for row in tokenized.rows)
+        check_distinct_sequence_lengths(seq_lengths, longest, dataset_info.get("name", ""))
     progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
     return grid
 
@@ -75,13 +94,13 @@ def train_step(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     mlflow_parent_run_id: str,
+    train_timeout_s: float,
 ) -> RunResult:
-    """Train one grid point, write its history and result, mirror them to MLflow."""
-    from liger_bench.training import run_training
+    """Train one grid point in a supervised child process, write its history and result, mirror them to MLflow."""
+    from liger_bench.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
-    progress(f"{train_config.run_key}: training")
-    result, steps = run_training(train_config, model_dir, dataset_dir)
+    result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
     result.model = model_info
     result.dataset = dataset_info
     # The history is the source of truth that MLflow mirrors; the result, written last, records
@@ -94,7 +113,7 @@ def train_step(
         "parent_run_id": mlflow_parent_run_id,
     }
     write_json_atomic(result_path, result.to_dict())
-    rate = result.metrics.get("median_tokens_per_s_nonpad")
+    rate = result.metrics.get("tokens_per_s_nonpad")
     progress(f"{result.run_key}: {result.status}" + (f", {rate:,.0f} tokens/s" if rate else f" ({result.reason})"))
     return result
 
@@ -110,7 +129,10 @@ def analyze_step(
     mlflow_tracking_uri: str,
     mlflow_parent_run_id: str,
 ) -> str:
-    """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio."""
+    """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio.
+
+    The MLflow parent run ends FINISHED, or FAILED when the success ratio fails the pipeline.
+    """
     from liger_bench.analysis import check_success_ratio
     from liger_bench.report import build_report, write_bundle
 
@@ -120,11 +142,18 @@ def analyze_step(
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)
+    try:
+        check_success_ratio(results, min_success_ratio)
+        failure = None
+    except ValueError as err:
+        failure = err
     with tempfile.TemporaryDirectory() as tmp:
         # KFP's artifact files have no extension; MLflow's UI renders files by their names.
         named = {"report.html": html_path, "summary.md": markdown_path, "analysis.csv": table_path}
-        copies = [shutil.copyfile(path, Path(tmp) / name) for name, path in named.items()]
-        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, [str(c) for c in copies])
+        copies = [str(shutil.copyfile(path, Path(tmp) / name)) for name, path in named.items()]
+        status = "FAILED" if failure else "FINISHED"
+        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, copies, status)
     progress(f"report written: {bundle.headline}")
-    check_success_ratio(results, min_success_ratio)
+    if failure:
+        raise failure
     return bundle.headline

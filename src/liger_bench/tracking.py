@@ -20,15 +20,17 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from liger_bench.records import STATUSES
 
 logger = logging.getLogger(__name__)
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 
 STEP_METRICS = (
     "step_time_s",
@@ -177,14 +179,17 @@ def log_child_run(
     return _guarded(uri, f"child run {result['run_key']!r}", body)
 
 
-def log_analysis(uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str]) -> dict:
-    """Log the analysis's summary metrics and files to the parent run, then end it FINISHED.
+def log_analysis(
+    uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str], status: str = "FINISHED"
+) -> dict:
+    """Log the analysis's summary metrics and files to the parent run, then end it with ``status``.
 
     Args:
         uri: Tracking URI; empty turns tracking off.
         parent_run_id: Id of the parent run; "" (never created) logs nothing.
         metrics: Summary metrics; non-finite values are skipped.
         artifact_paths: Files (report HTML, tables) logged at the root of the run's artifacts.
+        status: ``FINISHED``, or ``FAILED`` when the pipeline fails after the analysis.
 
     Returns:
         The status dict; ``run_id`` is the parent's id.
@@ -205,10 +210,35 @@ def log_analysis(uri: str, parent_run_id: str, metrics: dict[str, float], artifa
         _log_batches(client, parent_run_id, metrics=batch)
         for path in artifact_paths:
             client.log_artifact(parent_run_id, path)
-        client.set_terminated(parent_run_id, "FINISHED")
+        client.set_terminated(parent_run_id, status)
         return parent_run_id
 
     return _guarded(uri, "analysis", body)
+
+
+def end_parent_run(uri: str, parent_run_id: str, status: str) -> dict[str, Any]:
+    """End the parent run with ``status`` (``KILLED``, ``FAILED``) unless it has ended already.
+
+    For a pipeline that stops before its analysis, which would otherwise leave the run RUNNING.
+
+    Args:
+        uri: Tracking URI; empty turns tracking off.
+        parent_run_id: Id of the parent run; "" (never created) does nothing.
+        status: The MLflow run status to end it with.
+
+    Returns:
+        The status dict; ``run_id`` is the parent's id.
+
+    """
+    if not parent_run_id:
+        return _status(tracking_enabled(uri), False, "there is no parent run", "")
+
+    def body(client) -> str:
+        if client.get_run(parent_run_id).info.status == "RUNNING":
+            client.set_terminated(parent_run_id, status)
+        return parent_run_id
+
+    return _guarded(uri, f"end of parent run ({status})", body)
 
 
 def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
@@ -225,13 +255,14 @@ def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
 
     try:
         with _bounded_http():
-            run_id = body(_BoundedClient(MlflowClient(tracking_uri=uri), deadline))
+            client = MlflowClient(tracking_uri=credentials_to_environment(uri))
+            run_id = body(_BoundedClient(client, deadline))
     except (MlflowException, requests.RequestException, OSError, _OutOfTime) as error:
         reason = f"{type(error).__name__}: {str(error)[:500]}"
         if "Invalid Host header" in str(error):
             reason += " (add this host to the server's --allowed-hosts)"
         return _unavailable(uri, what, reason)
-    return _status(True, True, f"{what} logged to {_redact_uri(uri)}", run_id)
+    return _status(True, True, f"{what} logged to {redact_credentials(uri)}", run_id)
 
 
 class _BoundedClient:
@@ -344,11 +375,24 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _redact_uri(uri: str) -> str:
+def redact_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it (``http://user:pass@host``) replaced by ``***``."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def credentials_to_environment(uri: str) -> str:
+    """Move the user and password of ``uri`` to the variables MLflow reads and return ``uri`` without them.
+
+    MLflow prints its tracking URI ("View run … at: …") and kfp's executor logs every task input;
+    credentials only in the environment are never printed, and ``_scrub`` redacts them wherever they
+    would be logged. Variables already set win over the URI's credentials.
+    """
     parts = urlsplit(uri)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
-    return urlunsplit(parts)
+    if not (parts.username or parts.password):
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username or ""))
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _status(enabled: bool, available: bool, message: str, run_id: str) -> dict[str, Any]:
@@ -357,7 +401,7 @@ def _status(enabled: bool, available: bool, message: str, run_id: str) -> dict[s
 
 def _unavailable(uri: str, what: str, reason: str) -> dict[str, Any]:
     # Error texts may quote the URI, credentials included.
-    reason = _scrub(reason.replace(uri, _redact_uri(uri)))
-    message = f"MLflow at {_redact_uri(uri)}: {what} not logged, continuing without tracking: {reason}"
+    reason = _scrub(redact_credentials(reason))
+    message = f"MLflow at {redact_credentials(uri)}: {what} not logged, continuing without tracking: {reason}"
     logger.warning(message)
     return _status(True, False, message, "")

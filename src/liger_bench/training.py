@@ -9,9 +9,11 @@ transformers. The only difference between variants is ``apply_liger``.
 from __future__ import annotations
 
 import gc
+import json
 import tempfile
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from liger_bench.config import TrainConfig
@@ -22,6 +24,9 @@ NO_CUDA_REASON = (
     "Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped "
     "rather than silently trained without Liger"
 )
+
+
+HOST_ALLOCATOR_OOM = "DefaultCPUAllocator: can't allocate memory"
 
 
 def _use_bf16(config: TrainConfig) -> bool:
@@ -35,7 +40,8 @@ def _use_bf16(config: TrainConfig) -> bool:
     return supported
 
 
-def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+def training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
+    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU."""
     import torch
     from transformers import TrainingArguments
 
@@ -58,6 +64,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool):
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_drop_last=True,  # a last partial batch would be measured as a step of the full batch size
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
@@ -87,16 +94,38 @@ def train_measured(
             step_metrics.record_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
+    collator = DataCollatorForLanguageModeling(
+        pad_token_id=pad_token_id,
+        pad_to_multiple_of=config.pad_to_multiple_of if config.pad_to_multiple_of > 1 else None,
+    )
     with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
         trainer = MeasuredTrainer(
             model=model,
-            args=_training_arguments(config, output_dir, bf16),
+            args=training_arguments(config, output_dir, bf16),
             train_dataset=rows,
-            data_collator=DataCollatorForLanguageModeling(pad_token_id=pad_token_id),
+            data_collator=collator,
             callbacks=[step_metrics, *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
         trainer.train()
+
+
+def pack(rows: list[dict], max_seq_length: int) -> list[dict]:
+    """Rows packed by trl's ``pack_dataset`` ('wrapped') into sequences of exactly ``max_seq_length``.
+
+    Consecutive rows are concatenated and cut at ``max_seq_length`` (labels travel with their
+    tokens, so prompts stay untrained); the short remainder is dropped, so every batch has one
+    shape. Rows of one sequence attend to each other, as in trl's wrapped packing.
+    """
+    from datasets import Dataset
+    from trl.data_utils import pack_dataset
+
+    packed = pack_dataset(Dataset.from_list(rows), max_seq_length, strategy="wrapped")
+    full = [row for row in packed.to_list() if len(row["input_ids"]) == max_seq_length]
+    if not full:
+        total = sum(len(row["input_ids"]) for row in rows)
+        raise ValueError(f"packing: the dataset's {total} tokens fill no sequence of max_seq_length={max_seq_length}")
+    return [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in full]
 
 
 def load_model(model_dir: str, bf16: bool):
@@ -106,6 +135,24 @@ def load_model(model_dir: str, bf16: bool):
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+
+
+def apply_variant(model, config: TrainConfig) -> dict[str, int]:
+    """Make ``model`` the run's variant; return the Liger kernels patched (``{}`` for the baseline).
+
+    Liger runs are patched with ``config``'s per-kernel flags; a baseline model is checked to carry
+    no Liger patch.
+    """
+    from liger_bench.liger import apply_liger, patched_kernels
+
+    if config.use_liger:
+        return apply_liger(model, config.liger_flags())
+    if any(patched_kernels(model).values()):
+        # liger-kernel also patches module-level classes; a baseline must never inherit them.
+        raise RuntimeError(
+            f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
+        )
+    return {}
 
 
 def n_params_non_embedding(model) -> int:
@@ -145,27 +192,31 @@ def _train(
     import torch
     from transformers import set_seed
 
-    from liger_bench.liger import apply_liger, patched_kernels
+    from liger_bench.data import DatasetError
     from liger_bench.metrics import FlopModel, peak_tflops_for
     from liger_bench.modelio import context_length
+    from liger_bench.validation import rows_problem
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
     set_seed(config.seed)
     tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, config.max_seq_length)
     result.data = tokenized.summary()
+    rows = pack(tokenized.rows, config.max_seq_length) if config.packing else tokenized.rows
+    result.data["n_training_sequences"] = len(rows)
+    # prepare_grid checked the dataset's rows; truncation (or packing) at this max_seq_length changes their number.
+    problem = rows_problem(len(rows), config)
+    if problem:
+        raise DatasetError(
+            f"after tokenising{' and packing' if config.packing else ''} at max_seq_length={config.max_seq_length}, "
+            f"{problem}"
+        )
 
     model = load_model(model_dir, bf16)
     context = context_length(model.config.to_dict())
     if context and config.max_seq_length > context:
         raise ValueError(f"max_seq_length={config.max_seq_length} exceeds the model's context length {context}")
-    if config.use_liger:
-        result.liger_kernels = apply_liger(model, config.liger_flags())
-    elif any(patched_kernels(model).values()):
-        # liger-kernel also patches module-level classes; a baseline must never inherit them.
-        raise RuntimeError(
-            f"baseline model carries Liger patches from earlier in this process: {patched_kernels(model)}"
-        )
+    result.liger_kernels = apply_variant(model, config)
 
     flop_model = FlopModel(n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size)
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
@@ -173,7 +224,23 @@ def _train(
     result.metrics.update(model_flops_per_token=flop_model.per_token(config.max_seq_length), peak_tflops=peak or None)
     step_metrics.flop_model, step_metrics.peak_tflops = flop_model, peak
 
-    train_measured(config, model, tokenized.rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
+    train_measured(config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16)
+
+
+def step_stream(steps: list[dict], path: Path) -> Any:
+    """A callback that appends each completed record of ``steps`` to the JSON-lines file ``path``."""
+    from transformers import TrainerCallback
+
+    class StepStream(TrainerCallback):
+        written = 0
+
+        def on_log(self, args, state, control, **kwargs):
+            # The Trainer logs right after each step: the step's loss is in its record by now.
+            with path.open("a") as handle:
+                handle.writelines(json.dumps(record, allow_nan=True) + "\n" for record in steps[self.written :])
+            self.written = len(steps)
+
+    return StepStream()
 
 
 def run_training(
@@ -181,12 +248,14 @@ def run_training(
     model_dir: str,
     dataset_dir: str,
     extra_callbacks: Sequence[Any] = (),
+    steps_file: Path | None = None,
 ) -> tuple[RunResult, list[dict]]:
     """Train one grid point and return ``(result, step_history)``; outcomes never raise.
 
     ``ok``: trained all steps. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA
-    (or host) out of memory anywhere in the run; memory is released before returning. ``failed``:
-    any other exception, recorded with its type and message.
+    or host out of memory (``MemoryError``) anywhere in the run; memory is released before
+    returning. ``failed``: any other exception, recorded with its type and message. With
+    ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes.
     """
     import torch
 
@@ -196,28 +265,35 @@ def run_training(
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     # Steps completed before an OOM or a failure stay in the history.
     step_metrics = StepMetricsCallback(config.warmup_steps_to_skip)
+    if steps_file is not None:
+        extra_callbacks = (*extra_callbacks, step_stream(step_metrics.steps, steps_file))
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
             _train(config, model_dir, dataset_dir, result, step_metrics, extra_callbacks)
-        except torch.OutOfMemoryError as err:
-            result.status = "oom"
-            result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
-            if torch.cuda.is_available():
-                result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
-                result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
         except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
-            result.status = "failed"
-            result.reason = f"{type(err).__name__}: {err}"
-            result.metrics["traceback"] = traceback.format_exc(limit=8)
+            # torch's CPU allocator reports host memory exhaustion as a plain RuntimeError.
+            if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or HOST_ALLOCATOR_OOM in str(err):
+                result.status = "oom"
+                result.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'out of memory'}"
+                if torch.cuda.is_available():
+                    result.metrics["oom_peak_mem_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
+                    result.metrics["oom_peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
+            else:
+                result.status = "failed"
+                result.reason = f"{type(err).__name__}: {err}"
+                result.metrics["traceback"] = traceback.format_exc(limit=8)
     # The exception (and its frames holding the model) is gone here, so memory can really be freed.
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     steps = step_metrics.steps
     result.metrics["steps_completed"] = len(steps)
-    result.metrics.update(aggregate(steps, config.warmup_steps_to_skip))
+    result.metrics.update(aggregate(steps))
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
-        result.status, result.reason = "failed", "no measured step: max_steps <= warmup_steps_to_skip"
+        result.status, result.reason = (
+            "failed",
+            ("no measured step: every step was a warm-up step or the first of its batch shape; raise max_steps"),
+        )
     return result, steps

@@ -1,0 +1,149 @@
+"""The supervised training process: real training of the tiny model in a real child process, ended by
+real signals and a real timeout."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from liger_bench.config import TrainConfig
+from liger_bench.supervisor import STEPS, crashed_result, oom_kill_count, train_supervised
+
+
+def training_process(run_key: str, timeout_s: float = 120.0) -> psutil.Process:
+    """The child training ``run_key``, found by its command line as an operator would with ``ps``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if "liger_bench.supervisor" in cmdline and run_key in cmdline:
+                return process
+        time.sleep(0.05)
+    raise TimeoutError(f"no training process for {run_key}")
+
+
+def wait_for_steps(process: psutil.Process, n_steps: int, timeout_s: float = 120.0) -> None:
+    """Wait until the child has streamed ``n_steps`` steps to the steps file in its work folder."""
+    steps_file = Path(process.cmdline()[-1]) / STEPS
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if steps_file.is_file() and len(steps_file.read_text().splitlines()) >= n_steps:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{process.pid} did not complete {n_steps} steps")
+
+
+def _config(run_key: str, max_steps: int = 2000) -> TrainConfig:
+    return TrainConfig(run_key=run_key, per_device_train_batch_size=2, max_seq_length=64, max_steps=max_steps)
+
+
+def _in_thread(action, *args) -> threading.Thread:
+    """Run ``action(*args)`` beside the supervisor, which waits in the main thread as in a task."""
+    thread = threading.Thread(target=action, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _kill_after_steps(run_key: str, n_steps: int, sig: signal.Signals) -> None:
+    child = training_process(run_key)
+    wait_for_steps(child, n_steps)
+    child.send_signal(sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["sigkill", "sigsegv"])
+def test_a_killed_training_process_is_recorded_with_its_signal_and_completed_steps(
+    sig, embedded_assets, prepared_dataset
+):
+    config = _config(f"killed-{sig.name.lower()}")
+    killer = _in_thread(_kill_after_steps, config.run_key, 3, sig)
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    killer.join()
+    assert (result.status, result.reason) == ("failed", f"training process killed by signal {sig.name} ({sig.value})")
+    assert len(steps) >= 3 and [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    assert all(s["loss"] is not None for s in steps)  # every streamed step is complete
+    assert result.metrics["steps_completed"] == len(steps) and result.metrics["exit_code"] == -sig.value
+    assert result.metrics["n_measured_steps"] == len(steps) - config.warmup_steps_to_skip
+    assert result.environment["python"]
+    if sig == signal.SIGSEGV:  # faulthandler's stack dump is in the record
+        assert "Fatal Python error: Segmentation fault" in result.metrics["stderr_tail"]
+
+
+def test_a_hung_training_process_is_stopped_at_the_timeout_and_recorded(embedded_assets, prepared_dataset):
+    """A child that does not finish within the timeout (here: far too many steps) is stopped, not waited for."""
+    config = _config("hung")
+    started = time.monotonic()
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=15)
+    assert time.monotonic() - started < 15 + 15
+    assert result.status == "failed"
+    assert result.reason == "timeout: no result after 15 s (train_timeout_s); training stopped"
+    assert result.metrics["steps_completed"] == len(steps)
+    with pytest.raises(TimeoutError):
+        training_process(config.run_key, timeout_s=0.5)  # no training process left behind
+
+
+def test_a_sigkill_while_the_oom_killer_count_rose_is_host_oom():
+    """The OOM killer cannot be triggered safely on a shared machine: this checks the classification
+    of the kill (``oom_kill_count`` rose while the child ran) on the record-building function."""
+    result = crashed_result(_config("oom-killed"), -signal.SIGKILL, [], 1.0, None, oom_killed=True, stderr_tail=[])
+    assert (result.status, result.reason) == (
+        "oom",
+        "host out of memory: the kernel's OOM killer ended training (SIGKILL)",
+    )
+    assert oom_kill_count() >= 0
+
+
+def test_a_finished_training_process_returns_its_own_result(embedded_assets, prepared_dataset):
+    result, steps = train_supervised(
+        _config("finished", max_steps=4), str(embedded_assets[0]), str(prepared_dataset), timeout_s=300
+    )
+    assert (result.status, len(steps), result.metrics["steps_completed"]) == ("ok", 4, 4)
+    assert "exit_code" not in result.metrics
+
+
+def test_the_training_process_dies_with_its_supervisor_and_is_the_oom_killers_first_choice(
+    embedded_assets, prepared_dataset, tmp_path
+):
+    """A supervisor SIGKILLed itself (no chance to clean up) must not leave its training process behind."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        from liger_bench.config import TrainConfig
+        from liger_bench.supervisor import train_supervised
+
+        config = TrainConfig(run_key="orphan", per_device_train_batch_size=2, max_seq_length=64, max_steps=2000)
+        train_supervised(config, {str(embedded_assets[0])!r}, {str(prepared_dataset)!r}, timeout_s=600)
+        """
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        child = training_process("orphan")
+        assert Path(f"/proc/{child.pid}/oom_score_adj").read_text().strip() == "1000"
+        supervisor.kill()
+        supervisor.wait()
+        child.wait(timeout=10)
+    finally:
+        supervisor.kill()
+    assert not child.is_running()
+
+
+def test_a_training_process_that_fails_outside_training_is_recorded_with_its_last_error_line(
+    embedded_assets, prepared_dataset
+):
+    """The child reads a request it cannot use (a config changed after validation) and exits with code 1."""
+    config = _config("unusable-request", max_steps=4)
+    config.precision = "fp8"
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, steps) == ("failed", [])
+    assert result.reason == (
+        "training process exited with code 1 without a result: "
+        "ValueError: precision must be 'auto', 'bf16' or 'fp32', got 'fp8'"
+    )
+    assert result.metrics["stderr_tail"].startswith("Traceback")
