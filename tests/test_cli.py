@@ -131,11 +131,11 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
     log, terminal = io.StringIO(), io.StringIO()
     now = [0.0]
     progress = ProgressLog(log, terminal, total_runs=2, clock=lambda: now[0])
+    now[0] = 5.0
     progress.write("kfp noise\n    [liger-bench] grid of 2 runs: vanilla-bs2-seq128-r0, liger-bs2-seq128-r0\n")
-    progress.write("        [liger-bench] vanilla-bs2-seq128-r0: training\n")
-    now[0] = 30.0
+    now[0] = 35.0
     progress.write("\x1b[96m    [liger-bench] vanilla-bs2-seq128-r0: ok, 1,234 tokens/s\x1b[0m\n")
-    progress.write("    [liger-bench] liger-bs2-seq128-r0: training\n    [liger-bench] liger-bs2-seq128-r0: skipped")
+    progress.write("    [liger-bench] liger-bs2-seq128-r0: skipped")
     progress.write(" (Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped)\n")
     progress.write("liger_bench.grid.GridError: max_seq_length: 9000 exceeds the context length\n")
     assert terminal.getvalue().splitlines() == [

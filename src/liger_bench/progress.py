@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 MARKER = "[liger-bench] "
-# steps.train_step's lines about a run (keys from grid.run_key): "<run_key>: training", then
-# "<run_key>: <status>, 1,234 tokens/s" or "<run_key>: <status> (<reason>)".
+# steps.grid_step's line "grid of <n> runs: ..." starts the training clock; steps.train_step's line
+# about a finished run (keys from grid.run_key) is "<run_key>: <status>, 1,234 tokens/s" or
+# "<run_key>: <status> (<reason>)".
+GRID = "grid of "
 RUN_KEY = r"(?:liger|vanilla)-bs\d+-seq\d+-r\d+"
-STARTED = re.compile(rf"^{RUN_KEY}: training$")
 FINISHED = re.compile(rf"^(?P<key>{RUN_KEY}): (?P<status>[a-z]+)(?P<rate>, [\d,.]+ tokens/s)?(?: \((?P<reason>.*)\))?$")
 REASON_CHARS = 80
 # The last line of a Python traceback, e.g. "liger_bench.grid.GridError: max_seq_length: ...".
@@ -44,7 +45,7 @@ class ProgressLog(io.TextIOBase):
         self.log, self.terminal, self.total_runs, self.clock = log, terminal, total_runs, clock
         self.finished: dict[str, int] = {}
         self.last_error = ""
-        self._first_start: float | None = None
+        self._training_start: float | None = None
         self._pending = ""
         # Re-entrant: a signal handler (liger_bench.interrupt) may print while this thread is writing.
         self._lock = threading.RLock()
@@ -82,16 +83,15 @@ class ProgressLog(io.TextIOBase):
         _, marker, message = line.partition(MARKER)
         if not marker:
             return
-        if STARTED.match(message):
-            if self._first_start is None:
-                self._first_start = self.clock()
-            return
         finished = FINISHED.match(message)
+        if message.startswith(GRID):  # the header said what runs; the clock of the ETA starts here
+            self._training_start = self.clock()
+            return
         if finished:
             self._run_finished(finished)
         elif message.startswith("report written: "):
             self.terminal.write(f"{MARKER}{message.removeprefix('report written: ')}\n")
-        elif not message.startswith("grid of "):
+        else:
             self.terminal.write(f"{MARKER}{message}\n")
         self.terminal.flush()
 
@@ -100,8 +100,8 @@ class ProgressLog(io.TextIOBase):
         self.finished[status] = self.finished.get(status, 0) + 1
         done = sum(self.finished.values())
         eta = ""
-        if self._first_start is not None and done < self.total_runs:
-            elapsed = self.clock() - self._first_start
+        if self._training_start is not None and done < self.total_runs:
+            elapsed = self.clock() - self._training_start
             eta = f"  ETA {duration(elapsed / done * (self.total_runs - done))}"
         if len(reason) > REASON_CHARS:
             reason = reason[:REASON_CHARS].rsplit(" ", 1)[0] + " ..."
