@@ -75,7 +75,13 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     result.environment = dict(H100_ENV if cuda else CPU_ENV)
     result.model, result.dataset = dict(MODEL), dict(DATASET)
     if run.use_liger and run.status != "skipped":
-        result.liger_kernels = {"rope": 32, "rms_norm": 65, "swiglu": 32, "fused_linear_cross_entropy": 1}
+        result.liger_kernels = {
+            "rope": 1,
+            "rms_norm": 65,
+            "swiglu": 32,
+            "fused_linear_cross_entropy": 1,
+            "cross_entropy": 0,
+        }
     steps: list[dict] = []
     if run.status == "skipped":
         result.reason = run.reason or NO_CUDA_REASON
@@ -88,7 +94,11 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
             "n_truncated": 12,
             "n_dropped_no_completion_tokens": 0,
         }
-        result.metrics = {"precision": "bf16" if cuda else "fp32", "model_flops_per_token": FLOPS_PER_TOKEN}
+        result.metrics = {
+            "precision": "bf16" if cuda else "fp32",
+            "attn_implementation": "sdpa",
+            "model_flops_per_token": FLOPS_PER_TOKEN,
+        }
         result.metrics.update(peak_tflops=989.0 if cuda else None, steps_completed=n_steps)
     if run.status == "oom":
         result.reason = run.reason or "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."

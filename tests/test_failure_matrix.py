@@ -344,10 +344,35 @@ def openai_gpt_model_dir(embedded_assets, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dirs(embedded_assets, tmp_path_factory) -> dict[str, Path]:
+    """Tiny random models of architectures liger-kernel patches differently from Phi-3, by model type:
+    Gemma (GeGLU, no SwiGLU), Gemma-2 (no sdpa in transformers), Granite (no fused linear cross-entropy)."""
+    from tiny_models import write_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return {name: write_tiny_model(name, folder / name, embedded_assets[0]) for name in ("gemma", "gemma2", "granite")}
+
+
+@pytest.fixture(scope="module")
+def llava_model_dir(embedded_assets, tmp_path_factory) -> Path:
+    """A model folder of a multimodal architecture liger-kernel patches (LLaVA): its config, the embedded
+    tokenizer and a stand-in weights file (prepare_grid reads only the config; a real LLaVA is gigabytes)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("llava") / "model"
+    AutoConfig.for_model("llava").save_pretrained(folder)
+    AutoTokenizer.from_pretrained(embedded_assets[0]).save_pretrained(folder)
+    save_file({"stand_in": torch.zeros(1)}, str(folder / "model.safetensors"))
+    return folder
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model), "gpt2" or "openai-gpt"
+    model: str  # "phi3" (the embedded model), "gpt2", "openai-gpt", "llava", or a model type of tiny_model_dirs
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -361,6 +386,50 @@ MODEL_GRID_CASES = [
         r"use use_liger=\[false\], or a model of one of the types \[.*'phi3'",
     ),
     ModelGridCase("unsupported-architecture-without-liger", "gpt2", {"use_liger": [False]}, None),
+    ModelGridCase(
+        "liger-kernel-the-architecture-lacks",
+        "gemma",
+        {"base_config": {"liger_swiglu": True}},
+        r"base_config: model .*: liger_swiglu: liger-kernel offers no 'swiglu' kernel for model type 'gemma'; "
+        r"offered: \['cross_entropy', 'fused_linear_cross_entropy', 'geglu', 'rms_norm', 'rope'\]",
+    ),
+    ModelGridCase("liger-defaults-of-the-architecture", "gemma", {}, None),
+    ModelGridCase(
+        "liger-kernel-rejects-the-combination",
+        "granite",
+        {"base_config": {"liger_fused_linear_cross_entropy": True, "liger_cross_entropy": False}},
+        r"liger-kernel rejects the kernels \[.*'fused_linear_cross_entropy'.*\] for model type 'granite' .*"
+        r"NotImplementedError: LigerFusedLinearCrossEntropy is not available for Granite models",
+    ),
+    ModelGridCase(
+        "both-cross-entropy-kernels",
+        "granite",
+        {"base_config": {"liger_fused_linear_cross_entropy": True}},
+        r"liger_cross_entropy and liger_fused_linear_cross_entropy would both be on for model type 'granite' "
+        r"\(given \{'liger_fused_linear_cross_entropy': True\}, liger-kernel's defaults .*set the other to false",
+    ),
+    ModelGridCase(
+        "attention-the-architecture-lacks",
+        "gemma2",
+        {"base_config": {"attn_implementation": "sdpa"}},
+        r"base_config: attn_implementation: model .*: transformers cannot build model type 'gemma2' as a causal "
+        r"LM with attn_implementation='sdpa': "
+        r"ValueError: .*does not support .*scaled_dot_product_attention",
+    ),
+    ModelGridCase(
+        "unknown-attention",
+        "phi3",
+        {"base_config": {"attn_implementation": "fast"}},
+        r"attn_implementation='fast': ValueError: Specified `attn_implementation=\"fast\"` is not supported",
+    ),
+    ModelGridCase(
+        "multimodal-architecture",
+        "llava",
+        {},
+        r"model_name: model .*: transformers cannot build model type 'llava' as a causal LM with "
+        r"attn_implementation='its default': "
+        r"ValueError: Unrecognized configuration class .* \(accepted: a text causal LM",
+    ),
     ModelGridCase(
         "seq-len-above-context",
         "phi3",
@@ -423,12 +492,16 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
 
     model, dataset = embedded_model_and_dataset
     if case.model != "phi3":
-        source = request.getfixturevalue({"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir"}[case.model])
+        fixtures = {"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir", "llava": "llava_model_dir"}
+        if case.model in fixtures:
+            source = request.getfixturevalue(fixtures[case.model])
+        else:
+            source = request.getfixturevalue("tiny_model_dirs")[case.model]
         model = _model_artifact(source, tmp_path / "model")
     arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
         grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
-        assert [item["use_liger"] for item in grid] == [False]
+        assert [item["use_liger"] for item in grid] == arguments["use_liger"]
     else:
         with pytest.raises(GridError, match=case.message):
             prepare_grid.python_func(model=model, dataset=dataset, **arguments)

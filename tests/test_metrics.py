@@ -105,11 +105,11 @@ def test_aggregate_of_synthetic_steps_is_exact():
 def test_peak_memory_is_the_highest_of_the_measured_steps():
     memory = [(1, 70.0), (2, 10.0), (3, 30.0), (4, 20.0)]  # step 1 is warm-up: its peak is not the run's
     steps = [
-        {"step": i, "step_time_s": 1.0, "peak_mem_reserved_gb": gb, "peak_mem_allocated_gb": gb / 2}
-        | dict.fromkeys(("tokens_per_s_nonpad", "tokens_per_s_padded", "tokens_per_s_trained"), 1.0)
+        {"step": i, "warmup": i == 1, "step_time_s": 1.0, "peak_mem_reserved_gb": gb, "peak_mem_allocated_gb": gb / 2}
+        | dict.fromkeys(("tokens_nonpad", "tokens_padded", "tokens_trained"), 100)
         for i, gb in memory
     ]
-    agg = aggregate(steps, warmup_steps_to_skip=1)
+    agg = aggregate(steps)
     assert (agg["peak_mem_reserved_gb"], agg["peak_mem_allocated_gb"]) == (30.0, 15.0)
 
 

@@ -22,7 +22,8 @@ def prepare_grid(
     Runs before any GPU is requested; a bad value fails here with a message naming it.
 
     Args:
-        model: The downloaded model (its metadata says the architecture and context length).
+        model: The downloaded model (its metadata says the architecture and context length; its config
+            is built on the meta device to try the attention implementation and the Liger kernels).
         dataset: The downloaded dataset (its rows must fill every batch; its token lengths tell
             which sequence lengths differ).
         use_liger: Liger on/off axis.

@@ -12,7 +12,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-LIGER_KERNELS = ("rope", "rms_norm", "swiglu", "fused_linear_cross_entropy", "cross_entropy")
+# Every kernel flag liger-kernel's per-architecture functions take (tests/test_architectures.py
+# checks this against its registry); which of them a model type offers, and their defaults, are
+# read from liger-kernel itself (liger_bench.liger).
+LIGER_KERNELS = (
+    "rope",
+    "rms_norm",
+    "layer_norm",
+    "swiglu",
+    "geglu",
+    "relu_squared",
+    "fused_linear_cross_entropy",
+    "cross_entropy",
+)
 EXPERIMENT_AXES = ("use_liger", "per_device_train_batch_size", "max_seq_length")
 # What transformers, torch and numpy accept for the numeric settings, checked before any GPU:
 # (lowest, highest, the accepted values in words). NaN and infinities are never accepted.
@@ -30,6 +42,10 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "warmup_steps_to_skip": (0, math.inf, "integers >= 0"),
     "peak_tflops": (0.0, math.inf, "finite numbers >= 0 (0: looked up from the GPU's name)"),
 }
+
+
+def _kernel_flag(help_text: str) -> Any:
+    return field(default=None, metadata={"help": help_text + " Unset: liger-kernel's default.", "kind": bool})
 
 
 @dataclass
@@ -61,15 +77,25 @@ class TrainConfig:
         },
     )
 
-    # Liger kernels, used when use_liger is true (liger-kernel's defaults for causal LMs).
-    liger_rope: bool = field(default=True, metadata={"help": "Liger rotary position embedding."})
-    liger_rms_norm: bool = field(default=True, metadata={"help": "Liger RMSNorm."})
-    liger_swiglu: bool = field(default=True, metadata={"help": "Liger SwiGLU MLP."})
-    liger_fused_linear_cross_entropy: bool = field(
-        default=True, metadata={"help": "Fused LM head + cross-entropy (logits never materialised)."}
+    # Liger kernels, used when use_liger is true. None: liger-kernel's own default for the model
+    # type (the defaults of its apply_liger_kernel_to_<arch>); true/false: only for kernels that
+    # architecture offers, which prepare_grid checks.
+    liger_rope: bool | None = _kernel_flag("Liger rotary position embedding.")
+    liger_rms_norm: bool | None = _kernel_flag("Liger RMSNorm.")
+    liger_layer_norm: bool | None = _kernel_flag("Liger LayerNorm.")
+    liger_swiglu: bool | None = _kernel_flag("Liger SwiGLU MLP (Llama-like architectures).")
+    liger_geglu: bool | None = _kernel_flag("Liger GeGLU MLP (Gemma).")
+    liger_relu_squared: bool | None = _kernel_flag("Liger squared-ReLU activation (Nemotron).")
+    liger_fused_linear_cross_entropy: bool | None = _kernel_flag(
+        "Fused LM head + cross-entropy (logits never materialised)."
     )
-    liger_cross_entropy: bool = field(
-        default=False, metadata={"help": "Liger cross-entropy (exclusive with the fused variant)."}
+    liger_cross_entropy: bool | None = _kernel_flag("Liger cross-entropy (exclusive with the fused variant).")
+    attn_implementation: str = field(
+        default="",
+        metadata={
+            "help": "transformers attention implementation for both variants ('eager', 'sdpa', ...); "
+            "'' lets transformers choose (sdpa where the architecture supports it, else eager)."
+        },
     )
 
     # Training arguments of the reference experiment.
@@ -98,10 +124,6 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.use_liger and self.liger_cross_entropy and self.liger_fused_linear_cross_entropy:
-            raise ValueError(
-                "liger_cross_entropy and liger_fused_linear_cross_entropy are exclusive: enable one of them"
-            )
         if self.pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be >= 1 (1: no rounding), got {self.pad_to_multiple_of!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -125,16 +147,22 @@ class TrainConfig:
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in values:
-                kwargs[f.name] = coerce(f.name, values[f.name], type(f.default))
+                value = values[f.name]
+                unset = f.default is None and value is None
+                kwargs[f.name] = None if unset else coerce(f.name, value, f.metadata.get("kind", type(f.default)))
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of all fields (JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain dict of all fields (JSON-serialisable), unset kernel flags left out.
+
+        KFP parameters cannot carry null; ``from_dict`` restores a missing flag as unset.
+        """
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
     def liger_flags(self) -> dict[str, bool]:
-        """The per-kernel flags in the names liger-kernel's ``apply_liger_kernel_to_*`` take."""
-        return {kernel: getattr(self, f"liger_{kernel}") for kernel in LIGER_KERNELS}
+        """The kernel flags set, in the names liger-kernel's ``apply_liger_kernel_to_*`` take; unset ones left out."""
+        flags = {kernel: getattr(self, f"liger_{kernel}") for kernel in LIGER_KERNELS}
+        return {kernel: on for kernel, on in flags.items() if on is not None}
 
 
 def coerce(name: str, value: Any, kind: type) -> Any:

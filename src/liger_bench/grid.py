@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from liger_bench.architecture import ArchitectureTrial
 from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
 
 DEFAULT_MAX_GRID_SIZE = 256
@@ -127,25 +128,43 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     return items
 
 
-def check_against_model(items: list[dict], model_info: dict, liger_model_types: set[str]) -> None:
-    """Reject grid points the model cannot run, before any GPU is requested.
+def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> ArchitectureTrial:
+    """Reject grid points the model cannot run, before any GPU is requested; return the architecture trial.
 
-    ``model_info`` is download_model's metadata (model_type, max_position_embeddings).
+    ``model_info`` is download_model's metadata (model_type, max_position_embeddings), ``model_dir``
+    its folder. The model is built on the meta device with the grid's attention implementation and,
+    when a run uses Liger, patched with its kernels (``architecture.try_architecture``), so what
+    transformers or liger-kernel refuse fails here.
     """
+    from liger_bench.architecture import ArchitectureError, try_architecture
+    from liger_bench.liger import LigerError, supported_model_types
+
+    name = model_info.get("name", "")
     context = int(model_info.get("max_position_embeddings") or 0)
     longest = max(item["max_seq_length"] for item in items)
     if context and longest > context:
         raise GridError(
             f"max_seq_length: {longest} exceeds the context length {context} of model "
-            f"{model_info.get('name', '')!r}; accepted: values <= {context}"
+            f"{name!r}; accepted: values <= {context}"
         )
     model_type = model_info.get("model_type", "")
-    if any(item["use_liger"] for item in items) and model_type not in liger_model_types:
+    liger_model_types = supported_model_types()
+    use_liger = any(item["use_liger"] for item in items)
+    if use_liger and model_type not in liger_model_types:
         raise GridError(
             f"use_liger: true was requested but liger-kernel has no patches for model type {model_type!r} "
-            f"(model {model_info.get('name', '')!r}); use use_liger=[false], or a model of one of the types "
+            f"(model {name!r}); use use_liger=[false], or a model of one of the types "
             f"{sorted(liger_model_types)}"
         )
+    # Only the axes differ between items; the kernel flags and the attention come from base_config.
+    config = TrainConfig.from_dict(items[0])
+    try:
+        return try_architecture(model_dir, config.attn_implementation, config.liger_flags() if use_liger else None)
+    except LigerError as err:
+        raise GridError(f"base_config: model {name!r}: {err}") from err
+    except ArchitectureError as err:
+        parameter = "base_config: attn_implementation" if config.attn_implementation else "model_name"
+        raise GridError(f"{parameter}: model {name!r}: {err}") from err
 
 
 def describe_experiment(grid: list[dict]) -> dict:

@@ -613,6 +613,25 @@ def _environment(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _architecture(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The model's architecture, the attention implementation of each variant, what Liger patched."""
+    model = _first(results, "model")
+    out: dict[str, Any] = {
+        "model type": model.get("model_type", ""),
+        "architecture": ", ".join(model.get("architectures") or []),
+    }
+    for variant, use_liger in (("vanilla", False), ("liger", True)):
+        runs = [r for r in results if bool((r.get("config") or {}).get("use_liger")) == use_liger]
+        used = sorted({(r.get("metrics") or {}).get("attn_implementation") for r in runs} - {None})
+        if used:
+            out[f"attention, {LABELS[variant]}"] = ", ".join(used)
+    kernels = _first([r for r in results if (r.get("config") or {}).get("use_liger")], "liger_kernels")
+    if kernels:
+        out["Liger kernels applied (modules patched)"] = ", ".join(f"{k} ({n})" for k, n in kernels.items() if n)
+        out["Liger kernels not applied"] = ", ".join(k for k, n in kernels.items() if not n) or "none"
+    return out
+
+
 def build_report(
     results: Sequence[dict[str, Any]],
     histories: Sequence[dict[str, Any]],
@@ -677,6 +696,8 @@ def build_report(
         _html_table(analysis.runs, RUN_COLUMNS, "No run results were collected."),
         "<h2>Environment</h2>",
         _key_values(_environment(results)),
+        "<h3>Architecture</h3>",
+        _key_values(_architecture(results)),
         "<h3>Model</h3>",
         _key_values(_first(results, "model")),
         "<h3>Dataset</h3>",
@@ -705,6 +726,8 @@ def build_report(
             _md_table(analysis.parity, PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare."),
             "## Runs that did not train",
             _md_table(analysis.problems, PROBLEM_COLUMNS, "Every run trained."),
+            "## Architecture",
+            "\n".join(f"- {_md_escape(k)}: {_md_escape(str(v))}" for k, v in _architecture(results).items()),
             "## Caveats",
             "\n".join(f"- {_md_escape(n)}" for n in notes) or "None.",
         ]

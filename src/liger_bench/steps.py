@@ -25,9 +25,12 @@ def progress(message: str) -> None:
 def grid_step(
     model_info: dict, dataset_info: dict, axes: dict, model_dir: str, dataset_dir: str, min_success_ratio: float
 ) -> list[dict]:
-    """Validate and expand the grid, also against the model and the dataset; the cheap checks first."""
+    """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
+
+    Every item gets the attention implementation the architecture trial resolved, so both
+    variants use the same one whatever the training node would pick.
+    """
     from liger_bench.grid import GridSpec, check_against_model, expand_grid
-    from liger_bench.liger import supported_model_types
     from liger_bench.training import load_training_rows
     from liger_bench.validation import (
         check_against_data,
@@ -39,10 +42,16 @@ def grid_step(
 
     check_min_success_ratio(min_success_ratio)
     grid = expand_grid(GridSpec(**axes))
-    check_against_model(grid, model_info, supported_model_types())
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
     check_gradient_checkpointing(grid, model_info)
+    trial = check_against_model(grid, model_info, model_dir)
+    grid = [{**item, "attn_implementation": trial.attn_implementation} for item in grid]
+    kernels = ", ".join(f"{kernel} ({n})" for kernel, n in trial.liger_kernels.items() if n) or "none (no Liger run)"
+    progress(
+        f"model type {trial.model_type!r} ({trial.architecture}), attention {trial.attn_implementation!r}, "
+        f"Liger kernels: {kernels}"
+    )
     seq_lengths = sorted({item["max_seq_length"] for item in grid})
     if len(seq_lengths) > 1:
         _, tokenized = load_training_rows(model_dir, dataset_dir, seq_lengths[-1])

@@ -130,7 +130,7 @@ def crashed_result(
         run_key=config.run_key, status=status, reason=reason, config=config.to_dict(), environment=capture_environment()
     )
     result.metrics.update(
-        aggregate(steps, config.warmup_steps_to_skip),
+        aggregate(steps),
         steps_completed=len(steps),
         exit_code=returncode,
         elapsed_s=elapsed_s,

@@ -128,13 +128,17 @@ def pack(rows: list[dict], max_seq_length: int) -> list[dict]:
     return [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in full]
 
 
-def load_model(model_dir: str, bf16: bool):
-    """The stock transformers causal LM from a local folder, weights in bf16 or fp32."""
+def load_model(model_dir: str, bf16: bool, attn_implementation: str = ""):
+    """The stock transformers causal LM from a local folder, weights in bf16 or fp32.
+
+    ``attn_implementation`` "" lets transformers choose as it would for the architecture (sdpa
+    where supported, else eager); the choice is ``model.config._attn_implementation``.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if bf16 else torch.float32
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn_implementation or None)
 
 
 def apply_variant(model, config: TrainConfig) -> dict[str, int]:
@@ -212,7 +216,8 @@ def _train(
             f"{problem}"
         )
 
-    model = load_model(model_dir, bf16)
+    model = load_model(model_dir, bf16, config.attn_implementation)
+    result.metrics["attn_implementation"] = model.config._attn_implementation
     context = context_length(model.config.to_dict())
     if context and config.max_seq_length > context:
         raise ValueError(f"max_seq_length={config.max_seq_length} exceeds the model's context length {context}")
