@@ -30,7 +30,7 @@ def test_gpu_headline_states_gain_memory_frontier_and_parity_failure(gpu):
 def test_the_architecture_its_attention_and_the_kernels_liger_applied_are_named(gpu):
     page = re.sub(r"<[^>]+>", " ", gpu.html)
     assert re.search(r"model type\s+phi3", page)
-    assert re.search(r"attention, stock transformers\s+sdpa\s+attention, Liger\s+sdpa", page)
+    assert re.search(r"attention, baseline\s+sdpa\s+attention, Liger\s+sdpa", page)
     assert re.search(
         r"Liger kernels applied \(modules patched\)\s+rope \(1\), rms_norm \(65\), swiglu \(32\), "
         r"fused_linear_cross_entropy \(1\)\s+Liger kernels not applied\s+cross_entropy",
