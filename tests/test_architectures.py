@@ -58,6 +58,11 @@ def tiny_model(embedded_assets, tmp_path_factory):
     return make
 
 
+def _grid(info: dict, model_dir, axes: dict, dataset_dir: str = "") -> list[dict]:
+    """prepare_grid's work on a tiny model and the embedded dataset's metadata (256 rows)."""
+    return grid_step(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), dataset_dir, 0.0)
+
+
 def test_every_kernel_flag_of_liger_kernel_is_a_config_field():
     """``LIGER_KERNELS`` (the ``liger_<kernel>`` fields) is the union of what liger-kernel's registry offers."""
     offered = set().union(*(offered_kernels(model_type) for model_type in MODEL_TYPES))
@@ -69,7 +74,7 @@ def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model):
     model_dir, info = tiny_model(model_type)
     assert info["model_type"] == model_type
     spec = GridSpec()
-    grid = grid_step(info, str(model_dir), dataclasses.asdict(spec))
+    grid = _grid(info, model_dir, dataclasses.asdict(spec))
     assert len(grid) == len(spec.use_liger) * len(spec.per_device_train_batch_size) * spec.n_runs
     assert {item["attn_implementation"] for item in grid} in ({"sdpa"}, {"eager"})  # one for every run
 
@@ -95,7 +100,9 @@ def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_
     """A grid item as prepare_grid makes it, trained as train_model trains it, with the attention it pinned."""
     model_dir, info = tiny_model(model_type)
     axes = {"use_liger": [False], "per_device_train_batch_size": [2], "max_seq_length": [64], "n_runs": 1}
-    (item,) = grid_step(info, str(model_dir), {**axes, "max_steps": 2, "warmup_steps_to_skip": 1})
+    # One batch shape (2x64), so the second step is measured, not a first-shape step.
+    axes.update(max_steps=2, warmup_steps_to_skip=1, base_config={"pad_to_multiple_of": 64})
+    (item,) = _grid(info, model_dir, axes)
     result, steps = run_training(TrainConfig.from_dict(item), str(model_dir), str(prepared_dataset))
     assert result.status == "ok", result.reason
     assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
@@ -208,7 +215,8 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
     architecture = ", ".join(info["architectures"])
     axes = {"use_liger": [True, False], "per_device_train_batch_size": [4], "max_seq_length": [128], "n_runs": 1}
     try:
-        grid = grid_step(info, str(tmp_path / "model"), {**axes, "max_steps": 6, "warmup_steps_to_skip": 3})
+        steps = {"max_steps": 10, "warmup_steps_to_skip": 3}
+        grid = _grid(info, tmp_path / "model", {**axes, **steps}, str(prepared_dataset))
         runs = _train_pair_in_a_fresh_process(grid, tmp_path / "model", prepared_dataset)
     except GridError as err:
         outcome_table.add(

@@ -169,6 +169,11 @@ GRID_CASES = [
         r"base_config: gradient_accumulation_steps: 0 is out of range; accepted: integers >= 1",
     ),
     GridCase(
+        "zero-pad-to-multiple-of",
+        {"base_config": {"pad_to_multiple_of": 0}},
+        r"base_config: pad_to_multiple_of: 0 is out of range; accepted: integers >= 1 \(1: no rounding\)",
+    ),
+    GridCase(
         "max-steps-not-after-warmup",
         {"max_steps": 3},
         r"max_steps: 3 leaves no measured step after warmup_steps_to_skip=3; accepted: max_steps > 3",
@@ -354,25 +359,10 @@ def tiny_model_dirs(embedded_assets, tmp_path_factory) -> dict[str, Path]:
     return {name: write_tiny_model(name, folder / name, embedded_assets[0]) for name in ("gemma", "gemma2", "granite")}
 
 
-@pytest.fixture(scope="module")
-def llava_model_dir(embedded_assets, tmp_path_factory) -> Path:
-    """A model folder of a multimodal architecture liger-kernel patches (LLaVA): its config, the embedded
-    tokenizer and a stand-in weights file (prepare_grid reads only the config; a real LLaVA is gigabytes)."""
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoConfig, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("llava") / "model"
-    AutoConfig.for_model("llava").save_pretrained(folder)
-    AutoTokenizer.from_pretrained(embedded_assets[0]).save_pretrained(folder)
-    save_file({"stand_in": torch.zeros(1)}, str(folder / "model.safetensors"))
-    return folder
-
-
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model), "gpt2", "openai-gpt", "llava", or a model type of tiny_model_dirs
+    model: str  # "phi3" (the embedded model), "gpt2", "openai-gpt", or a model type of tiny_model_dirs
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -421,14 +411,6 @@ MODEL_GRID_CASES = [
         "phi3",
         {"base_config": {"attn_implementation": "fast"}},
         r"attn_implementation='fast': ValueError: Specified `attn_implementation=\"fast\"` is not supported",
-    ),
-    ModelGridCase(
-        "multimodal-architecture",
-        "llava",
-        {},
-        r"model_name: model .*: transformers cannot build model type 'llava' as a causal LM with "
-        r"attn_implementation='its default': "
-        r"ValueError: Unrecognized configuration class .* \(accepted: a text causal LM",
     ),
     ModelGridCase(
         "seq-len-above-context",
@@ -492,7 +474,7 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
 
     model, dataset = embedded_model_and_dataset
     if case.model != "phi3":
-        fixtures = {"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir", "llava": "llava_model_dir"}
+        fixtures = {"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir"}
         if case.model in fixtures:
             source = request.getfixturevalue(fixtures[case.model])
         else:

@@ -49,6 +49,7 @@ def run_result(run_key: str, status: str, reason: str = "", **config_extra) -> d
         "reason": reason,
         "metrics": {
             "tokens_per_s_nonpad": 3002.0,
+            "steady_state": "unsteady",
             "step_time_cv": None,
             "n_steps": 3,
             "mfu": float("nan"),
@@ -130,6 +131,8 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
     assert child.data.tags["mlflow.parentRunId"] == parent["run_id"]
     assert child.data.tags["status"] == "ok"
     assert child.data.tags["run_key"] == "liger-bs4-r0"
+    assert child.data.tags["steady_state"] == "unsteady"  # a text verdict is a tag, not a metric
+    assert "summary/steady_state" not in child.data.metrics
     assert child.data.tags["gpu_name"] == "NVIDIA H100 80GB HBM3"
     assert child.data.tags["version.torch"] == "2.6.0"
     assert child.data.tags["version.liger-kernel"] == "0.8.5"

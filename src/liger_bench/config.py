@@ -32,6 +32,7 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "repeat": (0, math.inf, "integers >= 0"),
     "per_device_train_batch_size": (1, math.inf, "integers >= 1"),
     "max_seq_length": (1, math.inf, "integers >= 1"),
+    "pad_to_multiple_of": (1, math.inf, "integers >= 1 (1: no rounding)"),
     "max_steps": (1, math.inf, "integers >= 1"),
     "learning_rate": (0.0, math.inf, "finite numbers >= 0"),
     "weight_decay": (0.0, math.inf, "finite numbers >= 0"),
@@ -124,8 +125,6 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.pad_to_multiple_of < 1:
-            raise ValueError(f"pad_to_multiple_of must be >= 1 (1: no rounding), got {self.pad_to_multiple_of!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         for name, (low, high, accepted) in NUMBER_RANGES.items():

@@ -45,6 +45,7 @@ STEP_METRICS = (
 )
 # Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
 SUMMARY_PREFIX = "summary/"
+TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision")
 ENVIRONMENT_TAGS = ("gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python")
 # skipped runs never trained: KILLED tells them apart from runs that crashed or ran out of memory.
 RUN_STATUS = {"ok": "FINISHED", "oom": "FAILED", "failed": "FAILED", "skipped": "KILLED"}
@@ -148,6 +149,9 @@ def log_child_run(
     tags.update({f"version.{lib}": version for lib, version in environment.get("libraries", {}).items()})
     tags.update(status=result["status"], reason=str(result.get("reason", ""))[:REASON_CHARS])
     tags.update(run_key=result["run_key"])
+    metrics_of_run = result.get("metrics") or {}
+    # Text verdicts of the run (steady state, attention used) are tags: MLflow metrics are numbers.
+    tags.update({key: str(metrics_of_run[key]) for key in TEXT_METRIC_TAGS if metrics_of_run.get(key)})
     for source in ("model", "dataset"):
         info = result.get(source) or {}
         tags.update({f"{source}.{key}": str(info[key]) for key in ("name", "revision") if info.get(key)})

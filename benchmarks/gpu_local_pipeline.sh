@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole pipeline through kfp's local runner on one GPU, as a workstation user runs it:
+# Phi-3-mini's architecture (3.8B, random weights) on alpaca-like variable-length rows
+# (gpu_benchmark.py's "variable" workload), both variants at batch 8 and 16, one repeat, the
+# pipeline's defaults otherwise (100 steps, 3 skipped). Copies the report, summary, table and log
+# to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
+set -euo pipefail
+out=$1
+read -r model dataset < <(python3 - <<'PY'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "benchmarks")
+from gpu_benchmark import WORKLOADS
+
+from liger_bench.embedded import ensure_embedded
+
+print(*ensure_embedded(Path("/tmp/cache"), preset="phi3-mini", **WORKLOADS["variable"]))
+PY
+)
+python3 -m liger_bench.cli local --output-dir /tmp/local-run \
+  --param model_name="\"$model\"" --param dataset_name="\"$dataset\"" \
+  --param 'per_device_train_batch_size=[8, 16]' --param 'max_seq_length=[512]' \
+  --param n_runs=1 --param max_steps=100 --param warmup_steps_to_skip=3 >"$out/local-run.log" 2>&1 || status=$?
+grep -a "\[liger-bench\]" "$out/local-run.log" || true
+results=$(dirname "$(ls -d /tmp/local-run/pipeline_root/*/analyze-results/report | tail -1)")
+cp "$results/report" "$out/report.html"
+cp "$results/summary" "$out/summary.md"
+cp "$results/table" "$out/analysis.csv"
+exit "${status:-0}"
