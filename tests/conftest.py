@@ -54,6 +54,25 @@ def local_pipeline_run(tmp_path_factory, embedded_assets):
     return output_dir, report
 
 
+@pytest.fixture(scope="session")
+def cli_local_run(tmp_path_factory):
+    """README's first command as a user runs it: ``liger-bench local`` on the embedded default grid.
+
+    Returns the finished process (stdout and stderr as text) and its output folder.
+    """
+    import subprocess
+    import sys
+
+    output_dir = tmp_path_factory.mktemp("cli-local") / "liger-bench-output"
+    done = subprocess.run(
+        [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(output_dir)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    return done, output_dir
+
+
 @pytest.fixture
 def kfp_local(tmp_path, monkeypatch):
     """kfp's local SubprocessRunner in this environment, with its own pipeline root."""

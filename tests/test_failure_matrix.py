@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from mlflow_server import free_port
 
-from liger_bench.cli import run_local
+from liger_bench.cli import RunFailed, run_local
 from liger_bench.config import TrainConfig
 from liger_bench.grid import GridError, GridSpec, expand_grid
 
@@ -257,7 +257,12 @@ def test_optimizer_or_scheduler_transformers_cannot_build_is_refused_before_trai
         check_training_arguments(_train_config(**case.changes))
 
 
-def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(tmp_path, capfd, embedded_assets):
+def test_bad_grid_fails_the_pipeline_in_prepare_grid_before_any_training(kfp_local, capfd, embedded_assets):
+    """On a cluster prepare_grid is the guard (``liger-bench local`` refuses the same grid before it starts)."""
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    from liger_bench.userinput import UserError
+
     model_dir, dataset_dir = embedded_assets
     overrides = {
         **SMALL_PIPELINE,
@@ -265,19 +270,25 @@ def test_bad_grid_fails_the_local_pipeline_in_prepare_grid_before_any_training(t
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
     }
+    message = "per_device_train_batch_size: 0 is not positive; accepted: positive integers"
+    with pytest.raises(UserError, match=message):
+        run_local(kfp_local / "refused", overrides)
+    assert not (kfp_local / "refused").exists()
     with pytest.raises(RuntimeError, match="Inner task failed: .*prepare-grid"):
-        run_local(tmp_path, overrides)
+        liger_benchmark(**overrides)
     logs = "".join(capfd.readouterr())
-    assert "GridError: per_device_train_batch_size: 0 is not positive; accepted: positive integers" in logs
-    (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
+    assert f"GridError: {message}" in logs
+    (run_dir,) = [p for p in (kfp_local / "pipeline_root").iterdir() if p.name != ".kfp_cache"]
     assert sorted(task.name for task in run_dir.iterdir()) == ["download-dataset", "download-model"]
-    assert (tmp_path / "INCOMPLETE").read_text() == (
-        "failed: RuntimeError: Pipeline 'liger-benchmark' finished with status FAILURE. "
-        "Inner task failed: 'prepare-grid'.\n"
-    )
 
 
-def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, capfd, embedded_assets):
+def local_log(output_dir: Path) -> str:
+    """The log file of the one ``liger-bench local`` run into ``output_dir`` (kfp's output, every task's log)."""
+    (log,) = (output_dir / "logs").glob("local-*.log")
+    return log.read_text()
+
+
+def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, embedded_assets):
     """A broken JSON line through kfp's local runner: one attempt, the user's path and line, seconds not
     minutes. ``min_success_ratio`` is the JSON integer 0, which kfp refuses for a float parameter unless
     the CLI converts it."""
@@ -288,10 +299,10 @@ def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, capfd
         "dataset_name": str(tmp_path / "data.jsonl"),
         "min_success_ratio": 0,
     }
-    with pytest.raises(RuntimeError, match="Inner task failed: .*download-dataset"):
-        run_local(tmp_path / "out", overrides)
-    logs = "".join(capfd.readouterr())
     message = f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': line 2 is not valid JSON"
+    with pytest.raises(RunFailed, match=f"^task 'download-dataset' failed: {re.escape(message)}"):
+        run_local(tmp_path / "out", overrides)
+    logs = local_log(tmp_path / "out")
     assert logs.count(message) == 1
     assert len(re.findall(r"Executing task .*download-dataset", logs)) == 1  # no retry
     failed = re.search(
@@ -301,6 +312,10 @@ def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, capfd
     )
     started, ended = (datetime.strptime(stamp, "%H:%M:%S.%f") for stamp in failed.groups())
     assert (ended - started).total_seconds() < 10
+    assert (tmp_path / "out" / "INCOMPLETE").read_text() == (
+        "failed: RuntimeError: Pipeline 'liger-benchmark' finished with status FAILURE. "
+        "Inner task failed: 'download-dataset'.\n"
+    )
 
 
 def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_run():

@@ -130,6 +130,7 @@ def test_local_run_has_one_result_per_grid_point_and_a_report(local_pipeline_run
         assert result["status"] == expected, result["reason"]
         assert len(histories[result["run_key"]]["steps"]) == (0 if expected == "skipped" else 6)
     html = report.read_text()
+    assert html == (output_dir / "report.html").read_text()  # a copy a browser opens; the artifact stays
     for item in grid:
         assert item["run_key"] in html
     assert "CPU" in html and "skipped" in html

@@ -30,7 +30,7 @@ def test_gpu_headline_states_gain_memory_frontier_and_parity_failure(gpu):
 def test_the_architecture_its_attention_and_the_kernels_liger_applied_are_named(gpu):
     page = re.sub(r"<[^>]+>", " ", gpu.html)
     assert re.search(r"model type\s+phi3", page)
-    assert re.search(r"attention, stock transformers\s+sdpa\s+attention, Liger\s+sdpa", page)
+    assert re.search(r"attention, baseline\s+sdpa\s+attention, Liger\s+sdpa", page)
     assert re.search(
         r"Liger kernels applied \(modules patched\)\s+rope \(1\), rms_norm \(65\), swiglu \(32\), "
         r"fused_linear_cross_entropy \(1\)\s+Liger kernels not applied\s+cross_entropy",
@@ -86,7 +86,7 @@ def test_html_sections_show_frontier_parity_problems_environment_and_grid(gpu):
 
 def test_markdown_summary_has_the_tables_and_cannot_be_hijacked(gpu):
     md = gpu.markdown
-    assert "## Out-of-memory frontier" in md and "| vanilla | 512 | 16 | 24 |" in md
+    assert "## Out-of-memory frontier" in md and "| baseline | 512 | 16 | 24 |" in md
     assert "| 16 | 512 | 1 | liger-bs16-seq512-r1 | vanilla-bs16-seq512-r1 | 17 | 5.00 | 19 | FAIL |" in md
     assert "\\[click\\]" in md and "\\| " in md and "&lt;img" in md and "<img" not in md
 
@@ -106,9 +106,10 @@ def test_table_is_the_per_cell_analysis_and_write_bundle_round_trips(gpu, tmp_pa
 def test_cpu_run_says_liger_was_skipped_and_memory_is_missing():
     bundle = build_report(*build(cpu_scenario(), cuda=False))
     assert bundle.headline == (
-        "Liger was not measured: this was a CPU run and Liger's Triton kernels need a CUDA GPU, so its 2 "
-        "runs were skipped. Baseline only: 1,200 tokens/s at batch 4."
+        "Liger was not measured: this was a CPU run. CPU numbers check the pipeline's plumbing and are not a "
+        "Liger measurement (Liger's Triton kernels need a CUDA GPU, so its 2 runs were skipped)."
     )
+    assert "it is not a Liger measurement" in bundle.html
     assert "Peak GPU memory was not measured" in bundle.html
     assert "CPU run: Liger skipped" in bundle.html
     assert bundle.html.count("<img ") == 3
@@ -132,7 +133,7 @@ def test_headline_without_any_successful_run_and_without_any_run():
 
 def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
     single = build_report(*build([Run(False, 8, 256, tokens_per_s=5000.0), Run(False, 16, 256, tokens_per_s=9000.0)]))
-    assert single.headline == "Only stock transformers was run, so there is no comparison: 9,000 tokens/s at batch 16."
+    assert single.headline == "Only the baseline was run, so there is no comparison: 9,000 tokens/s at batch 16."
     runs = [
         Run(v, b, s, tokens_per_s=1000.0 * b * (1.2 if v else 1.0))
         for v in (True, False)
@@ -147,6 +148,24 @@ def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
     )
     assert "One repeat per cell: confidence intervals are unavailable" in bundle.html
     assert "unavailable" in bundle.markdown
+
+
+def test_one_name_for_the_baseline_whole_numbers_and_percent_variation():
+    results, histories = build(gpu_scenario())
+    for result in results:  # KFP metadata hands integers over as floats
+        result["model"].update(vocab_size=512.0, max_position_embeddings=4096.0)
+    bundle = build_report(results, histories)
+    text = re.sub(r"<[^>]+>", " ", bundle.html)
+    assert text.count("stock transformers") == 1  # the baseline's definition, once
+    assert "vanilla" not in re.sub(r"vanilla-\S*", "", text)  # run keys keep the data name
+    assert re.search(r"\b512\b", text) and "512.0" not in text and "4096.0" not in text
+    assert "max step CV %" in text and "step CV %" in text
+
+
+def test_cpu_confidence_intervals_of_rates_never_go_below_zero():
+    runs = [Run(False, 4, 128, r, tokens_per_s=rate) for r, rate in enumerate((610.0, 9660.0, 900.0))]
+    cells = build_report(*build(runs, cuda=False)).table
+    assert (cells["tokens_per_s_nonpad_ci_low"] >= 0).all()
 
 
 def test_headline_names_the_largest_paired_batch_even_where_it_exists_at_one_sequence_length():

@@ -145,3 +145,12 @@ def test_cpu_report_explains_missing_memory_instead_of_an_empty_figure(driver, t
     assert "Peak GPU memory was not measured" in text
     assert "CPU run: Liger skipped" in text
     assert [url for url in network_requests(driver) if not url.startswith(("file:", "data:"))] == []
+
+
+@pytest.mark.slow
+def test_the_report_html_of_a_local_run_opens_as_a_page(driver, cli_local_run):
+    done, output_dir = cli_local_run
+    assert done.returncode == 0, done.stderr
+    driver.get((output_dir / "report.html").as_uri())
+    assert driver.find_element("css selector", ".headline").text.startswith("Liger was not measured: this was a CPU")
+    assert_page_is_self_contained(driver, expected_images=3)  # throughput, loss and per-step charts; no GPU memory

@@ -189,6 +189,8 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["n_runs"], row["outcome"] = len(group), _outcome(group["status"])
         for kind in ("nonpad", "padded"):
             mean, low, high = mean_ci(ok[f"tokens_per_s_{kind}"])
+            # A rate is never negative; a t-interval over a few noisy repeats can still reach below zero.
+            low = max(low, 0.0) if math.isfinite(low) else low
             row.update({f"tokens_per_s_{kind}": mean, f"tokens_per_s_{kind}_ci_low": low})
             row[f"tokens_per_s_{kind}_ci_high"] = high
         row["gpus"] = int(group["gpus"].max())

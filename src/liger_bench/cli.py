@@ -1,18 +1,38 @@
-"""``liger-bench``: run the pipeline locally, compile it, upload it, trigger it.
+"""liger-bench: run the pipeline locally, compile it, upload it, trigger it.
 
-Heavy imports live inside the subcommands so that ``--help`` is instant.
+Heavy imports live inside the subcommands so that ``--help`` is instant. A user's mistake ends in
+one message on stderr and exit status 2, before anything slow starts; any other failure in one
+message and exit status 1, with its traceback in a log file that the message names.
+
+One module for all four commands: what a user sees of them (options, checks, messages) is read and
+changed together; the work itself lives in the modules they call (userinput, progress, kfp_client).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
+from liger_bench.userinput import (
+    QUOTING_RULE,
+    UserError,
+    check_local_paths,
+    check_names,
+    check_type,
+    parse_params,
+)
+from liger_bench.versions import REGISTRY_ENV
+
 # The embedded default: small enough for two CPU cores in a few minutes, same pipeline as a cluster.
+# One training at a time: runs sharing a GPU, or a few CPU cores, would measure each other.
 LOCAL_DEFAULTS = {
     "use_liger": [True, False],
     "per_device_train_batch_size": [2, 4, 8],
@@ -20,27 +40,77 @@ LOCAL_DEFAULTS = {
     "n_runs": 3,
     "max_steps": 10,
     "warmup_steps_to_skip": 3,
+    "max_concurrency": 1,
 }
-BUILD_OPTIONS = ("max_concurrency", "gpus_per_run")
+# Compile-time options that ``local --param`` takes too, with their kfp type names.
+BUILD_OPTIONS = {"max_concurrency": "Integer", "gpus_per_run": "Integer"}
+# The pipeline's parameter names for ``local --help`` without importing kfp (a test keeps them equal).
+PIPELINE_PARAMETERS = (
+    "model_name",
+    "model_revision",
+    "dataset_name",
+    "dataset_split",
+    "dataset_revision",
+    "use_liger",
+    "per_device_train_batch_size",
+    "max_seq_length",
+    "n_runs",
+    "max_steps",
+    "warmup_steps_to_skip",
+    "base_config",
+    "max_grid_size",
+    "min_success_ratio",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
+    "hf_token_secret",
+    "mlflow_secret",
+    "gpu_node_selector",
+    "gpu_tolerations",
+)
+# ``compile`` options, named as ClusterOptions fields.
+COMPILE_OPTIONS = (
+    "max_concurrency",
+    "cache_training",
+    "hf_cache_pvc",
+    "train_timeout_s",
+    "train_cpu_limit",
+    "train_memory_limit",
+    "gpus_per_run",
+    "nodes_per_run",
+    "max_gpus_per_run",
+    "trainer_runtime",
+    "trainer_pvc",
+    "keep_trainjobs",
+)
 
 
-def parse_params(pairs: list[str]) -> dict:
-    """``NAME=JSON`` pairs to a dict; a value that is not JSON is taken as a string."""
-    params = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
-        try:
-            params[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[name] = raw
-    return params
+class RunFailed(Exception):
+    """The local pipeline run failed; the message says where and names the log with the details."""
 
 
-def local_params(overrides: dict) -> dict:
-    """Parameters of a local run: the embedded model and dataset unless overridden."""
-    params = {**LOCAL_DEFAULTS, **overrides}
+def pipeline_inputs() -> dict:
+    """The pipeline's declared parameters (name to kfp input spec): names, types and defaults."""
+    from liger_bench.pipelines.liger_benchmark import liger_benchmark
+
+    return dict(liger_benchmark.component_spec.inputs)
+
+
+def check_grid(params: dict, inputs: dict) -> int:
+    """Expand the grid as prepare_grid will (same function, same messages); return its size."""
+    import dataclasses
+
+    from liger_bench.grid import GridError, GridSpec, expand_grid
+
+    axes = {f.name: params.get(f.name, inputs[f.name].default) for f in dataclasses.fields(GridSpec)}
+    try:
+        return len(expand_grid(GridSpec(**axes)))
+    except GridError as error:
+        raise UserError(str(error)) from None
+
+
+def with_embedded(params: dict) -> dict:
+    """``params`` with the embedded model and dataset where they name none (made on first use)."""
+    params = dict(params)
     if "model_name" not in params or "dataset_name" not in params:
         from liger_bench.embedded import ensure_embedded
 
@@ -51,21 +121,75 @@ def local_params(overrides: dict) -> dict:
 
 
 def run_local(output_dir: Path, overrides: dict) -> Path:
-    """Run the whole pipeline with kfp's local runner; return the HTML report's path."""
+    """Run the whole pipeline with kfp's local runner; return the path of the report artifact.
+
+    The terminal gets what runs, one line per finished run and where the report and the log are;
+    kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``. The report is
+    copied to ``<output_dir>/report.html``, which a browser opens.
+
+    Raises:
+        UserError: An unknown parameter, a bad grid value or a local path that does not exist
+            (checked before the pipeline starts).
+        RunFailed: The pipeline failed; the message names the task, its error and the log.
+
+    """
+    from liger_bench.progress import ProgressLog, captured, duration
+    from liger_bench.validation import pipeline_arguments
+
+    inputs = pipeline_inputs()
+    types = _parameter_types(inputs)
+    check_names(list(overrides), types)
+    check_local_paths(overrides)
+    merged = {**LOCAL_DEFAULTS, **overrides}
+    build = {key: merged.pop(key) for key in BUILD_OPTIONS if key in merged}
+    total_runs = check_grid(merged, inputs)
+    try:
+        merged = pipeline_arguments(merged, types)
+    except ValueError as error:  # NaN or infinity somewhere
+        raise UserError(str(error)) from None
+
+    output_dir = output_dir.resolve()
+    log_path = output_dir / "logs" / f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = sys.stdout
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        progress = ProgressLog(log, terminal, total_runs)
+        axes = " × ".join(
+            f"{name} {json.dumps(merged[name])}"
+            for name in ("use_liger", "per_device_train_batch_size", "max_seq_length", "n_runs")
+        )
+        at_a_time = "one at a time" if build["max_concurrency"] == 1 else f"{build['max_concurrency']} at a time"
+        progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")
+        progress.say(f"outputs: {output_dir}  log: {log_path}")
+        started, started_at = time.monotonic(), time.time()
+        try:
+            with captured(progress):
+                report = _run_pipeline(output_dir, with_embedded(merged), build, progress)
+        except Exception as error:
+            traceback.print_exc(file=log)
+            # analyze_results fails after writing the report when too few runs trained: show that report.
+            written = _report_written_since(output_dir, started_at)
+            shown = f"; report: {_publish(written, output_dir)}" if written else ""
+            raise RunFailed(f"{_failure(error, progress)}{shown}; log: {log_path}") from None
+        report_html = _publish(report, output_dir)
+        progress.say(f"finished in {duration(time.monotonic() - started)}: {progress.counts()}")
+        progress.say(f"report: {report_html}")
+        progress.say(f"log: {log_path}")
+    return report
+
+
+def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path:
     import torch
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import ClusterOptions, build_pipeline
 
     from liger_bench.interrupt import interruptible
     from liger_bench.tracking import credentials_to_environment, redact_credentials
-    from liger_bench.validation import pin_local_revisions, pipeline_arguments
+    from liger_bench.validation import pin_local_revisions
 
-    overrides = dict(overrides)
-    build = {key: overrides.pop(key) for key in BUILD_OPTIONS if key in overrides}
-    # Every local task sees the same GPU: runs that share it would measure each other.
-    build.setdefault("max_concurrency", 1 if torch.cuda.is_available() else 2)
-    params = pin_local_revisions(local_params(overrides))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
+    params = pin_local_revisions(params)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Caching reuses the downloads of an earlier run in the same output folder (cache under pipeline_root).
@@ -75,17 +199,41 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         enable_caching=True,
     )
     pipeline = build_pipeline(ClusterOptions(**build))
-    params = pipeline_arguments(params, {name: spec.type for name, spec in pipeline.component_spec.inputs.items()})
     # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
     params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
-    print(f"[liger-bench] running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
-    started = time.monotonic()
+    print(f"running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
         task = pipeline(**params)
-    report = Path(task.output.path)
-    print(f"[liger-bench] finished in {time.monotonic() - started:.0f} s", flush=True)
-    print(f"[liger-bench] report: {report}", flush=True)
-    return report
+    return Path(task.output.path)
+
+
+def _publish(report: Path, output_dir: Path) -> Path:
+    """Copy the report to ``<output_dir>/report.html``, a name a browser opens as a page.
+
+    KFP's artifact file has no extension, so a browser would show its source.
+    """
+    report_html = output_dir / "report.html"
+    shutil.copyfile(report, report_html)
+    return report_html
+
+
+def _report_written_since(output_dir: Path, since: float) -> Path | None:
+    """The newest report artifact under ``output_dir`` written after ``since`` (a time.time())."""
+    reports = [p for p in output_dir.glob("pipeline_root/*/analyze-results/report") if p.stat().st_mtime >= since]
+    return max(reports, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _failure(error: Exception, progress) -> str:
+    """What failed in a local run: the failing task and its error."""
+    from liger_bench.progress import ANSI
+
+    text = ANSI.sub("", str(error))
+    task = text.rpartition("Inner task failed: ")[2].rstrip(".") if "Inner task failed" in text else ""
+    if task:
+        cause = f"task {task} failed" + (f": {progress.last_error}" if progress.last_error else "")
+    else:
+        cause = f"{type(error).__name__}: {text}"
+    return cause
 
 
 def compile_pipeline(output: Path, options: dict) -> Path:
@@ -97,24 +245,74 @@ def compile_pipeline(output: Path, options: dict) -> Path:
     return compile_package(build_pipeline(ClusterOptions(**options)), output)
 
 
+def registry_warning() -> str:
+    """A warning when the package names the default registry's images, which may not be yours; else ''."""
+    if os.environ.get(REGISTRY_ENV):
+        return ""
+    from liger_bench.versions import image
+
+    return (
+        f"liger-bench: warning: ${REGISTRY_ENV} is not set, so the package names the images {image('cpu')} "
+        f"and {image('cuda')}; build and push your own with images/build.py and set {REGISTRY_ENV} to that "
+        "registry before compiling"
+    )
+
+
+def compile_options(args: argparse.Namespace) -> dict:
+    """The ``compile`` options given, as ClusterOptions fields; the others keep ClusterOptions' defaults."""
+    given = {name: getattr(args, name) for name in COMPILE_OPTIONS}
+    for flag in ("cache_training", "keep_trainjobs"):  # store_true: absent means ClusterOptions' default
+        given[flag] = given[flag] or None
+    return {name: value for name, value in given.items() if value is not None}
+
+
+class ClusterDefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each compile option's default from ClusterOptions, where it is declared.
+
+    The pipeline module (and kfp) is imported only when this help is printed, so other help stays instant.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        from liger_bench.pipelines.liger_benchmark import ClusterOptions
+
+        default = getattr(ClusterOptions(), action.dest, None) if action.dest in COMPILE_OPTIONS else action.default
+        shown = default not in (None, argparse.SUPPRESS) and action.dest != "help"
+        return f"{action.help} (default: {default!s})" if shown else str(action.help)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="liger-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults_shown = argparse.ArgumentDefaultsHelpFormatter
 
-    local_cmd = sub.add_parser("local", help="run the pipeline on this machine (embedded model and data by default)")
+    local_cmd = sub.add_parser(
+        "local",
+        help="run the pipeline on this machine (embedded model and data by default)",
+        description="Run the whole pipeline with kfp's local runner. Pipeline parameters: "
+        + ", ".join(PIPELINE_PARAMETERS)
+        + f", and the compile option max_concurrency. Local defaults, for a quick demo: {json.dumps(LOCAL_DEFAULTS)}"
+        f"; the others keep the pipeline's defaults. --param {QUOTING_RULE}.",
+        formatter_class=defaults_shown,
+    )
     local_cmd.add_argument("--output-dir", type=Path, default=Path("liger-bench-output"), help="where outputs go")
     local_cmd.add_argument(
         "--param",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS,  # no "(default: ...)" in the help
         metavar="NAME=JSON",
-        help="pipeline parameter override (repeatable)",
+        help="pipeline parameter override, repeatable; strings need JSON quotes: --param model_name='\"org/model\"'",
     )
 
-    compile_cmd = sub.add_parser("compile", help="compile the pipeline package for a Kubeflow cluster")
+    compile_cmd = sub.add_parser(
+        "compile",
+        help="compile the pipeline package for a Kubeflow cluster",
+        description=f"Write the pipeline package. Its images come from ${REGISTRY_ENV} (set it to the registry "
+        "that images/build.py pushed to).",
+        formatter_class=ClusterDefaultsHelp,
+    )
     compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
-    # Options left out take ClusterOptions' defaults (declared there only; docs/run-on-kubeflow.md lists them).
+    # Options left out take ClusterOptions' defaults (declared there only; the help shows them).
     compile_cmd.add_argument("--max-concurrency", type=int, help="training runs at a time (GPUs)")
     compile_cmd.add_argument("--cache-training", action="store_true", help="let KFP reuse cached training results")
     compile_cmd.add_argument("--hf-cache-pvc", help="PVC mounted as HF_HOME in download tasks")
@@ -128,7 +326,9 @@ def make_parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument("--trainer-pvc", help="ReadWriteMany PVC shared by training tasks and TrainJob nodes")
     compile_cmd.add_argument("--keep-trainjobs", action="store_true", help="keep finished TrainJobs (for their logs)")
 
-    upload_cmd = sub.add_parser("upload", help="compile and upload the pipeline (or a new version of it)")
+    upload_cmd = sub.add_parser(
+        "upload", help="compile and upload the pipeline (or a new version of it)", formatter_class=defaults_shown
+    )
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
     upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
     upload_cmd.add_argument(
@@ -149,59 +349,72 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``liger-bench`` console script."""
     args = make_parser().parse_args(argv)
-    if args.command == "local":
-        run_local(args.output_dir, parse_params(args.param))
-    elif args.command == "compile":
-        started = time.monotonic()
-        given = {
-            "max_concurrency": args.max_concurrency,
-            "cache_training": args.cache_training or None,
-            "hf_cache_pvc": args.hf_cache_pvc,
-            "train_timeout_s": args.train_timeout_s,
-            "train_cpu_limit": args.train_cpu_limit,
-            "train_memory_limit": args.train_memory_limit,
-            "gpus_per_run": args.gpus_per_run,
-            "nodes_per_run": args.nodes_per_run,
-            "max_gpus_per_run": args.max_gpus_per_run,
-            "trainer_runtime": args.trainer_runtime,
-            "trainer_pvc": args.trainer_pvc,
-            "keep_trainjobs": args.keep_trainjobs or None,
-        }
-        options = {name: value for name, value in given.items() if value is not None}
-        try:
-            path = compile_pipeline(args.output, options)
-        except ValueError as err:  # an option out of range: a usage error, not a crash
-            make_parser().error(str(err))
-        print(f"wrote {path} in {time.monotonic() - started:.1f} s")
-    else:
-        return _remote(args)
+    try:
+        if args.command == "local":
+            run_local(args.output_dir, parse_params(getattr(args, "param", []), _parameter_types(pipeline_inputs())))
+        elif args.command == "compile":
+            started = time.monotonic()
+            try:
+                path = compile_pipeline(args.output, compile_options(args))
+            except ValueError as error:  # an option out of range
+                raise UserError(str(error)) from None
+            print(f"wrote {path} in {time.monotonic() - started:.1f} s")
+            _warn(registry_warning())
+        else:
+            _remote(args)
+    except UserError as error:
+        print(f"liger-bench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RunFailed as error:
+        print(f"liger-bench {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - one line on the terminal, the traceback in a file
+        log = Path(tempfile.gettempdir()) / f"liger-bench-{args.command}.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"liger-bench {args.command}: error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr)
+        return 1
     return 0
 
 
-def _remote(args: argparse.Namespace) -> int:
-    import tempfile
+def _warn(message: str) -> None:
+    if message:
+        print(message, file=sys.stderr)
 
-    from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
 
+def _parameter_types(inputs: dict) -> dict[str, str]:
+    return {**{name: spec.type for name, spec in inputs.items()}, **BUILD_OPTIONS}
+
+
+def _remote(args: argparse.Namespace) -> None:
     from liger_bench import kfp_client
 
+    params = {}
+    if args.command == "run":
+        if not args.params.is_file():
+            raise UserError(f"--params {args.params}: no such file")
+        try:
+            params = kfp_client.load_params(args.params)
+        except ValueError as error:
+            raise UserError(str(error)) from None
     with tempfile.TemporaryDirectory() as tmp:
         package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
         if args.command == "upload":
-            info = kfp_client.upload_pipeline(
-                args.host, str(package), args.name or PIPELINE_NAME, args.version, args.namespace
-            )
+            from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
+
+            name = args.name or PIPELINE_NAME
+            info = kfp_client.upload_pipeline(args.host, str(package), name, args.version, args.namespace)
         else:
-            info = kfp_client.run_pipeline(
-                args.host,
-                str(package),
-                kfp_client.load_params(args.params),
-                args.experiment,
-                None,
-                args.namespace,
-            )
+            declared = kfp_client.pipeline_parameters(package)
+            check_names(list(params), dict.fromkeys(declared), option=f"--params {args.params}:")
+            inputs = pipeline_inputs()
+            for name, value in params.items():
+                if name in inputs:
+                    check_type(name, value, inputs[name].type)
+            check_grid(params, inputs)
+            info = kfp_client.run_pipeline(args.host, str(package), params, args.experiment, None, args.namespace)
     print(json.dumps(info, indent=1, default=str))
-    return 0
+    if not args.package:
+        _warn(registry_warning())
 
 
 if __name__ == "__main__":

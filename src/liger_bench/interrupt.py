@@ -67,9 +67,12 @@ def interruptible(output_dir: Path, mlflow_tracking_uri: str) -> Iterator[None]:
 
 
 def _say(line: str) -> None:
-    """Print to stderr; a closed terminal or pipe must not stop the clean-up."""
-    with contextlib.suppress(OSError):
-        print(line, file=sys.stderr, flush=True)
+    """Print to the process's stderr; a closed terminal or pipe must not stop the clean-up.
+
+    ``sys.__stderr__``: inside ``liger-bench local`` ``sys.stderr`` is the run's log file.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        print(line, file=sys.__stderr__, flush=True)
 
 
 def stop_descendants() -> None:

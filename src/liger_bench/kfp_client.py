@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from liger_bench.userinput import UserError
 from liger_bench.versions import package_version
 
 
@@ -157,11 +158,21 @@ def _client(host: str, namespace: str | None):
 
     token_path = os.environ.get(KF_PIPELINES_SA_TOKEN_ENV) or KF_PIPELINES_SA_TOKEN_PATH
     credentials = ServiceAccountTokenVolumeCredentials(token_path) if os.path.isfile(token_path) else None
+    from urllib3.exceptions import MaxRetryError
+
     options = {"namespace": namespace} if namespace else {}
     with warnings.catch_warnings():
         # kfp.Client warns on every construction that it needs KFP >= 2.0.0-beta.2; noise for a CLI.
         warnings.simplefilter("ignore", FutureWarning)
-        return Client(host=host, credentials=credentials, **options)
+        try:
+            return Client(host=host, credentials=credentials, **options)
+        except MaxRetryError as error:
+            # kfp.Client checks the API's health on construction; urllib3 words the cause last.
+            cause = str(error.reason).rpartition("): ")[2].rstrip(")\"'")
+            raise UserError(
+                f"cannot reach the Kubeflow Pipelines API at {host} ({cause}); check --host, e.g. "
+                "http://localhost:8080 behind 'kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80'"
+            ) from None
 
 
 def _find_pipeline(client, name: str, namespace: str | None) -> str | None:

@@ -23,10 +23,16 @@ from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_res
 from liger_bench.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.records import write_text_atomic
 
-DEFAULT_TITLE = "Liger Kernel vs stock transformers: fine-tuning benchmark"
+DEFAULT_TITLE = "Liger Kernel fine-tuning benchmark"
 HIGH_CV = 0.10
 MAX_CURVE_PANELS = 12
-LABELS = {"liger": "Liger", "vanilla": "stock transformers"}
+# The page's names of the variants; "vanilla" stays the data name (run keys, CSV, metrics).
+LABELS = {"liger": "Liger", "vanilla": "baseline"}
+BASELINE_DEFINITION = (
+    "The baseline is stock transformers: the same model, data and settings without Liger "
+    "(its run keys start with vanilla-)."
+)
+PAGE_WIDTH_IN = 12.4  # figure width in inches: at 90 dpi about the page's 1150 px text width
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fff}
 main{max-width:1150px;margin:0 auto;padding:1rem 1.5rem 3rem}
@@ -125,7 +131,16 @@ def make_headline(analysis: Analysis) -> str:
         return f"No run trained successfully ({', '.join(parts)} of {len(runs)} runs); see the reasons below."
     cell = _headline_cell(analysis)
     variants = set(cells["variant"])
-    if cell is not None:
+    if _is_cpu(analysis):
+        liger = runs[runs["variant"] == "liger"]
+        skipped = (
+            f", so its {len(liger)} runs were skipped" if len(liger) and (liger["status"] == "skipped").all() else ""
+        )
+        text = (
+            "Liger was not measured: this was a CPU run. CPU numbers check the pipeline's plumbing and are not "
+            f"a Liger measurement (Liger's Triton kernels need a CUDA GPU{skipped})."
+        )
+    elif cell is not None:
         text = f"Liger: {_pct(cell.gain_pct)} tokens/s"
         if math.isfinite(cell.mem_reserved_reduction_pct):
             text += f" and {_pct(-cell.mem_reserved_reduction_pct)} peak memory"
@@ -138,11 +153,10 @@ def make_headline(analysis: Analysis) -> str:
         liger = runs[runs["variant"] == "liger"]
         baseline = _best_ok(analysis, "vanilla")
         if (liger["status"] == "skipped").all() and baseline is not None:
-            where = "this was a CPU run" if _is_cpu(analysis) else "every Liger run was skipped"
             text = (
-                f"Liger was not measured: {where} and Liger's Triton kernels need a CUDA GPU, so its "
-                f"{len(liger)} runs were skipped. Baseline only: {_num(baseline.tokens_per_s_nonpad, 0)} "
-                f"tokens/s at {_where(analysis, baseline.batch_size, baseline.seq_len)}."
+                f"Liger was not measured: all its {len(liger)} runs were skipped (see the reasons below). "
+                f"Baseline only: {_num(baseline.tokens_per_s_nonpad, 0)} tokens/s at "
+                f"{_where(analysis, baseline.batch_size, baseline.seq_len)}."
             )
         else:
             frontier = _memory_frontier_phrase(analysis)
@@ -153,7 +167,7 @@ def make_headline(analysis: Analysis) -> str:
         variant = next(iter(variants))
         best = _best_ok(analysis, variant)
         text = (
-            f"Only {LABELS[variant]} was run, so there is no comparison: "
+            f"Only {'the baseline' if variant == 'vanilla' else LABELS[variant]} was run, so there is no comparison: "
             f"{_num(best.tokens_per_s_nonpad, 0)} tokens/s "
             f"at {_where(analysis, best.batch_size, best.seq_len)}."
         )
@@ -208,8 +222,9 @@ def caveats(analysis: Analysis) -> list[str]:
     runs, notes = analysis.runs, []
     if _is_cpu(analysis):
         notes.append(
-            "CPU run: Liger skipped (its kernels need a CUDA GPU); no GPU memory was measured and the "
-            "throughput says nothing about GPU training."
+            "CPU run: Liger skipped (its kernels need a CUDA GPU); no GPU memory was measured, and the "
+            "throughput checks the pipeline's plumbing: it is not a Liger measurement and says nothing about "
+            "GPU training."
         )
     for row in analysis.parity[analysis.parity["passed"] == False].itertuples():  # noqa: E712
         notes.append(
@@ -239,7 +254,7 @@ def caveats(analysis: Analysis) -> list[str]:
     noisy = runs[runs["step_time_cv"] > HIGH_CV]
     if len(noisy):
         notes.append(
-            f"High step-time variation (coefficient of variation > {HIGH_CV:.0%}) in {len(noisy)} runs, e.g. "
+            f"High step-time variation (step CV > {HIGH_CV:.0%}) in {len(noisy)} runs, e.g. "
             f"{', '.join(noisy['run_key'].head(5))}: the node may have been shared or throttled."
         )
     ok = runs[runs["status"] == "ok"]
@@ -265,12 +280,13 @@ def _data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figure(n_panels: int, n_cols: int, width: float, height: float):
+def _figure(n_panels: int, n_cols: int, height: float):
+    """Panels filling the page's width, ``n_cols`` at most per row."""
     from matplotlib.figure import Figure
 
     n_cols = min(n_cols, n_panels)
     n_rows = math.ceil(n_panels / n_cols)
-    fig = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH_IN, height * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -278,18 +294,23 @@ def _figure(n_panels: int, n_cols: int, width: float, height: float):
 
 
 def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) -> str:
-    """Grouped bars per batch size, one panel per sequence length; cells without an ok run are labelled."""
+    """Grouped bars per batch size, one panel per sequence length.
+
+    A cell without an ok run gets no bar (a made-up height would read as a value): a cross on the
+    axis and its outcome written above it.
+    """
     import seaborn as sns
 
     cells = analysis.cells
     seqs = sorted(cells["seq_len"].unique())
     variants = [v for v in ("vanilla", "liger") if v in set(cells["variant"])]
     colors = dict(zip(("vanilla", "liger"), sns.color_palette("colorblind", 2), strict=True))
-    fig, axes = _figure(len(seqs), 3, 5.2, 3.6)
+    fig, axes = _figure(len(seqs), 2, 4.2)
     for ax, seq in zip(axes, seqs, strict=True):
         panel = cells[cells["seq_len"] == seq]
         batches = sorted(panel["batch_size"].unique())
-        top = max(float(panel[value].max()) if panel[value].notna().any() else 1.0, capacity)
+        highs = [panel[value], panel.get(f"{value}_ci_high", panel[value])]
+        top = max([float(h.max()) for h in highs if h.notna().any()] + [capacity, 1e-9])
         width = 0.8 / len(variants)
         for i, variant in enumerate(variants):
             for x, batch in enumerate(batches):
@@ -303,27 +324,28 @@ def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) ->
                     err = [[row[value] - low], [high - row[value]]] if math.isfinite(low) else None
                     ax.bar(pos, row[value], width, color=colors[variant], yerr=err, capsize=3)
                     continue
-                label = "OOM" if row.outcome == "oom" else row.outcome if row.n_ok == 0 else "no data"
-                height = capacity if row.outcome == "oom" and capacity else 0.15 * top
-                ax.bar(pos, height, width, fill=False, hatch="//", edgecolor=colors[variant], linewidth=1.2)
-                ax.text(
-                    pos,
-                    height,
-                    label.upper(),
+                label = "out of memory" if row.outcome == "oom" else row.outcome if row.n_ok == 0 else "no data"
+                ax.plot(pos, 0, marker="X", markersize=10, color=colors[variant], clip_on=False, zorder=3)
+                ax.annotate(
+                    label,
+                    (pos, 0),
+                    xytext=(0, 9),
+                    textcoords="offset points",
                     ha="center",
                     va="bottom",
                     rotation=90,
-                    fontsize=8,
+                    fontsize=10,
                     weight="bold",
+                    color=colors[variant],
                 )
         if capacity:
             ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GiB")
         for variant in variants:
             ax.bar(0, 0, 0, color=colors[variant], label=LABELS[variant])
         ax.set(xticks=range(len(batches)), xticklabels=batches, xlabel="per-device batch size", ylabel=ylabel)
-        ax.set_ylim(0, top * 1.3)
+        ax.set_ylim(0, top * 1.15)
         ax.set_title(f"sequence length {seq}")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=10, loc="upper left")
     return _data_uri(fig)
 
 
@@ -349,7 +371,9 @@ def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, y
     import seaborn as sns
 
     palette = dict(zip(("vanilla", "liger"), sns.color_palette("colorblind", 2), strict=True))
-    fig, axes = _figure(len(picks), 4, 3.9, 2.8)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(len(picks), 3, 3.2)
     steps = analysis.steps
     for ax, (batch, seq, repeat) in zip(axes, picks, strict=True):
         data = steps[(steps["batch_size"] == batch) & (steps["seq_len"] == seq) & (steps["repeat"] == repeat)]
@@ -363,8 +387,9 @@ def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, y
             )
         sns.lineplot(data=data, x="step", y=value, hue="variant", palette=palette, ax=ax, marker=".", errorbar=None)
         ax.set(title=f"batch {batch}, seq {seq}, repeat {repeat}", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [LABELS.get(label, label) for label in labels], fontsize=7)
+        ax.legend(handles, [LABELS.get(label, label) for label in labels], fontsize=9)
     return _data_uri(fig)
 
 
@@ -425,7 +450,7 @@ GAIN_COLUMNS: list[Column] = [
     ("mem_allocated_reduction_pct", "allocated mem reduction %", _fmt(1)),
 ]
 CELL_COLUMNS: list[Column] = [
-    ("variant", "variant", None),
+    ("variant", "variant", LABELS.get),
     ("batch_size", "batch", None),
     ("seq_len", "seq len", None),
     ("outcome", "outcome", None),
@@ -441,14 +466,14 @@ CELL_COLUMNS: list[Column] = [
     ("peak_mem_allocated_gb", "peak alloc GiB", _fmt(2)),
     ("peak_mem_reserved_gb", "peak reserved GiB", _fmt(2)),
     ("mfu", "MFU", _fmt(3)),
-    ("step_time_cv_max", "max step CV", _fmt(3)),
+    ("step_time_cv_max", "max step CV %", lambda v: _num(100 * v, 1)),
     ("steady_state", "steady state", None),
     ("drift", "drift %", lambda v: _num(100 * v, 1)),
     ("n_first_shape_steps", "first-shape steps", _fmt(0)),
     ("first_shape_excess_s", "first-shape extra s", _fmt(2)),
 ]
 FRONTIER_COLUMNS: list[Column] = [
-    ("variant", "variant", None),
+    ("variant", "variant", LABELS.get),
     ("seq_len", "seq len", None),
     ("largest_ok_batch", "largest batch that trained", _fmt(0)),
     ("smallest_oom_batch", "smallest batch out of memory", _fmt(0)),
@@ -465,11 +490,18 @@ PARITY_COLUMNS: list[Column] = [
     ("passed", "parity", lambda v: "n/a" if v is pd.NA else "pass" if v else "FAIL"),
 ]
 PROBLEM_COLUMNS: list[Column] = [
-    (c, c.replace("_", " "), None) for c in ("run_key", "variant", "batch_size", "seq_len")
+    ("run_key", "run key", None),
+    ("variant", "variant", LABELS.get),
+    ("batch_size", "batch size", None),
+    ("seq_len", "seq len", None),
 ]
 PROBLEM_COLUMNS += [("repeat", "repeat", None), ("status", "status", None), ("reason", "reason", None)]
 RUN_COLUMNS: list[Column] = [
-    (c, c.replace("_", " "), None) for c in ("run_key", "status", "variant", "batch_size", "seq_len")
+    ("run_key", "run key", None),
+    ("status", "status", None),
+    ("variant", "variant", LABELS.get),
+    ("batch_size", "batch size", None),
+    ("seq_len", "seq len", None),
 ]
 RUN_COLUMNS += [
     ("repeat", "repeat", None),
@@ -478,7 +510,7 @@ RUN_COLUMNS += [
     ("gpus", "GPUs", None),
     ("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", _fmt(0)),
     ("step_time_s", "median step s", _fmt(3)),
-    ("step_time_cv", "step CV", _fmt(3)),
+    ("step_time_cv", "step CV %", lambda v: _num(100 * v, 1)),
     ("peak_mem_allocated_gb", "peak alloc GiB", _fmt(2)),
     ("peak_mem_reserved_gb", "peak reserved GiB", _fmt(2)),
     ("mfu", "MFU", _fmt(3)),
@@ -535,10 +567,21 @@ def _md_table(frame: pd.DataFrame, columns: list, empty: str) -> str:
     return "\n".join(lines)
 
 
+def _integral(value: Any) -> Any:
+    """``value`` with whole floats as integers: KFP metadata turns 512 into 512.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
 def _key_values(values: dict[str, Any]) -> str:
     rows = []
     for key, value in values.items():
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        text = value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
         rows.append(f'<tr><th class="text">{html.escape(str(key))}</th><td class="text">{html.escape(text)}</td></tr>')
     return f"<table>{''.join(rows)}</table>" if rows else '<p class="missing">Not recorded.</p>'
 
@@ -625,6 +668,7 @@ def build_report(
     sections = [
         f"<h1>{esc(title)}</h1>",
         f'<p class="headline">{esc(headline)}</p>',
+        f"<p>{esc(BASELINE_DEFINITION)}</p>",
         f'<h2>Caveats</h2><ul class="caveats">{caveat_html}</ul>',
         "<h2>Liger vs baseline</h2>",
         "<p>Gain: mean over repeats of the paired ratio of non-padding tokens/s (Liger run / baseline "
@@ -677,6 +721,7 @@ def build_report(
         [
             f"# {_md_escape(title)}",
             f"**{_md_escape(headline)}**",
+            _md_escape(BASELINE_DEFINITION),
             "## Liger vs baseline",
             _md_table(analysis.gains, GAIN_COLUMNS, "No grid cell was run."),
             "## Out-of-memory frontier",
