@@ -101,7 +101,9 @@ def check_grid(params: dict, inputs: dict) -> int:
 
     from liger_bench.grid import GridError, GridSpec, expand_grid
 
-    axes = {f.name: params.get(f.name, inputs[f.name].default) for f in dataclasses.fields(GridSpec)}
+    # GridSpec's scale fields (gpus_per_run, ...) are compile options, not pipeline inputs: their defaults hold here.
+    names = [f.name for f in dataclasses.fields(GridSpec) if f.name in inputs]
+    axes = {name: params.get(name, inputs[name].default) for name in names}
     try:
         return len(expand_grid(GridSpec(**axes)))
     except GridError as error:
