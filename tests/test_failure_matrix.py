@@ -341,31 +341,29 @@ def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_
 # Model: download_model (liger_bench.modelio) and prepare_grid's check against the model.
 
 
-@pytest.fixture(scope="module")
-def gpt2_model_dir(embedded_assets, tmp_path_factory) -> Path:
-    """A model folder of an architecture liger-kernel has no patches for: GPT-2, random weights,
-    the embedded tokenizer, a context of 128 positions (config key ``n_positions``)."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+def _gpt_model_dir(model_type: str, embedded_assets, tmp_path_factory) -> Path:
+    """A one-layer GPT-style model of ``model_type`` with random weights, the embedded tokenizer and a
+    context of 128 positions (config key ``n_positions``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("gpt2") / "model"
+    folder = tmp_path_factory.mktemp(model_type) / "model"
     tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
-    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=len(tokenizer))
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    sizes = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128, "vocab_size": len(tokenizer)}
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **sizes)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def gpt2_model_dir(embedded_assets, tmp_path_factory) -> Path:
+    """A model folder of an architecture liger-kernel has no patches for: GPT-2."""
+    return _gpt_model_dir("gpt2", embedded_assets, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def openai_gpt_model_dir(embedded_assets, tmp_path_factory) -> Path:
-    """A model folder whose transformers class cannot checkpoint gradients: GPT-1, random weights."""
-    from transformers import AutoTokenizer, OpenAIGPTConfig, OpenAIGPTLMHeadModel
-
-    folder = tmp_path_factory.mktemp("openai-gpt") / "model"
-    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
-    config = OpenAIGPTConfig(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=len(tokenizer))
-    OpenAIGPTLMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """A model folder whose transformers class cannot checkpoint gradients: GPT-1."""
+    return _gpt_model_dir("openai-gpt", embedded_assets, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
