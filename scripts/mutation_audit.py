@@ -307,8 +307,8 @@ MUTANTS = [
     Mutant(
         "A5",
         "analysis.py",
-        'steps["measured"] = (steps["step"] > steps["warmup_steps_to_skip"]) & ~first_shape',
-        'steps["measured"] = (steps["step"] > 0) & ~first_shape',
+        '"measured": is_measured(step)}',
+        '"measured": True}',
         ANALYSIS,
         "parity compares warm-up steps",
     ),

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.config import coerce
+from liger_bench.metrics import is_measured
 
 DEFAULT_PARITY_TOLERANCE = 0.02
 CELL = ["use_liger", "batch_size", "seq_len"]
@@ -144,13 +145,13 @@ def _run_row(result: dict[str, Any]) -> dict[str, Any]:
 def _steps_frame(runs: pd.DataFrame, histories: Sequence[dict[str, Any]]) -> pd.DataFrame:
     known = set(runs["run_key"])
     rows = [
-        {**step, "run_key": history["run_key"]}
+        {**step, "run_key": history["run_key"], "measured": is_measured(step)}
         for history in histories
         if history.get("run_key") in known
         for step in history.get("steps") or ()
     ]
     steps = pd.DataFrame(rows)
-    for column in ("run_key", "step", "warmup", "first_shape", *STEP_NUMBERS):
+    for column in ("run_key", "step", "warmup", "measured", *STEP_NUMBERS):
         if column not in steps:
             steps[column] = pd.Series(dtype=object)
     for column in STEP_NUMBERS:
@@ -158,9 +159,7 @@ def _steps_frame(runs: pd.DataFrame, histories: Sequence[dict[str, Any]]) -> pd.
     steps["step"] = pd.to_numeric(steps["step"]).astype(int)
     axes = runs[["run_key", "variant", *CELL, "repeat", "warmup_steps_to_skip"]]
     steps = steps.merge(axes, on="run_key", how="inner")
-    # The same rule as metrics.is_measured: past warm-up, and of a shape seen before in the run.
-    first_shape = steps["first_shape"].fillna(False).astype(bool)
-    steps["measured"] = (steps["step"] > steps["warmup_steps_to_skip"]) & ~first_shape
+    steps["measured"] = steps["measured"].astype(bool)
     return steps
 
 

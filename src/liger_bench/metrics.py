@@ -225,15 +225,19 @@ def is_measured(step: dict[str, Any]) -> bool:
     return not step["warmup"] and not step.get("first_shape", False)
 
 
+def _times_by_shape(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
+    by_shape: dict[str, list[float]] = defaultdict(list)
+    for s in steps:
+        by_shape[s.get("shape", "")].append(s["step_time_s"])
+    return by_shape
+
+
 def _shape_normalised_times(steps: list[dict[str, Any]]) -> list[float]:
     """Each step's time over the median time of the steps of its shape; shape-independent.
 
     Falls back to time per padded token when too few shapes repeat (every step a different shape).
     """
-    by_shape: dict[str, list[float]] = defaultdict(list)
-    for s in steps:
-        by_shape[s.get("shape", "")].append(s["step_time_s"])
-    medians = {shape: statistics.median(times) for shape, times in by_shape.items() if len(times) > 1}
+    medians = {shape: statistics.median(times) for shape, times in _times_by_shape(steps).items() if len(times) > 1}
     repeated = [s["step_time_s"] / medians[s.get("shape", "")] for s in steps if s.get("shape", "") in medians]
     if len(repeated) >= MIN_STEPS_FOR_STEADY_TEST:
         return repeated
@@ -286,9 +290,7 @@ def first_shape_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
     after_warmup = [s for s in steps if not s["warmup"]]
     first = [s for s in after_warmup if s.get("first_shape")]
     measured = [s for s in after_warmup if not s.get("first_shape")]
-    by_shape: dict[str, list[float]] = defaultdict(list)
-    for s in measured:
-        by_shape[s.get("shape", "")].append(s["step_time_s"])
+    by_shape = _times_by_shape(measured)
     per_token = _stat(
         [s["step_time_s"] / s["tokens_padded"] for s in measured if s["tokens_padded"]], statistics.median
     )
@@ -302,7 +304,7 @@ def first_shape_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
         "n_shapes": len({s.get("shape", "") for s in steps}),
         "n_first_shape_steps": len(first),
         "first_shape_time_s": sum(s["step_time_s"] for s in first),
-        "first_shape_excess_s": excess if first and (measured or per_token is not None) else None,
+        "first_shape_excess_s": excess if first and measured else None,
         "warmup_time_s": sum(s["step_time_s"] for s in steps if s["warmup"]),
     }
 
