@@ -217,9 +217,9 @@ def summarize(cell: dict, warmup: int) -> dict:
         out["callback_vs_timer"] = max(agreements, key=abs)
         out["full_cycle_tokens_per_s"] = statistics.median(full_cycle_rates)
         out["losses"] = [[s["loss"] for s in run["steps"] if not s["warmup"]] for run in ok]
-        for key in ("steady_state", "drift", "settle_step", "steps_needed", "n_shapes", "n_first_shape_steps"):
+        steady_keys = ("steady_state", "drift", "settle_step", "steps_needed", "n_shapes", "n_first_shape_steps")
+        for key in (*steady_keys, "first_shape_excess_s"):
             out[key] = [run["result"]["metrics"].get(key) for run in ok]
-        out["first_shape_excess_s"] = [run["result"]["metrics"].get("first_shape_excess_s") for run in ok]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok":
         rates = [t / dt for t, dt in zip(ceiling["tokens"], ceiling["step_times"], strict=True)]
