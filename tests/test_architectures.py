@@ -14,6 +14,7 @@ named by ``LIGER_BENCH_ARCHITECTURES_OUT`` as ``architectures.json`` and ``archi
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
@@ -161,22 +162,32 @@ class OutcomeTable:
     """The GPU outcome table, rewritten after every row.
 
     Rows already in the folder are kept (a later run replaces a model type's row), so the table
-    can be made in several calls and a call cut short keeps the rows so far.
+    can be made in several calls, a call cut short keeps the rows so far, and several pytest-xdist
+    workers can add rows at once (each add re-reads the table under a file lock).
     """
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder) if folder else None
-        written = self.folder / "architectures.json" if self.folder else None
-        self.rows: list[dict] = json.loads(written.read_text()) if written and written.exists() else []
+        self.rows: list[dict] = []
 
     def add(self, **row) -> None:
-        self.rows = sorted(
-            [*(r for r in self.rows if r["model_type"] != row["model_type"]), row], key=lambda r: r["model_type"]
-        )
         if self.folder is None:
+            self.rows = self._merged(self.rows, row)
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "architectures.json").write_text(json.dumps(self.rows, indent=1) + "\n")
+        written = self.folder / "architectures.json"
+        with open(self.folder / ".architectures.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.rows = self._merged(json.loads(written.read_text()) if written.exists() else [], row)
+            written.write_text(json.dumps(self.rows, indent=1) + "\n")
+            self._write_markdown()
+
+    @staticmethod
+    def _merged(rows: list[dict], row: dict) -> list[dict]:
+        others = (r for r in rows if r["model_type"] != row["model_type"])
+        return sorted([*others, row], key=lambda r: r["model_type"])
+
+    def _write_markdown(self) -> None:
         lines = [
             "| model type | architecture | attention | Liger kernels patched (modules) | stock transformers | Liger "
             "| largest loss difference | reason |",

@@ -17,6 +17,7 @@ import pandas as pd
 
 from liger_bench.config import coerce
 from liger_bench.metrics import is_measured
+from liger_bench.vocabulary import variant_of
 
 DEFAULT_PARITY_TOLERANCE = 0.02
 CELL = ["use_liger", "batch_size", "seq_len"]
@@ -65,11 +66,6 @@ STEP_NUMBERS = (
     "loss",
     "mfu",
 )
-
-
-def variant_name(use_liger: bool) -> str:
-    """Name a variant the way the report does."""
-    return "liger" if use_liger else "vanilla"
 
 
 def t_quantile_975(dof: int) -> float:
@@ -126,7 +122,7 @@ def _run_row(result: dict[str, Any]) -> dict[str, Any]:
         }
     except (KeyError, ValueError) as err:
         raise ValueError(f"run result {key!r} lacks a valid config value: {err}") from err
-    row["variant"] = variant_name(row["use_liger"])
+    row["variant"] = variant_of(row["use_liger"])
     for column, name in RUN_METRICS.items():
         value = metrics.get(name)
         row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
@@ -179,7 +175,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
     for (use_liger, batch, seq), group in runs.groupby(CELL, sort=True):
         ok = group[group["status"] == "ok"]
         row = {
-            "variant": variant_name(use_liger),
+            "variant": variant_of(use_liger),
             "use_liger": use_liger,
             "batch_size": batch,
             "seq_len": seq,

@@ -8,6 +8,7 @@ from typing import Any
 
 from liger_bench.architecture import ArchitectureTrial
 from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
+from liger_bench.vocabulary import variant_of
 
 DEFAULT_MAX_GRID_SIZE = 256
 DEFAULT_MAX_GPUS_PER_RUN = 8
@@ -45,8 +46,7 @@ class GridSpec:
 
 def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
     """Stable, readable key of a grid point, e.g. ``liger-bs16-seq512-r2``."""
-    variant = "liger" if use_liger else "vanilla"
-    return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"
+    return f"{variant_of(use_liger)}-bs{batch_size}-seq{seq_len}-r{repeat}"
 
 
 def _axis(name: str, values: Any, kind: type, positive: bool) -> list:

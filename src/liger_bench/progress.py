@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
+from liger_bench.vocabulary import VARIANTS
+
 MARKER = "[liger-bench] "
 # steps.grid_step's line "grid of <n> runs: ..." starts the training clock; steps.train_step's line
 # about a finished run (keys from grid.run_key) is "<run_key>: <status>, 1,234 tokens/s" or
 # "<run_key>: <status> (<reason>)".
 GRID = "grid of "
-RUN_KEY = r"(?:liger|vanilla)-bs\d+-seq\d+-r\d+"
+RUN_KEY = rf"(?:{'|'.join(VARIANTS)})-bs\d+-seq\d+-r\d+"
 FINISHED = re.compile(rf"^(?P<key>{RUN_KEY}): (?P<status>[a-z]+)(?P<rate>, [\d,.]+ tokens/s)?(?: \((?P<reason>.*)\))?$")
 REASON_CHARS = 80
 # The last line of a Python traceback, e.g. "liger_bench.grid.GridError: max_seq_length: ...".

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "oom", "failed", "skipped")
+from liger_bench.vocabulary import RUN_STATUSES, RunStatus
 
 
 @dataclass
@@ -21,7 +21,7 @@ class RunResult:
     """Outcome of one grid point; an ``oom``, ``failed`` or ``skipped`` run is data, not an exception."""
 
     run_key: str
-    status: str
+    status: RunStatus
     config: dict[str, Any]
     reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -33,8 +33,8 @@ class RunResult:
     mlflow: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from liger_bench.records import STATUSES
+from liger_bench.vocabulary import RUN_STATUSES
 
 logger = logging.getLogger(__name__)
 _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
@@ -140,8 +140,8 @@ def log_child_run(
         ValueError: When ``result`` has an unknown status or ``history_path`` does not exist.
 
     """
-    if result.get("status") not in STATUSES:
-        raise ValueError(f"result status must be one of {STATUSES}, got {result.get('status')!r}")
+    if result.get("status") not in RUN_STATUSES:
+        raise ValueError(f"result status must be one of {RUN_STATUSES}, got {result.get('status')!r}")
     if history_path is not None and not Path(history_path).is_file():
         raise ValueError(f"history_path {history_path!r} is not a file")
     environment = result.get("environment", {})
