@@ -111,6 +111,22 @@ def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_
     assert result.liger_kernels == {}
 
 
+MULTIMODAL_TYPES = [t for t in MODEL_TYPES if text_lm_refusal(t).startswith("multimodal")]
+
+
+@pytest.mark.parametrize("model_type", MULTIMODAL_TYPES)
+def test_a_multimodal_type_is_refused_by_download_model_with_what_to_do(model_type, tmp_path):
+    """A multimodal config with a causal-LM class (Gemma-3, Llama-4, Qwen3.5) would pass every check and
+    fail only on the GPU (its sizes live in the nested text config): download_model refuses it."""
+    from transformers import AutoConfig
+
+    from liger_bench.modelio import ModelError, check_model_folder
+
+    AutoConfig.for_model(model_type).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=rf"model_type '{model_type}' is multimodal .*; accepted: "):
+        check_model_folder(tmp_path, "model_name")
+
+
 def test_the_trial_leaves_the_calling_process_unpatched(tiny_model):
     """Granite's defaults patch torch's cross_entropy and Granite's classes, in the trial's own process only."""
     import torch

@@ -768,6 +768,15 @@ SOURCE_CASES = [
         model_edit=_edit_json("config.json", model_type="vit"),
     ),
     SourceCase(
+        "model-multimodal",
+        "model",
+        EDITED_MODEL,
+        r"model_type 'gemma3' is multimodal \(its config nests \['text_config', 'vision_config'\]\); this benchmark "
+        r"fine-tunes text-only causal language models; accepted: its language model saved alone as model_type "
+        r"'gemma3_text'",
+        model_edit=_edit_json("config.json", model_type="gemma3"),
+    ),
+    SourceCase(
         "model-config-not-json",
         "model",
         EDITED_MODEL,

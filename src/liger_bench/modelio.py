@@ -105,7 +105,32 @@ def _read_config(folder: Path, label: str) -> dict[str, Any]:
             f"{label}: model_type {model_type!r} has no causal language model in transformers; accepted: one of "
             f"{sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)}"
         )
+    _refuse_multimodal(model_type, label)
     return config
+
+
+def _refuse_multimodal(model_type: str, label: str) -> None:
+    """Refuse a multimodal model (its config nests a text and a vision or audio config).
+
+    transformers maps some of them (Gemma-3, Llama-4, Qwen3.5) to a causal-LM class, but their
+    sizes and context length live in the nested text config, which the FLOP model, the context
+    check and the training setup do not read: such a run would fail only on the GPU.
+    """
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    nested = CONFIG_MAPPING[model_type].sub_configs
+    if not nested:
+        return
+    text_type = getattr(nested.get("text_config"), "model_type", "")
+    if text_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        instead = f"its language model saved alone as model_type {text_type!r}"
+    else:
+        instead = "a text-only causal language model"
+    raise ModelError(
+        f"{label}: model_type {model_type!r} is multimodal (its config nests {sorted(nested)}); this benchmark "
+        f"fine-tunes text-only causal language models; accepted: {instead}"
+    )
 
 
 def safetensors_problem(file: Path) -> str:
