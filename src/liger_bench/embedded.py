@@ -53,7 +53,7 @@ _TASKS = [
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """Sizes of a generated Phi-3 model."""
+    """Sizes of a generated model: Phi-3 (``family="phi3"``) or Llama (``family="llama"``)."""
 
     hidden_size: int
     intermediate_size: int
@@ -61,6 +61,8 @@ class ModelPreset:
     num_attention_heads: int
     vocab_size: int
     max_position_embeddings: int
+    num_key_value_heads: int = 0  # 0: as many as attention heads (no grouped-query attention)
+    family: str = "phi3"
 
 
 MODEL_PRESETS = {
@@ -68,7 +70,11 @@ MODEL_PRESETS = {
     "tiny": ModelPreset(64, 128, 2, 4, 512, 2048),
     # Phi-3-mini-4k's architecture (transformers' Phi3Config defaults), 3.8B parameters.
     "phi3-mini": ModelPreset(3072, 8192, 32, 32, 32064, 4096),
+    # Llama-3-8B's sizes (8.03B parameters: 8 KV heads, vocabulary 128256, untied LM head); the
+    # embedded 512-token tokenizer uses the first ids only. For the multi-GPU runs of issue 15.
+    "llama3-8b": ModelPreset(4096, 14336, 32, 32, 128256, 8192, num_key_value_heads=8, family="llama"),
 }
+MODEL_FAMILIES = ("phi3", "llama")
 
 
 def cache_dir() -> Path:
@@ -160,30 +166,42 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=4096, **SPECIAL_TOKENS)
 
 
-def write_model(directory: Path, preset: ModelPreset, tokenizer, seed: int) -> Path:
-    """Save a randomly initialised Phi-3 model with ``tokenizer`` as a local model folder."""
-    import torch
-    from transformers import Phi3Config, Phi3ForCausalLM
+def model_config(preset: ModelPreset, tokenizer):
+    """The transformers config of ``preset`` (random weights are drawn from it), ids from ``tokenizer``."""
+    from transformers import LlamaConfig, Phi3Config
 
+    if preset.family not in MODEL_FAMILIES:
+        raise ValueError(f"family must be one of {MODEL_FAMILIES}, got {preset.family!r}")
     if len(tokenizer) > preset.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than the model's {preset.vocab_size}")
-    config = Phi3Config(
+    common = dict(
         vocab_size=preset.vocab_size,
         hidden_size=preset.hidden_size,
         intermediate_size=preset.intermediate_size,
         num_hidden_layers=preset.num_hidden_layers,
         num_attention_heads=preset.num_attention_heads,
-        num_key_value_heads=preset.num_attention_heads,
+        num_key_value_heads=preset.num_key_value_heads or preset.num_attention_heads,
         max_position_embeddings=preset.max_position_embeddings,
-        original_max_position_embeddings=preset.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
+    if preset.family == "llama":
+        return LlamaConfig(**common)
+    return Phi3Config(**common, original_max_position_embeddings=preset.max_position_embeddings)
+
+
+def write_model(directory: Path, preset: ModelPreset, tokenizer, seed: int) -> Path:
+    """Save a randomly initialised model of ``preset`` with ``tokenizer`` as a local model folder."""
+    import torch
+    from transformers import LlamaForCausalLM, Phi3ForCausalLM
+
+    config = model_config(preset, tokenizer)
+    model_class = LlamaForCausalLM if preset.family == "llama" else Phi3ForCausalLM
     torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = Phi3ForCausalLM(config).to(torch.bfloat16)
+        model = model_class(config).to(torch.bfloat16)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -211,7 +229,7 @@ def ensure_embedded(
     tag = f"v{GENERATOR_VERSION}-seed{seed}"
     profile = "" if lengths == "uniform" else f"-{lengths}"
     dataset_dir = root / f"alpaca-{tag}-rows{n_rows}-words{min_output_words}-{max_output_words}{profile}"
-    model_dir = root / f"phi3-{preset}-{tag}"
+    model_dir = root / f"{MODEL_PRESETS[preset].family}-{preset}-{tag}"
     if not (dataset_dir / "train.jsonl").exists():
         write_dataset(dataset_dir, make_alpaca_rows(n_rows, seed, min_output_words, max_output_words, lengths))
     if not (model_dir / "config.json").exists():
