@@ -91,6 +91,31 @@ def measured_one_gpu() -> list[dict]:
         return [row for row in csv.DictReader(handle) if row["outcome"] == "ok"]
 
 
+def measured_two_gpu() -> list[dict]:
+    """Each 2-rank FSDP run of ``fsdp_two_gpu.py`` on two H200s (h200-x2/fsdp-two-gpu.json), highest rank's peak."""
+    import json
+
+    document = json.loads((RESULTS / "h200-x2" / "fsdp-two-gpu.json").read_text())
+    rows = []
+    for pair in document["pairs"].values():
+        for variant, run in pair["runs"].items():
+            if run["result"]["status"] != "ok":
+                continue
+            metrics = run["result"]["metrics"]
+            rows.append(
+                {
+                    "preset": pair["preset"],
+                    "variant": variant,
+                    "gpus": pair["gpus"],
+                    "batch_size": pair["batch_per_gpu"],
+                    "seq_len": pair["seq_len"],
+                    "allocated": max(metrics["rank_peak_mem_allocated_gib"]),
+                    "reserved": max(metrics["rank_peak_mem_reserved_gib"]),
+                }
+            )
+    return rows
+
+
 def main() -> None:
     print("## Check against one-GPU measurements (Phi-3-mini architecture, seq 512, H100, allocated peak)\n")
     print("| variant | batch | predicted GiB | measured allocated GiB | error % | measured reserved GiB |")
@@ -107,6 +132,24 @@ def main() -> None:
             f"{100 * errors[-1]:+.1f} | {float(row['peak_mem_reserved_gb']):.1f} |"
         )
     print(f"\nLargest error: {100 * max(errors, key=abs):+.1f}%.\n")
+    print("## Check against two-GPU measurements (FSDP2 full shard, 2 × H200, allocated peak of the highest rank)\n")
+    print(
+        "| model | variant | GPUs | batch per GPU | seq | predicted GiB | measured allocated GiB | error % "
+        "| measured reserved GiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    arches = {"phi3-mini": PHI3_MINI, "llama3-8b": LLAMA3_8B}
+    errors = []
+    for row in measured_two_gpu():
+        arch = arches[row["preset"]]
+        tokens = row["batch_size"] * row["seq_len"]
+        predicted = peak_bytes(arch, row["variant"] == "liger", row["gpus"], tokens) / GIB
+        errors.append(predicted / row["allocated"] - 1)
+        print(
+            f"| {arch.name} | {row['variant']} | {row['gpus']} | {row['batch_size']} | {row['seq_len']} | "
+            f"{predicted:.1f} | {row['allocated']:.1f} | {100 * errors[-1]:+.1f} | {row['reserved']:.1f} |"
+        )
+    print(f"\nLargest two-GPU error: {100 * max(errors, key=abs):+.1f}%.\n")
     for arch in (LLAMA3_8B, LLAMA3_70B):
         print(f"## {arch.name}: {arch.params / 1e9:.2f}B parameters, sequence 2,048, per-GPU peak (GiB, allocated)\n")
         print("| GPUs | micro-batch per GPU | checkpointing | stock transformers | Liger | Liger saves |")
