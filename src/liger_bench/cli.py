@@ -82,35 +82,27 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def local_parameters_help() -> str:
-    """The parameters ``local --param`` takes, each with its default, the local run's own, and its help."""
-    defaults = {
-        **{name: parameter.default for name, parameter in pipeline_parameters().items()},
-        **{name: getattr(ClusterOptions(), name) for name in LOCAL_COMPILE_OPTIONS},
-    }
-    helps = {
-        **{name: parameter.help for name, parameter in pipeline_parameters().items()},
-        **{option.name: option.metadata["help"] for option in fields(ClusterOptions)},
-    }
-    lines = ["parameters (default, and the local run's own where it differs):"]
-    for name in local_parameter_types():
-        local = f"; local: {json.dumps(LOCAL_OVERRIDES[name])}" if name in LOCAL_OVERRIDES else ""
-        lines.append(f"  {name} ({json.dumps(defaults[name])}{local})")
-        lines.append(textwrap.fill(helps[name], HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6))
-    return "\n".join(lines) + "\n\n" + base_config_help()
-
-
-def base_config_help() -> str:
-    """The keys ``base_config`` takes (TrainConfig's fields the grid leaves to it), with default and help."""
+    """What ``local --param`` takes, each with its default (the local run's own too) and help; base_config's keys."""
     from liger_bench.config import TrainConfig
     from liger_bench.grid import SET_BY_GRID
 
-    lines = ["base_config keys (settings of every run; the grid sets the others):"]
+    options = {option.name: option for option in fields(ClusterOptions)}
+    declared = [(p.name, p.default, p.help) for p in pipeline_parameters().values()]
+    declared += [(name, options[name].default, options[name].metadata["help"]) for name in LOCAL_COMPILE_OPTIONS]
+    lines = ["parameters (default, and the local run's own where it differs):"]
+    for name, default, text in declared:
+        local = f"; local: {json.dumps(LOCAL_OVERRIDES[name])}" if name in LOCAL_OVERRIDES else ""
+        lines += _entry(name, json.dumps(default) + local, text)
+    lines += ["", "base_config keys (settings of every run; the grid sets the others):"]
     for option in fields(TrainConfig):
         if option.name not in SET_BY_GRID:
-            lines.append(f"  {option.name} ({json.dumps(option.default)})")
-            text = option.metadata["help"]
-            lines.append(textwrap.fill(text, HELP_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            lines += _entry(option.name, json.dumps(option.default), option.metadata["help"])
     return "\n".join(lines)
+
+
+def _entry(name: str, default: str, text: str) -> list[str]:
+    indent = " " * 6
+    return [f"  {name} ({default})", textwrap.fill(text, HELP_WIDTH, initial_indent=indent, subsequent_indent=indent)]
 
 
 class ParametersHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from liger_bench.architecture import ArchitectureTrial
 from liger_bench.cluster import ClusterOptions
 from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
 from liger_bench.signature import pipeline_default
 from liger_bench.vocabulary import variant_of
+
+if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
+    from liger_bench.architecture import ArchitectureTrial
 
 # prepare_grid's scale parameters default to the compile options' defaults.
 DEFAULT_CLUSTER = ClusterOptions()

@@ -67,6 +67,11 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``. The report is
     copied to ``<output_dir>/report.html``, which a browser opens.
 
+    Args:
+        output_dir: Where the pipeline root, the logs and ``report.html`` go.
+        overrides: Parameters given (``local --param``); LOCAL_OVERRIDES, then the pipeline's
+            defaults, hold for the others.
+
     Raises:
         UserError: An unknown parameter, a bad grid value or a local path that does not exist
             (checked before the pipeline starts).
