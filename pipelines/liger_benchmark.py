@@ -3,91 +3,24 @@
 No ``from __future__ import annotations`` here: kfp reads the parameter annotations as types.
 """
 
-from dataclasses import dataclass
-
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
-from liger_bench.components.images import CUDA_IMAGE
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
+from liger_bench.cluster import TRAIN_POD_GRACE_S, ClusterOptions
+
 PIPELINE_NAME = "liger-benchmark"
-# Time a training pod needs besides training: start, stopping a hung child, records, MLflow's bounded wait.
-TRAIN_POD_GRACE_S = 600
 HF_TOKEN_KEYS = {"HF_TOKEN": "HF_TOKEN"}
 MLFLOW_CREDENTIAL_KEYS = {
     "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
     "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
 }
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """Settings fixed when the pipeline is compiled (KFP cannot take them as run parameters).
-
-    ``max_concurrency`` is here because kfp 2.17 accepts only a constant ``parallelism`` in
-    ``dsl.ParallelFor``; the resources because kfp's local runner cannot resolve parameters used as
-    resources inside a loop. ``gpus_per_run`` is a resource (the training pod's GPU count), so it
-    is here too; prepare_grid still checks it, with ``nodes_per_run`` and ``max_gpus_per_run``,
-    before any GPU is requested.
-    """
-
-    max_concurrency: int = 4
-    train_cpu_request: str = "4"
-    train_cpu_limit: str = "16"
-    train_memory_request: str = "32Gi"
-    train_memory_limit: str = "128Gi"
-    # train_model stops a training process that has not finished after this long (a hang) and
-    # records it as failed; the pod's own deadline is TRAIN_POD_GRACE_S later.
-    train_timeout_s: int = 4 * 3600
-    cache_training: bool = False
-    hf_cache_pvc: str = ""
-    hf_cache_mount: str = "/cache/huggingface"
-    shm_size: str = "16Gi"
-    # Retries of a hub download after a network error (20 s, then 40 s); other errors are not retried.
-    download_retries: int = 2
-    # GPUs of one node that train each grid point together (torchrun + FSDP above 1).
-    gpus_per_run: int = 1
-    # Nodes per grid point; above 1 each training task submits a Kubeflow Trainer TrainJob of
-    # nodes_per_run × gpus_per_run GPUs and asks for no GPU itself.
-    nodes_per_run: int = 1
-    # prepare_grid refuses runs that would ask for more GPUs than this in all.
-    max_gpus_per_run: int = 8
-    # The Kubeflow Trainer path (nodes_per_run > 1): the ClusterTrainingRuntime the TrainJobs use,
-    # and a ReadWriteMany PVC the training task and the TrainJob's nodes both mount (inputs, steps, results).
-    trainer_runtime: str = ""
-    trainer_pvc: str = ""
-    trainer_pvc_mount: str = "/mnt/liger-bench-trainjobs"
-    keep_trainjobs: bool = False
-
-    @property
-    def trainer_configured(self) -> bool:
-        """Whether TrainJobs can be submitted: a runtime to run them and a volume both sides mount."""
-        return bool(self.trainer_runtime and self.trainer_pvc)
-
-    def trainer_settings(self) -> dict:
-        """What train_model needs to submit a TrainJob (``liger_bench.trainjob.TrainerSettings``); {} without."""
-        if not self.trainer_configured:
-            return {}
-        return {
-            "runtime": self.trainer_runtime,
-            "image": CUDA_IMAGE,
-            "work_root": self.trainer_pvc_mount,
-            "pvc": self.trainer_pvc,
-            "keep_jobs": self.keep_trainjobs,
-        }
-
-    def __post_init__(self) -> None:
-        # kfp writes parallelism 0 as "no limit": all training pods at once.
-        for name in ("max_concurrency", "train_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {value!r} is not valid; accepted: integers >= 1")
 
 
 def build_pipeline(options: ClusterOptions = ClusterOptions()):

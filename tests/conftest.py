@@ -39,7 +39,7 @@ def prepared_dataset(embedded_assets, tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_pipeline_run(tmp_path_factory, embedded_assets):
     """One whole local pipeline run on the embedded default (small grid), shared by several tests."""
-    from liger_bench.cli import run_local
+    from liger_bench.localrun import run_local
 
     output_dir = tmp_path_factory.mktemp("local-run")
     model_dir, dataset_dir = embedded_assets

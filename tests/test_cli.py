@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
-from liger_bench.cli import PIPELINE_PARAMETERS, make_parser
+from liger_bench.cli import make_parser
+from liger_bench.cluster import ClusterOptions
 from liger_bench.progress import ProgressLog
+from liger_bench.signature import SignatureError, pipeline_parameters
 from liger_bench.userinput import UserError, check_local_paths, parse_params
 
 CLI = [sys.executable, "-m", "liger_bench.cli"]
@@ -149,32 +152,65 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
 
 
 def test_help_shows_defaults_parameter_names_and_the_quoting_rule():
-    from liger_bench.pipelines.liger_benchmark import ClusterOptions
-
     def help_of(*args: str) -> str:
         return subprocess.run(CLI + [*args, "--help"], capture_output=True, text=True, check=True).stdout
 
     compile_help, local_help, top_help = help_of("compile"), help_of("local"), help_of()
     flat = " ".join(compile_help.split())
-    defaults = ClusterOptions()
-    for name in ("max_concurrency", "train_timeout_s", "train_cpu_limit", "train_memory_limit", "cache_training"):
-        assert f"(default: {getattr(defaults, name)})" in flat, name
+    unspaced = "".join(compile_help.split())  # argparse also breaks lines after hyphens
+    for option in fields(ClusterOptions):
+        flag = "--" + option.name.replace("_", "-")
+        shown = f"{option.metadata['help']} (default: {option.default})"
+        assert f"{flag} " in flat and "".join(shown.split()) in unspaced, option.name
     assert "(default: liger_benchmark.yaml)" in flat
-    for name in PIPELINE_PARAMETERS:
-        assert name in local_help
+    flat_local = " ".join(local_help.split())
+    for parameter in pipeline_parameters().values():
+        assert f"{parameter.name} ({json.dumps(parameter.default)}" in flat_local
+        assert parameter.help in flat_local
+    assert "max_steps (100; local: 10)" in flat_local and "learning_rate (6e-06) Peak learning rate." in flat_local
     assert "strings need JSON quotes" in local_help and "(default: None)" not in local_help
     assert "``" not in top_help
 
 
-def test_cli_lists_the_pipelines_parameters_and_leaves_compile_defaults_to_cluster_options():
+def test_the_signature_reader_agrees_with_kfps_reading_of_the_pipeline():
     from liger_bench.pipelines.liger_benchmark import liger_benchmark
 
+    compiled = liger_benchmark.component_spec.inputs
+    read = pipeline_parameters()
+    assert list(read) == list(compiled)
+    for name, spec in compiled.items():
+        assert (read[name].kfp_type, read[name].default) == (spec.type, spec.default), name
+        assert read[name].help == " ".join(spec.description.split()), name
+
+
+@pytest.mark.parametrize(
+    ("signature", "says"),
+    [
+        ("n_runs: int = 3, max_steps: int = 100, seed: int = 0", "parameter seed has no line in the docstring's Args"),
+        ("n_runs: int, max_steps: int = 100", "parameter n_runs has no default"),
+        ("n_runs: int = 3, max_steps: tuple = (1,)", "parameter max_steps: annotation must be one of"),
+        ("n_runs: int = 3, max_steps: int = len([])", "parameter max_steps: the default must be a literal"),
+    ],
+    ids=["no-args-line", "no-default", "untyped", "computed-default"],
+)
+def test_the_signature_reader_refuses_a_parameter_that_breaks_the_house_rules(tmp_path, signature, says):
+    source = tmp_path / "pipeline.py"
+    source.write_text(
+        f"@dsl.pipeline(name='p')\ndef p({signature}):\n"
+        '    """P.\n\n    Args:\n        n_runs: Repeats.\n        max_steps: Steps.\n    """\n'
+    )
+    with pytest.raises(SignatureError, match=says):
+        pipeline_parameters(source)
+
+
+def test_compile_options_are_the_cluster_options_given():
     from liger_bench.cli import compile_options
 
-    assert PIPELINE_PARAMETERS == tuple(liger_benchmark.component_spec.inputs)
     assert compile_options(make_parser().parse_args(["compile"])) == {}
-    given = make_parser().parse_args(["compile", "--max-concurrency", "2", "--cache-training"])
-    assert compile_options(given) == {"max_concurrency": 2, "cache_training": True}
+    given = make_parser().parse_args(["compile", "--max-concurrency", "2", "--cache-training", "--shm-size", "8Gi"])
+    assert compile_options(given) == {"max_concurrency": 2, "cache_training": True, "shm_size": "8Gi"}
+    # A boolean option can only turn its field on: every boolean field must default to off.
+    assert all(option.default is False for option in fields(ClusterOptions) if isinstance(option.default, bool))
 
 
 def test_compile_without_a_registry_warns_with_the_image_names(tmp_path):

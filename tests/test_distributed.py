@@ -122,7 +122,7 @@ def test_the_local_pipeline_trains_a_grid_point_on_two_ranks_and_reports_two_gpu
     prepare_grid's check and train_model's torchrun launch as on a cluster (gloo on this CPU)."""
     import json
 
-    from liger_bench.cli import run_local
+    from liger_bench.localrun import run_local
 
     model_dir, dataset_dir = embedded_assets
     overrides = {

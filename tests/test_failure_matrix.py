@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from mlflow_server import free_port
 
-from liger_bench.cli import RunFailed, run_local
 from liger_bench.config import TrainConfig
 from liger_bench.grid import GridError, GridSpec, expand_grid
+from liger_bench.localrun import RunFailed, run_local
 
 # A small valid experiment; each grid case changes one thing in it.
 VALID_AXES = {

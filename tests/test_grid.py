@@ -65,3 +65,24 @@ def test_base_config_cannot_override_what_the_grid_sets():
 
     with pytest.raises(GridError, match=r"base_config: keys \['warmup_steps_to_skip'\] are set by the grid"):
         expand_grid(GridSpec(base_config={"warmup_steps_to_skip": 0}))
+
+
+def test_grid_and_config_defaults_are_the_pipelines_and_the_compile_options():
+    import dataclasses
+
+    from liger_bench.cluster import ClusterOptions
+    from liger_bench.signature import pipeline_parameters
+
+    declared, compiled = pipeline_parameters(), ClusterOptions()
+    spec = GridSpec()
+    for name in (f.name for f in dataclasses.fields(GridSpec)):
+        expected = declared[name].default if name in declared else getattr(compiled, name)
+        assert getattr(spec, name) == expected, name
+    config = TrainConfig()
+    assert (config.max_steps, config.warmup_steps_to_skip) == (spec.max_steps, spec.warmup_steps_to_skip)
+    assert (config.gpus_per_run, config.nodes_per_run) == (compiled.gpus_per_run, compiled.nodes_per_run)
+    # A lone config is the smallest point of the default grid: the baseline, the smallest batch, the shortest sequence.
+    smallest = [min(declared[axis].default) for axis in ("use_liger", "per_device_train_batch_size", "max_seq_length")]
+    assert [config.use_liger, config.per_device_train_batch_size, config.max_seq_length] == smallest == [False, 4, 512]
+    spec.per_device_train_batch_size.append(64)
+    assert GridSpec().per_device_train_batch_size == declared["per_device_train_batch_size"].default  # not shared

@@ -13,7 +13,8 @@ from liger_bench.metrics import (
     model_flops_per_token,
     peak_tflops_for,
 )
-from liger_bench.training import load_model, train_measured
+from liger_bench.trainer import train_measured
+from liger_bench.training import load_model
 
 # One batch holds the whole dataset, so every step sees exactly these rows, whatever the order.
 LENGTHS = [5, 9, 12, 7]

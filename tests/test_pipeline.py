@@ -7,9 +7,9 @@ import time
 
 import pytest
 import yaml
-from liger_bench.pipelines.liger_benchmark import TRAIN_POD_GRACE_S
 
 from liger_bench.cli import compile_pipeline
+from liger_bench.cluster import TRAIN_POD_GRACE_S
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_local_run_has_one_result_per_grid_point_and_a_report(local_pipeline_run
 def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embedded_assets, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from liger_bench.cli import run_local
+    from liger_bench.localrun import run_local
 
     experiment = "pipeline-tracking-test"
     run_local(

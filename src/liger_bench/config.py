@@ -3,6 +3,11 @@
 A grid item travels through KFP as a plain dict (``dataclasses.asdict``) and is read back with
 ``TrainConfig.from_dict``, which restores the field types: KFP hands integers inside loop items
 over as floats.
+
+The fields that are pipeline parameters (the axes, ``max_steps``, ``warmup_steps_to_skip``) or compile
+options (``gpus_per_run``, ``nodes_per_run``) take their defaults from where those are declared: the
+pipeline signature and ``ClusterOptions``. A lone ``TrainConfig`` (a test, one run) is the smallest
+point of the pipeline's default grid: the baseline variant, the smallest batch, the shortest sequence.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from liger_bench.cluster import ClusterOptions
+from liger_bench.signature import pipeline_default
 
 # Every kernel flag liger-kernel's per-architecture functions take (tests/test_architectures.py
 # checks this against its registry); which of them a model type offers, and their defaults, are
@@ -47,6 +55,18 @@ NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
 }
 
 
+def _smallest_of_axis(name: str, help_text: str) -> Any:
+    return field(default=min(pipeline_default(name)), metadata={"help": help_text})
+
+
+def _pipeline_parameter(name: str, help_text: str) -> Any:
+    return field(default=pipeline_default(name), metadata={"help": help_text})
+
+
+def _compile_option(name: str, help_text: str) -> Any:
+    return field(default=getattr(ClusterOptions(), name), metadata={"help": help_text})
+
+
 def _kernel_flag(help_text: str) -> Any:
     return field(default=None, metadata={"help": help_text + " Unset: liger-kernel's default.", "kind": bool})
 
@@ -60,9 +80,9 @@ class TrainConfig:
     repeat: int = field(default=0, metadata={"help": "Repeat index of this grid cell (0-based)."})
 
     # Experiment axes.
-    use_liger: bool = field(default=False, metadata={"help": "Apply Liger kernels to the model."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per step."})
-    max_seq_length: int = field(default=512, metadata={"help": "Tokens per sequence after truncation."})
+    use_liger: bool = _smallest_of_axis("use_liger", "Apply Liger kernels to the model.")
+    per_device_train_batch_size: int = _smallest_of_axis("per_device_train_batch_size", "Sequences per step.")
+    max_seq_length: int = _smallest_of_axis("max_seq_length", "Tokens per sequence after truncation.")
 
     # Batch shapes.
     pad_to_multiple_of: int = field(
@@ -102,7 +122,7 @@ class TrainConfig:
     )
 
     # Training arguments of the reference experiment.
-    max_steps: int = field(default=100, metadata={"help": "Optimizer steps per run."})
+    max_steps: int = _pipeline_parameter("max_steps", "Optimizer steps per run.")
     learning_rate: float = field(default=6e-6, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
@@ -119,16 +139,16 @@ class TrainConfig:
     seed: int = field(default=42, metadata={"help": "Seed for weights of new heads, data order, dropout."})
 
     # Scale: one process per GPU; more than one shards the model with FSDP (full shard).
-    gpus_per_run: int = field(
-        default=1, metadata={"help": "GPUs of one node that train the run together (torchrun processes)."}
+    gpus_per_run: int = _compile_option(
+        "gpus_per_run", "GPUs of one node that train the run together (torchrun processes)."
     )
-    nodes_per_run: int = field(
-        default=1, metadata={"help": "Nodes that train the run together (more than 1: a Kubeflow Trainer TrainJob)."}
+    nodes_per_run: int = _compile_option(
+        "nodes_per_run", "Nodes that train the run together (more than 1: a Kubeflow Trainer TrainJob)."
     )
 
     # Measurement.
-    warmup_steps_to_skip: int = field(
-        default=3, metadata={"help": "First steps excluded from every aggregate (compilation, autotune)."}
+    warmup_steps_to_skip: int = _pipeline_parameter(
+        "warmup_steps_to_skip", "First steps excluded from every aggregate (compilation, autotune)."
     )
     peak_tflops: float = field(
         default=0.0, metadata={"help": "Dense bf16 peak of the GPU for MFU; 0 looks it up by GPU name."}
@@ -158,8 +178,18 @@ class TrainConfig:
             if f.name in values:
                 value = values[f.name]
                 unset = f.default is None and value is None
-                kwargs[f.name] = None if unset else coerce(f.name, value, f.metadata.get("kind", type(f.default)))
+                kwargs[f.name] = None if unset else coerce(f.name, value, cls.field_kind(f.name))
         return cls(**kwargs)
+
+    @classmethod
+    def field_kind(cls, name: str) -> type:
+        """The type the values of field ``name`` are converted to (``bool`` for the kernel flags).
+
+        Args:
+            name: A field's name.
+        """
+        declared = cls.__dataclass_fields__[name]
+        return declared.metadata.get("kind", type(declared.default))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-serialisable), unset kernel flags left out.

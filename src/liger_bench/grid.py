@@ -2,46 +2,61 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from liger_bench.architecture import ArchitectureTrial
+from liger_bench.cluster import ClusterOptions
 from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
+from liger_bench.signature import pipeline_default
 from liger_bench.vocabulary import variant_of
 
-DEFAULT_MAX_GRID_SIZE = 256
-DEFAULT_MAX_GPUS_PER_RUN = 8
+if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
+    from liger_bench.architecture import ArchitectureTrial
+
+# prepare_grid's scale parameters default to the compile options' defaults.
+DEFAULT_CLUSTER = ClusterOptions()
+# TrainConfig fields each grid item gets from the grid itself; base_config sets any other.
+SET_BY_GRID = (
+    *EXPERIMENT_AXES,
+    "run_key",
+    "repeat",
+    "max_steps",
+    "warmup_steps_to_skip",
+    "gpus_per_run",
+    "nodes_per_run",
+)
 
 
 class GridError(ValueError):
     """A grid parameter is invalid; the message names the parameter, the value and what is accepted."""
 
 
+def _pipeline_default(name: str) -> Any:
+    return field(default_factory=lambda: pipeline_default(name))
+
+
 @dataclass
 class GridSpec:
-    """The experiment: axes × repeats over a base training config."""
+    """The experiment: axes × repeats over a base training config.
 
-    use_liger: list = field(default_factory=lambda: [True, False], metadata={"help": "Liger on/off axis."})
-    per_device_train_batch_size: list = field(
-        default_factory=lambda: [4, 8, 16, 24, 32], metadata={"help": "Batch-size axis."}
-    )
-    max_seq_length: list = field(default_factory=lambda: [512], metadata={"help": "Sequence-length axis."})
-    n_runs: int = field(default=3, metadata={"help": "Repeats of every grid cell."})
-    max_steps: int = field(default=100, metadata={"help": "Optimizer steps per run."})
-    warmup_steps_to_skip: int = field(default=3, metadata={"help": "Steps excluded from aggregates."})
-    base_config: dict = field(
-        default_factory=dict, metadata={"help": "Overrides of other TrainConfig fields for every run."}
-    )
-    max_grid_size: int = field(default=DEFAULT_MAX_GRID_SIZE, metadata={"help": "Refuse larger grids."})
-    gpus_per_run: int = field(default=1, metadata={"help": "GPUs of one node per run (FSDP above 1)."})
-    nodes_per_run: int = field(default=1, metadata={"help": "Nodes per run (a Kubeflow Trainer TrainJob above 1)."})
-    max_gpus_per_run: int = field(
-        default=DEFAULT_MAX_GPUS_PER_RUN, metadata={"help": "Refuse runs that ask for more GPUs in all."}
-    )
-    trainer_configured: bool = field(
-        default=False, metadata={"help": "Whether the Kubeflow Trainer path (runtime and shared volume) is set."}
-    )
+    The fields are prepare_grid's parameters: pipeline parameters, whose defaults and help the
+    pipeline signature declares, and the compile options of the run's scale (``ClusterOptions``).
+    """
+
+    use_liger: list = _pipeline_default("use_liger")
+    per_device_train_batch_size: list = _pipeline_default("per_device_train_batch_size")
+    max_seq_length: list = _pipeline_default("max_seq_length")
+    n_runs: int = _pipeline_default("n_runs")
+    max_steps: int = _pipeline_default("max_steps")
+    warmup_steps_to_skip: int = _pipeline_default("warmup_steps_to_skip")
+    base_config: dict = _pipeline_default("base_config")
+    max_grid_size: int = _pipeline_default("max_grid_size")
+    gpus_per_run: int = DEFAULT_CLUSTER.gpus_per_run
+    nodes_per_run: int = DEFAULT_CLUSTER.nodes_per_run
+    max_gpus_per_run: int = DEFAULT_CLUSTER.max_gpus_per_run
+    trainer_configured: bool = DEFAULT_CLUSTER.trainer_configured
 
 
 def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
@@ -49,7 +64,9 @@ def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
     return f"{variant_of(use_liger)}-bs{batch_size}-seq{seq_len}-r{repeat}"
 
 
-def _axis(name: str, values: Any, kind: type, positive: bool) -> list:
+def _axis(name: str, values: Any, positive: bool) -> list:
+    """The values of the axis ``name`` as the TrainConfig field of that name declares them, validated."""
+    kind = TrainConfig.field_kind(name)
     if not isinstance(values, (list, tuple)):
         raise GridError(f"{name}: expected a list, got {values!r}")
     if not values:
@@ -88,9 +105,9 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     Order: repeat-major, so that with limited parallelism every cell gets its first run before any
     cell gets its second, and Liger/vanilla runs of a cell alternate.
     """
-    use_liger = _axis("use_liger", spec.use_liger, bool, positive=False)
-    batch_sizes = _axis("per_device_train_batch_size", spec.per_device_train_batch_size, int, positive=True)
-    seq_lengths = _axis("max_seq_length", spec.max_seq_length, int, positive=True)
+    use_liger = _axis("use_liger", spec.use_liger, positive=False)
+    batch_sizes = _axis("per_device_train_batch_size", spec.per_device_train_batch_size, positive=True)
+    seq_lengths = _axis("max_seq_length", spec.max_seq_length, positive=True)
     n_runs = _positive_int("n_runs", spec.n_runs)
     warmup = _positive_int("warmup_steps_to_skip", spec.warmup_steps_to_skip, minimum=0)
     max_steps = _positive_int("max_steps", spec.max_steps)
@@ -110,8 +127,7 @@ def expand_grid(spec: GridSpec) -> list[dict]:
 
     scale = check_scale(spec)
     base = dict(spec.base_config or {})
-    grid_keys = {"run_key", "repeat", "max_steps", "warmup_steps_to_skip", *scale}
-    reserved = sorted(set(base) & (set(EXPERIMENT_AXES) | grid_keys))
+    reserved = sorted(set(base) & set(SET_BY_GRID))
     if reserved:
         raise GridError(
             f"base_config: keys {reserved} are set by the grid itself; use the pipeline parameters of those names"
@@ -120,24 +136,25 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     if unknown:
         raise GridError(f"base_config: unknown keys {unknown}; accepted: {sorted(TrainConfig.field_names())}")
 
-    items = []
-    for repeat, seq_len, batch_size, liger in itertools.product(range(n_runs), seq_lengths, batch_sizes, use_liger):
-        values = {
-            **base,
-            "run_key": run_key(liger, batch_size, seq_len, repeat),
-            "repeat": repeat,
-            "use_liger": liger,
-            "per_device_train_batch_size": batch_size,
-            "max_seq_length": seq_len,
-            "max_steps": max_steps,
-            "warmup_steps_to_skip": warmup,
+    try:
+        shared = TrainConfig.from_dict(base)  # the one conversion of base_config's values to their types
+    except ValueError as err:
+        raise GridError(f"base_config: {err}") from err
+    points = itertools.product(range(n_runs), seq_lengths, batch_sizes, use_liger)
+    return [
+        dataclasses.replace(
+            shared,
+            run_key=run_key(liger, batch_size, seq_len, repeat),
+            repeat=repeat,
+            use_liger=liger,
+            per_device_train_batch_size=batch_size,
+            max_seq_length=seq_len,
+            max_steps=max_steps,
+            warmup_steps_to_skip=warmup,
             **scale,
-        }
-        try:
-            items.append(TrainConfig.from_dict(values).to_dict())
-        except ValueError as err:
-            raise GridError(f"base_config: {err}") from err
-    return items
+        ).to_dict()
+        for repeat, seq_len, batch_size, liger in points
+    ]
 
 
 def check_scale(spec: GridSpec) -> dict[str, int]:

@@ -1,18 +1,16 @@
 """One grid point: fine-tune with or without Liger, measure every step, never raise for outcomes.
 
-The baseline is the stock transformers model trained by transformers' ``Trainer`` (whose forward
-is the model's own); trl supplies the SFT collator. trl's SFTTrainer is not used because it
-wraps the forward with its own LM-head loss, which would make "vanilla" something else than stock
-transformers. The only difference between variants is ``apply_liger``.
+The data, the model and its variant are prepared here; ``liger_bench.trainer`` trains them with
+transformers' Trainer. The only difference between variants is ``apply_liger``.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import tempfile
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,109 +36,6 @@ def _use_bf16(config: TrainConfig) -> bool:
     if config.precision == "bf16" and not supported:
         raise ValueError("precision='bf16' was requested but this device does not support bf16")
     return supported
-
-
-def training_arguments(config: TrainConfig, output_dir: str, bf16: bool, sharding: dict[str, Any] | None = None):
-    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU.
-
-    ``sharding``: FSDP's keywords (``distributed.fsdp_settings``) for a run of several ranks.
-    """
-    import torch
-    from transformers import TrainingArguments
-
-    sharding = sharding or {}
-    return TrainingArguments(
-        **sharding,
-        output_dir=output_dir,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        activation_checkpointing=config.gradient_checkpointing and not sharding,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,
-        optim=config.optim,
-        bf16=bf16,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        dataloader_drop_last=True,  # a last partial batch would be measured as a step of the full batch size
-        dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=True,
-        logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
-        # accelerate forms a process group of CPU ranks (gloo) only when told the run is on the CPU.
-        use_cpu=bool(sharding) and not torch.cuda.is_available(),
-    )
-
-
-def train_measured(
-    config: TrainConfig,
-    model,
-    rows: list[dict],
-    pad_token_id: int,
-    step_metrics,
-    callbacks: Sequence[Any],
-    bf16: bool,
-    sharding: dict[str, Any] | None = None,
-) -> float:
-    """Train ``model`` on tokenised ``rows`` with transformers' Trainer, measured by ``step_metrics``.
-
-    ``step_metrics`` (a ``StepMetricsCallback``) sees every micro-batch, to count its tokens.
-    ``sharding``: FSDP's ``TrainingArguments`` keywords when this process is one rank of several.
-    Returns the fraction of the trained model's parameters that FSDP sharded (0.0 unsharded).
-    """
-    from torch.distributed.tensor import DTensor
-    from transformers import Trainer
-    from transformers.trainer_callback import PrinterCallback
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    class MeasuredTrainer(Trainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            step_metrics.record_batch(inputs)
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        def create_accelerator_and_postprocess(self):
-            super().create_accelerator_and_postprocess()
-            if sharding:
-                shard_cpu_ranks_too(self)
-
-    collator = DataCollatorForLanguageModeling(
-        pad_token_id=pad_token_id,
-        pad_to_multiple_of=config.pad_to_multiple_of if config.pad_to_multiple_of > 1 else None,
-    )
-    with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
-        trainer = MeasuredTrainer(
-            model=model,
-            args=training_arguments(config, output_dir, bf16, sharding),
-            train_dataset=rows,
-            data_collator=collator,
-            callbacks=[step_metrics, *callbacks],
-        )
-        trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
-        trainer.train()
-        parameters = list(trainer.model.parameters())
-        return sum(isinstance(p, DTensor) for p in parameters) / len(parameters)
-
-
-def shard_cpu_ranks_too(trainer) -> None:
-    """Let FSDP shard CPU ranks as it shards GPU ranks: accelerate turns FSDP on for GPU process groups only.
-
-    accelerate 1.15 gives a process group of CPU ranks (gloo) plain DDP even when the Trainer asks
-    for FSDP; this enables the same FSDP2 preparation there, so that a CPU run (CI) trains through
-    the sharded code a GPU run takes. Inert on GPUs, where accelerate enables FSDP itself.
-    """
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
-    state = trainer.accelerator.state
-    if state.distributed_type == DistributedType.MULTI_CPU:
-        state.distributed_type = DistributedType.FSDP
-        state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
-        trainer.is_fsdp_enabled = True
 
 
 def pack(rows: list[dict], max_seq_length: int) -> list[dict]:
@@ -217,19 +112,32 @@ def load_training_rows(model_dir: str, dataset_dir: str, max_seq_length: int):
     return tokenizer, tokenize(load_prepared(dataset_dir), tokenizer, max_seq_length)
 
 
-def _train(
-    config: TrainConfig,
-    model_dir: str,
-    dataset_dir: str,
-    result: RunResult,
-    step_metrics: Any,
-    callbacks: Sequence[Any],
-) -> None:
-    """The training itself; fills ``result`` and ``step_metrics.steps`` as it goes."""
+@dataclass
+class PreparedRun:
+    """A run ready to train: the variant's model, its training rows and what measures its steps.
+
+    Args:
+        model: The model, Liger-patched for a Liger run.
+        rows: The tokenised (and possibly packed) training sequences.
+        pad_token_id: The tokenizer's padding token.
+        bf16: Whether the weights are bf16.
+        flop_model: The model's FLOPs per token, for the steps' MFU.
+        peak_tflops: The GPU's dense bf16 peak (0.0: unknown).
+    """
+
+    model: Any
+    rows: list[dict]
+    pad_token_id: int
+    bf16: bool
+    flop_model: Any
+    peak_tflops: float
+
+
+def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunResult) -> PreparedRun:
+    """Load and check the data and the model, and make the model the run's variant; fills ``result`` as it goes."""
     import torch
     from transformers import set_seed
 
-    from liger_bench import distributed
     from liger_bench.data import DatasetError
     from liger_bench.metrics import FlopModel, peak_tflops_for
     from liger_bench.modelio import context_length
@@ -261,19 +169,27 @@ def _train(
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     peak = config.peak_tflops or peak_tflops_for(gpu_name)
     result.metrics.update(model_flops_per_token=flop_model.per_token(config.max_seq_length), peak_tflops=peak or None)
-    step_metrics.flop_model, step_metrics.peak_tflops = flop_model, peak
+    return PreparedRun(model, rows, tokenizer.pad_token_id, bf16, flop_model, peak)
 
-    # Liger patched this rank's model above; FSDP wraps the patched layers when the Trainer prepares it.
+
+def _train(
+    config: TrainConfig, run: PreparedRun, result: RunResult, step_metrics: Any, callbacks: Sequence[Any]
+) -> None:
+    """The training itself, sharded with FSDP under torchrun; fills ``result`` and ``step_metrics.steps``."""
+    from liger_bench import distributed
+    from liger_bench.trainer import train_measured
+
+    # Liger patched this rank's model already; FSDP wraps the patched layers when the Trainer prepares it.
     sharding = None
     if distributed.launched_by_torchrun():
-        sharding = distributed.fsdp_settings(model._no_split_modules, config.gradient_checkpointing)
+        sharding = distributed.fsdp_settings(run.model._no_split_modules, config.gradient_checkpointing)
         # The weights are already bf16 (or fp32). With the Trainer's bf16 flag, accelerate's FSDP2 would
         # keep fp32 master weights (16 bytes per parameter with AdamW instead of 8): another recipe than
         # the one-GPU runs, which train the bf16 weights as loaded. Without it FSDP2 shards them as they are.
     if sharding:
         result.metrics["fsdp_wrapped_layers"] = sharding["fsdp_config"]["transformer_layer_cls_to_wrap"]
     result.metrics["sharded_parameter_fraction"] = train_measured(
-        config, model, rows, tokenizer.pad_token_id, step_metrics, callbacks, bf16 and not sharding, sharding
+        config, run.model, run.rows, run.pad_token_id, step_metrics, callbacks, run.bf16 and not sharding, sharding
     )
 
 
@@ -321,15 +237,18 @@ def run_training(
     from liger_bench.metrics import StepMetricsCallback, aggregate
 
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
-    # Steps completed before an OOM or a failure stay in the history.
-    step_metrics = StepMetricsCallback(config.warmup_steps_to_skip)
-    if steps_file is not None and distributed.rank() == 0:
-        extra_callbacks = (*extra_callbacks, step_stream(step_metrics.steps, steps_file))
+    run, steps = None, []
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
-            _train(config, model_dir, dataset_dir, result, step_metrics, extra_callbacks)
+            run = _prepare(config, model_dir, dataset_dir, result)
+            step_metrics = StepMetricsCallback(config.warmup_steps_to_skip, run.flop_model, run.peak_tflops)
+            steps = step_metrics.steps  # steps completed before an OOM or a failure stay in the history
+            callbacks = extra_callbacks
+            if steps_file is not None and distributed.rank() == 0:
+                callbacks = (*extra_callbacks, step_stream(steps, steps_file))
+            _train(config, run, result, step_metrics, callbacks)
         except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
             # torch's CPU allocator reports host memory exhaustion as a plain RuntimeError.
             if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or HOST_ALLOCATOR_OOM in str(err):
@@ -342,11 +261,12 @@ def run_training(
                 result.status = "failed"
                 result.reason = f"{type(err).__name__}: {err}"
                 result.metrics["traceback"] = traceback.format_exc(limit=8)
-    # The exception (and its frames holding the model) is gone here, so memory can really be freed.
+    # The model (held by ``run``) and the exception (its frames hold it too) are let go here, so memory
+    # can really be freed.
+    del run
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    steps = step_metrics.steps
     result.metrics["steps_completed"] = len(steps)
     result.metrics.update(aggregate(steps))
     result.metrics.update(world_metrics(config, result.metrics))

@@ -1,7 +1,8 @@
 """What a user types on the command line, checked before anything slow starts.
 
 kfp-free: the caller passes the pipeline's declared parameters (name to kfp type name such as
-``Integer``), read from the pipeline signature, which stays the one place that declares them.
+``Integer``), read from the pipeline signature (``liger_bench.signature``), which stays the one place
+that declares them.
 """
 
 from __future__ import annotations
@@ -94,6 +95,26 @@ def parse_params(pairs: list[str], declared: Mapping[str, str]) -> dict[str, Any
         check_type(name, value, declared[name])
         params[name] = value
     return params
+
+
+def check_grid(params: Mapping[str, Any]) -> int:
+    """Expand the grid as prepare_grid will (same function, same messages); return its size.
+
+    Args:
+        params: Pipeline parameters given; the others keep their defaults, which GridSpec's are.
+
+    Raises:
+        UserError: A grid value prepare_grid would refuse, with its message.
+    """
+    import dataclasses
+
+    from liger_bench.grid import GridError, GridSpec, expand_grid
+
+    axes = {f.name: params[f.name] for f in dataclasses.fields(GridSpec) if f.name in params}
+    try:
+        return len(expand_grid(GridSpec(**axes)))
+    except GridError as error:
+        raise UserError(str(error)) from None
 
 
 def check_local_paths(params: Mapping[str, Any]) -> None:

@@ -26,7 +26,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, **neutral: str):
 
     ``neutral`` replaces the setting not under test (optimizer or scheduler) by a plain torch one.
     """
-    from liger_bench.training import training_arguments
+    from liger_bench.trainer import training_arguments
 
     # bf16 depends on the GPU; every check below holds for both precisions.
     return training_arguments(_with(config, **neutral), output_dir, bf16=False)

@@ -1,0 +1,181 @@
+"""The ``local`` command's work: the whole pipeline on this machine, with kfp's local runner.
+
+The same components as on a cluster, on the embedded model and data unless the parameters name
+others. kfp and torch are imported only when a run starts, so that the CLI's checks and help stay
+instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from liger_bench.cluster import ClusterOptions
+from liger_bench.signature import KFP_TYPES, pipeline_parameters
+from liger_bench.userinput import UserError, check_grid, check_local_paths, check_names
+
+# The local run's own defaults, overriding the pipeline's (and ClusterOptions') for a quick demo: small
+# enough for two CPU cores in a few minutes, same pipeline as a cluster. Every other parameter keeps
+# the pipeline's default. One training at a time: runs sharing a GPU, or a few CPU cores, would
+# measure each other.
+LOCAL_OVERRIDES = {
+    "per_device_train_batch_size": [2, 4, 8],
+    "max_seq_length": [128],
+    "max_steps": 10,
+    "max_concurrency": 1,
+}
+# Compile options that ``local --param`` takes too (the local run compiles the pipeline itself).
+LOCAL_COMPILE_OPTIONS = ("max_concurrency", "gpus_per_run")
+
+
+def local_parameter_types() -> dict[str, str]:
+    """What ``local --param`` takes: the pipeline's parameters and LOCAL_COMPILE_OPTIONS, name to kfp type name."""
+    options = {option.name: option for option in dataclasses.fields(ClusterOptions)}
+    return {
+        **{name: parameter.kfp_type for name, parameter in pipeline_parameters().items()},
+        **{name: KFP_TYPES[options[name].type] for name in LOCAL_COMPILE_OPTIONS},
+    }
+
+
+class RunFailed(Exception):
+    """The local pipeline run failed; the message says where and names the log with the details."""
+
+
+def with_embedded(params: dict) -> dict:
+    """``params`` with the embedded model and dataset where they name none (made on first use)."""
+    params = dict(params)
+    if "model_name" not in params or "dataset_name" not in params:
+        from liger_bench.embedded import ensure_embedded
+
+        model_dir, dataset_dir = ensure_embedded()
+        params.setdefault("model_name", str(model_dir))
+        params.setdefault("dataset_name", str(dataset_dir))
+    return params
+
+
+def run_local(output_dir: Path, overrides: dict) -> Path:
+    """Run the whole pipeline with kfp's local runner; return the path of the report artifact.
+
+    The terminal gets what runs, one line per finished run and where the report and the log are;
+    kfp's output and every task's log go to ``<output_dir>/logs/local-<time>.log``. The report is
+    copied to ``<output_dir>/report.html``, which a browser opens.
+
+    Args:
+        output_dir: Where the pipeline root, the logs and ``report.html`` go.
+        overrides: Parameters given (``local --param``); LOCAL_OVERRIDES, then the pipeline's
+            defaults, hold for the others.
+
+    Raises:
+        UserError: An unknown parameter, a bad grid value or a local path that does not exist
+            (checked before the pipeline starts).
+        RunFailed: The pipeline failed; the message names the task, its error and the log.
+
+    """
+    from liger_bench.progress import ProgressLog, captured, duration
+    from liger_bench.validation import pipeline_arguments
+
+    types = local_parameter_types()
+    check_names(list(overrides), types)
+    check_local_paths(overrides)
+    merged = {**LOCAL_OVERRIDES, **overrides}
+    build = {key: merged.pop(key) for key in LOCAL_COMPILE_OPTIONS if key in merged}
+    total_runs = check_grid(merged)
+    try:
+        merged = pipeline_arguments(merged, types)
+    except ValueError as error:  # NaN or infinity somewhere
+        raise UserError(str(error)) from None
+
+    output_dir = output_dir.resolve()
+    log_path = output_dir / "logs" / f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = sys.stdout
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        progress = ProgressLog(log, terminal, total_runs)
+        declared = pipeline_parameters()
+        axes = " × ".join(
+            f"{name} {json.dumps(merged.get(name, declared[name].default))}"
+            for name in ("use_liger", "per_device_train_batch_size", "max_seq_length", "n_runs")
+        )
+        at_a_time = "one at a time" if build["max_concurrency"] == 1 else f"{build['max_concurrency']} at a time"
+        progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")
+        progress.say(f"outputs: {output_dir}  log: {log_path}")
+        started, started_at = time.monotonic(), time.time()
+        try:
+            with captured(progress):
+                report = _run_pipeline(output_dir, with_embedded(merged), build, progress)
+        except Exception as error:
+            traceback.print_exc(file=log)
+            # analyze_results fails after writing the report when too few runs trained: show that report.
+            written = _report_written_since(output_dir, started_at)
+            shown = f"; report: {_publish(written, output_dir)}" if written else ""
+            raise RunFailed(f"{_failure(error, progress)}{shown}; log: {log_path}") from None
+        report_html = _publish(report, output_dir)
+        progress.say(f"finished in {duration(time.monotonic() - started)}: {progress.counts()}")
+        progress.say(f"report: {report_html}")
+        progress.say(f"log: {log_path}")
+    return report
+
+
+def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path:
+    import torch
+    from kfp import local
+    from liger_bench.pipelines.liger_benchmark import build_pipeline
+
+    from liger_bench.interrupt import interruptible
+    from liger_bench.tracking import credentials_to_environment, redact_credentials
+    from liger_bench.validation import pin_local_revisions
+
+    if not torch.cuda.is_available():
+        progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
+    params = pin_local_revisions(params)
+    # The local runner starts components with the python3 found on PATH: make it this interpreter's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # Caching reuses the downloads of an earlier run in the same output folder (cache under pipeline_root).
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(output_dir / "pipeline_root"),
+        enable_caching=True,
+    )
+    pipeline = build_pipeline(ClusterOptions(**build))
+    # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
+    params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
+    print(f"running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
+    with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
+        task = pipeline(**params)
+    return Path(task.output.path)
+
+
+def _publish(report: Path, output_dir: Path) -> Path:
+    """Copy the report to ``<output_dir>/report.html``, a name a browser opens as a page.
+
+    KFP's artifact file has no extension, so a browser would show its source.
+    """
+    report_html = output_dir / "report.html"
+    shutil.copyfile(report, report_html)
+    return report_html
+
+
+def _report_written_since(output_dir: Path, since: float) -> Path | None:
+    """The newest report artifact under ``output_dir`` written after ``since`` (a time.time())."""
+    reports = [p for p in output_dir.glob("pipeline_root/*/analyze-results/report") if p.stat().st_mtime >= since]
+    return max(reports, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _failure(error: Exception, progress) -> str:
+    """What failed in a local run: the failing task and its error."""
+    from liger_bench.progress import ANSI
+
+    text = ANSI.sub("", str(error))
+    task = text.rpartition("Inner task failed: ")[2].rstrip(".") if "Inner task failed" in text else ""
+    if task:
+        cause = f"task {task} failed" + (f": {progress.last_error}" if progress.last_error else "")
+    else:
+        cause = f"{type(error).__name__}: {text}"
+    return cause

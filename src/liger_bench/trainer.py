@@ -1,0 +1,118 @@
+"""transformers' Trainer as the benchmark runs it: its arguments and a Trainer that measures every step.
+
+The baseline is the stock transformers model trained by transformers' ``Trainer`` (whose forward
+is the model's own); trl supplies the SFT collator. trl's SFTTrainer is not used because it
+wraps the forward with its own LM-head loss, which would make "vanilla" something else than stock
+transformers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from liger_bench.config import TrainConfig
+
+
+def training_arguments(config: TrainConfig, output_dir: str, bf16: bool, sharding: dict[str, Any] | None = None):
+    """The ``TrainingArguments`` of a run; prepare_grid builds them too, to check them on the CPU.
+
+    ``sharding``: FSDP's keywords (``distributed.fsdp_settings``) for a run of several ranks.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    sharding = sharding or {}
+    return TrainingArguments(
+        **sharding,
+        output_dir=output_dir,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        activation_checkpointing=config.gradient_checkpointing and not sharding,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        optim=config.optim,
+        bf16=bf16,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_drop_last=True,  # a last partial batch would be measured as a step of the full batch size
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
+        # accelerate forms a process group of CPU ranks (gloo) only when told the run is on the CPU.
+        use_cpu=bool(sharding) and not torch.cuda.is_available(),
+    )
+
+
+def train_measured(
+    config: TrainConfig,
+    model,
+    rows: list[dict],
+    pad_token_id: int,
+    step_metrics,
+    callbacks: Sequence[Any],
+    bf16: bool,
+    sharding: dict[str, Any] | None = None,
+) -> float:
+    """Train ``model`` on tokenised ``rows`` with transformers' Trainer, measured by ``step_metrics``.
+
+    ``step_metrics`` (a ``StepMetricsCallback``) sees every micro-batch, to count its tokens.
+    ``sharding``: FSDP's ``TrainingArguments`` keywords when this process is one rank of several.
+    Returns the fraction of the trained model's parameters that FSDP sharded (0.0 unsharded).
+    """
+    from torch.distributed.tensor import DTensor
+    from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    class MeasuredTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            step_metrics.record_batch(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if sharding:
+                shard_cpu_ranks_too(self)
+
+    collator = DataCollatorForLanguageModeling(
+        pad_token_id=pad_token_id,
+        pad_to_multiple_of=config.pad_to_multiple_of if config.pad_to_multiple_of > 1 else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="liger-bench-trainer-") as output_dir:
+        trainer = MeasuredTrainer(
+            model=model,
+            args=training_arguments(config, output_dir, bf16, sharding),
+            train_dataset=rows,
+            data_collator=collator,
+            callbacks=[step_metrics, *callbacks],
+        )
+        trainer.remove_callback(PrinterCallback)  # one log line per step is noise; the history has it all
+        trainer.train()
+        parameters = list(trainer.model.parameters())
+        return sum(isinstance(p, DTensor) for p in parameters) / len(parameters)
+
+
+def shard_cpu_ranks_too(trainer) -> None:
+    """Let FSDP shard CPU ranks as it shards GPU ranks: accelerate turns FSDP on for GPU process groups only.
+
+    accelerate 1.15 gives a process group of CPU ranks (gloo) plain DDP even when the Trainer asks
+    for FSDP; this enables the same FSDP2 preparation there, so that a CPU run (CI) trains through
+    the sharded code a GPU run takes. Inert on GPUs, where accelerate enables FSDP itself.
+    """
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type == DistributedType.MULTI_CPU:
+        state.distributed_type = DistributedType.FSDP
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+        trainer.is_fsdp_enabled = True
