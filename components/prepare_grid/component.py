@@ -44,9 +44,9 @@ def prepare_grid(
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
         trainer_configured: Whether the pipeline was compiled with the Kubeflow Trainer path.
     """
-    from liger_bench.steps import grid_step
+    from liger_bench import tasks
 
-    return grid_step(
+    return tasks.prepare_grid(
         model_info=dict(model.metadata),
         dataset_info=dict(dataset.metadata),
         axes={

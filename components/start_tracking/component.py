@@ -30,10 +30,10 @@ def start_tracking(
         pipeline_run_id: Id of the pipeline run (an MLflow tag).
         tracking: JSON ``{"parent_run_id": ...}`` ("" when tracking is off); also in its metadata.
     """
+    from liger_bench import tasks
     from liger_bench.records import write_json_atomic
-    from liger_bench.steps import tracking_step
 
-    run_id = tracking_step(
+    run_id = tasks.start_tracking(
         grid=grid,
         model_info=dict(model.metadata),
         dataset_info=dict(dataset.metadata),

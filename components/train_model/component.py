@@ -40,9 +40,9 @@ def train_model(
         gpu_node_selector: Node labels for a TrainJob's nodes.
         gpu_tolerations: Tolerations for a TrainJob's nodes.
     """
-    from liger_bench.steps import train_step
+    from liger_bench import tasks
 
-    outcome = train_step(
+    outcome = tasks.train_model(
         config,
         model_dir=model.path,
         dataset_dir=dataset.path,
