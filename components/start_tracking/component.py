@@ -1,3 +1,5 @@
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 from liger_bench.components.images import CPU_IMAGE
@@ -5,7 +7,7 @@ from liger_bench.components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def start_tracking(
-    grid: list,
+    grid: list[dict[str, Any]],
     model: Input[Model],
     dataset: Input[Dataset],
     mlflow_tracking_uri: str,
