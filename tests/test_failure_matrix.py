@@ -978,11 +978,10 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
 def test_only_network_errors_are_retried_by_the_download_tasks(hub, attempts, fake_hub, monkeypatch, tmp_path, capsys):
     """Two network retries (the pipeline's default), without the 20 s backoff: an error that cannot change
     on retry fails at once."""
-    from liger_bench import hub
     from liger_bench.modelio import ModelError
     from liger_bench.tasks import download_model
 
-    monkeypatch.setattr(hub, "NETWORK_BACKOFF_S", 0)
+    monkeypatch.setattr("liger_bench.hub.NETWORK_BACKOFF_S", 0)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     fake_hub(hub)
     with pytest.raises(ModelError, match=r"model_name: 'org/model'"):
