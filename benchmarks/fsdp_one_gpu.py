@@ -33,13 +33,13 @@ TOLERANCE = 0.05
 
 def prepare_assets(cache: Path, preset: str) -> tuple[str, str]:
     """Model and prepared dataset: one shape per batch (rows of 400-600 words, truncated)."""
-    from liger_bench.data import prepare_dataset
     from liger_bench.embedded import ensure_embedded
+    from liger_bench.tasks import download_dataset
 
     model_dir, raw_dir = ensure_embedded(cache, preset=preset, n_rows=512, min_output_words=400, max_output_words=600)
     dataset_dir = cache / "prepared-dataset-fixed"
     if not dataset_dir.exists():
-        prepare_dataset(str(raw_dir), "train", "", dataset_dir)
+        download_dataset(str(raw_dir), "train", "", dataset_dir)
     return str(model_dir), str(dataset_dir)
 
 

@@ -111,13 +111,13 @@ WORKLOADS = {
 
 def prepare_assets(cache: Path, preset: str, workload: str) -> None:
     """Generate the model and the workload's dataset (see ``WORKLOADS``)."""
-    from liger_bench.data import prepare_dataset
     from liger_bench.embedded import ensure_embedded
+    from liger_bench.tasks import download_dataset
 
     model_dir, raw_dir = ensure_embedded(cache, preset=preset, **WORKLOADS[workload])
     dataset_dir = cache / f"prepared-dataset-{workload}"
     if not dataset_dir.exists():
-        prepare_dataset(str(raw_dir), "train", "", dataset_dir)
+        download_dataset(str(raw_dir), "train", "", dataset_dir)
     (cache / "assets.json").write_text(json.dumps([str(model_dir), str(dataset_dir)]))
 
 

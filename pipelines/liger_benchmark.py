@@ -23,6 +23,59 @@ MLFLOW_CREDENTIAL_KEYS = {
 }
 
 
+def reads_the_hub(task: dsl.PipelineTask, hf_token_secret: str, options: ClusterOptions) -> None:
+    """A download task: cached; the hub token from its optional Secret; the shared hub cache when compiled with one.
+
+    Args:
+        task: A download_model or download_dataset task.
+        hf_token_secret: Name of the Kubernetes Secret with key HF_TOKEN.
+        options: The compile-time settings (``hf_cache_pvc``, ``hf_cache_mount``).
+    """
+    task.set_caching_options(True)
+    kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
+    if options.hf_cache_pvc:
+        kubernetes.mount_pvc(task, options.hf_cache_pvc, options.hf_cache_mount)
+        task.set_env_variable("HF_HOME", options.hf_cache_mount)
+
+
+def writes_to_mlflow(task: dsl.PipelineTask, mlflow_secret: str, cache: bool) -> None:
+    """A task that logs to MLflow: the credentials from their optional Secret; cached only when ``cache``.
+
+    Args:
+        task: A start_tracking, train_model or analyze_results task.
+        mlflow_secret: Name of the Kubernetes Secret with the MLflow credentials.
+        cache: Whether kfp may reuse an earlier run's outputs (then nothing is logged again).
+    """
+    task.set_caching_options(cache)
+    kubernetes.use_secret_as_env(task, mlflow_secret, MLFLOW_CREDENTIAL_KEYS, optional=True)
+
+
+def trains_on_gpus(
+    task: dsl.PipelineTask, options: ClusterOptions, gpu_node_selector: dict, gpu_tolerations: list
+) -> None:
+    """A training pod: its GPUs (or the TrainJob volume), CPU and memory, GPU nodes, shared memory, deadline.
+
+    Args:
+        task: A train_model task.
+        options: The compile-time settings (resources, shm size, timeout, the TrainJob volume).
+        gpu_node_selector: Node labels of the GPU nodes (a pipeline parameter).
+        gpu_tolerations: Tolerations of the GPU nodes' taints (a pipeline parameter).
+    """
+    if options.nodes_per_run > 1:
+        # The TrainJob's nodes hold the GPUs; this task submits, watches and collects.
+        kubernetes.mount_pvc(task, options.trainer_pvc, options.trainer_pvc_mount)
+    else:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
+    task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
+    task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
+    kubernetes.add_node_selector_json(task, gpu_node_selector)
+    kubernetes.add_toleration_json(task, gpu_tolerations)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size
+    )
+    kubernetes.set_timeout(task, options.train_timeout_s + TRAIN_POD_GRACE_S)
+
+
 def build_pipeline(options: ClusterOptions = ClusterOptions()):
     """Build the pipeline function for ``options``; ``liger_benchmark`` is the default build."""
 
@@ -86,15 +139,12 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             network_retries=options.download_retries,
         )
         for task in (model_task, dataset_task):
-            task.set_caching_options(True)
-            kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
-            if options.hf_cache_pvc:
-                kubernetes.mount_pvc(task, options.hf_cache_pvc, options.hf_cache_mount)
-                task.set_env_variable("HF_HOME", options.hf_cache_mount)
+            reads_the_hub(task, hf_token_secret, options)
+        model, dataset = model_task.outputs["model"], dataset_task.outputs["dataset"]
 
         grid_task = prepare_grid(
-            model=model_task.outputs["model"],
-            dataset=dataset_task.outputs["dataset"],
+            model=model,
+            dataset=dataset,
             use_liger=use_liger,
             per_device_train_batch_size=per_device_train_batch_size,
             max_seq_length=max_seq_length,
@@ -112,20 +162,20 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(
             grid=grid_task.output,
-            model=model_task.outputs["model"],
-            dataset=dataset_task.outputs["dataset"],
+            model=model,
+            dataset=dataset,
             mlflow_tracking_uri=mlflow_tracking_uri,
             mlflow_experiment=mlflow_experiment,
             pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
-        tracking_task.set_caching_options(False)  # a new MLflow parent run for every pipeline run
+        writes_to_mlflow(tracking_task, mlflow_secret, cache=False)  # a new parent run for every pipeline run
 
         with dsl.ParallelFor(grid_task.output, parallelism=options.max_concurrency) as config:
             train_task = train_model(
                 config=config,
-                model=model_task.outputs["model"],
-                dataset=dataset_task.outputs["dataset"],
+                model=model,
+                dataset=dataset,
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 mlflow_experiment=mlflow_experiment,
                 tracking=tracking_task.outputs["tracking"],
@@ -134,24 +184,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 gpu_node_selector=gpu_node_selector,
                 gpu_tolerations=gpu_tolerations,
             )
-            train_task.set_caching_options(options.cache_training)
-            if options.nodes_per_run > 1:
-                # The TrainJob's nodes hold the GPUs; this task submits, watches and collects.
-                kubernetes.mount_pvc(train_task, options.trainer_pvc, options.trainer_pvc_mount)
-            else:
-                train_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
-            train_task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
-            train_task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
-            kubernetes.add_node_selector_json(train_task, gpu_node_selector)
-            kubernetes.add_toleration_json(train_task, gpu_tolerations)
-            kubernetes.empty_dir_mount(
-                train_task,
-                volume_name="dshm",
-                mount_path="/dev/shm",
-                medium="Memory",
-                size_limit=options.shm_size,
-            )
-            kubernetes.set_timeout(train_task, options.train_timeout_s + TRAIN_POD_GRACE_S)
+            writes_to_mlflow(train_task, mlflow_secret, cache=options.cache_training)
+            trains_on_gpus(train_task, options, gpu_node_selector, gpu_tolerations)
 
         analyze_task = analyze_results(
             results=dsl.Collected(train_task.outputs["result"]),
@@ -160,9 +194,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             mlflow_tracking_uri=mlflow_tracking_uri,
             tracking=tracking_task.outputs["tracking"],
         )
-        analyze_task.set_caching_options(False)
-        for task in (tracking_task, train_task, analyze_task):
-            kubernetes.use_secret_as_env(task, mlflow_secret, MLFLOW_CREDENTIAL_KEYS, optional=True)
+        writes_to_mlflow(analyze_task, mlflow_secret, cache=False)  # it ends this pipeline run's parent run
         return analyze_task.outputs["report"]
 
     return liger_benchmark

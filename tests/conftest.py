@@ -29,10 +29,10 @@ def embedded_assets(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prepared_dataset(embedded_assets, tmp_path_factory):
     """The embedded dataset as download_dataset saves it (prompt/completion, save_to_disk)."""
-    from liger_bench.data import prepare_dataset
+    from liger_bench.tasks import download_dataset
 
     destination = tmp_path_factory.mktemp("prepared") / "dataset"
-    prepare_dataset(str(embedded_assets[1]), "train", "", destination)
+    download_dataset(str(embedded_assets[1]), "train", "", destination)
     return destination
 
 

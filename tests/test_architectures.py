@@ -29,8 +29,7 @@ from tiny_models import text_lm_refusal, write_tiny_model
 from liger_bench.config import LIGER_KERNELS, TrainConfig
 from liger_bench.grid import GridSpec, expand_grid
 from liger_bench.liger import offered_kernels, resolve_kernels
-from liger_bench.modelio import prepare_model
-from liger_bench.steps import grid_step
+from liger_bench.tasks import download_model, prepare_grid
 from liger_bench.training import run_training
 
 MODEL_TYPES = sorted(MODEL_TYPE_TO_APPLY_LIGER_FN)
@@ -52,7 +51,7 @@ def tiny_model(embedded_assets, tmp_path_factory):
         if model_type not in made:
             root = tmp_path_factory.mktemp(model_type)
             write_tiny_model(model_type, root / "source", embedded_assets[0])
-            info = prepare_model(str(root / "source"), "", root / "model")
+            info = download_model(str(root / "source"), "", root / "model")
             made[model_type] = (root / "model", info)
         return made[model_type]
 
@@ -61,7 +60,7 @@ def tiny_model(embedded_assets, tmp_path_factory):
 
 def _grid(info: dict, model_dir, axes: dict, dataset_dir: str = "") -> list[dict]:
     """prepare_grid's work on a tiny model and the embedded dataset's metadata (256 rows)."""
-    return grid_step(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), dataset_dir, 0.0)
+    return prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), dataset_dir, 0.0)
 
 
 def test_every_kernel_flag_of_liger_kernel_is_a_config_field():
@@ -238,7 +237,7 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
         outcome_table.add(model_type=model_type, vanilla="not run", liger="not run", reason=refusal)
         pytest.skip(refusal)
     write_tiny_model(model_type, tmp_path / "source", embedded_assets[0])
-    info = prepare_model(str(tmp_path / "source"), "", tmp_path / "model")
+    info = download_model(str(tmp_path / "source"), "", tmp_path / "model")
     architecture = ", ".join(info["architectures"])
     axes = {"use_liger": [True, False], "per_device_train_batch_size": [4], "max_seq_length": [128], "n_runs": 1}
     try:

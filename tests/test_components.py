@@ -126,6 +126,9 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         history=history,
     )
     assert result.metadata["status"] == "ok"
+    record = json.loads(Path(result.path).read_text())  # one record: the trained run, its inputs, its mirroring
+    assert (record["model"], record["dataset"]) == (dict(model.metadata), dict(dataset.metadata))
+    assert record["mlflow"]["parent_run_id"] == "" and record["metrics"]["tokens_per_s_nonpad"] > 0
     outputs = {
         name: cls(uri=str(tmp_path / name))
         for name, cls in (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))

@@ -461,19 +461,19 @@ def _model_artifact(source: Path, destination: Path):
     """download_model's work on ``source``, as the artifact prepare_grid receives."""
     from kfp.dsl import Model
 
-    from liger_bench.modelio import prepare_model
+    from liger_bench.tasks import download_model
 
-    return Model(name="model", uri=str(destination), metadata=prepare_model(str(source), "", destination))
+    return Model(name="model", uri=str(destination), metadata=download_model(str(source), "", destination))
 
 
 def _dataset_artifact(source: Path, destination: Path):
     """download_dataset's work on ``source``, as the artifact prepare_grid receives."""
     from kfp.dsl import Dataset
 
-    from liger_bench.data import prepare_dataset
+    from liger_bench.tasks import download_dataset
 
     return Dataset(
-        name="dataset", uri=str(destination), metadata=prepare_dataset(str(source), "train", "", destination)
+        name="dataset", uri=str(destination), metadata=download_dataset(str(source), "train", "", destination)
     )
 
 
@@ -929,8 +929,9 @@ def test_unusable_model_or_dataset_is_refused_by_its_download_task(
 ):
     import shutil
 
-    from liger_bench.data import DatasetError, prepare_dataset
-    from liger_bench.modelio import ModelError, prepare_model
+    from liger_bench.data import DatasetError
+    from liger_bench.modelio import ModelError
+    from liger_bench.tasks import download_dataset, download_model
 
     fake_hub(case.hub)
     if case.hf_token:
@@ -948,10 +949,10 @@ def test_unusable_model_or_dataset_is_refused_by_its_download_task(
     destination = tmp_path / "out"
     if case.kind == "model":
         with pytest.raises(ModelError, match=case.message):
-            prepare_model(name, case.revision, destination)
+            download_model(name, case.revision, destination)
     else:
         with pytest.raises(DatasetError, match=case.message):
-            prepare_dataset(name, case.split, case.revision, destination)
+            download_dataset(name, case.split, case.revision, destination)
 
 
 def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(embedded_assets):
@@ -986,14 +987,14 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
 def test_only_network_errors_are_retried_by_the_download_tasks(hub, attempts, fake_hub, monkeypatch, tmp_path, capsys):
     """Two network retries (the pipeline's default), without the 20 s backoff: an error that cannot change
     on retry fails at once."""
-    from liger_bench import data
-    from liger_bench.modelio import ModelError, prepare_model
+    from liger_bench.modelio import ModelError
+    from liger_bench.tasks import download_model
 
-    monkeypatch.setattr(data, "NETWORK_BACKOFF_S", 0)
+    monkeypatch.setattr("liger_bench.hub.NETWORK_BACKOFF_S", 0)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     fake_hub(hub)
     with pytest.raises(ModelError, match=r"model_name: 'org/model'"):
-        prepare_model("org/model", "", tmp_path / "out", network_retries=2)
+        download_model("org/model", "", tmp_path / "out", network_retries=2)
     assert capsys.readouterr().out.count("retrying in 0 s") == attempts - 1
 
 
@@ -1002,7 +1003,8 @@ def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_as
     kfp's cache key; the download task refuses a pinned revision the content no longer matches."""
     import shutil
 
-    from liger_bench.data import DatasetError, prepare_dataset
+    from liger_bench.data import DatasetError
+    from liger_bench.tasks import download_dataset
     from liger_bench.validation import pin_local_revisions
 
     data_file = tmp_path / "data.jsonl"
@@ -1013,7 +1015,7 @@ def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_as
     before = pin_local_revisions(params)
     assert before["dataset_revision"].startswith("sha256:") and before["model_revision"].startswith("sha256:")
     assert pin_local_revisions(params) == before  # same content, same key: the cache is reused
-    info = prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out1")
+    info = download_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out1")
     assert info["revision"] == before["dataset_revision"]  # the recorded revision is the content hash
 
     data_file.write_text('{"text": "second version"}\n')
@@ -1022,7 +1024,7 @@ def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_as
     assert after["dataset_revision"] != before["dataset_revision"]
     assert after["model_revision"] != before["model_revision"]
     with pytest.raises(DatasetError, match=r"dataset_revision: 'sha256:[0-9a-f]{16}' does not match the content"):
-        prepare_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out2")
+        download_dataset(str(data_file), "train", before["dataset_revision"], tmp_path / "out2")
     assert pin_local_revisions({**params, "dataset_revision": "v1"})["dataset_revision"] == "v1"
 
 
@@ -1031,12 +1033,12 @@ def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
 
     The batch sizes are read by wrapping the real ``record_batch`` (a spy: it calls through)."""
     from liger_bench import metrics
-    from liger_bench.data import prepare_dataset
+    from liger_bench.tasks import download_dataset
     from liger_bench.training import run_training
 
     rows = [{"instruction": f"Count to {i}.", "output": " ".join(str(n) for n in range(i + 2))} for i in range(5)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    download_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
     batch_sizes = []
     record_batch = metrics.StepMetricsCallback.record_batch
 
@@ -1053,13 +1055,13 @@ def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
 
 def test_rows_that_truncation_leaves_too_few_for_a_batch_fail_the_run_with_the_reason(embedded_assets, tmp_path):
     """prepare_grid counts rows with a completion; truncation can drop more, which only train_model sees."""
-    from liger_bench.data import prepare_dataset
+    from liger_bench.tasks import download_dataset
     from liger_bench.training import run_training
 
     long_prompt = " ".join(["a long instruction"] * 30)
     rows = [{"instruction": long_prompt, "output": "cut"}] * 3 + [{"instruction": "Hi.", "output": "hello"}] * 2
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    prepare_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
+    download_dataset(str(tmp_path / "rows.jsonl"), "train", "", tmp_path / "data")
     config = _train_config(per_device_train_batch_size=4, max_seq_length=96)
     result, steps = run_training(config, str(embedded_assets[0]), str(tmp_path / "data"))
     assert (result.status, steps) == ("failed", [])

@@ -308,11 +308,11 @@ def test_invalid_input_raises_value_error(tmp_path):
 
 
 def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflow_server, tmp_path):
-    """analyze_step on real result files: the report is written, the parent run ends FAILED, then it raises."""
+    """tasks.analyze_results on real result files: the report is written, the parent run ends FAILED, then it raises."""
     from synthetic_results import Run, build
 
     from liger_bench.records import write_json_atomic
-    from liger_bench.steps import analyze_step
+    from liger_bench.tasks import analyze_results
 
     parent = tracking.start_parent_run(mlflow_server, f"ratio-{uuid.uuid4().hex[:8]}", "run", {}, {})
     results, histories = build([Run(False, 2, 64, status="failed", reason="boom"), Run(False, 4, 64)])
@@ -321,7 +321,7 @@ def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflo
         for kind, docs in (("result", results), ("history", histories))
     }
     with pytest.raises(ValueError, match="below min_success_ratio=0.9"):
-        analyze_step(
+        analyze_results(
             paths["result"],
             paths["history"],
             str(tmp_path / "report"),

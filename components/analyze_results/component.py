@@ -31,9 +31,9 @@ def analyze_results(
         metrics: Headline numbers for the KFP compare view.
         table: Per-cell analysis table (CSV).
     """
-    from liger_bench.steps import analyze_step
+    from liger_bench import tasks
 
-    headline = analyze_step(
+    headline = tasks.analyze_results(
         result_paths=[artifact.path for artifact in results],
         history_paths=[artifact.path for artifact in histories],
         html_path=report.path,

@@ -16,8 +16,8 @@ def download_dataset(
         network_retries: Retries of a hub download that failed on the network (other errors fail at once).
         dataset: Output folder (``datasets.save_to_disk``) that train_model loads offline.
     """
-    from liger_bench.data import prepare_dataset
+    from liger_bench import tasks
 
     dataset.metadata.update(
-        prepare_dataset(dataset_name, dataset_split, dataset_revision, dataset.path, network_retries)
+        tasks.download_dataset(dataset_name, dataset_split, dataset_revision, dataset.path, network_retries)
     )

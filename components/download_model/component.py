@@ -13,6 +13,6 @@ def download_model(model_name: str, model_revision: str, network_retries: int, m
         network_retries: Retries of a hub download that failed on the network (other errors fail at once).
         model: Output folder with config, safetensors weights and tokenizer.
     """
-    from liger_bench.modelio import prepare_model
+    from liger_bench import tasks
 
-    model.metadata.update(prepare_model(model_name, model_revision, model.path, network_retries))
+    model.metadata.update(tasks.download_model(model_name, model_revision, model.path, network_retries))

@@ -1,3 +1,5 @@
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
 from liger_bench.components.images import CPU_IMAGE
@@ -7,20 +9,20 @@ from liger_bench.components.images import CPU_IMAGE
 def prepare_grid(
     model: Input[Model],
     dataset: Input[Dataset],
-    use_liger: list,
-    per_device_train_batch_size: list,
-    max_seq_length: list,
+    use_liger: list[bool],
+    per_device_train_batch_size: list[int],
+    max_seq_length: list[int],
     n_runs: int,
     max_steps: int,
     warmup_steps_to_skip: int,
-    base_config: dict,
+    base_config: dict[str, Any],
     max_grid_size: int,
     min_success_ratio: float,
     gpus_per_run: int = 1,
     nodes_per_run: int = 1,
     max_gpus_per_run: int = 8,
     trainer_configured: bool = False,
-) -> list:
+) -> list[dict[str, Any]]:
     """Validate the experiment and expand it into one training config per run.
 
     Runs before any GPU is requested; a bad value fails here with a message naming it.
@@ -43,10 +45,13 @@ def prepare_grid(
         nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
         trainer_configured: Whether the pipeline was compiled with the Kubeflow Trainer path.
-    """
-    from liger_bench.steps import grid_step
 
-    return grid_step(
+    Returns:
+        One training config per run (a TrainConfig as a dict), the items of the training loop.
+    """
+    from liger_bench import tasks
+
+    return tasks.prepare_grid(
         model_info=dict(model.metadata),
         dataset_info=dict(dataset.metadata),
         axes={

@@ -1,3 +1,5 @@
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 from liger_bench.components.images import CPU_IMAGE
@@ -5,7 +7,7 @@ from liger_bench.components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def start_tracking(
-    grid: list,
+    grid: list[dict[str, Any]],
     model: Input[Model],
     dataset: Input[Dataset],
     mlflow_tracking_uri: str,
@@ -30,10 +32,10 @@ def start_tracking(
         pipeline_run_id: Id of the pipeline run (an MLflow tag).
         tracking: JSON ``{"parent_run_id": ...}`` ("" when tracking is off); also in its metadata.
     """
+    from liger_bench import tasks
     from liger_bench.records import write_json_atomic
-    from liger_bench.steps import tracking_step
 
-    run_id = tracking_step(
+    run_id = tasks.start_tracking(
         grid=grid,
         model_info=dict(model.metadata),
         dataset_info=dict(dataset.metadata),

@@ -1,3 +1,5 @@
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 from liger_bench.components.images import CUDA_IMAGE
@@ -5,16 +7,16 @@ from liger_bench.components.images import CUDA_IMAGE
 
 @dsl.component(base_image=CUDA_IMAGE, install_kfp_package=False)
 def train_model(
-    config: dict,
+    config: dict[str, Any],
     model: Input[Model],
     dataset: Input[Dataset],
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     tracking: Input[Artifact],
     train_timeout_s: int,
-    trainer: dict,
-    gpu_node_selector: dict,
-    gpu_tolerations: list,
+    trainer: dict[str, Any],
+    gpu_node_selector: dict[str, str],
+    gpu_tolerations: list[dict[str, Any]],
     result: Output[Artifact],
     history: Output[Artifact],
 ):
@@ -40,9 +42,9 @@ def train_model(
         gpu_node_selector: Node labels for a TrainJob's nodes.
         gpu_tolerations: Tolerations for a TrainJob's nodes.
     """
-    from liger_bench.steps import train_step
+    from liger_bench import tasks
 
-    outcome = train_step(
+    outcome = tasks.train_model(
         config,
         model_dir=model.path,
         dataset_dir=dataset.path,

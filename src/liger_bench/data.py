@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from liger_bench.hub import from_hub, hub_token, is_local
 from liger_bench.localfiles import check_revision, text_file_problem
 
 ALPACA_COLUMNS = ("instruction", "input", "output", "text")
@@ -22,8 +20,6 @@ _PREAMBLE_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
 )
 LOCAL_DATA_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-NETWORK_BACKOFF_S = 20
-T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -35,91 +31,6 @@ def alpaca_prompt(instruction: str, context: str = "") -> str:
     if context:
         return f"{_PREAMBLE_WITH_INPUT}### Instruction:\n{instruction}\n\n### Input:\n{context}\n\n{RESPONSE_MARKER}"
     return f"{_PREAMBLE_NO_INPUT}### Instruction:\n{instruction}\n\n{RESPONSE_MARKER}"
-
-
-def is_local(name: str) -> bool:
-    """True when ``name`` is a path on this machine rather than a hub id."""
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
-
-
-@contextlib.contextmanager
-def hub_errors(kind: str, name: str, revision: str, error: type[ValueError]) -> Iterator[None]:
-    """Turn huggingface_hub's exceptions about ``name`` into ``error`` with a message that says what to do.
-
-    Args:
-        kind: ``"model"`` or ``"dataset"``; messages name the pipeline parameters ``<kind>_name`` and
-            ``<kind>_revision``.
-        name: The hub id that was asked for.
-        revision: The revision that was asked for ("" for the default branch).
-        error: The exception class to raise (``DatasetError`` or ``ModelError``).
-    """
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        yield
-    except GatedRepoError as err:
-        hint = "HF_TOKEN is not set" if not os.environ.get("HF_TOKEN") else "the HF_TOKEN given has no access"
-        raise error(
-            f"{kind}_name: {name!r} is gated and {hint}; create the Kubernetes Secret named by the pipeline "
-            "parameter hf_token_secret (key HF_TOKEN) with a token that has accepted its conditions"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise error(f"{kind}_revision: {revision!r} does not exist for {name!r}") from err
-    except RepositoryNotFoundError as err:
-        raise error(
-            f"{kind}_name: {name!r} was not found on the hub at {constants.ENDPOINT} and is not a local path "
-            "(a private repository also needs HF_TOKEN)"
-        ) from err
-    except OfflineModeIsEnabled as err:
-        raise error(f"{kind}_name: {name!r} is not a local path and HF_HUB_OFFLINE is set") from err
-    except HTTPError as err:
-        # huggingface_hub lets the HTTP client's connection errors through unchanged.
-        detail = str(err).splitlines()[0] if str(err) else ""
-        raise error(
-            f"{kind}_name: {name!r} is not a local path and the hub at {constants.ENDPOINT} could not be "
-            f"reached or refused the request ({type(err).__name__}: {detail}); check the node's network "
-            "access and HF_ENDPOINT, or give a local path"
-        ) from err
-
-
-def from_hub(
-    call: Callable[[], T], kind: str, name: str, revision: str, error: type[ValueError], network_retries: int
-) -> T:
-    """``call()`` under ``hub_errors``, retried ``network_retries`` times when the network failed.
-
-    Only a connection error, a timeout, HTTP 429 or a 5xx is retried (20 s, then doubling); "not
-    found", "gated" or a bad revision fail at once: the pipeline's download tasks have no retries of
-    their own, because kfp would retry those too.
-    """
-    attempt = 0
-    while True:
-        try:
-            with hub_errors(kind, name, revision, error):
-                return call()
-        except error as err:
-            if attempt == network_retries or not is_transient(err.__cause__):
-                raise
-            delay = NETWORK_BACKOFF_S * 2**attempt
-            attempt += 1
-            print(f"[liger-bench] {err}; retrying in {delay} s ({attempt} of {network_retries})", flush=True)
-            time.sleep(delay)
-
-
-def is_transient(err: BaseException | None) -> bool:
-    """True for a network failure worth retrying: no connection, a timeout, HTTP 429 or 5xx."""
-    from huggingface_hub.errors import HfHubHTTPError, HTTPError
-
-    if isinstance(err, HfHubHTTPError):
-        status = err.response.status_code if err.response is not None else 0
-        return status == 429 or status >= 500
-    return isinstance(err, (HTTPError, ConnectionError, TimeoutError))
 
 
 def load_raw(name: str, split: str = "train", revision: str = "", network_retries: int = 0) -> tuple[Any, str]:
@@ -163,7 +74,7 @@ def load_raw(name: str, split: str = "train", revision: str = "", network_retrie
 
     from huggingface_hub import HfApi
 
-    token = os.environ.get("HF_TOKEN") or None
+    token = hub_token()
 
     def load() -> tuple[Any, str]:
         info = HfApi(token=token).dataset_info(name, revision=revision or None)
@@ -312,20 +223,3 @@ def load_prepared(directory: str | os.PathLike) -> Any:
     import datasets
 
     return datasets.load_from_disk(str(directory))
-
-
-def prepare_dataset(
-    name: str, split: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
-) -> dict[str, Any]:
-    """download_dataset's work: load, normalise, save; return the artifact metadata."""
-    raw, resolved = load_raw(name, split, revision, network_retries)
-    prepared, fmt = to_prompt_completion(raw)
-    save_prepared(prepared, destination)
-    return {
-        "name": name,
-        "split": split,
-        "revision": resolved,
-        "source_format": fmt,
-        "source_rows": len(raw),
-        "rows": len(prepared),
-    }

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liger_bench.data import from_hub, is_local
+from liger_bench.hub import from_hub, hub_token, is_local
 from liger_bench.localfiles import check_revision
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
@@ -45,7 +45,7 @@ def fetch_model(name: str, destination: str | os.PathLike, revision: str = "", n
 
     from huggingface_hub import HfApi, snapshot_download
 
-    token = os.environ.get("HF_TOKEN") or None
+    token = hub_token()
 
     def download() -> str:
         sha = HfApi(token=token).model_info(name, revision=revision or None).sha
@@ -177,9 +177,3 @@ def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
         "hidden_size": int(config.get("hidden_size") or 0),
         "vocab_size": int(config.get("vocab_size") or 0),
     }
-
-
-def prepare_model(name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0) -> dict[str, Any]:
-    """download_model's work: fetch and check the model; return the artifact metadata."""
-    resolved = fetch_model(name, destination, revision, network_retries)
-    return {"name": name, "revision": resolved, **describe_model(destination)}

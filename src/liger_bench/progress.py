@@ -2,7 +2,7 @@
 
 kfp's local runner prints each task's output (and its own log lines and warnings) to this
 process's stdout. ``ProgressLog`` takes that stream: every line lands in the log file, and the
-tool's own lines (``[liger-bench] ...``, printed by ``steps.progress``) become the terminal's
+tool's own lines (``[liger-bench] ...``, printed by ``tasks.progress``) become the terminal's
 progress: one line per finished run with its status, tokens/s and an ETA.
 """
 
@@ -19,7 +19,7 @@ from typing import TextIO
 from liger_bench.vocabulary import VARIANTS
 
 MARKER = "[liger-bench] "
-# steps.grid_step's line "grid of <n> runs: ..." starts the training clock; steps.train_step's line
+# tasks.prepare_grid's line "grid of <n> runs: ..." starts the training clock; tasks.train_model's line
 # about a finished run (keys from grid.run_key) is "<run_key>: <status>, 1,234 tokens/s" or
 # "<run_key>: <status> (<reason>)".
 GRID = "grid of "

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from liger_bench.data import is_local
+from liger_bench.hub import is_local
 
 QUOTING_RULE = (
     "values are JSON inside shell quotes: strings need JSON quotes, e.g. --param model_name='\"org/model\"'; "

@@ -225,7 +225,7 @@ def pin_local_revisions(params: Mapping[str, Any]) -> dict[str, Any]:
     download task refuses it when the content no longer matches); a missing path is left to the
     download task to refuse.
     """
-    from liger_bench.data import is_local
+    from liger_bench.hub import is_local
     from liger_bench.localfiles import content_revision
 
     pinned = dict(params)

@@ -1,6 +1,7 @@
-"""The work of the components that combine several modules (grid, training, analysis).
+"""The components' work, one function per component and of its name.
 
-Each component body turns artifact paths into arguments and calls one function here; the same
+Each component body turns artifact paths into arguments and calls the function of its own name
+here, which combines the plain modules (data, models, grid, training, tracking, report); the same
 functions run under the kfp local runner and in cluster pods.
 """
 
@@ -10,10 +11,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from liger_bench import tracking
 from liger_bench.config import TrainConfig
+from liger_bench.data import load_raw, save_prepared, to_prompt_completion
+from liger_bench.modelio import describe_model, fetch_model
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
 
 
@@ -22,7 +27,32 @@ def progress(message: str) -> None:
     print(f"[liger-bench] {message}", flush=True)
 
 
-def grid_step(
+def download_dataset(
+    name: str, split: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
+) -> dict[str, Any]:
+    """Load a split, normalise it to prompt/completion rows, save it; return the artifact metadata."""
+    raw, resolved = load_raw(name, split, revision, network_retries)
+    prepared, fmt = to_prompt_completion(raw)
+    save_prepared(prepared, destination)
+    return {
+        "name": name,
+        "split": split,
+        "revision": resolved,
+        "source_format": fmt,
+        "source_rows": len(raw),
+        "rows": len(prepared),
+    }
+
+
+def download_model(
+    name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
+) -> dict[str, Any]:
+    """Fetch and check the model; return the artifact metadata."""
+    resolved = fetch_model(name, destination, revision, network_retries)
+    return {"name": name, "revision": resolved, **describe_model(destination)}
+
+
+def prepare_grid(
     model_info: dict, dataset_info: dict, axes: dict, model_dir: str, dataset_dir: str, min_success_ratio: float
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
@@ -61,7 +91,7 @@ def grid_step(
     return grid
 
 
-def tracking_step(
+def start_tracking(
     grid: list[dict],
     model_info: dict,
     dataset_info: dict,
@@ -92,7 +122,7 @@ def tracking_step(
     return status.get("run_id", "")
 
 
-def train_step(
+def train_model(
     config: dict,
     model_dir: str,
     dataset_dir: str,
@@ -120,27 +150,25 @@ def train_step(
         from liger_bench.trainjob import TrainerSettings, train_on_trainer
 
         settings = TrainerSettings(**(trainer or {}), **(gpu_placement or {}))
-        result, steps = train_on_trainer(train_config, model_dir, dataset_dir, train_timeout_s, settings)
+        trained, steps = train_on_trainer(train_config, model_dir, dataset_dir, train_timeout_s, settings)
     else:
-        result, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
-    result.model = model_info
-    result.dataset = dataset_info
+        trained, steps = train_supervised(train_config, model_dir, dataset_dir, train_timeout_s)
+    inputs = {"model": model_info, "dataset": dataset_info}
     # The history is the source of truth that MLflow mirrors; the result, written last, records
     # whether the mirroring worked and marks the run complete.
-    write_json_atomic(history_path, history_document(result, steps))
-    result.mlflow = {
-        **tracking.log_child_run(
-            mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, result.to_dict(), steps, history_path
-        ),
-        "parent_run_id": mlflow_parent_run_id,
-    }
+    write_json_atomic(history_path, history_document(trained, steps))
+    described = {**trained.to_dict(), **inputs}
+    mirrored = tracking.log_child_run(
+        mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, described, steps, history_path
+    )
+    result = replace(trained, **inputs, mlflow={**mirrored, "parent_run_id": mlflow_parent_run_id})
     write_json_atomic(result_path, result.to_dict())
     rate = result.metrics.get("tokens_per_s_nonpad")
     progress(f"{result.run_key}: {result.status}" + (f", {rate:,.0f} tokens/s" if rate else f" ({result.reason})"))
     return result
 
 
-def analyze_step(
+def analyze_results(
     result_paths: list[str],
     history_paths: list[str],
     html_path: str,
