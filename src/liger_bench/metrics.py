@@ -7,6 +7,10 @@ every aggregate, not just the first one; a step whose padded batch shape is new 
 *first-shape* step: kernel selection, autotuning and allocator growth for that shape) is excluded
 too and reported on its own; and a run whose measured steps still speed up or slow down is flagged
 ``unsteady`` (``steady_state``) instead of being averaged as if it had settled.
+
+One room although it is long: what the callback records and what ``aggregate`` counts are one
+definition of a measured step (``is_measured``), and the steady-state test and first-shape cost
+share its grouping of step times by shape; split, a change to one side would silently miss the other.
 """
 
 from __future__ import annotations
