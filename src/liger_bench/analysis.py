@@ -240,11 +240,11 @@ def analyze_results(
             which a Liger/baseline pair still passes loss parity.
 
     Returns:
-        The tables of an ``Analysis``.
+        Everything the report shows: the tables, and what the runs trained on what.
 
     Raises:
-        ValueError: A tolerance outside [0, 1), two results with the same run key, or a result
-            without the grid axes in its config.
+        ValueError: A tolerance outside [0, 1), two results with the same run key, a result with an
+            unknown status or without the grid axes in its config.
 
     """
     if not 0.0 <= parity_tolerance < 1.0:
