@@ -72,7 +72,7 @@ MUTANTS = [
     ),
     Mutant(
         "S4",
-        "report.py",
+        "narrative.py",
         'paired.sort_values(["batch_size", "seq_len"])',
         'paired.sort_values(["seq_len", "batch_size"])',
         REPORT,
@@ -97,7 +97,7 @@ MUTANTS = [
     ),
     Mutant(
         "V2",
-        "report.py",
+        "narrative.py",
         'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
         'paired = gains[gains["n_pairs"] > 0]',
         ("tests/test_steady_state.py", "tests/test_report.py"),
@@ -149,8 +149,8 @@ MUTANTS = [
     Mutant(
         "M5",
         "metrics.py",
-        '"warmup": step <= self.warmup_steps_to_skip',
-        '"warmup": step < self.warmup_steps_to_skip',
+        "warmup=step <= self.warmup_steps_to_skip",
+        "warmup=step < self.warmup_steps_to_skip",
         METRICS,
         "last warm-up step labelled as measured",
     ),
@@ -282,7 +282,7 @@ MUTANTS = [
     ),
     Mutant(
         "A2",
-        "analysis.py",
+        "intervals.py",
         "half = t_quantile_975(len(finite) - 1)",
         "half = t_quantile_975(len(finite))",
         ANALYSIS,
@@ -306,7 +306,7 @@ MUTANTS = [
     ),
     Mutant(
         "A5",
-        "analysis.py",
+        "runtables.py",
         '"measured": is_measured(step)}',
         '"measured": True}',
         ANALYSIS,
@@ -339,7 +339,7 @@ MUTANTS = [
     # report.py: the headline.
     Mutant(
         "R1",
-        "report.py",
+        "narrative.py",
         'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
         'paired = gains[gains["steady_state"] != "unsteady"]',
         REPORT,
@@ -347,15 +347,15 @@ MUTANTS = [
     ),
     Mutant(
         "R2",
-        "report.py",
-        'text += f" and {_pct(-cell.mem_reserved_reduction_pct)} peak memory"',
-        'text += f" and {_pct(cell.mem_reserved_reduction_pct)} peak memory"',
+        "narrative.py",
+        'text += f" and {percent(-cell.mem_reserved_reduction_pct)} peak memory"',
+        'text += f" and {percent(cell.mem_reserved_reduction_pct)} peak memory"',
         REPORT,
         "memory change reported with the wrong sign",
     ),
     Mutant(
         "R3",
-        "report.py",
+        "narrative.py",
         'row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[-1]',
         'row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[0]',
         REPORT,

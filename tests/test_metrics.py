@@ -13,6 +13,7 @@ from liger_bench.metrics import (
     model_flops_per_token,
     peak_tflops_for,
 )
+from liger_bench.records import StepRecord
 from liger_bench.trainer import train_measured
 from liger_bench.training import load_model
 
@@ -54,6 +55,12 @@ def test_token_counts_per_step_exclude_padding_and_prompt(measured):
         assert s["loss"] is not None and s["learning_rate"] is not None
     assert steps[-1]["total_tokens_padded"] == 6 * 64
     assert steps[-1]["total_tokens_trained"] == 6 * 21
+
+
+def test_each_step_record_has_exactly_the_declared_fields(measured):
+    _, steps = measured
+    declared = set(StepRecord.__annotations__) - {"ranks"}  # ranks: only with several processes
+    assert [set(s) for s in steps] == [declared] * len(steps)
 
 
 def test_warmup_steps_are_excluded_exactly(measured):

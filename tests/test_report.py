@@ -91,6 +91,16 @@ def test_markdown_summary_has_the_tables_and_cannot_be_hijacked(gpu):
     assert "\\[click\\]" in md and "\\| " in md and "&lt;img" in md and "<img" not in md
 
 
+def test_columns_align_by_their_declared_kind_not_by_how_their_text_starts(gpu):
+    assert '<th class="text">run key</th>' in gpu.html and "<th>tokens/s non-pad</th>" in gpu.html
+    assert '<td class="text">liger-bs32-&lt;i&gt;x&lt;/i&gt;-r0</td>' in gpu.html
+    assert "<td>unavailable</td>" in gpu.html and '<td class="text">unavailable</td>' not in gpu.html
+    assert '<td class="text fail">FAIL</td>' in gpu.html and gpu.html.count('fail">') == 1
+    frontier = gpu.markdown.split("## Out-of-memory frontier")[1].splitlines()
+    assert frontier[2:4] == ["| variant | seq len | largest batch that trained | smallest batch out of memory |",
+                             "|---|---:|---:|---:|"]  # fmt: skip
+
+
 def test_table_is_the_per_cell_analysis_and_write_bundle_round_trips(gpu, tmp_path):
     assert len(gpu.table) == 7  # 2 variants × bs 8/16/24 + the Liger bs 32 cell
     write_bundle(gpu, tmp_path / "out/report.html", tmp_path / "out/summary.md", tmp_path / "out/table.csv")

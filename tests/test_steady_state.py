@@ -8,7 +8,8 @@ from synthetic_results import Run, make_run
 
 from liger_bench.config import TrainConfig
 from liger_bench.metrics import STEADY_DRIFT_TOLERANCE, StepMetricsCallback, aggregate, steady_state
-from liger_bench.report import build_report, make_headline
+from liger_bench.narrative import make_headline
+from liger_bench.report import build_report
 from liger_bench.trainer import train_measured
 from liger_bench.training import load_model, pack, run_training
 

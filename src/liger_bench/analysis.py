@@ -8,92 +8,28 @@ form a pair; the gain is the mean of the per-pair ratios, again with a t-interva
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from liger_bench.config import coerce
-from liger_bench.metrics import is_measured
-from liger_bench.vocabulary import variant_of
+from liger_bench.intervals import mean_ci
+from liger_bench.records import RunResult, StepHistory
+from liger_bench.runtables import CELL, runs_table, steps_table
+from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, Variant, variant_of
 
 DEFAULT_PARITY_TOLERANCE = 0.02
-CELL = ["use_liger", "batch_size", "seq_len"]
 PAIR = ["batch_size", "seq_len"]
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; beyond, a Cornish-Fisher expansion.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)  # fmt: skip
-_Z975 = 1.959964
-RUN_METRICS = {
-    "tokens_per_s_nonpad": "tokens_per_s_nonpad",
-    "tokens_per_s_padded": "tokens_per_s_padded",
-    "tokens_per_s_nonpad_per_gpu": "tokens_per_s_nonpad_per_gpu",
-    "step_time_s": "median_step_time_s",
-    "step_time_cv": "step_time_cv",
-    "peak_mem_allocated_gb": "peak_mem_allocated_gb",
-    "peak_mem_reserved_gb": "peak_mem_reserved_gb",
-    "mfu": "median_mfu",
-    "final_loss": "final_loss",
-    "n_measured_steps": "n_measured_steps",
-    "oom_peak_mem_reserved_gb": "oom_peak_mem_reserved_gb",
-    "drift": "drift",
-    "steps_needed": "steps_needed",
-    "n_shapes": "n_shapes",
-    "n_first_shape_steps": "n_first_shape_steps",
-    "first_shape_excess_s": "first_shape_excess_s",
-}
-STEADY_STATES = ("steady", "unsteady", "unknown")
-RUN_COLUMNS = [
-    "run_key",
-    "status",
-    "reason",
-    "use_liger",
-    "batch_size",
-    "seq_len",
-    "repeat",
-    "warmup_steps_to_skip",
-]
-RUN_COLUMNS += ["variant", *RUN_METRICS, "steady_state", "pad_to_multiple_of", "packing", "precision", "n_truncated"]
-RUN_COLUMNS += ["gpus"]
-STEP_NUMBERS = (
-    "step_time_s",
-    "tokens_per_s_nonpad",
-    "tokens_per_s_padded",
-    "peak_mem_reserved_gb",
-    "loss",
-    "mfu",
-)
-
-
-def t_quantile_975(dof: int) -> float:
-    """Upper 97.5% quantile of Student's t with ``dof`` degrees of freedom (``dof`` >= 1)."""
-    if dof < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
-    if dof <= len(_T975):
-        return _T975[dof - 1]
-    z = _Z975
-    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
-
-
-def mean_ci(values: Iterable[float]) -> tuple[float, float, float]:
-    """Mean and two-sided 95% t-interval; the bounds are NaN with fewer than two finite values."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, math.nan
-    mean = sum(finite) / len(finite)
-    if len(finite) < 2:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    half = t_quantile_975(len(finite) - 1) * sd / math.sqrt(len(finite))
-    return mean, mean - half, mean + half
+# Config keys that tell the runs of a grid apart; every other key is a setting they share.
+RUN_AXES = {"run_key", "repeat", "use_liger", "per_device_train_batch_size", "max_seq_length"}
 
 
 @dataclass
 class Analysis:
-    """All tables the report is made of; every frame has its columns even when it has no rows."""
+    """Everything the report shows; every frame has its columns even when it has no rows."""
 
     runs: pd.DataFrame  # one row per run: axes, status, reason, the run's aggregates
     steps: pd.DataFrame  # one row per recorded step of every run, with the run's axes
@@ -104,59 +40,13 @@ class Analysis:
     problems: pd.DataFrame  # oom, failed and skipped runs with their reasons
     environments: list[dict[str, Any]]  # environment of each run, in run order
     parity_tolerance: float
-
-
-def _run_row(result: dict[str, Any]) -> dict[str, Any]:
-    config, metrics = result.get("config") or {}, result.get("metrics") or {}
-    key = result.get("run_key", "")
-    try:
-        row = {
-            "run_key": key,
-            "status": result["status"],
-            "reason": result.get("reason") or "",
-            "use_liger": coerce("use_liger", config["use_liger"], bool),
-            "batch_size": coerce("per_device_train_batch_size", config["per_device_train_batch_size"], int),
-            "seq_len": coerce("max_seq_length", config["max_seq_length"], int),
-            "repeat": coerce("repeat", config.get("repeat", 0), int),
-            "warmup_steps_to_skip": coerce("warmup_steps_to_skip", config.get("warmup_steps_to_skip", 0), int),
-        }
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"run result {key!r} lacks a valid config value: {err}") from err
-    row["variant"] = variant_of(row["use_liger"])
-    for column, name in RUN_METRICS.items():
-        value = metrics.get(name)
-        row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    row["steady_state"] = metrics.get("steady_state") if metrics.get("steady_state") in STEADY_STATES else "unknown"
-    row["pad_to_multiple_of"] = coerce("pad_to_multiple_of", config.get("pad_to_multiple_of", 1), int)
-    row["packing"] = coerce("packing", config.get("packing", False), bool)
-    row["precision"] = metrics.get("precision") or ""
-    row["n_truncated"] = (result.get("data") or {}).get("n_truncated", 0) or 0
-    # GPUs that trained the run together (one process each): gpus_per_run × nodes_per_run.
-    row["gpus"] = coerce("gpus_per_run", config.get("gpus_per_run", 1), int) * coerce(
-        "nodes_per_run", config.get("nodes_per_run", 1), int
-    )
-    return row
-
-
-def _steps_frame(runs: pd.DataFrame, histories: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    known = set(runs["run_key"])
-    rows = [
-        {**step, "run_key": history["run_key"], "measured": is_measured(step)}
-        for history in histories
-        if history.get("run_key") in known
-        for step in history.get("steps") or ()
-    ]
-    steps = pd.DataFrame(rows)
-    for column in ("run_key", "step", "warmup", "measured", *STEP_NUMBERS):
-        if column not in steps:
-            steps[column] = pd.Series(dtype=object)
-    for column in STEP_NUMBERS:
-        steps[column] = pd.to_numeric(steps[column], errors="coerce").astype(float)
-    steps["step"] = pd.to_numeric(steps["step"]).astype(int)
-    axes = runs[["run_key", "variant", *CELL, "repeat", "warmup_steps_to_skip"]]
-    steps = steps.merge(axes, on="run_key", how="inner")
-    steps["measured"] = steps["measured"].astype(bool)
-    return steps
+    environment: dict[str, Any]  # of the first ok run that recorded one (else of any run)
+    model: dict[str, Any]  # likewise
+    dataset: dict[str, Any]  # likewise
+    liger_kernels: dict[str, int]  # modules each kernel patched, of the first Liger run that recorded them
+    attention: dict[Variant, list[str]]  # attention implementations each variant trained with
+    settings: dict[str, Any]  # config values all runs share, by key
+    varying_settings: list[str]  # config keys (besides the grid axes) whose value differs between runs
 
 
 def _outcome(statuses: pd.Series) -> str:
@@ -164,7 +54,7 @@ def _outcome(statuses: pd.Series) -> str:
         return "ok"
     if (statuses == "ok").any():
         return "partial"
-    for status in ("oom", "failed", "skipped"):
+    for status in RUN_STATUSES[1:]:  # the first that occurs of oom, failed, skipped
         if (statuses == status).any():
             return status
     return "none"
@@ -180,7 +70,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
             "batch_size": batch,
             "seq_len": seq,
         }
-        row.update({f"n_{s}": int((group["status"] == s).sum()) for s in ("ok", "oom", "failed", "skipped")})
+        row.update({f"n_{s}": int((group["status"] == s).sum()) for s in RUN_STATUSES})
         row["n_runs"], row["outcome"] = len(group), _outcome(group["status"])
         for kind in ("nonpad", "padded"):
             mean, low, high = mean_ci(ok[f"tokens_per_s_{kind}"])
@@ -261,11 +151,10 @@ def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             {
                 "batch_size": batch,
                 "seq_len": seq,
-                "liger_outcome": outcomes.get(("liger", batch, seq), "not run"),
-                "vanilla_outcome": outcomes.get(("vanilla", batch, seq), "not run"),
+                **{f"{v}_outcome": outcomes.get((v, batch, seq), "not run") for v in VARIANTS},
                 # A gain is only as steady as the less steady of its two cells.
                 "steady_state": _steady_state(
-                    pd.Series([steadiness.get((v, batch, seq), "unknown") for v in ("liger", "vanilla")])
+                    pd.Series([steadiness.get((v, batch, seq), "unknown") for v in VARIANTS])
                 ),
                 "n_pairs": len(group),
                 "gain_pct": mean,
@@ -351,27 +240,27 @@ def analyze_results(
             which a Liger/baseline pair still passes loss parity.
 
     Returns:
-        The tables of an ``Analysis``.
+        Everything the report shows: the tables, and what the runs trained on what.
 
     Raises:
-        ValueError: A tolerance outside [0, 1), two results with the same run key, or a result
-            without the grid axes in its config.
+        ValueError: A tolerance outside [0, 1), two results with the same run key, a result with an
+            unknown status or without the grid axes in its config.
 
     """
     if not 0.0 <= parity_tolerance < 1.0:
         raise ValueError(f"parity_tolerance must be in [0, 1), got {parity_tolerance!r}")
-    keys = [r.get("run_key") for r in results]
+    parsed = [RunResult.from_dict(r) for r in results]
+    keys = [r.run_key for r in parsed]
     duplicates = sorted({k for k in keys if keys.count(k) > 1}, key=str) if len(set(keys)) < len(keys) else []
     if duplicates:
         raise ValueError(f"duplicate run_key values in the results: {duplicates}; each run must report once")
-    runs = pd.DataFrame([_run_row(r) for r in results], columns=RUN_COLUMNS)
-    runs = runs.astype({"use_liger": bool}).sort_values(
-        ["seq_len", "batch_size", "use_liger", "repeat"], ignore_index=True
-    )
-    steps = _steps_frame(runs, histories)
+    runs = runs_table(parsed)
+    steps = steps_table(runs, [StepHistory.from_dict(h) for h in histories])
     cells = _cells(runs)
     pairs = _pairs(runs)
     problems = runs.loc[runs["status"] != "ok", ["run_key", "variant", *PAIR, "repeat", "status", "reason"]]
+    liger_keys = set(runs.loc[runs["use_liger"], "run_key"])
+    settings, varying = _settings([r.config for r in parsed])
     return Analysis(
         runs=runs,
         steps=steps,
@@ -380,9 +269,39 @@ def analyze_results(
         frontier=_frontier(cells),
         parity=_parity(steps, pairs, parity_tolerance),
         problems=problems.reset_index(drop=True),
-        environments=[r.get("environment") or {} for r in results],
+        environments=[r.environment for r in parsed],
         parity_tolerance=parity_tolerance,
+        environment=_first(parsed, "environment"),
+        model=_first(parsed, "model"),
+        dataset=_first(parsed, "dataset"),
+        liger_kernels=_first([r for r in parsed if r.run_key in liger_keys], "liger_kernels"),
+        attention=_attention(runs),
+        settings=settings,
+        varying_settings=varying,
     )
+
+
+def _first(results: Sequence[RunResult], field: str) -> dict[str, Any]:
+    """``field`` of the first ok run that recorded it, else of the first run that did; {} when none did."""
+    recorded = [r for r in results if getattr(r, field)]
+    chosen = [r for r in recorded if r.status == "ok"] or recorded
+    return dict(getattr(chosen[0], field)) if chosen else {}
+
+
+def _attention(runs: pd.DataFrame) -> dict[Variant, list[str]]:
+    used = {v: sorted(set(runs.loc[runs["variant"] == v, "attn_implementation"].dropna())) for v in VARIANTS}
+    return {variant: names for variant, names in used.items() if names}
+
+
+def _settings(configs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The config values all runs share, and the keys whose value differs between runs (grid axes left out)."""
+    shared, varying = {}, []
+    for key in sorted(set().union(*configs) - RUN_AXES) if configs else ():
+        if len({json.dumps(c.get(key), sort_keys=True) for c in configs}) == 1:
+            shared[key] = configs[0].get(key)
+        else:
+            varying.append(key)
+    return shared, varying
 
 
 def success_ratio(results: Sequence[dict[str, Any]]) -> float:
@@ -408,7 +327,7 @@ def check_success_ratio(results: Sequence[dict[str, Any]], min_success_ratio: fl
         raise ValueError(f"min_success_ratio must be in [0, 1], got {min_success_ratio!r}")
     ratio = success_ratio(results)
     if ratio < min_success_ratio:
-        counts = {s: sum(r.get("status") == s for r in results) for s in ("ok", "oom", "failed", "skipped")}
+        counts = {s: sum(r.get("status") == s for r in results) for s in RUN_STATUSES}
         raise ValueError(
             f"success ratio {ratio:.2f} ({counts['ok']} of {len(results)} runs ok; {counts['oom']} oom, "
             f"{counts['failed']} failed, {counts['skipped']} skipped) is below min_success_ratio="

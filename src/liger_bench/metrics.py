@@ -7,6 +7,10 @@ every aggregate, not just the first one; a step whose padded batch shape is new 
 *first-shape* step: kernel selection, autotuning and allocator growth for that shape) is excluded
 too and reported on its own; and a run whose measured steps still speed up or slow down is flagged
 ``unsteady`` (``steady_state``) instead of being averaged as if it had settled.
+
+One room although it is long: what the callback records and what ``aggregate`` counts are one
+definition of a measured step (``is_measured``), and the steady-state test and first-shape cost
+share its grouping of step times by shape; split, a change to one side would silently miss the other.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
+
+from liger_bench.records import TOKEN_KINDS, StepRecord
 
 GIB = 2**30
 
@@ -124,8 +130,8 @@ class StepMetricsCallback(TrainerCallback):
         self.flop_model = flop_model
         self.peak_tflops = peak_tflops
         self._flops = 0.0
-        self.steps: list[dict[str, Any]] = []
-        self._tokens = {"tokens_padded": 0, "tokens_nonpad": 0, "tokens_trained": 0}
+        self.steps: list[StepRecord] = []
+        self._tokens = dict.fromkeys(TOKEN_KINDS, 0)
         self._totals = dict(self._tokens)
         self._start = 0.0
         self._shapes: list[str] = []
@@ -142,8 +148,8 @@ class StepMetricsCallback(TrainerCallback):
     def record_batch(self, inputs: dict[str, Any]) -> None:
         """Add the tokens of one micro-batch to the current step."""
         tokens = count_tokens(inputs)
-        for key, value in tokens.items():
-            self._tokens[key] += value
+        for kind in TOKEN_KINDS:
+            self._tokens[kind] += tokens[f"tokens_{kind}"]
         self._shapes.append("x".join(str(n) for n in inputs["input_ids"].shape))
         if self.flop_model:
             # The collator pads to the longest row of the batch, not to max_seq_length.
@@ -168,7 +174,8 @@ class StepMetricsCallback(TrainerCallback):
 
         self._sync()
         self._barrier()
-        local: dict[str, Any] = {"step_time_s": self._clock() - self._start, **self._tokens, "flops": self._flops}
+        local: dict[str, Any] = {"step_time_s": self._clock() - self._start, "flops": self._flops}
+        local.update({f"tokens_{kind}": count for kind, count in self._tokens.items()})
         local["shape"] = "+".join(self._shapes)
         cuda = torch.cuda.is_available()
         local["peak_mem_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB if cuda else None
@@ -179,32 +186,44 @@ class StepMetricsCallback(TrainerCallback):
         # One "BxS" per micro-batch ("+"-joined with gradient accumulation): the padded input shape.
         # With several ranks, rank 0's decides whether the step is a first-shape step (each rank's is in ``ranks``).
         shape = ranks[0]["shape"]
-        record: dict[str, Any] = {
-            "step": step,
-            "warmup": step <= self.warmup_steps_to_skip,
-            "shape": shape,
-            "first_shape": shape not in self._seen_shapes,
-            "step_time_s": elapsed,
+        tokens = {kind: sum(r[f"tokens_{kind}"] for r in ranks) for kind in TOKEN_KINDS}
+        for kind, count in tokens.items():
+            self._totals[kind] += count
+        peaks = {
+            key: max((r[key] for r in ranks if r[key] is not None), default=None)
+            for key in ("peak_mem_allocated_gb", "peak_mem_reserved_gb")
         }
-        self._seen_shapes.add(shape)
-        for key in self._tokens:
-            value = sum(r[key] for r in ranks)
-            self._totals[key] += value
-            record[key] = value
-            record[key.replace("tokens_", "tokens_per_s_")] = value / elapsed if elapsed > 0 else 0.0
-            record[key.replace("tokens_", "total_tokens_")] = self._totals[key]
-        for key in ("peak_mem_allocated_gb", "peak_mem_reserved_gb"):
-            values = [r[key] for r in ranks if r[key] is not None]
-            record[key] = max(values) if values else None
         flops = sum(r["flops"] for r in ranks)
-        if self.flop_model and self.peak_tflops and elapsed > 0:
-            record["mfu"] = flops / elapsed / (self.peak_tflops * 1e12 * len(ranks))
-        else:
-            record["mfu"] = None
+
+        def rate(count: float) -> float:
+            return count / elapsed if elapsed > 0 else 0.0
+
+        record = StepRecord(
+            step=step,
+            warmup=step <= self.warmup_steps_to_skip,
+            shape=shape,
+            first_shape=shape not in self._seen_shapes,
+            step_time_s=elapsed,
+            tokens_padded=tokens["padded"],
+            tokens_per_s_padded=rate(tokens["padded"]),
+            total_tokens_padded=self._totals["padded"],
+            tokens_nonpad=tokens["nonpad"],
+            tokens_per_s_nonpad=rate(tokens["nonpad"]),
+            total_tokens_nonpad=self._totals["nonpad"],
+            tokens_trained=tokens["trained"],
+            tokens_per_s_trained=rate(tokens["trained"]),
+            total_tokens_trained=self._totals["trained"],
+            peak_mem_allocated_gb=peaks["peak_mem_allocated_gb"],
+            peak_mem_reserved_gb=peaks["peak_mem_reserved_gb"],
+            mfu=flops / elapsed / (self.peak_tflops * 1e12 * len(ranks))
+            if self.flop_model and self.peak_tflops and elapsed > 0
+            else None,
+            loss=None,
+            learning_rate=None,
+        )
+        self._seen_shapes.add(shape)
         if len(ranks) > 1:
             record["ranks"] = [{k: v for k, v in r.items() if k != "flops"} for r in ranks]
-        record["loss"] = None
-        record["learning_rate"] = None
         self.steps.append(record)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -315,7 +334,7 @@ def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
     times = [s["step_time_s"] for s in measured]
     out: dict[str, Any] = {"n_steps": len(steps), "n_measured_steps": len(measured)}
     total_time = sum(times)
-    for kind in ("nonpad", "padded", "trained"):
+    for kind in TOKEN_KINDS:
         # Tokens over time of all measured steps: with batches of varying length this is the rate
         # the workload runs at; a median of per-step rates would be the rate of one typical shape.
         tokens = sum(s[f"tokens_{kind}"] for s in measured)

@@ -1,5 +1,8 @@
 """The records train_model writes and analyze_results reads: one run result, one step history.
 
+The step record's names are declared here once: ``StepMetricsCallback`` writes them, analysis
+reads them and tracking logs them.
+
 Both are JSON files written atomically (so are the report, summary and table): a reader never sees
 a half-written file presented as complete, also when the disk fills up mid-write.
 """
@@ -11,9 +14,47 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from liger_bench.vocabulary import RUN_STATUSES, RunStatus
+
+TokenKind = Literal["padded", "nonpad", "trained"]
+# padded: input_ids elements; nonpad: attention-mask ones; trained: tokens whose label counts in the loss.
+TOKEN_KINDS: tuple[TokenKind, ...] = get_args(TokenKind)
+
+
+class StepMetrics(TypedDict):
+    """The numbers measured at one optimizer step; None where the device cannot measure them."""
+
+    step_time_s: float
+    tokens_per_s_padded: float
+    tokens_per_s_nonpad: float
+    tokens_per_s_trained: float
+    peak_mem_allocated_gb: float | None
+    peak_mem_reserved_gb: float | None
+    mfu: float | None
+    loss: float | None
+    learning_rate: float | None
+
+
+# The per-step numbers, in the order MLflow shows them.
+STEP_METRICS: tuple[str, ...] = tuple(StepMetrics.__annotations__)
+
+
+class StepRecord(StepMetrics):
+    """One optimizer step as ``StepMetricsCallback`` records it: its metrics and what they count."""
+
+    step: int
+    warmup: bool
+    shape: str  # padded input shape per micro-batch, "BxS", "+"-joined with gradient accumulation
+    first_shape: bool  # the first step of this shape in the run
+    tokens_padded: int
+    tokens_nonpad: int
+    tokens_trained: int
+    total_tokens_padded: int
+    total_tokens_nonpad: int
+    total_tokens_trained: int
+    ranks: NotRequired[list[dict[str, Any]]]  # what each rank measured, with several ranks
 
 
 @dataclass
@@ -92,10 +133,24 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
-def history_document(result: RunResult, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The step-history artifact of a run."""
-    return {
-        "run_key": result.run_key,
-        "warmup_steps_to_skip": result.config["warmup_steps_to_skip"],
-        "steps": steps,
-    }
+@dataclass
+class StepHistory:
+    """The step-history artifact of a run: every step ``StepMetricsCallback`` recorded."""
+
+    run_key: str
+    warmup_steps_to_skip: int
+    steps: list[StepRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StepHistory:
+        """Read back what ``to_dict`` wrote; a history without steps has an empty list."""
+        return cls(values["run_key"], values.get("warmup_steps_to_skip", 0), list(values.get("steps") or ()))
+
+
+def history_document(result: RunResult, steps: list[StepRecord]) -> dict[str, Any]:
+    """The step-history artifact of a run, as JSON-serialisable dict."""
+    return StepHistory(result.run_key, result.config["warmup_steps_to_skip"], steps).to_dict()

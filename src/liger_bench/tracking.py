@@ -11,6 +11,10 @@ reads itself; values of secret ``MLFLOW_TRACKING_*`` variables are redacted from
 
 We log with ``MlflowClient`` after training rather than with transformers' ``MLflowCallback``: with
 ``MLFLOW_NESTED_RUN=true`` that callback ends the active parent run when a Trainer is collected.
+
+One room although it is long: every public function goes through the same outage guard (probe,
+bounded HTTP, deadline, redaction), and splitting the four calls from it would spread one
+promise, "tracking never costs a benchmark", over several files.
 """
 
 from __future__ import annotations
@@ -27,22 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from liger_bench.records import STEP_METRICS, StepRecord
 from liger_bench.vocabulary import RUN_STATUSES
 
 logger = logging.getLogger(__name__)
 _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 
-STEP_METRICS = (
-    "step_time_s",
-    "tokens_per_s_padded",
-    "tokens_per_s_nonpad",
-    "tokens_per_s_trained",
-    "peak_mem_allocated_gb",
-    "peak_mem_reserved_gb",
-    "mfu",
-    "loss",
-    "learning_rate",
-)
 # Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
 SUMMARY_PREFIX = "summary/"
 TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision")
@@ -116,7 +110,7 @@ def log_child_run(
     experiment: str,
     parent_run_id: str,
     result: dict[str, Any],
-    steps: list[dict[str, Any]],
+    steps: list[StepRecord],
     history_path: str | None,
 ) -> dict[str, Any]:
     """Log one grid point as a finished child run of ``parent_run_id`` (a top-level run when that is "").

@@ -1,0 +1,182 @@
+"""The report's figures: matplotlib/seaborn drawings embedded as PNG data URIs.
+
+A figure the data cannot support is not drawn; its place says why. The PNGs carry no timestamp,
+so the same analysis draws the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import NamedTuple
+
+from liger_bench.analysis import Analysis
+from liger_bench.narrative import LABELS
+from liger_bench.vocabulary import VARIANTS
+
+MAX_CURVE_PANELS = 12
+PAGE_WIDTH_IN = 12.4  # figure width in inches: at 90 dpi about the page's 1150 px text width
+
+
+class Drawing(NamedTuple):
+    """One figure of the page."""
+
+    caption: str
+    data_uri: str  # "" when there is nothing to draw
+    missing: str  # why there is nothing to draw
+
+
+def _data_uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(n_panels: int, n_cols: int, height: float):
+    """Panels filling the page's width, ``n_cols`` at most per row."""
+    from matplotlib.figure import Figure
+
+    n_cols = min(n_cols, n_panels)
+    n_rows = math.ceil(n_panels / n_cols)
+    fig = Figure(figsize=(PAGE_WIDTH_IN, height * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) -> str:
+    """Grouped bars per batch size, one panel per sequence length.
+
+    A cell without an ok run gets no bar (a made-up height would read as a value): a cross on the
+    axis and its outcome written above it.
+    """
+    import seaborn as sns
+
+    cells = analysis.cells
+    seqs = sorted(cells["seq_len"].unique())
+    variants = [v for v in VARIANTS if v in set(cells["variant"])]
+    colors = dict(zip(VARIANTS, sns.color_palette("colorblind", 2), strict=True))
+    fig, axes = _figure(len(seqs), 2, 4.2)
+    for ax, seq in zip(axes, seqs, strict=True):
+        panel = cells[cells["seq_len"] == seq]
+        batches = sorted(panel["batch_size"].unique())
+        highs = [panel[value], panel.get(f"{value}_ci_high", panel[value])]
+        top = max([float(h.max()) for h in highs if h.notna().any()] + [capacity, 1e-9])
+        width = 0.8 / len(variants)
+        for i, variant in enumerate(variants):
+            for x, batch in enumerate(batches):
+                row = panel[(panel["variant"] == variant) & (panel["batch_size"] == batch)]
+                if row.empty:
+                    continue
+                row = row.iloc[0]
+                pos = x - 0.4 + width * (i + 0.5)
+                if row.n_ok > 0 and math.isfinite(row[value]):
+                    low, high = row.get(f"{value}_ci_low", math.nan), row.get(f"{value}_ci_high", math.nan)
+                    err = [[row[value] - low], [high - row[value]]] if math.isfinite(low) else None
+                    ax.bar(pos, row[value], width, color=colors[variant], yerr=err, capsize=3)
+                    continue
+                label = "out of memory" if row.outcome == "oom" else row.outcome if row.n_ok == 0 else "no data"
+                ax.plot(pos, 0, marker="X", markersize=10, color=colors[variant], clip_on=False, zorder=3)
+                ax.annotate(
+                    label,
+                    (pos, 0),
+                    xytext=(0, 9),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    rotation=90,
+                    fontsize=10,
+                    weight="bold",
+                    color=colors[variant],
+                )
+        if capacity:
+            ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GiB")
+        for variant in variants:
+            ax.bar(0, 0, 0, color=colors[variant], label=LABELS[variant])
+        ax.set(xticks=range(len(batches)), xticklabels=batches, xlabel="per-device batch size", ylabel=ylabel)
+        ax.set_ylim(0, top * 1.15)
+        ax.set_title(f"sequence length {seq}")
+        ax.legend(fontsize=10, loc="upper left")
+    return _data_uri(fig)
+
+
+def _curve_runs(analysis: Analysis) -> list[tuple[int, int, int]]:
+    """(batch, seq, repeat) per cell: a parity failure first, else the first repeat with an ok run."""
+    failing = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712
+    chosen = {(r.batch_size, r.seq_len): r.repeat for r in failing.itertuples()}
+    ok = analysis.runs[analysis.runs["status"] == "ok"].sort_values("repeat")
+    for r in ok.itertuples():
+        chosen.setdefault((r.batch_size, r.seq_len), r.repeat)
+    order = sorted(
+        chosen,
+        key=lambda cell: (
+            cell not in {(r.batch_size, r.seq_len) for r in failing.itertuples()},
+            cell[1],
+            cell[0],
+        ),
+    )
+    return [(*cell, chosen[cell]) for cell in order[:MAX_CURVE_PANELS]]
+
+
+def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool) -> str:
+    import seaborn as sns
+
+    palette = dict(zip(VARIANTS, sns.color_palette("colorblind", 2), strict=True))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(len(picks), 3, 3.2)
+    steps = analysis.steps
+    for ax, (batch, seq, repeat) in zip(axes, picks, strict=True):
+        data = steps[(steps["batch_size"] == batch) & (steps["seq_len"] == seq) & (steps["repeat"] == repeat)]
+        if shade and len(data):
+            ax.axvspan(
+                0.5,
+                data["warmup_steps_to_skip"].max() + 0.5,
+                color="#999",
+                alpha=0.25,
+                label="warm-up (excluded)",
+            )
+        sns.lineplot(data=data, x="step", y=value, hue="variant", palette=palette, ax=ax, marker=".", errorbar=None)
+        ax.set(title=f"batch {batch}, seq {seq}, repeat {repeat}", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [LABELS.get(label, label) for label in labels], fontsize=9)
+    return _data_uri(fig)
+
+
+def draw_figures(analysis: Analysis) -> list[Drawing]:
+    """The report's four figures: throughput and memory per cell, loss and throughput per step.
+
+    Args:
+        analysis: What ``analyze_results`` returned.
+
+    Returns:
+        Throughput, memory, loss and per-step throughput, each drawn or with the reason it is not.
+
+    """
+    import seaborn as sns
+
+    ok = analysis.runs[analysis.runs["status"] == "ok"]
+    capacity = max((float(e.get("gpu_memory_gb") or 0) for e in analysis.environments), default=0.0)
+    picks = _curve_runs(analysis)
+    picked_steps = analysis.steps[analysis.steps["run_key"].isin(ok["run_key"])]
+    no_run = "No run trained successfully, so there is nothing to draw."
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        throughput = _bars(analysis, "tokens_per_s_nonpad", "tokens/s (non-padding)") if len(ok) else ""
+        memory = ""
+        if ok["peak_mem_reserved_gb"].notna().any():
+            memory = _bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GiB)", capacity)
+        loss = _curves(analysis, picks, "loss", "loss", False) if picked_steps["loss"].notna().any() else ""
+        steps = _curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True) if picks else ""
+    return [
+        Drawing("Throughput vs batch size (95% CI over repeats)", throughput, no_run),
+        Drawing(
+            "Peak reserved GPU memory vs batch size",
+            memory,
+            "Peak GPU memory was not measured (no run trained on a CUDA device)." if len(ok) else no_run,
+        ),
+        Drawing("Loss per step of paired runs", loss, "No successful run recorded a loss." if len(ok) else no_run),
+        Drawing("Throughput per step (warm-up steps shaded)", steps, no_run),
+    ]

@@ -1,0 +1,205 @@
+"""The report's HTML page and Markdown summary, laid out from an ``Analysis``, its wording and figures.
+
+The page makes no network request (figures are PNG data URIs, styles inline, no script) so it
+renders the same from disk, in the Kubeflow UI's sandboxed iframe and on an air-gapped cluster.
+Every text that comes from run results is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from liger_bench.analysis import Analysis
+from liger_bench.figures import Drawing
+from liger_bench.metrics import STEADY_DRIFT_TOLERANCE
+from liger_bench.narrative import BASELINE_DEFINITION, LABELS
+from liger_bench.tables import CELLS, FRONTIER, GAINS, PARITY, PROBLEMS, RUNS, html_table, markdown_table, md_escape
+from liger_bench.vocabulary import VARIANTS
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fff}
+main{max-width:1150px;margin:0 auto;padding:1rem 1.5rem 3rem}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.headline{font-size:1.2rem;font-weight:600;background:#eef5ff;border-left:4px solid #2a6fdb;
+padding:.6rem .9rem}
+.caveats li{margin:.2rem 0}.fail{color:#b00020;font-weight:600}.pass{color:#1b7f3b}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.text,th.text{text-align:left}
+.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
+.missing{font-style:italic;color:#555}
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _integral(value: Any) -> Any:
+    """``value`` with whole floats as integers: KFP metadata turns 512 into 512.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _key_values(values: dict[str, Any]) -> str:
+    rows = []
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
+        rows.append(f'<tr><th class="text">{html.escape(str(key))}</th><td class="text">{html.escape(text)}</td></tr>')
+    return f"<table>{''.join(rows)}</table>" if rows else '<p class="missing">Not recorded.</p>'
+
+
+def _grid(analysis: Analysis) -> dict[str, Any]:
+    runs = analysis.runs
+    grid: dict[str, Any] = {
+        "variants": ", ".join(LABELS[v] for v in VARIANTS if v in set(runs["variant"])),
+        "per_device_train_batch_size": ", ".join(str(b) for b in sorted(runs["batch_size"].unique())),
+        "max_seq_length": ", ".join(str(s) for s in sorted(runs["seq_len"].unique())),
+        "repeats": int(runs["repeat"].nunique()),
+        "runs": len(runs),
+    }
+    for key in sorted([*analysis.settings, *analysis.varying_settings]):
+        grid[key] = analysis.settings.get(key, "varies between runs")
+    return grid
+
+
+ENVIRONMENT_SHOWN = ("device", "gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python", "bf16_supported")
+
+
+def _environment(analysis: Analysis) -> dict[str, Any]:
+    env = analysis.environment
+    out = {k: env[k] for k in ENVIRONMENT_SHOWN if k in env}
+    out.update({f"library {name}": version for name, version in (env.get("libraries") or {}).items()})
+    return out
+
+
+def _architecture(analysis: Analysis) -> dict[str, Any]:
+    """The model's architecture, the attention implementation of each variant, what Liger patched."""
+    out: dict[str, Any] = {
+        "model type": analysis.model.get("model_type", ""),
+        "architecture": ", ".join(analysis.model.get("architectures") or []),
+    }
+    for variant, used in analysis.attention.items():
+        out[f"attention, {LABELS[variant]}"] = ", ".join(used)
+    kernels = analysis.liger_kernels
+    if kernels:
+        out["Liger kernels applied (modules patched)"] = ", ".join(f"{k} ({n})" for k, n in kernels.items() if n)
+        out["Liger kernels not applied"] = ", ".join(k for k, n in kernels.items() if not n) or "none"
+    return out
+
+
+def _figure(drawing: Drawing) -> str:
+    esc = html.escape
+    if drawing.data_uri:
+        body = f'<img src="{drawing.data_uri}" alt="{esc(drawing.caption)}">'
+    else:
+        body = f'<p class="missing">{esc(drawing.missing)}</p>'
+    return f"<h3>{esc(drawing.caption)}</h3>{body}"
+
+
+def render_html(analysis: Analysis, title: str, headline: str, notes: list[str], drawings: list[Drawing]) -> str:
+    """The self-contained report page.
+
+    Args:
+        analysis: What ``analyze_results`` returned.
+        title: Page title.
+        headline: ``narrative.make_headline``'s sentences.
+        notes: ``narrative.caveats``.
+        drawings: ``figures.draw_figures``: throughput, memory, loss and per-step throughput.
+
+    Returns:
+        The HTML document.
+
+    """
+    esc = html.escape
+    throughput_figure, memory_figure, loss_figure, steps_figure = (_figure(d) for d in drawings)
+    caveat_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>None.</li>"
+    sections = [
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="headline">{esc(headline)}</p>',
+        f"<p>{esc(BASELINE_DEFINITION)}</p>",
+        f'<h2>Caveats</h2><ul class="caveats">{caveat_html}</ul>',
+        "<h2>Liger vs baseline</h2>",
+        "<p>Gain: mean over repeats of the paired ratio of non-padding tokens/s (Liger run / baseline "
+        "run of the same cell and repeat, which train on the same batches in the same order) with a 95% "
+        "Student-t interval. A run's tokens/s is its non-padding tokens over the time of its measured steps: "
+        "warm-up steps and steps whose batch shape was new in the run are left out. A cell is steady when "
+        f"every run's shape-normalised step time changed by at most {STEADY_DRIFT_TOLERANCE:.0%} between the "
+        "first and second half of its measured steps. Memory: peak reserved and allocated CUDA memory after "
+        "warm-up.</p>",
+        html_table(analysis.gains, GAINS),
+        throughput_figure,
+        memory_figure,
+        "<h2>Out-of-memory frontier</h2>",
+        html_table(analysis.frontier, FRONTIER),
+        f"<h2>Loss parity (tolerance {analysis.parity_tolerance:.1%})</h2>",
+        "<p>Relative difference of per-step losses of a Liger run and the baseline run of the same cell "
+        "and repeat, over the measured steps (after warm-up).</p>",
+        html_table(analysis.parity, PARITY),
+        loss_figure,
+        steps_figure,
+        "<h2>Per-cell results</h2>",
+        "<p>Each run contributes its tokens/s over its measured steps; a cell shows the mean over its ok "
+        "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
+        "the drift of its least steady run and its steps with a new batch shape.</p>",
+        html_table(analysis.cells, CELLS),
+        "<h2>Runs that did not train</h2>",
+        html_table(analysis.problems, PROBLEMS),
+        "<h2>All runs</h2>",
+        html_table(analysis.runs, RUNS),
+        "<h2>Environment</h2>",
+        _key_values(_environment(analysis)),
+        "<h3>Architecture</h3>",
+        _key_values(_architecture(analysis)),
+        "<h3>Model</h3>",
+        _key_values(analysis.model),
+        "<h3>Dataset</h3>",
+        _key_values(analysis.dataset),
+        "<h2>Grid</h2>",
+        _key_values(_grid(analysis)),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
+        + "\n".join(sections)
+        + "\n</main></body></html>\n"
+    )
+
+
+def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[str]) -> str:
+    """The Markdown summary: headline, the comparison tables, the architecture and the caveats.
+
+    Args:
+        analysis: What ``analyze_results`` returned.
+        title: Summary title.
+        headline: ``narrative.make_headline``'s sentences.
+        notes: ``narrative.caveats``.
+
+    Returns:
+        The Markdown document.
+
+    """
+    sections = [
+        f"# {md_escape(title)}",
+        f"**{md_escape(headline)}**",
+        md_escape(BASELINE_DEFINITION),
+        "## Liger vs baseline",
+        markdown_table(analysis.gains, GAINS),
+        "## Out-of-memory frontier",
+        markdown_table(analysis.frontier, FRONTIER),
+        f"## Loss parity (tolerance {analysis.parity_tolerance:.1%})",
+        markdown_table(analysis.parity, PARITY),
+        "## Runs that did not train",
+        markdown_table(analysis.problems, PROBLEMS),
+        "## Architecture",
+        "\n".join(f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in _architecture(analysis).items()),
+        "## Caveats",
+        "\n".join(f"- {md_escape(n)}" for n in notes) or "None.",
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,215 @@
+"""The report's tables, each column declared once: the analysis field it shows, its header, format and alignment.
+
+Text columns are left-aligned and number columns right-aligned, in the HTML page and the Markdown
+summary alike, whatever a cell's text looks like ("unavailable", "–").
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+
+from liger_bench.narrative import LABELS, number
+
+
+def digits(n: int) -> Callable[[Any], str]:
+    """A formatter writing numbers with ``n`` decimals (see ``narrative.number``)."""
+    return lambda value: number(value, n)
+
+
+def percent_of(n: int) -> Callable[[Any], str]:
+    """A formatter writing fractions as percentages with ``n`` decimals."""
+    return lambda value: number(100 * value, n)
+
+
+def interval(n: int = 0) -> Callable[[tuple[float, float]], str]:
+    """A formatter writing a (low, high) pair as ``low to high``, or ``unavailable``."""
+
+    def render(bounds: tuple[float, float]) -> str:
+        low, high = bounds
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return "unavailable"
+        return f"{low:,.{n}f} to {high:,.{n}f}"
+
+    return render
+
+
+def _verdict(passed: Any) -> str:
+    return "n/a" if passed is pd.NA else "pass" if passed else "FAIL"
+
+
+def _failed(passed: Any) -> bool:
+    return passed is not pd.NA and not passed
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: the analysis field it shows, its header, how a value is written and aligned."""
+
+    field: str | tuple[str, str]  # a column of the analysis table, or the (low, high) columns of an interval
+    label: str
+    formatter: Callable[[Any], str] = number
+    align: Literal["number", "text"] = "number"
+    alarm: Callable[[Any], bool] | None = None  # cells whose value it holds for are marked as failures
+
+    def value(self, row: pd.Series) -> Any:
+        """The field's value in ``row``; a pair for an interval."""
+        return row[self.field] if isinstance(self.field, str) else (row[self.field[0]], row[self.field[1]])
+
+
+def _text(field: str, label: str, formatter: Callable[[Any], str] = number, **kwargs: Any) -> Column:
+    return Column(field, label, formatter, align="text", **kwargs)
+
+
+def _variant(label: str = "variant") -> Column:
+    return _text("variant", label, LABELS.get)
+
+
+GAIN_COLUMNS = [
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    _text("liger_outcome", LABELS["liger"]),
+    _text("vanilla_outcome", LABELS["vanilla"]),
+    _text("steady_state", "steady state"),
+    Column("n_pairs", "pairs"),
+    Column("gain_pct", "tokens/s gain %", digits(1)),
+    Column(("gain_ci_low_pct", "gain_ci_high_pct"), "95% CI %", interval(1)),
+    Column("mem_reserved_reduction_pct", "reserved mem reduction %", digits(1)),
+    Column("mem_allocated_reduction_pct", "allocated mem reduction %", digits(1)),
+]
+CELL_COLUMNS = [
+    _variant(),
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    _text("outcome", "outcome"),
+    Column("n_ok", "ok"),
+    Column("n_runs", "runs"),
+    Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0)),
+    Column(("tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"), "95% CI", interval()),
+    Column("tokens_per_s_padded", "tokens/s padded", digits(0)),
+    Column(("tokens_per_s_padded_ci_low", "tokens_per_s_padded_ci_high"), "95% CI", interval()),
+    Column("gpus", "GPUs per run"),
+    Column("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", digits(0)),
+    Column("step_time_s", "median step s", digits(3)),
+    Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
+    Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
+    Column("mfu", "MFU", digits(3)),
+    Column("step_time_cv_max", "max step CV %", percent_of(1)),
+    _text("steady_state", "steady state"),
+    Column("drift", "drift %", percent_of(1)),
+    Column("n_first_shape_steps", "first-shape steps", digits(0)),
+    Column("first_shape_excess_s", "first-shape extra s", digits(2)),
+]
+FRONTIER_COLUMNS = [
+    _variant(),
+    Column("seq_len", "seq len"),
+    Column("largest_ok_batch", "largest batch that trained", digits(0)),
+    Column("smallest_oom_batch", "smallest batch out of memory", digits(0)),
+]
+PARITY_COLUMNS = [
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    Column("repeat", "repeat"),
+    _text("liger_run", f"{LABELS['liger']} run"),
+    _text("vanilla_run", f"{LABELS['vanilla']} run"),
+    Column("n_steps_compared", "steps compared"),
+    Column("max_rel_diff", "max rel. loss diff %", percent_of(2)),
+    Column("step_of_max", "at step", digits(0)),
+    _text("passed", "parity", _verdict, alarm=_failed),
+]
+_RUN_IDENTITY = [
+    _text("run_key", "run key"),
+    _variant(),
+    Column("batch_size", "batch size"),
+    Column("seq_len", "seq len"),
+    Column("repeat", "repeat"),
+]
+PROBLEM_COLUMNS = [*_RUN_IDENTITY, _text("status", "status"), _text("reason", "reason")]
+RUN_COLUMNS = [
+    _RUN_IDENTITY[0],
+    _text("status", "status"),
+    *_RUN_IDENTITY[1:],
+    Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0)),
+    Column("tokens_per_s_padded", "tokens/s padded", digits(0)),
+    Column("gpus", "GPUs"),
+    Column("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", digits(0)),
+    Column("step_time_s", "median step s", digits(3)),
+    Column("step_time_cv", "step CV %", percent_of(1)),
+    Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
+    Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
+    Column("mfu", "MFU", digits(3)),
+    Column("final_loss", "final loss", digits(4)),
+    Column("n_measured_steps", "measured steps", digits(0)),
+    _text("steady_state", "steady state"),
+    Column("drift", "drift %", percent_of(1)),
+    Column("n_shapes", "batch shapes", digits(0)),
+    Column("n_first_shape_steps", "first-shape steps", digits(0)),
+    Column("first_shape_excess_s", "first-shape extra s", digits(2)),
+]
+
+
+@dataclass(frozen=True)
+class Table:
+    """The columns of one table and what the page says when it has no rows."""
+
+    columns: list[Column]
+    empty: str
+
+
+GAINS = Table(GAIN_COLUMNS, "No grid cell was run.")
+CELLS = Table(CELL_COLUMNS, "No grid cell was run.")
+FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
+PARITY = Table(PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare.")
+PROBLEMS = Table(PROBLEM_COLUMNS, "Every run trained.")
+RUNS = Table(RUN_COLUMNS, "No run results were collected.")
+
+
+def _cells(frame: pd.DataFrame, table: Table) -> list[list[tuple[Column, Any, str]]]:
+    """Per row, per column: the column, the value and its text."""
+    rows = []
+    for _, row in frame.iterrows():
+        values = [column.value(row) for column in table.columns]
+        rows.append(
+            [(column, value, column.formatter(value)) for column, value in zip(table.columns, values, strict=True)]
+        )
+    return rows
+
+
+def html_table(frame: pd.DataFrame, table: Table) -> str:
+    """``frame`` as an HTML table of ``table``'s columns; text columns left-aligned, numbers right-aligned."""
+    if frame.empty:
+        return f'<p class="missing">{html.escape(table.empty)}</p>'
+
+    def cell(tag: str, column: Column, text: str, failed: bool = False) -> str:
+        kinds = " ".join(kind for kind, on in (("text", column.align == "text"), ("fail", failed)) if on)
+        kind = f' class="{kinds}"' if kinds else ""
+        return f"<{tag}{kind}>{html.escape(text)}</{tag}>"
+
+    head = "".join(cell("th", column, column.label) for column in table.columns)
+    body = [
+        "<tr>" + "".join(cell("td", c, text, bool(c.alarm and c.alarm(value))) for c, value, text in row) + "</tr>"
+        for row in _cells(frame, table)
+    ]
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def md_escape(text: str) -> str:
+    """``text`` safe inside a Markdown table or list: Markdown's and HTML's special characters escaped."""
+    for char in "\\`*_[]|":
+        text = text.replace(char, "\\" + char)
+    return html.escape(text.replace("\n", " "), quote=False)
+
+
+def markdown_table(frame: pd.DataFrame, table: Table) -> str:
+    """``frame`` as a Markdown table of ``table``'s columns, aligned like the HTML one."""
+    if frame.empty:
+        return f"_{md_escape(table.empty)}_"
+    lines = ["| " + " | ".join(md_escape(column.label) for column in table.columns) + " |"]
+    lines.append("|" + "".join("---|" if column.align == "text" else "---:|" for column in table.columns))
+    lines += ["| " + " | ".join(md_escape(text) for _, _, text in row) + " |" for row in _cells(frame, table)]
+    return "\n".join(lines)
