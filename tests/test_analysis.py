@@ -165,17 +165,17 @@ def test_kfp_float_axes_are_restored_and_bad_input_is_named():
 
 
 def test_success_ratio_is_enforced_with_a_clear_message():
-    results, _ = build(gpu_scenario())
-    assert success_ratio(results) == pytest.approx(14 / 18)
-    assert check_success_ratio(results, 0.75) == pytest.approx(14 / 18)
+    analysis = analyze_results(*build(gpu_scenario()))
+    assert success_ratio(analysis) == pytest.approx(14 / 18)
+    assert check_success_ratio(analysis, 0.75) == pytest.approx(14 / 18)
     with pytest.raises(
         ValueError, match=r"success ratio 0\.78 \(14 of 18 runs ok; 3 oom, 1 failed.*min_success_ratio=0\.9"
     ):
-        check_success_ratio(results, 0.9)
+        check_success_ratio(analysis, 0.9)
     with pytest.raises(ValueError, match="min_success_ratio must be in"):
-        check_success_ratio(results, 1.5)
+        check_success_ratio(analysis, 1.5)
     with pytest.raises(ValueError, match="0 of 0 runs"):
-        check_success_ratio([], 0.1)
+        check_success_ratio(analyze_results([], []), 0.1)
 
 
 def test_runs_of_several_gpus_show_their_gpus_and_throughput_per_gpu():

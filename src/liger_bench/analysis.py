@@ -19,7 +19,7 @@ import pandas as pd
 from liger_bench.intervals import mean_ci
 from liger_bench.records import RunResult, StepHistory
 from liger_bench.runtables import CELL, runs_table, steps_table
-from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, Variant, variant_of
+from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, RunStatus, Variant, variant_of
 
 DEFAULT_PARITY_TOLERANCE = 0.02
 PAIR = ["batch_size", "seq_len"]
@@ -304,16 +304,22 @@ def _settings(configs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]
     return shared, varying
 
 
-def success_ratio(results: Sequence[dict[str, Any]]) -> float:
+def status_counts(analysis: Analysis) -> dict[RunStatus, int]:
+    """How many runs ended with each status (every status present, 0 where none did)."""
+    statuses = analysis.runs["status"]
+    return {status: int((statuses == status).sum()) for status in RUN_STATUSES}
+
+
+def success_ratio(analysis: Analysis) -> float:
     """Fraction of runs with status ``ok``; 0.0 when there is no run at all."""
-    return sum(r.get("status") == "ok" for r in results) / len(results) if results else 0.0
+    return status_counts(analysis)["ok"] / len(analysis.runs) if len(analysis.runs) else 0.0
 
 
-def check_success_ratio(results: Sequence[dict[str, Any]], min_success_ratio: float) -> float:
+def check_success_ratio(analysis: Analysis, min_success_ratio: float) -> float:
     """Raise when fewer than ``min_success_ratio`` of the runs trained; call it after writing the report.
 
     Args:
-        results: The run results.
+        analysis: The analysed runs.
         min_success_ratio: Required fraction of ``ok`` runs, in [0, 1].
 
     Returns:
@@ -325,11 +331,11 @@ def check_success_ratio(results: Sequence[dict[str, Any]], min_success_ratio: fl
     """
     if not 0.0 <= min_success_ratio <= 1.0:
         raise ValueError(f"min_success_ratio must be in [0, 1], got {min_success_ratio!r}")
-    ratio = success_ratio(results)
+    ratio = success_ratio(analysis)
     if ratio < min_success_ratio:
-        counts = {s: sum(r.get("status") == s for r in results) for s in RUN_STATUSES}
+        counts = status_counts(analysis)
         raise ValueError(
-            f"success ratio {ratio:.2f} ({counts['ok']} of {len(results)} runs ok; {counts['oom']} oom, "
+            f"success ratio {ratio:.2f} ({counts['ok']} of {len(analysis.runs)} runs ok; {counts['oom']} oom, "
             f"{counts['failed']} failed, {counts['skipped']} skipped) is below min_success_ratio="
             f"{min_success_ratio}; the report was written, see it for the reasons"
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.analysis import Analysis
+from liger_bench.analysis import Analysis, status_counts, success_ratio
 from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, Variant
 
 HIGH_CV = 0.10
@@ -151,10 +151,9 @@ def is_cpu(analysis: Analysis) -> bool:
 
 def headline_metrics(analysis: Analysis) -> dict[str, float]:
     """Flat, finite numbers for a KFP Metrics artifact."""
-    runs = analysis.runs
-    out: dict[str, Any] = {f"n_{s}": (runs["status"] == s).sum() for s in RUN_STATUSES}
-    out["n_runs"] = len(runs)
-    out["success_ratio"] = out["n_ok"] / len(runs) if len(runs) else 0.0
+    out: dict[str, Any] = {f"n_{status}": count for status, count in status_counts(analysis).items()}
+    out["n_runs"] = len(analysis.runs)
+    out["success_ratio"] = success_ratio(analysis)
     cell = _headline_cell(analysis)
     if cell is not None:
         out["headline_gain_pct"], out["headline_mem_reduction_pct"] = (

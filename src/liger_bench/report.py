@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, analyze_results
+from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_results
 from liger_bench.figures import draw_figures
 from liger_bench.narrative import caveats, headline_metrics, make_headline
 from liger_bench.page import render_html, render_markdown
@@ -32,6 +32,7 @@ class ReportBundle:
     metrics: dict[str, float]
     table: pd.DataFrame
     headline: str
+    analysis: Analysis
 
 
 def build_report(
@@ -62,6 +63,7 @@ def build_report(
         metrics=headline_metrics(analysis),
         table=analysis.cells,
         headline=headline,
+        analysis=analysis,
     )
 
 

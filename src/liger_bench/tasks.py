@@ -193,7 +193,7 @@ def analyze_results(
     for name, value in bundle.metrics.items():
         log_metric(name, value)
     try:
-        check_success_ratio(results, min_success_ratio)
+        check_success_ratio(bundle.analysis, min_success_ratio)
         failure = None
     except ValueError as err:
         failure = err
