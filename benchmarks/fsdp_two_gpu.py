@@ -59,7 +59,7 @@ def arch_of(preset: str) -> memory_model.Arch:
 
 def prepare_assets(cache: Path, preset: str, seq_len: int) -> tuple[str, str]:
     """Model folder and a prepared dataset whose every row is longer than ``seq_len`` tokens (one shape)."""
-    from liger_bench.data import prepare_dataset
+    from liger_bench.tasks import download_dataset
     from liger_bench.embedded import ensure_embedded
 
     # The embedded tokenizer gives ~1.6 tokens per word on these rows (1,800-2,200 words: 3,015-3,614 tokens).
@@ -71,7 +71,7 @@ def prepare_assets(cache: Path, preset: str, seq_len: int) -> tuple[str, str]:
         "prepared-dataset-fixed" if seq_len <= 512 else f"prepared-dataset-words{words[0]}-{words[1]}"
     )
     if not dataset_dir.exists():
-        prepare_dataset(str(raw_dir), "train", "", dataset_dir)
+        download_dataset(str(raw_dir), "train", "", dataset_dir)
     return str(model_dir), str(dataset_dir)
 
 
