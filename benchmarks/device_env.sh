@@ -1,7 +1,11 @@
 # Sourced at the start of a GPU-machine command: installs the carried wheels (.whl, built by
-# `pip download` as the device notes say) over the machine's own torch/triton and puts the
-# project's sources on the path. Prints the GPU and the library versions the run used.
+# `pip download` as the device notes say) over the machine's own torch/triton, and the project.
+# Prints the GPU and the library versions the run used.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+# The project itself, installed as the images install it: its package maps components/ and
+# pipelines/ into liger_bench, and the grid reads the pipeline's defaults from the installed module.
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site . || return 1
+rm -rf build
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, triton, transformers, trl, liger_kernel, datasets; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"

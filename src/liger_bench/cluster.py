@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from liger_bench.components.images import CUDA_IMAGE
+from liger_bench.versions import image
 
 # Time a training pod needs besides training: start, stopping a hung child, records, MLflow's bounded wait.
 TRAIN_POD_GRACE_S = 600
@@ -73,7 +73,7 @@ class ClusterOptions:
             return {}
         return {
             "runtime": self.trainer_runtime,
-            "image": CUDA_IMAGE,
+            "image": image("cuda"),
             "work_root": self.trainer_pvc_mount,
             "pvc": self.trainer_pvc,
             "keep_jobs": self.keep_trainjobs,
