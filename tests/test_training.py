@@ -179,6 +179,28 @@ def test_kernel_flags_flow_from_base_config_to_the_patched_model(embedded_assets
         assert {kernel for kernel, n in kernels.items() if n} == PATCHED_BY_DEFAULT - set(off)
 
 
+def test_the_fused_loss_is_still_seen_through_the_trainers_mixed_precision_wrapper(embedded_assets):
+    """accelerate wraps a bf16 model's forward (autocast, outputs to fp32) around Liger's; the count looks through.
+
+    Seen on an H200 (2026-11-30): without unwrapping, ``patched_kernels`` of the model the Trainer
+    trains said the fused linear cross-entropy was gone while it ran.
+    """
+    out = _fresh_process(
+        """
+        from accelerate import Accelerator
+        model = load_model(model_dir, bf16=False)
+        applied = apply_liger(model, {})
+        prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+        print(json.dumps({"applied": applied, "prepared": patched_kernels(prepared),
+                          "wrapped": "liger" not in prepared.forward.__func__.__module__}))
+        """,
+        embedded_assets[0],
+    )
+    assert out["wrapped"], "accelerate no longer wraps the forward: this test checks nothing"
+    assert out["applied"]["fused_linear_cross_entropy"] == out["prepared"]["fused_linear_cross_entropy"] == 1
+    assert {k for k, n in out["prepared"].items() if n} == PATCHED_BY_DEFAULT
+
+
 def test_a_baseline_never_inherits_liger_patches(embedded_assets, prepared_dataset):
     """After Liger patched this process's classes, a vanilla run refuses to pose as the baseline."""
     out = _fresh_process(

@@ -114,6 +114,9 @@ def apply_liger(model: Any, flags: dict[str, bool]) -> dict[str, int]:
 
 
 def _from_liger(function: Any) -> bool:
+    # accelerate wraps a prepared model's forward for mixed precision (autocast, outputs to fp32);
+    # the wrappers keep the function they call as ``__wrapped__``.
+    function = inspect.unwrap(getattr(function, "__func__", function))
     return getattr(function, "__module__", "").startswith("liger_kernel")
 
 
