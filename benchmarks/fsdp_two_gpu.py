@@ -59,8 +59,8 @@ def arch_of(preset: str) -> memory_model.Arch:
 
 def prepare_assets(cache: Path, preset: str, seq_len: int) -> tuple[str, str]:
     """Model folder and a prepared dataset whose every row is longer than ``seq_len`` tokens (one shape)."""
-    from liger_bench.tasks import download_dataset
     from liger_bench.embedded import ensure_embedded
+    from liger_bench.tasks import download_dataset
 
     # The embedded tokenizer gives ~1.6 tokens per word on these rows (1,800-2,200 words: 3,015-3,614 tokens).
     words = (400, 600) if seq_len <= 512 else (int(seq_len * 0.75), int(seq_len * 0.9))
