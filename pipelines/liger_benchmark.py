@@ -154,10 +154,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             base_config=base_config,
             max_grid_size=max_grid_size,
             min_success_ratio=min_success_ratio,
-            gpus_per_run=options.gpus_per_run,
-            nodes_per_run=options.nodes_per_run,
-            max_gpus_per_run=options.max_gpus_per_run,
-            trainer_configured=options.trainer_configured,
+            **options.grid_scale(),
         )
         grid_task.set_caching_options(True)
         tracking_task = start_tracking(

@@ -15,6 +15,8 @@ from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
+from liger_bench.cluster import ClusterOptions
+
 GRID_AXES = {
     "use_liger": [True, False],
     "per_device_train_batch_size": [2],
@@ -25,6 +27,7 @@ GRID_AXES = {
     "base_config": {},
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
+    **ClusterOptions().grid_scale(),
 }
 
 

@@ -18,10 +18,10 @@ def prepare_grid(
     base_config: dict[str, Any],
     max_grid_size: int,
     min_success_ratio: float,
-    gpus_per_run: int = 1,
-    nodes_per_run: int = 1,
-    max_gpus_per_run: int = 8,
-    trainer_configured: bool = False,
+    gpus_per_run: int,
+    nodes_per_run: int,
+    max_gpus_per_run: int,
+    trainer_configured: bool,
 ) -> list[dict[str, Any]]:
     """Validate the experiment and expand it into one training config per run.
 

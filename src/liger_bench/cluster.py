@@ -67,6 +67,15 @@ class ClusterOptions:
         """Whether TrainJobs can be submitted: a runtime to run them and a volume both sides mount."""
         return bool(self.trainer_runtime and self.trainer_pvc)
 
+    def grid_scale(self) -> dict[str, Any]:
+        """The hardware prepare_grid checks a grid against, as its keyword arguments."""
+        return {
+            "gpus_per_run": self.gpus_per_run,
+            "nodes_per_run": self.nodes_per_run,
+            "max_gpus_per_run": self.max_gpus_per_run,
+            "trainer_configured": self.trainer_configured,
+        }
+
     def trainer_settings(self) -> dict:
         """What train_model needs to submit a TrainJob (``liger_bench.trainjob.TrainerSettings``); {} without."""
         if not self.trainer_configured:
