@@ -70,6 +70,21 @@ def _variant(label: str = "variant") -> Column:
     return _text("variant", label, LABELS.get)
 
 
+# Columns of a run's measurements, shared by the per-cell and per-run tables.
+_NONPAD_RATE = Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0))
+_PADDED_RATE = Column("tokens_per_s_padded", "tokens/s padded", digits(0))
+_PER_GPU_RATE = Column("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", digits(0))
+_STEP_TIME = Column("step_time_s", "median step s", digits(3))
+_MEMORY_AND_MFU = [
+    Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
+    Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
+    Column("mfu", "MFU", digits(3)),
+]
+_STEADINESS = [_text("steady_state", "steady state"), Column("drift", "drift %", percent_of(1))]
+_FIRST_SHAPES = [
+    Column("n_first_shape_steps", "first-shape steps", digits(0)),
+    Column("first_shape_excess_s", "first-shape extra s", digits(2)),
+]
 GAIN_COLUMNS = [
     Column("batch_size", "batch"),
     Column("seq_len", "seq len"),
@@ -89,21 +104,17 @@ CELL_COLUMNS = [
     _text("outcome", "outcome"),
     Column("n_ok", "ok"),
     Column("n_runs", "runs"),
-    Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0)),
+    _NONPAD_RATE,
     Column(("tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"), "95% CI", interval()),
-    Column("tokens_per_s_padded", "tokens/s padded", digits(0)),
+    _PADDED_RATE,
     Column(("tokens_per_s_padded_ci_low", "tokens_per_s_padded_ci_high"), "95% CI", interval()),
     Column("gpus", "GPUs per run"),
-    Column("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", digits(0)),
-    Column("step_time_s", "median step s", digits(3)),
-    Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
-    Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
-    Column("mfu", "MFU", digits(3)),
+    _PER_GPU_RATE,
+    _STEP_TIME,
+    *_MEMORY_AND_MFU,
     Column("step_time_cv_max", "max step CV %", percent_of(1)),
-    _text("steady_state", "steady state"),
-    Column("drift", "drift %", percent_of(1)),
-    Column("n_first_shape_steps", "first-shape steps", digits(0)),
-    Column("first_shape_excess_s", "first-shape extra s", digits(2)),
+    *_STEADINESS,
+    *_FIRST_SHAPES,
 ]
 FRONTIER_COLUMNS = [
     _variant(),
@@ -134,22 +145,18 @@ RUN_COLUMNS = [
     _RUN_IDENTITY[0],
     _text("status", "status"),
     *_RUN_IDENTITY[1:],
-    Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0)),
-    Column("tokens_per_s_padded", "tokens/s padded", digits(0)),
+    _NONPAD_RATE,
+    _PADDED_RATE,
     Column("gpus", "GPUs"),
-    Column("tokens_per_s_nonpad_per_gpu", "tokens/s non-pad per GPU", digits(0)),
-    Column("step_time_s", "median step s", digits(3)),
+    _PER_GPU_RATE,
+    _STEP_TIME,
     Column("step_time_cv", "step CV %", percent_of(1)),
-    Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
-    Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
-    Column("mfu", "MFU", digits(3)),
+    *_MEMORY_AND_MFU,
     Column("final_loss", "final loss", digits(4)),
     Column("n_measured_steps", "measured steps", digits(0)),
-    _text("steady_state", "steady state"),
-    Column("drift", "drift %", percent_of(1)),
+    *_STEADINESS,
     Column("n_shapes", "batch shapes", digits(0)),
-    Column("n_first_shape_steps", "first-shape steps", digits(0)),
-    Column("first_shape_excess_s", "first-shape extra s", digits(2)),
+    *_FIRST_SHAPES,
 ]
 
 
