@@ -27,17 +27,27 @@ from liger_bench.config import TrainConfig
 from liger_bench.distributed import torchrun_command
 from liger_bench.records import read_json, write_json_atomic
 from liger_bench.supervisor import OUTCOME, REQUEST
+from liger_bench.vocabulary import variant_of
 
 TOLERANCE = 0.05
 
 
-def prepare_assets(cache: Path, preset: str) -> tuple[str, str]:
-    """Model and prepared dataset: one shape per batch (rows of 400-600 words, truncated)."""
+def prepare_assets(cache: Path, preset: str, seq_len: int = 512) -> tuple[str, str]:
+    """Model folder and a prepared dataset whose every row is longer than ``seq_len`` tokens (one shape per batch).
+
+    Up to seq 512: rows of 400-600 words. Longer: the embedded tokenizer gives ~1.6 tokens per word
+    on these rows, so 0.75-0.9 words per token of ``seq_len`` (seq 2,048: 3,015-3,614 tokens).
+    """
     from liger_bench.embedded import ensure_embedded
     from liger_bench.tasks import download_dataset
 
-    model_dir, raw_dir = ensure_embedded(cache, preset=preset, n_rows=512, min_output_words=400, max_output_words=600)
-    dataset_dir = cache / "prepared-dataset-fixed"
+    words = (400, 600) if seq_len <= 512 else (int(seq_len * 0.75), int(seq_len * 0.9))
+    model_dir, raw_dir = ensure_embedded(
+        cache, preset=preset, n_rows=512, min_output_words=words[0], max_output_words=words[1]
+    )
+    dataset_dir = cache / (
+        "prepared-dataset-fixed" if seq_len <= 512 else f"prepared-dataset-words{words[0]}-{words[1]}"
+    )
     if not dataset_dir.exists():
         download_dataset(str(raw_dir), "train", "", dataset_dir)
     return str(model_dir), str(dataset_dir)
@@ -77,7 +87,7 @@ def main() -> None:
     runs = {}
     for use_liger in (False, True):
         for sharded in (False, True):
-            variant = "liger" if use_liger else "vanilla"
+            variant = variant_of(use_liger)
             mode = "fsdp-1-rank" if sharded else "unsharded"
             config = TrainConfig(
                 run_key=f"{variant}-{mode}-bs{args.batch_size}-seq{args.seq_len}",

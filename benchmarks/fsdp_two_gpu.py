@@ -37,10 +37,12 @@ from pathlib import Path
 
 from liger_bench.config import TrainConfig
 from liger_bench.supervisor import train_supervised
+from liger_bench.vocabulary import variant_of
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import memory_model  # noqa: E402  (benchmarks/memory_model.py)
+from fsdp_one_gpu import prepare_assets  # noqa: E402
 
 PHASES = ("phi3-2gpu", "one-gpu-bs16", "llama8b-2gpu", "overhead")
 GIB = 2**30
@@ -55,24 +57,6 @@ def arch_of(preset: str) -> memory_model.Arch:
     kv_heads = p.num_key_value_heads or p.num_attention_heads
     kv_hidden = kv_heads * p.hidden_size // p.num_attention_heads
     return memory_model.Arch(preset, p.hidden_size, p.intermediate_size, p.num_hidden_layers, p.vocab_size, kv_hidden)
-
-
-def prepare_assets(cache: Path, preset: str, seq_len: int) -> tuple[str, str]:
-    """Model folder and a prepared dataset whose every row is longer than ``seq_len`` tokens (one shape)."""
-    from liger_bench.embedded import ensure_embedded
-    from liger_bench.tasks import download_dataset
-
-    # The embedded tokenizer gives ~1.6 tokens per word on these rows (1,800-2,200 words: 3,015-3,614 tokens).
-    words = (400, 600) if seq_len <= 512 else (int(seq_len * 0.75), int(seq_len * 0.9))
-    model_dir, raw_dir = ensure_embedded(
-        cache, preset=preset, n_rows=512, min_output_words=words[0], max_output_words=words[1]
-    )
-    dataset_dir = cache / (
-        "prepared-dataset-fixed" if seq_len <= 512 else f"prepared-dataset-words{words[0]}-{words[1]}"
-    )
-    if not dataset_dir.exists():
-        download_dataset(str(raw_dir), "train", "", dataset_dir)
-    return str(model_dir), str(dataset_dir)
 
 
 def loss_parity(baseline: list[dict], liger: list[dict]) -> float | None:
@@ -97,7 +81,7 @@ def train_pair(preset: str, model_dir: str, dataset_dir: str, batch: int, seq: i
     """Baseline then Liger, each through the supervisor (torchrun for gpus > 1); results, steps, parity."""
     runs = {}
     for use_liger in (False, True):
-        variant = "liger" if use_liger else "vanilla"
+        variant = variant_of(use_liger)
         config = TrainConfig(
             run_key=f"{variant}-{preset}-{gpus}gpu-bs{batch}-seq{seq}",
             use_liger=use_liger,

@@ -155,10 +155,11 @@ def _train_pair_in_a_fresh_process(grid: list[dict], model_dir: Path, dataset_di
         import json
         from liger_bench.config import TrainConfig
         from liger_bench.training import run_training
+        from liger_bench.vocabulary import variant_of
         out = {{}}
         for item in sorted(json.loads({json.dumps(json.dumps(grid))}), key=lambda item: item["use_liger"]):
             result, steps = run_training(TrainConfig.from_dict(item), {str(model_dir)!r}, {str(dataset_dir)!r})
-            out["liger" if item["use_liger"] else "vanilla"] = {{
+            out[variant_of(item["use_liger"])] = {{
                 "status": result.status, "reason": result.reason, "liger_kernels": result.liger_kernels,
                 "attn_implementation": result.metrics.get("attn_implementation"),
                 "losses": [step["loss"] for step in steps],
