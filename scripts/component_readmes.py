@@ -22,10 +22,11 @@ from typing import Annotated, get_args, get_origin
 
 import yaml
 
+from liger_bench.signature import docstring_args
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ROOT / "components"
 CUSTOM_MARKER = "<!-- custom-content -->"
-ARG_LINE = re.compile(r"^(?P<name>\w+): (?P<text>.*)$")
 
 
 def component_folders() -> list[Path]:
@@ -44,16 +45,8 @@ def split_docstring(doc: str) -> tuple[str, dict[str, str], str]:
             sections[current] = []
         else:
             sections[current].append(line)
-    args: dict[str, str] = {}
-    for line in sections.get("Args", []):
-        match = ARG_LINE.match(line.strip()) if not line.startswith("        ") else None
-        if match:
-            args[match["name"]] = match["text"]
-            last = match["name"]
-        elif line.strip():
-            args[last] += " " + line.strip()
     returns = " ".join(line.strip() for line in sections.get("Returns", []) if line.strip())
-    return "\n".join(sections[""]).strip(), args, returns
+    return "\n".join(sections[""]).strip(), docstring_args(doc), returns
 
 
 def type_name(annotation: object) -> str:

@@ -77,7 +77,7 @@ def pipeline_default(name: str) -> Any:
 @functools.cache
 def _read(path: Path) -> dict[str, PipelineParameter]:
     function = _pipeline_function(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), path)
-    helps = _args_section(ast.get_docstring(function) or "")
+    helps = docstring_args(ast.get_docstring(function) or "")
     arguments = function.args.args
     with_defaults = arguments[len(arguments) - len(function.args.defaults) :]
     defaults = {argument.arg: node for argument, node in zip(with_defaults, function.args.defaults, strict=True)}
@@ -110,8 +110,12 @@ def _pipeline_function(tree: ast.Module, path: Path) -> ast.FunctionDef:
     raise SignatureError(f"{path}: no function decorated with @dsl.pipeline")
 
 
-def _args_section(docstring: str) -> dict[str, str]:
-    """Name to text of a Google-style docstring's ``Args:`` entries, continuation lines joined."""
+def docstring_args(docstring: str) -> dict[str, str]:
+    """Name to text of a Google-style docstring's ``Args:`` entries, continuation lines joined.
+
+    Args:
+        docstring: The docstring (its indentation is removed first).
+    """
     lines = inspect.cleandoc(docstring).splitlines()
     entries: dict[str, list[str]] = {}
     indent = None
