@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synthetic_results import build, scale_scenario  # noqa: E402
 
-from liger_bench.analysis import analyze_results  # noqa: E402
-from liger_bench.report import build_report  # noqa: E402
+from liger_bench.analyse.analysis import analyze_results  # noqa: E402
+from liger_bench.render.report import build_report  # noqa: E402
 
 TARGET_S = 10.0
 

@@ -1,8 +1,8 @@
 """The sharded path costs nothing by itself: FSDP with one rank on one GPU against the unsharded run.
 
 Both variants (Liger, stock transformers), each trained twice through the supervisor's child entry
-point, each in a fresh process: once as a one-GPU run (``python -m liger_bench.supervisor``) and
-once as a one-rank FSDP2 run (``torchrun --nproc_per_node=1 -m liger_bench.supervisor``, the launch
+point, each in a fresh process: once as a one-GPU run (``python -m liger_bench.measure.supervisor``) and
+once as a one-rank FSDP2 run (``torchrun --nproc_per_node=1 -m liger_bench.measure.supervisor``, the launch
 a ``gpus_per_run`` > 1 run takes). Model: Phi-3-mini's architecture with random weights (no hub);
 dataset: the ``fixed`` workload of gpu_benchmark.py (one batch shape, no padding). Prints tokens/s,
 peak memory and final loss of the four runs and the FSDP / unsharded tokens/s ratio per variant
@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from liger_bench.config import TrainConfig
-from liger_bench.distributed import torchrun_command
+from liger_bench.measure.distributed import torchrun_command
+from liger_bench.measure.supervisor import OUTCOME, REQUEST
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import read_json, write_json_atomic
-from liger_bench.supervisor import OUTCOME, REQUEST
 from liger_bench.vocabulary import variant_of
 
 TOLERANCE = 0.05
@@ -38,7 +38,7 @@ def prepare_assets(cache: Path, preset: str, seq_len: int = 512) -> tuple[str, s
     Up to seq 512: rows of 400-600 words. Longer: the embedded tokenizer gives ~1.6 tokens per word
     on these rows, so 0.75-0.9 words per token of ``seq_len`` (seq 2,048: 3,015-3,614 tokens).
     """
-    from liger_bench.embedded import ensure_embedded
+    from liger_bench.inputs.embedded import ensure_embedded
     from liger_bench.tasks import download_dataset
 
     words = (400, 600) if seq_len <= 512 else (int(seq_len * 0.75), int(seq_len * 0.9))
@@ -59,7 +59,7 @@ def train(config: TrainConfig, model_dir: str, dataset_dir: str, sharded: bool) 
         work_dir = Path(work)
         request = {"config": config.to_dict(), "model_dir": model_dir, "dataset_dir": dataset_dir}
         write_json_atomic(work_dir / REQUEST, request)
-        module_args = ["liger_bench.supervisor", "--run-key", config.run_key, str(work_dir)]
+        module_args = ["liger_bench.measure.supervisor", "--run-key", config.run_key, str(work_dir)]
         command = torchrun_command(1, module_args) if sharded else [sys.executable, "-m", *module_args]
         started = time.monotonic()
         completed = subprocess.run(command, check=False)

@@ -1,6 +1,6 @@
 """Issue 15 on a machine of two GPUs: real 2-rank FSDP grid points, the one-rank cost at batch 16, an 8B model.
 
-Every training run goes through the supervisor (``liger_bench.supervisor.train_supervised``), the
+Every training run goes through the supervisor (``liger_bench.measure.supervisor.train_supervised``), the
 code path a train_model task takes: ``gpus_per_run=2`` launches ``torchrun --nproc_per_node=2``
 and each rank runs the supervisor's child entry point, FSDP2 full shard. Phases, in this order
 (``--phases`` picks some; each writes its results as soon as it ends):
@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from liger_bench.config import TrainConfig
-from liger_bench.supervisor import train_supervised
+from liger_bench.measure.supervisor import train_supervised
+from liger_bench.plan.config import TrainConfig
 from liger_bench.vocabulary import variant_of
 
 HERE = Path(__file__).parent
@@ -51,7 +51,7 @@ RUN_TIMEOUT_S = 420.0
 
 def arch_of(preset: str) -> memory_model.Arch:
     """memory_model's sizes of an embedded preset (phi3-mini: PHI3_MINI; llama3-8b: LLAMA3_8B)."""
-    from liger_bench.embedded import MODEL_PRESETS
+    from liger_bench.inputs.embedded import MODEL_PRESETS
 
     p = MODEL_PRESETS[preset]
     kv_heads = p.num_key_value_heads or p.num_attention_heads

@@ -5,7 +5,7 @@ alpaca-format dataset, batch sizes × variants × repeats. Two workloads: ``fixe
 words, all truncated to ``--seq-len``: every batch has one shape, no padding) and ``variable``
 (rows with alpaca's long-tailed lengths, padded per batch to a multiple of ``--pad-to-multiple-of``:
 the shapes a real fine-tuning run sees). Each (batch size, variant) runs in a fresh process, like a
-train_model pod: its repeats go through ``liger_bench.training.run_training``, then the same
+train_model pod: its repeats go through ``liger_bench.measure.training.run_training``, then the same
 process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer) as the
 ceiling for that variant.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from liger_bench.config import TrainConfig
-from liger_bench.metrics import GIB
+from liger_bench.measure.metrics import GIB
+from liger_bench.plan.config import TrainConfig
 
 
 class IndependentTimer(TrainerCallback):
@@ -56,9 +56,9 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from liger_bench.config import TrainConfig
-    from liger_bench.liger import apply_liger
-    from liger_bench.training import load_model, load_training_rows
+    from liger_bench.measure.training import load_model, load_training_rows
+    from liger_bench.plan.config import TrainConfig
+    from liger_bench.plan.liger import apply_liger
 
     tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, seq_len)
     rows = tokenized.rows
@@ -111,7 +111,7 @@ WORKLOADS = {
 
 def prepare_assets(cache: Path, preset: str, workload: str) -> None:
     """Generate the model and the workload's dataset (see ``WORKLOADS``)."""
-    from liger_bench.embedded import ensure_embedded
+    from liger_bench.inputs.embedded import ensure_embedded
     from liger_bench.tasks import download_dataset
 
     model_dir, raw_dir = ensure_embedded(cache, preset=preset, **WORKLOADS[workload])
@@ -123,9 +123,9 @@ def prepare_assets(cache: Path, preset: str, workload: str) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     """One (variant, batch size): the repeats through run_training, then the ceiling."""
-    from liger_bench.config import TrainConfig
-    from liger_bench.grid import run_key
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
+    from liger_bench.plan.config import TrainConfig
+    from liger_bench.plan.grid import run_key
 
     runs = []
     for repeat in range(args.repeats):
@@ -177,7 +177,7 @@ def merge(parts: list[Path], out: Path, warmup: int) -> None:
 def write_report(cells: dict, out: Path) -> None:
     """The same HTML report analyze_results makes, from the runs of this benchmark."""
     from liger_bench.records import RunResult, history_document
-    from liger_bench.report import build_report, write_bundle
+    from liger_bench.render.report import build_report, write_bundle
 
     results = [run["result"] for cell in cells.values() for run in cell["runs"]]
     histories = [
@@ -331,7 +331,7 @@ def main() -> None:
         merge(args.merge, args.out, args.warmup)
         return
 
-    from liger_bench.envinfo import capture_environment
+    from liger_bench.measure.envinfo import capture_environment
 
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)

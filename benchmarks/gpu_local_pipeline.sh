@@ -13,12 +13,12 @@ from pathlib import Path
 sys.path.insert(0, "benchmarks")
 from gpu_benchmark import WORKLOADS
 
-from liger_bench.embedded import ensure_embedded
+from liger_bench.inputs.embedded import ensure_embedded
 
 print(*ensure_embedded(Path("/tmp/cache"), preset="phi3-mini", **WORKLOADS["variable"]))
 PY
 )
-python3 -m liger_bench.cli local --output-dir /tmp/local-run \
+python3 -m liger_bench.cli.main local --output-dir /tmp/local-run \
   --param model_name="\"$model\"" --param dataset_name="\"$dataset\"" \
   --param 'per_device_train_batch_size=[8, 16]' --param 'max_seq_length=[512]' \
   --param n_runs=1 --param max_steps=100 --param warmup_steps_to_skip=3 >"$out/local-run.log" 2>&1 || status=$?

@@ -19,8 +19,8 @@ import json
 import statistics
 from pathlib import Path
 
-from liger_bench.analysis import analyze_results
-from liger_bench.metrics import aggregate, is_measured
+from liger_bench.analyse.analysis import analyze_results
+from liger_bench.measure.metrics import aggregate, is_measured
 
 TARGET_POINTS = 3.0
 NAIVE_WARMUP, NAIVE_STEPS = 3, 20

@@ -22,7 +22,7 @@ from typing import Annotated, get_args, get_origin
 
 import yaml
 
-from liger_bench.signature import docstring_args
+from liger_bench.plan.signature import docstring_args
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ROOT / "components"

@@ -48,7 +48,7 @@ MUTANTS = [
     # The four survivors of issue 16's audit.
     Mutant(
         "S1",
-        "metrics.py",
+        "measure/metrics.py",
         "        self._sync()\n        self._barrier()",
         "        self._barrier()",
         METRICS,
@@ -56,7 +56,7 @@ MUTANTS = [
     ),
     Mutant(
         "S2",
-        "training.py",
+        "measure/training.py",
         "dtype = torch.bfloat16 if bf16 else torch.float32",
         "dtype = torch.float32",
         PRECISION,
@@ -64,7 +64,7 @@ MUTANTS = [
     ),
     Mutant(
         "S3",
-        "config.py",
+        "plan/config.py",
         'kernel: getattr(self, f"liger_{kernel}")',
         'kernel: getattr(TrainConfig, f"liger_{kernel}")',
         LIGER,
@@ -72,7 +72,7 @@ MUTANTS = [
     ),
     Mutant(
         "S4",
-        "narrative.py",
+        "analyse/narrative.py",
         'paired.sort_values(["batch_size", "seq_len"])',
         'paired.sort_values(["seq_len", "batch_size"])',
         REPORT,
@@ -80,7 +80,7 @@ MUTANTS = [
     ),
     Mutant(
         "S5",
-        "grid.py",
+        "plan/grid.py",
         "run_key(liger, batch_size, seq_len, repeat)",
         "run_key(liger, batch_size, seq_lengths[0], repeat)",
         GRID,
@@ -89,7 +89,7 @@ MUTANTS = [
     # Variable-length measurement (issue 10): first-shape steps and the steady-state verdict.
     Mutant(
         "V1",
-        "metrics.py",
+        "measure/metrics.py",
         'return not step["warmup"] and not step.get("first_shape", False)',
         'return not step["warmup"]',
         ("tests/test_steady_state.py", "tests/test_metrics.py"),
@@ -97,7 +97,7 @@ MUTANTS = [
     ),
     Mutant(
         "V2",
-        "narrative.py",
+        "analyse/narrative.py",
         'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
         'paired = gains[gains["n_pairs"] > 0]',
         ("tests/test_steady_state.py", "tests/test_report.py"),
@@ -105,7 +105,7 @@ MUTANTS = [
     ),
     Mutant(
         "V3",
-        "metrics.py",
+        "measure/metrics.py",
         '    if abs(drift) <= STEADY_DRIFT_TOLERANCE:\n        out["steady_state"] = "steady"',
         '    if True:\n        out["steady_state"] = "steady"',
         ("tests/test_steady_state.py",),
@@ -114,7 +114,7 @@ MUTANTS = [
     # metrics.py: the step timer and the aggregates.
     Mutant(
         "M1",
-        "metrics.py",
+        "measure/metrics.py",
         "        self._sync()\n        if torch.cuda.is_available():\n            torch.cuda.reset",
         "        if torch.cuda.is_available():\n            torch.cuda.reset",
         METRICS,
@@ -122,7 +122,7 @@ MUTANTS = [
     ),
     Mutant(
         "M2",
-        "metrics.py",
+        "measure/metrics.py",
         "        self._sync()\n        self._barrier()\n"
         '        local: dict[str, Any] = {"step_time_s": self._clock() - self._start,',
         "        self._barrier()\n"
@@ -132,7 +132,7 @@ MUTANTS = [
     ),
     Mutant(
         "M3",
-        "metrics.py",
+        "measure/metrics.py",
         "        torch.cuda.synchronize()",
         "        pass",
         METRICS,
@@ -140,7 +140,7 @@ MUTANTS = [
     ),
     Mutant(
         "M4",
-        "metrics.py",
+        "measure/metrics.py",
         'return not step["warmup"] and not step.get("first_shape", False)',
         'return not step.get("first_shape", False)',
         METRICS,
@@ -148,7 +148,7 @@ MUTANTS = [
     ),
     Mutant(
         "M5",
-        "metrics.py",
+        "measure/metrics.py",
         "warmup=step <= self.warmup_steps_to_skip",
         "warmup=step < self.warmup_steps_to_skip",
         METRICS,
@@ -156,7 +156,7 @@ MUTANTS = [
     ),
     Mutant(
         "M6",
-        "metrics.py",
+        "measure/metrics.py",
         'out[f"tokens_per_s_{kind}"] = tokens / total_time if total_time > 0 else None',
         'out[f"tokens_per_s_{kind}"] = _stat([s[f"tokens_per_s_{kind}"] for s in measured], statistics.fmean)',
         METRICS,
@@ -164,7 +164,7 @@ MUTANTS = [
     ),
     Mutant(
         "M7",
-        "metrics.py",
+        "measure/metrics.py",
         "(labels[:, 1:] != -100)",
         "(labels != -100)",
         METRICS,
@@ -172,7 +172,7 @@ MUTANTS = [
     ),
     Mutant(
         "M8",
-        "metrics.py",
+        "measure/metrics.py",
         "nonpad = int(mask.sum().item()) if mask is not None else padded",
         "nonpad = padded",
         METRICS,
@@ -180,7 +180,7 @@ MUTANTS = [
     ),
     Mutant(
         "M9",
-        "metrics.py",
+        "measure/metrics.py",
         'per_token(inputs["input_ids"].shape[1])',
         'per_token(inputs["input_ids"].shape[0])',
         METRICS,
@@ -188,7 +188,7 @@ MUTANTS = [
     ),
     Mutant(
         "M10",
-        "metrics.py",
+        "measure/metrics.py",
         "return 6.0 * n_params_non_embedding",
         "return 2.0 * n_params_non_embedding",
         METRICS,
@@ -196,7 +196,7 @@ MUTANTS = [
     ),
     Mutant(
         "M11",
-        "metrics.py",
+        "measure/metrics.py",
         "statistics.pstdev(times) / statistics.fmean(times)",
         "statistics.pstdev(times) / statistics.median(times)",
         METRICS,
@@ -204,7 +204,7 @@ MUTANTS = [
     ),
     Mutant(
         "M12",
-        "metrics.py",
+        "measure/metrics.py",
         "out[key] = max(values) if values else None",
         "out[key] = values[-1] if values else None",
         METRICS + ANALYSIS,
@@ -212,7 +212,7 @@ MUTANTS = [
     ),
     Mutant(
         "M13",
-        "training.py",
+        "measure/training.py",
         "total += head.weight.numel()",
         "total += 0",
         METRICS,
@@ -221,18 +221,23 @@ MUTANTS = [
     # training.py: precision and the variant.
     Mutant(
         "T1",
-        "training.py",
+        "measure/training.py",
         "model = load_model(model_dir, bf16, config.attn_implementation)",
         "model = load_model(model_dir, False, config.attn_implementation)",
         PRECISION,
         "_train loads fp32 whatever was decided",
     ),
     Mutant(
-        "T2", "training.py", "        bf16=bf16,\n", "        bf16=False,\n", PRECISION, "Trainer arguments never bf16"
+        "T2",
+        "plan/arguments.py",
+        "        bf16=bf16,\n",
+        "        bf16=False,\n",
+        PRECISION,
+        "Trainer arguments never bf16",
     ),
     Mutant(
         "T3",
-        "training.py",
+        "measure/training.py",
         '    if config.precision == "fp32":\n        return False\n',
         "",
         PRECISION,
@@ -240,7 +245,7 @@ MUTANTS = [
     ),
     Mutant(
         "T4",
-        "training.py",
+        "measure/training.py",
         "return apply_liger(model, config.liger_flags())",
         "return apply_liger(model, TrainConfig().liger_flags())",
         LIGER,
@@ -248,7 +253,7 @@ MUTANTS = [
     ),
     Mutant(
         "T5",
-        "training.py",
+        "measure/training.py",
         "    if any(patched_kernels(model).values()):\n",
         "    if False:\n",
         LIGER,
@@ -257,7 +262,7 @@ MUTANTS = [
     # liger.py: what was patched.
     Mutant(
         "L1",
-        "liger.py",
+        "plan/liger.py",
         '"swiglu": ("SwiGLU", "LigerExperts", "LigerBlockSparseTop2MLP"),',
         '"swiglu": ("LigerSwiGLUMLP",),',
         LIGER,
@@ -265,7 +270,7 @@ MUTANTS = [
     ),
     Mutant(
         "L2",
-        "liger.py",
+        "plan/liger.py",
         "missing = sorted(k for k, on in flags.items() if on and not applied[k])",
         "missing = []",
         LIGER,
@@ -274,7 +279,7 @@ MUTANTS = [
     # analysis.py: gains, intervals, frontier, parity.
     Mutant(
         "A1",
-        "analysis.py",
+        "analyse/analysis.py",
         'gain = group["tokens_per_s_nonpad_liger"] / group["tokens_per_s_nonpad_vanilla"] - 1.0',
         'gain = group["tokens_per_s_nonpad_vanilla"] / group["tokens_per_s_nonpad_liger"] - 1.0',
         ANALYSIS,
@@ -282,7 +287,7 @@ MUTANTS = [
     ),
     Mutant(
         "A2",
-        "intervals.py",
+        "analyse/intervals.py",
         "half = t_quantile_975(len(finite) - 1)",
         "half = t_quantile_975(len(finite))",
         ANALYSIS,
@@ -290,7 +295,7 @@ MUTANTS = [
     ),
     Mutant(
         "A3",
-        "analysis.py",
+        "analyse/analysis.py",
         'ok[ok["use_liger"]].merge(ok[~ok["use_liger"]], on=[*PAIR, "repeat"]',
         'ok[ok["use_liger"]].merge(ok[~ok["use_liger"]], on=[*PAIR]',
         ANALYSIS,
@@ -298,7 +303,7 @@ MUTANTS = [
     ),
     Mutant(
         "A4",
-        "analysis.py",
+        "analyse/analysis.py",
         'out["passed"] = (out["max_rel_diff"] <= tolerance)',
         'out["passed"] = (out["max_rel_diff"] <= 2 * tolerance)',
         ANALYSIS,
@@ -306,7 +311,7 @@ MUTANTS = [
     ),
     Mutant(
         "A5",
-        "runtables.py",
+        "analyse/runtables.py",
         '"measured": is_measured(step)}',
         '"measured": True}',
         ANALYSIS,
@@ -314,7 +319,7 @@ MUTANTS = [
     ),
     Mutant(
         "A6",
-        "analysis.py",
+        "analyse/analysis.py",
         '"smallest_oom_batch": oom.min() if len(oom) else pd.NA',
         '"smallest_oom_batch": oom.max() if len(oom) else pd.NA',
         ANALYSIS,
@@ -322,7 +327,7 @@ MUTANTS = [
     ),
     Mutant(
         "A7",
-        "analysis.py",
+        "analyse/analysis.py",
         '    if (statuses == "ok").any():\n        return "partial"\n',
         "",
         ANALYSIS + REPORT,
@@ -330,7 +335,7 @@ MUTANTS = [
     ),
     Mutant(
         "A8",
-        "analysis.py",
+        "analyse/analysis.py",
         'row["peak_mem_reserved_gb"] = ok["peak_mem_reserved_gb"].max()',
         'row["peak_mem_reserved_gb"] = ok["peak_mem_reserved_gb"].min()',
         ANALYSIS,
@@ -339,7 +344,7 @@ MUTANTS = [
     # report.py: the headline.
     Mutant(
         "R1",
-        "narrative.py",
+        "analyse/narrative.py",
         'paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]',
         'paired = gains[gains["steady_state"] != "unsteady"]',
         REPORT,
@@ -347,7 +352,7 @@ MUTANTS = [
     ),
     Mutant(
         "R2",
-        "narrative.py",
+        "analyse/narrative.py",
         'text += f" and {percent(-cell.mem_reserved_reduction_pct)} peak memory"',
         'text += f" and {percent(cell.mem_reserved_reduction_pct)} peak memory"',
         REPORT,
@@ -355,7 +360,7 @@ MUTANTS = [
     ),
     Mutant(
         "R3",
-        "narrative.py",
+        "analyse/narrative.py",
         'row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[-1]',
         'row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[0]',
         REPORT,
@@ -364,16 +369,16 @@ MUTANTS = [
     # grid.py.
     Mutant(
         "G1",
-        "grid.py",
+        "plan/grid.py",
         'return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"',
         'return f"{variant}-bs{batch_size}-r{repeat}"',
         GRID,
         "run key without the sequence length",
     ),
-    Mutant("G2", "grid.py", "            **base,\n", "", GRID, "base_config dropped"),
+    Mutant("G2", "plan/grid.py", "            **base,\n", "", GRID, "base_config dropped"),
     Mutant(
         "G3",
-        "grid.py",
+        "plan/grid.py",
         "for repeat, seq_len, batch_size, liger in itertools.product(range(n_runs),",
         "for seq_len, repeat, batch_size, liger in itertools.product(range(n_runs),",
         GRID,

@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def embedded_assets(tmp_path_factory):
     """``(model_dir, dataset_dir)`` of the embedded tiny Phi-3 model and alpaca-format dataset."""
-    from liger_bench.embedded import ensure_embedded
+    from liger_bench.inputs.embedded import ensure_embedded
 
     return ensure_embedded(tmp_path_factory.mktemp("embedded"))
 
@@ -39,7 +39,7 @@ def prepared_dataset(embedded_assets, tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_pipeline_run(tmp_path_factory, embedded_assets):
     """One whole local pipeline run on the embedded default (small grid), shared by several tests."""
-    from liger_bench.localrun import run_local
+    from liger_bench.cli.localrun import run_local
 
     output_dir = tmp_path_factory.mktemp("local-run")
     model_dir, dataset_dir = embedded_assets
@@ -65,7 +65,7 @@ def cli_local_run(tmp_path_factory):
 
     output_dir = tmp_path_factory.mktemp("cli-local") / "liger-bench-output"
     done = subprocess.run(
-        [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(output_dir)],
+        [sys.executable, "-m", "liger_bench.cli.main", "local", "--output-dir", str(output_dir)],
         capture_output=True,
         text=True,
         timeout=1200,

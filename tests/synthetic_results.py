@@ -11,11 +11,11 @@ import math
 import random
 from dataclasses import dataclass
 
-from liger_bench.config import TrainConfig
-from liger_bench.grid import run_key
-from liger_bench.metrics import aggregate
+from liger_bench.measure.metrics import aggregate
+from liger_bench.measure.training import NO_CUDA_REASON
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
-from liger_bench.training import NO_CUDA_REASON
 
 H100_ENV = {
     "python": "3.11.9",

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
 
-from liger_bench.analysis import analyze_results, check_success_ratio, success_ratio
-from liger_bench.intervals import mean_ci, t_quantile_975
+from liger_bench.analyse.analysis import analyze_results, check_success_ratio, success_ratio
+from liger_bench.analyse.intervals import mean_ci, t_quantile_975
 
 
 @pytest.fixture(scope="module")

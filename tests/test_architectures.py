@@ -26,11 +26,11 @@ import pytest
 from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 from tiny_models import text_lm_refusal, write_tiny_model
 
-from liger_bench.config import LIGER_KERNELS, TrainConfig
-from liger_bench.grid import GridSpec, expand_grid
-from liger_bench.liger import offered_kernels, resolve_kernels
+from liger_bench.measure.training import run_training
+from liger_bench.plan.config import LIGER_KERNELS, TrainConfig
+from liger_bench.plan.grid import GridSpec, expand_grid
+from liger_bench.plan.liger import offered_kernels, resolve_kernels
 from liger_bench.tasks import download_model, prepare_grid
-from liger_bench.training import run_training
 
 MODEL_TYPES = sorted(MODEL_TYPE_TO_APPLY_LIGER_FN)
 # Kernels liger-kernel enables by default that find nothing in the text-only model: Llama-4's
@@ -82,7 +82,7 @@ def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model):
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_liger_patches_an_instance_and_says_what_it_patched(model_type, tiny_model):
     """liger-kernel's defaults for the type are what gets patched, each kernel in at least one place."""
-    from liger_bench.architecture import try_architecture
+    from liger_bench.plan.architecture import try_architecture
 
     model_dir, _ = tiny_model(model_type)
     trial = try_architecture(str(model_dir), "", {})
@@ -119,7 +119,7 @@ def test_a_multimodal_type_is_refused_by_download_model_with_what_to_do(model_ty
     fail only on the GPU (its sizes live in the nested text config): download_model refuses it."""
     from transformers import AutoConfig
 
-    from liger_bench.modelio import ModelError, check_model_folder
+    from liger_bench.inputs.modelio import ModelError, check_model_folder
 
     AutoConfig.for_model(model_type).save_pretrained(tmp_path)
     with pytest.raises(ModelError, match=rf"model_type '{model_type}' is multimodal .*; accepted: "):
@@ -131,7 +131,7 @@ def test_the_trial_leaves_the_calling_process_unpatched(tiny_model):
     import torch
     from transformers.models.granite import modeling_granite
 
-    from liger_bench.architecture import try_architecture
+    from liger_bench.plan.architecture import try_architecture
 
     model_dir, _ = tiny_model("granite")
     trial = try_architecture(str(model_dir), "", {})
@@ -153,8 +153,8 @@ def _train_pair_in_a_fresh_process(grid: list[dict], model_dir: Path, dataset_di
     """Train the grid's baseline, then its Liger run, in a new interpreter: Liger patches the process."""
     code = f"""
         import json
-        from liger_bench.config import TrainConfig
-        from liger_bench.training import run_training
+        from liger_bench.plan.config import TrainConfig
+        from liger_bench.measure.training import run_training
         from liger_bench.vocabulary import variant_of
         out = {{}}
         for item in sorted(json.loads({json.dumps(json.dumps(grid))}), key=lambda item: item["use_liger"]):
@@ -231,7 +231,7 @@ def outcome_table() -> OutcomeTable:
 def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_dataset, tmp_path, outcome_table):
     """prepare_grid's items, trained as train_model trains them: both variants ok with the same attention,
     liger-kernel's default kernels patched; the largest per-step loss difference goes into the table."""
-    from liger_bench.grid import GridError
+    from liger_bench.plan.grid import GridError
 
     refusal = text_lm_refusal(model_type)
     if refusal:

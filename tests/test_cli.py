@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from liger_bench.cli import make_parser
+from liger_bench.cli.main import make_parser
+from liger_bench.cli.progress import ProgressLog
+from liger_bench.cli.userinput import UserError, check_local_paths, parse_params
 from liger_bench.cluster import ClusterOptions
-from liger_bench.progress import ProgressLog
-from liger_bench.signature import SignatureError, pipeline_parameters
-from liger_bench.userinput import UserError, check_local_paths, parse_params
+from liger_bench.plan.signature import SignatureError, pipeline_parameters
 
-CLI = [sys.executable, "-m", "liger_bench.cli"]
+CLI = [sys.executable, "-m", "liger_bench.cli.main"]
 USER_ERROR_SECONDS = 10.0
 
 
@@ -140,7 +140,7 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
     progress.write("\x1b[96m    [liger-bench] vanilla-bs2-seq128-r0: ok, 1,234 tokens/s\x1b[0m\n")
     progress.write("    [liger-bench] liger-bs2-seq128-r0: skipped")
     progress.write(" (Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped)\n")
-    progress.write("liger_bench.grid.GridError: max_seq_length: 9000 exceeds the context length\n")
+    progress.write("liger_bench.plan.grid.GridError: max_seq_length: 9000 exceeds the context length\n")
     assert terminal.getvalue().splitlines() == [
         "[liger-bench] [1/2] vanilla-bs2-seq128-r0: ok, 1,234 tokens/s  ETA 30 s",
         "[liger-bench] [2/2] liger-bs2-seq128-r0: skipped (Liger kernels are Triton GPU kernels and this node has "
@@ -204,7 +204,7 @@ def test_the_signature_reader_refuses_a_parameter_that_breaks_the_house_rules(tm
 
 
 def test_compile_options_are_the_cluster_options_given():
-    from liger_bench.cli import compile_options
+    from liger_bench.cli.main import compile_options
 
     assert compile_options(make_parser().parse_args(["compile"])) == {}
     given = make_parser().parse_args(["compile", "--max-concurrency", "2", "--cache-training", "--shm-size", "8Gi"])

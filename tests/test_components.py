@@ -50,7 +50,7 @@ def downloaded(embedded_assets, tmp_path_factory):
 
 
 def test_download_model_materialises_a_checked_model_folder(downloaded, embedded_assets):
-    from liger_bench.localfiles import content_revision
+    from liger_bench.inputs.localfiles import content_revision
 
     model, _ = downloaded
     folder = Path(model.path)
@@ -61,7 +61,7 @@ def test_download_model_materialises_a_checked_model_folder(downloaded, embedded
 
 
 def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):
-    from liger_bench.data import load_prepared
+    from liger_bench.inputs.data import load_prepared
 
     _, dataset = downloaded
     data = load_prepared(dataset.path)

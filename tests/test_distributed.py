@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from liger_bench.config import TrainConfig
-from liger_bench.distributed import fsdp_settings, torchrun_command
-from liger_bench.supervisor import child_command, train_supervised
+from liger_bench.measure.distributed import fsdp_settings, torchrun_command
+from liger_bench.measure.supervisor import child_command, train_supervised
+from liger_bench.plan.config import TrainConfig
 
 
 def _config(run_key: str, max_steps: int = 6) -> TrainConfig:
@@ -95,7 +95,7 @@ def test_an_out_of_memory_on_one_rank_ends_every_rank_and_is_the_runs_oom(
 def test_several_gpus_run_the_same_child_entry_point_under_torchrun(tmp_path):
     single = child_command(TrainConfig(run_key="k"), tmp_path)
     sharded = child_command(TrainConfig(run_key="k", gpus_per_run=4), tmp_path)
-    assert single[1:] == ["-m", "liger_bench.supervisor", "--run-key", "k", str(tmp_path)]
+    assert single[1:] == ["-m", "liger_bench.measure.supervisor", "--run-key", "k", str(tmp_path)]
     assert sharded == torchrun_command(4, single[2:])
     assert sharded[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
 
@@ -109,7 +109,7 @@ def test_fsdp_wraps_the_layers_the_model_declares_and_refuses_a_model_without_th
 
 
 def test_each_rank_must_fill_its_own_batches():
-    from liger_bench.validation import rows_problem
+    from liger_bench.plan.validation import rows_problem
 
     config = TrainConfig(per_device_train_batch_size=2, gpus_per_run=4)
     assert rows_problem(8, config) == ""
@@ -122,7 +122,7 @@ def test_the_local_pipeline_trains_a_grid_point_on_two_ranks_and_reports_two_gpu
     prepare_grid's check and train_model's torchrun launch as on a cluster (gloo on this CPU)."""
     import json
 
-    from liger_bench.localrun import run_local
+    from liger_bench.cli.localrun import run_local
 
     model_dir, dataset_dir = embedded_assets
     overrides = {

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from liger_bench.embedded import MODEL_PRESETS, ensure_embedded, model_config
+from liger_bench.inputs.embedded import MODEL_PRESETS, ensure_embedded, model_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import memory_model  # noqa: E402

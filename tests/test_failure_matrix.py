@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 from mlflow_server import free_port
 
+from liger_bench.cli.localrun import RunFailed, run_local
 from liger_bench.cluster import ClusterOptions
-from liger_bench.config import TrainConfig
-from liger_bench.grid import GridError, GridSpec, expand_grid
-from liger_bench.localrun import RunFailed, run_local
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
 # A small valid experiment; each grid case changes one thing in it.
 VALID_AXES = {
@@ -59,7 +59,7 @@ def _run_results(run_dir: Path) -> list[dict]:
     return sorted((json.loads(path.read_text()) for path in paths), key=lambda result: result["run_key"])
 
 
-# Grid: refused by prepare_grid (liger_bench.grid) before any training task exists.
+# Grid: refused by prepare_grid (liger_bench.plan.grid) before any training task exists.
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ TRAINING_ARGUMENT_CASES = [
 @pytest.mark.parametrize("case", TRAINING_ARGUMENT_CASES, ids=[case.id for case in TRAINING_ARGUMENT_CASES])
 def test_optimizer_or_scheduler_transformers_cannot_build_is_refused_before_training(case):
     """transformers builds the optimizer and schedule for real on the CPU, as the Trainer will."""
-    from liger_bench.validation import check_training_arguments
+    from liger_bench.plan.validation import check_training_arguments
 
     check_training_arguments(_train_config())  # the defaults pass
     with pytest.raises(GridError, match=case.message):
@@ -262,7 +262,7 @@ def test_bad_grid_fails_the_pipeline_in_prepare_grid_before_any_training(kfp_loc
     """On a cluster prepare_grid is the guard (``liger-bench local`` refuses the same grid before it starts)."""
     from liger_bench.pipelines.liger_benchmark import liger_benchmark
 
-    from liger_bench.userinput import UserError
+    from liger_bench.cli.userinput import UserError
 
     model_dir, dataset_dir = embedded_assets
     overrides = {
@@ -322,7 +322,7 @@ def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, embed
 def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_run():
     from liger_bench.pipelines.liger_benchmark import liger_benchmark
 
-    from liger_bench.validation import pipeline_arguments
+    from liger_bench.plan.validation import pipeline_arguments
 
     types = {name: spec.type for name, spec in liger_benchmark.component_spec.inputs.items()}
     converted = pipeline_arguments({"min_success_ratio": 1, "n_runs": 3, "use_liger": [True]}, types)
@@ -339,7 +339,7 @@ def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_
         )
 
 
-# Model: download_model (liger_bench.modelio) and prepare_grid's check against the model.
+# Model: download_model (liger_bench.inputs.modelio) and prepare_grid's check against the model.
 
 
 def _gpt_model_dir(model_type: str, embedded_assets, tmp_path_factory) -> Path:
@@ -930,8 +930,8 @@ def test_unusable_model_or_dataset_is_refused_by_its_download_task(
 ):
     import shutil
 
-    from liger_bench.data import DatasetError
-    from liger_bench.modelio import ModelError
+    from liger_bench.inputs.data import DatasetError
+    from liger_bench.inputs.modelio import ModelError
     from liger_bench.tasks import download_dataset, download_model
 
     fake_hub(case.hub)
@@ -961,7 +961,7 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
     import datasets
     from transformers import AutoTokenizer
 
-    from liger_bench.data import tokenize
+    from liger_bench.inputs.data import tokenize
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
     rows = [
@@ -988,10 +988,10 @@ def test_rows_longer_than_max_seq_length_are_truncated_or_dropped_and_counted(em
 def test_only_network_errors_are_retried_by_the_download_tasks(hub, attempts, fake_hub, monkeypatch, tmp_path, capsys):
     """Two network retries (the pipeline's default), without the 20 s backoff: an error that cannot change
     on retry fails at once."""
-    from liger_bench.modelio import ModelError
+    from liger_bench.inputs.modelio import ModelError
     from liger_bench.tasks import download_model
 
-    monkeypatch.setattr("liger_bench.hub.NETWORK_BACKOFF_S", 0)
+    monkeypatch.setattr("liger_bench.inputs.hub.NETWORK_BACKOFF_S", 0)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     fake_hub(hub)
     with pytest.raises(ModelError, match=r"model_name: 'org/model'"):
@@ -1004,9 +1004,9 @@ def test_a_changed_local_input_is_a_new_revision_and_a_new_cache_key(embedded_as
     kfp's cache key; the download task refuses a pinned revision the content no longer matches."""
     import shutil
 
-    from liger_bench.data import DatasetError
+    from liger_bench.inputs.data import DatasetError
+    from liger_bench.plan.validation import pin_local_revisions
     from liger_bench.tasks import download_dataset
-    from liger_bench.validation import pin_local_revisions
 
     data_file = tmp_path / "data.jsonl"
     data_file.write_text('{"text": "first version"}\n')
@@ -1033,9 +1033,9 @@ def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
     """5 rows, batch 2: with ``dataloader_drop_last`` every step of a real tiny training run has 2 rows.
 
     The batch sizes are read by wrapping the real ``record_batch`` (a spy: it calls through)."""
-    from liger_bench import metrics
+    from liger_bench.measure import metrics
+    from liger_bench.measure.training import run_training
     from liger_bench.tasks import download_dataset
-    from liger_bench.training import run_training
 
     rows = [{"instruction": f"Count to {i}.", "output": " ".join(str(n) for n in range(i + 2))} for i in range(5)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -1056,8 +1056,8 @@ def test_a_last_partial_batch_is_never_a_step(embedded_assets, tmp_path):
 
 def test_rows_that_truncation_leaves_too_few_for_a_batch_fail_the_run_with_the_reason(embedded_assets, tmp_path):
     """prepare_grid counts rows with a completion; truncation can drop more, which only train_model sees."""
+    from liger_bench.measure.training import run_training
     from liger_bench.tasks import download_dataset
-    from liger_bench.training import run_training
 
     long_prompt = " ".join(["a long instruction"] * 30)
     rows = [{"instruction": long_prompt, "output": "cut"}] * 3 + [{"instruction": "Hi.", "output": "hello"}] * 2
@@ -1086,7 +1086,7 @@ def test_out_of_memory_in_a_training_step_is_recorded_and_memory_released(
     import torch
     from transformers.models.phi3 import modeling_phi3
 
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     original_forward = modeling_phi3.Phi3MLP.forward
     calls, failed_modules = [], []
@@ -1113,7 +1113,7 @@ def test_host_out_of_memory_in_a_training_step_is_oom(embedded_assets, prepared_
     import torch
     from transformers.models.phi3 import modeling_phi3
 
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     original_forward = modeling_phi3.Phi3MLP.forward
     calls = []
@@ -1132,7 +1132,7 @@ def test_host_out_of_memory_in_a_training_step_is_oom(embedded_assets, prepared_
 
 
 def test_a_crash_in_a_run_is_recorded_as_failed_with_type_and_message(embedded_assets, prepared_dataset):
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     config = _train_config(lr_scheduler_type="not-a-scheduler")
     result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
@@ -1143,7 +1143,7 @@ def test_a_crash_in_a_run_is_recorded_as_failed_with_type_and_message(embedded_a
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a node without CUDA")
 def test_liger_on_a_node_without_cuda_is_skipped_with_the_reason(embedded_assets, prepared_dataset):
-    from liger_bench.training import NO_CUDA_REASON, run_training
+    from liger_bench.measure.training import NO_CUDA_REASON, run_training
 
     result, steps = run_training(_train_config(use_liger=True), str(embedded_assets[0]), str(prepared_dataset))
     assert (result.status, result.reason, steps) == ("skipped", NO_CUDA_REASON, [])
@@ -1269,7 +1269,7 @@ def test_disk_full_while_writing_the_report_names_the_file_and_leaves_no_partial
         import json, resource, signal
         from types import SimpleNamespace
         import pandas as pd
-        from liger_bench.report import write_bundle
+        from liger_bench.render.report import write_bundle
 
         bundle = SimpleNamespace(html="<html>" + "x" * 10000 + "</html>", markdown="# summary", table=pd.DataFrame())
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -1323,7 +1323,7 @@ def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_i
         "mlflow_tracking_uri": mlflow_server,
         "mlflow_experiment": experiment,
     }
-    command = [sys.executable, "-m", "liger_bench.cli", "local", "--output-dir", str(tmp_path / "out")]
+    command = [sys.executable, "-m", "liger_bench.cli.main", "local", "--output-dir", str(tmp_path / "out")]
     command += [f"--param={name}={json.dumps(value)}" for name, value in params.items()]
     log = tmp_path / "cli.log"
     with log.open("wb") as handle:
@@ -1364,7 +1364,7 @@ def test_a_finished_local_run_leaves_no_incomplete_marker(faulty_pipeline_run):
 
 
 def _compile(tmp_path: Path, name: str, *options: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(tmp_path / name), *options]
+    command = [sys.executable, "-m", "liger_bench.cli.main", "compile", "--output", str(tmp_path / name), *options]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
 
 
@@ -1397,7 +1397,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
 ):
     from mlflow import MlflowClient
 
-    from liger_bench.cli import compile_pipeline
+    from liger_bench.cli.main import compile_pipeline
 
     for name, value in CANARIES.items():
         monkeypatch.setenv(name, value)
@@ -1447,7 +1447,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CPU determinism (CUDA kernels may not be)")
 def test_same_config_and_seed_give_identical_losses_step_by_step(embedded_assets, prepared_dataset):
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     losses = []
     for _ in range(2):

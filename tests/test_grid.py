@@ -1,7 +1,7 @@
 """Grid expansion: keys, order, types. (Every rejected input is in test_failure_matrix.py.)"""
 
-from liger_bench.config import LIGER_KERNELS, TrainConfig
-from liger_bench.grid import GridSpec, expand_grid, run_key
+from liger_bench.plan.config import LIGER_KERNELS, TrainConfig
+from liger_bench.plan.grid import GridSpec, expand_grid, run_key
 
 
 def test_grid_is_the_cartesian_product_times_repeats_in_repeat_major_order():
@@ -46,7 +46,7 @@ def test_run_key_format():
 
 
 def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_floats():
-    from liger_bench.grid import describe_experiment
+    from liger_bench.plan.grid import describe_experiment
 
     grid = expand_grid(GridSpec(per_device_train_batch_size=[16, 8], n_runs=2, base_config={"learning_rate": 1e-5}))
     as_kfp_delivers = [{k: float(v) if type(v) is int else v for k, v in item.items()} for item in grid]
@@ -61,7 +61,7 @@ def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_flo
 def test_base_config_cannot_override_what_the_grid_sets():
     import pytest
 
-    from liger_bench.grid import GridError
+    from liger_bench.plan.grid import GridError
 
     with pytest.raises(GridError, match=r"base_config: keys \['warmup_steps_to_skip'\] are set by the grid"):
         expand_grid(GridSpec(base_config={"warmup_steps_to_skip": 0}))
@@ -71,7 +71,7 @@ def test_grid_and_config_defaults_are_the_pipelines_and_the_compile_options():
     import dataclasses
 
     from liger_bench.cluster import ClusterOptions
-    from liger_bench.signature import pipeline_parameters
+    from liger_bench.plan.signature import pipeline_parameters
 
     declared, compiled = pipeline_parameters(), ClusterOptions()
     spec = GridSpec()

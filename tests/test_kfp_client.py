@@ -1,4 +1,4 @@
-"""liger_bench.kfp_client: a real kfp.Client talking HTTP to a recording stand-in for the KFP API.
+"""liger_bench.cli.kfp_client: a real kfp.Client talking HTTP to a recording stand-in for the KFP API.
 
 No Kubeflow Pipelines server can run here, so ``FakeKfpApi`` below answers the handful of
 ``/apis/v2beta1`` routes these helpers use, on 127.0.0.1, and records every request. Everything on
@@ -21,7 +21,7 @@ import pytest
 from kfp import compiler, dsl
 from kfp.client import KF_PIPELINES_SA_TOKEN_ENV, Client
 
-from liger_bench import kfp_client
+from liger_bench.cli import kfp_client
 
 API = "/apis/v2beta1"
 

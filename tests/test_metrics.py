@@ -4,8 +4,7 @@ import statistics
 
 import pytest
 
-from liger_bench.config import TrainConfig
-from liger_bench.metrics import (
+from liger_bench.measure.metrics import (
     FlopModel,
     StepMetricsCallback,
     aggregate,
@@ -13,9 +12,10 @@ from liger_bench.metrics import (
     model_flops_per_token,
     peak_tflops_for,
 )
+from liger_bench.measure.trainer import train_measured
+from liger_bench.measure.training import load_model
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import StepRecord
-from liger_bench.trainer import train_measured
-from liger_bench.training import load_model
 
 # One batch holds the whole dataset, so every step sees exactly these rows, whatever the order.
 LENGTHS = [5, 9, 12, 7]
@@ -86,7 +86,7 @@ def test_mfu_counts_padded_tokens_at_the_batch_padded_length(measured):
 def test_non_embedding_parameters_keep_a_tied_lm_head():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from liger_bench.training import n_params_non_embedding
+    from liger_bench.measure.training import n_params_non_embedding
 
     sizes = {"vocab_size": 100, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
     sizes.update(num_attention_heads=2, num_key_value_heads=2)

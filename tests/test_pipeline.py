@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from liger_bench.cli import compile_pipeline
+from liger_bench.cli.main import compile_pipeline
 from liger_bench.cluster import TRAIN_POD_GRACE_S
 
 
@@ -107,7 +107,7 @@ def test_cli_compile_is_fast_and_kfp_loads_the_package_back(tmp_path):
 
     output = tmp_path / "liger_benchmark.yaml"
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "liger_bench.cli", "compile", "--output", str(output)], check=True)
+    subprocess.run([sys.executable, "-m", "liger_bench.cli.main", "compile", "--output", str(output)], check=True)
     assert time.monotonic() - started <= 5.0
     loaded = components.load_component_from_file(str(output))
     assert loaded.name == "liger-benchmark"
@@ -143,7 +143,7 @@ def test_local_run_has_one_result_per_grid_point_and_a_report(local_pipeline_run
 def test_local_run_is_tracked_in_mlflow_parent_and_children(mlflow_server, embedded_assets, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from liger_bench.localrun import run_local
+    from liger_bench.cli.localrun import run_local
 
     experiment = "pipeline-tracking-test"
     run_local(

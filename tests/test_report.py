@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
 
-from liger_bench.report import ReportBundle, build_report, write_bundle
+from liger_bench.render.report import ReportBundle, build_report, write_bundle
 
 HOSTILE_REASON = 'ValueError: <img src="https://example.invalid/x.png"> | [click](javascript:alert(1))'
 

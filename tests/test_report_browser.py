@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from synthetic_results import Run, build, cpu_scenario, gpu_scenario
 
-from liger_bench.report import build_report, write_bundle
+from liger_bench.render.report import build_report, write_bundle
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE_REASON = '<img src="https://example.invalid/x.png" onerror="document.title=\'pwned\'">'

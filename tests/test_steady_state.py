@@ -6,12 +6,12 @@ import random
 import pytest
 from synthetic_results import Run, make_run
 
-from liger_bench.config import TrainConfig
-from liger_bench.metrics import STEADY_DRIFT_TOLERANCE, StepMetricsCallback, aggregate, steady_state
-from liger_bench.narrative import make_headline
-from liger_bench.report import build_report
-from liger_bench.trainer import train_measured
-from liger_bench.training import load_model, pack, run_training
+from liger_bench.analyse.narrative import make_headline
+from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE, StepMetricsCallback, aggregate, steady_state
+from liger_bench.measure.trainer import train_measured
+from liger_bench.measure.training import load_model, pack, run_training
+from liger_bench.plan.config import TrainConfig
+from liger_bench.render.report import build_report
 
 PAD_ID = 2
 
@@ -191,7 +191,7 @@ def test_no_headline_when_every_paired_cell_is_unsteady():
         for liger in (False, True)
     ]
     runs = [_with_drift(r, h, 0.5) for r, h in runs]
-    from liger_bench.analysis import analyze_results
+    from liger_bench.analyse.analysis import analyze_results
 
     analysis = analyze_results([r for r, _ in runs], [h for _, h in runs])
     headline = make_headline(analysis)

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from liger_bench.config import TrainConfig
-from liger_bench.supervisor import STEPS, crashed_result, oom_kill_count, train_supervised
+from liger_bench.measure.supervisor import STEPS, crashed_result, oom_kill_count, train_supervised
+from liger_bench.plan.config import TrainConfig
 
 
 def training_process(run_key: str, timeout_s: float = 120.0) -> psutil.Process:
@@ -21,7 +21,7 @@ def training_process(run_key: str, timeout_s: float = 120.0) -> psutil.Process:
     while time.monotonic() < deadline:
         for process in psutil.process_iter(["cmdline"]):
             cmdline = process.info["cmdline"] or []
-            if "liger_bench.supervisor" in cmdline and run_key in cmdline:
+            if "liger_bench.measure.supervisor" in cmdline and run_key in cmdline:
                 return process
         time.sleep(0.05)
     raise TimeoutError(f"no training process for {run_key}")
@@ -115,8 +115,8 @@ def test_the_training_process_dies_with_its_supervisor_and_is_the_oom_killers_fi
 
     code = textwrap.dedent(
         f"""
-        from liger_bench.config import TrainConfig
-        from liger_bench.supervisor import train_supervised
+        from liger_bench.plan.config import TrainConfig
+        from liger_bench.measure.supervisor import train_supervised
 
         config = TrainConfig(run_key="orphan", per_device_train_batch_size=2, max_seq_length=64, max_steps=2000)
         train_supervised(config, {str(embedded_assets[0])!r}, {str(prepared_dataset)!r}, timeout_s=600)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from liger_bench.config import TrainConfig
-from liger_bench.liger import LigerError, apply_liger, supported_model_types
-from liger_bench.training import NO_CUDA_REASON, run_training
+from liger_bench.measure.training import NO_CUDA_REASON, run_training
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.liger import LigerError, apply_liger, supported_model_types
 
 
 def _config(**kwargs):
@@ -51,7 +51,7 @@ def test_the_precision_decision(monkeypatch, precision, cuda, bf16_supported, ex
     """The device is faked (torch.cuda's two capability queries): no bf16 GPU exists on this machine."""
     import torch
 
-    from liger_bench.training import _use_bf16
+    from liger_bench.measure.training import _use_bf16
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
@@ -76,7 +76,7 @@ def test_the_trained_parameters_and_trainer_arguments_follow_the_precision_decis
     import transformers.training_args
     from trained_as import TrainedAs
 
-    from liger_bench import training
+    from liger_bench.measure import training
 
     if bf16:
         monkeypatch.setattr(training, "_use_bf16", lambda config: True)
@@ -96,7 +96,7 @@ def test_the_trained_parameters_and_trainer_arguments_follow_the_precision_decis
 
 def _delivered_grid_item(**base_config) -> dict:
     """The Liger grid item of ``base_config`` as the training task receives it (KFP turns ints into floats)."""
-    from liger_bench.grid import GridSpec, expand_grid
+    from liger_bench.plan.grid import GridSpec, expand_grid
 
     spec = GridSpec(use_liger=[True], per_device_train_batch_size=[2], max_seq_length=[64], n_runs=1)
     spec.max_steps, spec.base_config = 5, base_config
@@ -114,9 +114,9 @@ def _fresh_process(code: str, model_dir) -> dict:
 
     prelude = (
         f"import json, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from liger_bench.config import TrainConfig\n"
-        "from liger_bench.liger import apply_liger, patched_kernels\n"
-        f"from liger_bench.training import load_model\nmodel_dir = {str(model_dir)!r}\n"
+        "from liger_bench.plan.config import TrainConfig\n"
+        "from liger_bench.plan.liger import apply_liger, patched_kernels\n"
+        f"from liger_bench.measure.training import load_model\nmodel_dir = {str(model_dir)!r}\n"
     )
     out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -167,7 +167,7 @@ def test_kernel_flags_flow_from_base_config_to_the_patched_model(embedded_assets
     item = _delivered_grid_item(**{f"liger_{kernel}": False for kernel in off})
     out = _fresh_process(
         f"""
-        from liger_bench.training import apply_variant
+        from liger_bench.measure.training import apply_variant
         model = load_model(model_dir, bf16=False)
         config = TrainConfig.from_dict({item!r})
         returned = apply_variant(model, config)
@@ -205,7 +205,7 @@ def test_a_baseline_never_inherits_liger_patches(embedded_assets, prepared_datas
     """After Liger patched this process's classes, a vanilla run refuses to pose as the baseline."""
     out = _fresh_process(
         f"""
-        from liger_bench.training import run_training
+        from liger_bench.measure.training import run_training
         apply_liger(load_model(model_dir, bf16=False), TrainConfig().liger_flags())
         result, _ = run_training(TrainConfig(max_steps=4), model_dir, {str(prepared_dataset)!r})
         print(json.dumps({{"status": result.status, "reason": result.reason}}))
@@ -253,7 +253,7 @@ def test_liger_swiglu_false_trains_with_stock_swiglu_on_gpu(embedded_assets, pre
     out = _fresh_process(
         f"""
         from trained_as import TrainedAs
-        from liger_bench.training import run_training
+        from liger_bench.measure.training import run_training
         seen = TrainedAs()
         result, _ = run_training(TrainConfig.from_dict({item!r}), model_dir, {str(prepared_dataset)!r}, [seen])
         print(json.dumps({{"status": result.status, "reason": result.reason, "kernels": result.liger_kernels,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fake_trainer_api import FakeTrainerApi
 
-from liger_bench.config import TrainConfig
-from liger_bench.trainjob import TrainerSettings, build_trainjob, train_on_trainer
+from liger_bench.measure.trainjob import TrainerSettings, build_trainjob, train_on_trainer
+from liger_bench.plan.config import TrainConfig
 
 
 def _settings(tmp_path: Path, **overrides) -> TrainerSettings:
@@ -60,7 +60,7 @@ def test_the_trainjob_asks_for_nodes_times_gpus_and_mounts_the_shared_volume(tmp
     assert (spec["trainer"]["numNodes"], spec["trainer"]["numProcPerNode"]) == (2, 8)
     assert spec["trainer"]["resourcesPerNode"]["limits"] == {"nvidia.com/gpu": "8"}
     assert spec["trainer"]["command"] == [
-        "torchrun", "-m", "liger_bench.supervisor", "--run-key", config.run_key, "/mnt/w/runs/lb-x"
+        "torchrun", "-m", "liger_bench.measure.supervisor", "--run-key", config.run_key, "/mnt/w/runs/lb-x"
     ]  # fmt: skip
     assert spec["activeDeadlineSeconds"] == 3600
     pod = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
@@ -126,7 +126,7 @@ def test_a_trainjob_that_never_ends_is_deleted_and_recorded_as_a_timeout(
 
 
 def test_inputs_are_staged_once_per_content_not_per_size(tmp_path):
-    from liger_bench.trainjob import stage
+    from liger_bench.measure.trainjob import stage
 
     for name, weights in (("a", "1"), ("b", "2"), ("c", "1")):
         (tmp_path / name).mkdir()

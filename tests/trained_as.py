@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
-from liger_bench.liger import patched_kernels
+from liger_bench.plan.liger import patched_kernels
 
 
 class TrainedAs(TrainerCallback):

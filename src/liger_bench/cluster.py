@@ -77,7 +77,7 @@ class ClusterOptions:
         }
 
     def trainer_settings(self) -> dict:
-        """What train_model needs to submit a TrainJob (``liger_bench.trainjob.TrainerSettings``); {} without."""
+        """What train_model needs to submit a TrainJob (``measure.trainjob.TrainerSettings``); {} without."""
         if not self.trainer_configured:
             return {}
         return {

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from liger_bench import tracking
-from liger_bench.config import TrainConfig
-from liger_bench.data import load_raw, save_prepared, to_prompt_completion
-from liger_bench.modelio import describe_model, fetch_model
+from liger_bench.inputs.data import load_raw, save_prepared, to_prompt_completion
+from liger_bench.inputs.modelio import describe_model, fetch_model
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
 
 
@@ -60,9 +60,9 @@ def prepare_grid(
     Every item gets the attention implementation the architecture trial resolved, so both
     variants use the same one whatever the training node would pick.
     """
-    from liger_bench.grid import GridSpec, check_against_model, expand_grid
-    from liger_bench.training import load_training_rows
-    from liger_bench.validation import (
+    from liger_bench.measure.training import load_training_rows
+    from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
+    from liger_bench.plan.validation import (
         check_against_data,
         check_distinct_sequence_lengths,
         check_gradient_checkpointing,
@@ -101,7 +101,7 @@ def start_tracking(
     pipeline_run_id: str,
 ) -> str:
     """Open the MLflow parent run, its params describing the experiment; return its id or ""."""
-    from liger_bench.grid import describe_experiment
+    from liger_bench.plan.grid import describe_experiment
 
     params = {
         **describe_experiment(grid),
@@ -143,11 +143,11 @@ def train_model(
     Kubeflow Trainer TrainJob (``trainer``: ``trainjob.TrainerSettings`` as a dict), placed on
     GPU nodes by ``gpu_placement`` (``node_selector``, ``tolerations``).
     """
-    from liger_bench.supervisor import train_supervised
+    from liger_bench.measure.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
     if train_config.nodes_per_run > 1:
-        from liger_bench.trainjob import TrainerSettings, train_on_trainer
+        from liger_bench.measure.trainjob import TrainerSettings, train_on_trainer
 
         settings = TrainerSettings(**(trainer or {}), **(gpu_placement or {}))
         trained, steps = train_on_trainer(train_config, model_dir, dataset_dir, train_timeout_s, settings)
@@ -183,8 +183,8 @@ def analyze_results(
 
     The MLflow parent run ends FINISHED, or FAILED when the success ratio fails the pipeline.
     """
-    from liger_bench.analysis import check_success_ratio
-    from liger_bench.report import build_report, write_bundle
+    from liger_bench.analyse.analysis import check_success_ratio
+    from liger_bench.render.report import build_report, write_bundle
 
     results = [read_json(path) for path in result_paths]
     histories = [read_json(path) for path in history_paths]

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.intervals import mean_ci
+from liger_bench.analyse.intervals import mean_ci
+from liger_bench.analyse.runtables import CELL, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
-from liger_bench.runtables import CELL, runs_table, steps_table
 from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, RunStatus, Variant, variant_of
 
 DEFAULT_PARITY_TOLERANCE = 0.02

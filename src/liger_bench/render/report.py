@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_results
-from liger_bench.figures import draw_figures
-from liger_bench.narrative import caveats, headline_metrics, make_headline
-from liger_bench.page import render_html, render_markdown
+from liger_bench.analyse.analysis import DEFAULT_PARITY_TOLERANCE, Analysis, analyze_results
+from liger_bench.analyse.narrative import caveats, headline_metrics, make_headline
 from liger_bench.records import write_text_atomic
+from liger_bench.render.figures import draw_figures
+from liger_bench.render.page import render_html, render_markdown
 
 DEFAULT_TITLE = "Liger Kernel fine-tuning benchmark"
 

@@ -17,9 +17,9 @@ import time
 import traceback
 from pathlib import Path
 
+from liger_bench.cli.userinput import UserError, check_grid, check_local_paths, check_names
 from liger_bench.cluster import ClusterOptions
-from liger_bench.signature import KFP_TYPES, pipeline_parameters
-from liger_bench.userinput import UserError, check_grid, check_local_paths, check_names
+from liger_bench.plan.signature import KFP_TYPES, pipeline_parameters
 
 # The local run's own defaults, overriding the pipeline's (and ClusterOptions') for a quick demo: small
 # enough for two CPU cores in a few minutes, same pipeline as a cluster. Every other parameter keeps
@@ -52,7 +52,7 @@ def with_embedded(params: dict) -> dict:
     """``params`` with the embedded model and dataset where they name none (made on first use)."""
     params = dict(params)
     if "model_name" not in params or "dataset_name" not in params:
-        from liger_bench.embedded import ensure_embedded
+        from liger_bench.inputs.embedded import ensure_embedded
 
         model_dir, dataset_dir = ensure_embedded()
         params.setdefault("model_name", str(model_dir))
@@ -78,8 +78,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         RunFailed: The pipeline failed; the message names the task, its error and the log.
 
     """
-    from liger_bench.progress import ProgressLog, captured, duration
-    from liger_bench.validation import pipeline_arguments
+    from liger_bench.cli.progress import ProgressLog, captured, duration
+    from liger_bench.plan.validation import pipeline_arguments
 
     types = local_parameter_types()
     check_names(list(overrides), types)
@@ -128,9 +128,9 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import build_pipeline
 
-    from liger_bench.interrupt import interruptible
+    from liger_bench.cli.interrupt import interruptible
+    from liger_bench.plan.validation import pin_local_revisions
     from liger_bench.tracking import credentials_to_environment, redact_credentials
-    from liger_bench.validation import pin_local_revisions
 
     if not torch.cuda.is_available():
         progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
@@ -170,7 +170,7 @@ def _report_written_since(output_dir: Path, since: float) -> Path | None:
 
 def _failure(error: Exception, progress) -> str:
     """What failed in a local run: the failing task and its error."""
-    from liger_bench.progress import ANSI
+    from liger_bench.cli.progress import ANSI
 
     text = ANSI.sub("", str(error))
     task = text.rpartition("Inner task failed: ")[2].rstrip(".") if "Inner task failed" in text else ""

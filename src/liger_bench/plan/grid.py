@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liger_bench.cluster import ClusterOptions
-from liger_bench.config import EXPERIMENT_AXES, TrainConfig, coerce
-from liger_bench.signature import pipeline_default
+from liger_bench.plan.config import EXPERIMENT_AXES, TrainConfig, coerce
+from liger_bench.plan.signature import pipeline_default
 from liger_bench.vocabulary import variant_of
 
 if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
-    from liger_bench.architecture import ArchitectureTrial
+    from liger_bench.plan.architecture import ArchitectureTrial
 
 # prepare_grid's scale parameters default to the compile options' defaults.
 DEFAULT_CLUSTER = ClusterOptions()
@@ -184,8 +184,8 @@ def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> 
     when a run uses Liger, patched with its kernels (``architecture.try_architecture``), so what
     transformers or liger-kernel refuse fails here.
     """
-    from liger_bench.architecture import ArchitectureError, try_architecture
-    from liger_bench.liger import LigerError, supported_model_types
+    from liger_bench.plan.architecture import ArchitectureError, try_architecture
+    from liger_bench.plan.liger import LigerError, supported_model_types
 
     name = model_info.get("name", "")
     context = int(model_info.get("max_position_embeddings") or 0)

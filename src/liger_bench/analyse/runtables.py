@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.config import coerce
-from liger_bench.metrics import is_measured
+from liger_bench.measure.metrics import is_measured
+from liger_bench.plan.config import coerce
 from liger_bench.records import STEP_METRICS, RunResult, StepHistory
 from liger_bench.vocabulary import variant_of
 

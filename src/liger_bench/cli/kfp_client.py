@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from liger_bench.userinput import UserError
+from liger_bench.cli.userinput import UserError
 from liger_bench.versions import package_version
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from liger_bench.config import TrainConfig
-from liger_bench.grid import GridError
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.grid import GridError
 
 # kfp's type name of a pipeline parameter annotated ``float`` (``component_spec.inputs[name].type``).
 KFP_FLOAT = "Float"
@@ -26,7 +26,7 @@ def _training_arguments(config: TrainConfig, output_dir: str, **neutral: str):
 
     ``neutral`` replaces the setting not under test (optimizer or scheduler) by a plain torch one.
     """
-    from liger_bench.trainer import training_arguments
+    from liger_bench.plan.arguments import training_arguments
 
     # bf16 depends on the GPU; every check below holds for both precisions.
     return training_arguments(_with(config, **neutral), output_dir, bf16=False)
@@ -225,8 +225,8 @@ def pin_local_revisions(params: Mapping[str, Any]) -> dict[str, Any]:
     download task refuses it when the content no longer matches); a missing path is left to the
     download task to refuse.
     """
-    from liger_bench.hub import is_local
-    from liger_bench.localfiles import content_revision
+    from liger_bench.inputs.hub import is_local
+    from liger_bench.inputs.localfiles import content_revision
 
     pinned = dict(params)
     for kind in ("model", "dataset"):

@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liger_bench.hub import from_hub, hub_token, is_local
-from liger_bench.localfiles import check_revision
+from liger_bench.inputs.hub import from_hub, hub_token, is_local
+from liger_bench.inputs.localfiles import check_revision
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]

@@ -11,8 +11,8 @@ import io
 import math
 from typing import NamedTuple
 
-from liger_bench.analysis import Analysis
-from liger_bench.narrative import LABELS
+from liger_bench.analyse.analysis import Analysis
+from liger_bench.analyse.narrative import LABELS
 from liger_bench.vocabulary import VARIANTS
 
 MAX_CURVE_PANELS = 12

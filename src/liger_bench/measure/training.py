@@ -1,6 +1,6 @@
 """One grid point: fine-tune with or without Liger, measure every step, never raise for outcomes.
 
-The data, the model and its variant are prepared here; ``liger_bench.trainer`` trains them with
+The data, the model and its variant are prepared here; ``liger_bench.measure.trainer`` trains them with
 transformers' Trainer. The only difference between variants is ``apply_liger``.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liger_bench.config import TrainConfig
-from liger_bench.metrics import GIB
+from liger_bench.measure.metrics import GIB
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult
 
 NO_CUDA_REASON = (
@@ -75,7 +75,7 @@ def apply_variant(model, config: TrainConfig) -> dict[str, int]:
     Liger runs are patched with ``config``'s per-kernel flags; a baseline model is checked to carry
     no Liger patch.
     """
-    from liger_bench.liger import apply_liger, patched_kernels
+    from liger_bench.plan.liger import apply_liger, patched_kernels
 
     if config.use_liger:
         return apply_liger(model, config.liger_flags())
@@ -104,7 +104,7 @@ def load_training_rows(model_dir: str, dataset_dir: str, max_seq_length: int):
     """The model's tokenizer and the prepared dataset tokenised for SFT: ``(tokenizer, TokenizedData)``."""
     from transformers import AutoTokenizer
 
-    from liger_bench.data import load_prepared, tokenize
+    from liger_bench.inputs.data import load_prepared, tokenize
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
@@ -138,10 +138,10 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
     import torch
     from transformers import set_seed
 
-    from liger_bench.data import DatasetError
-    from liger_bench.metrics import FlopModel, peak_tflops_for
-    from liger_bench.modelio import context_length
-    from liger_bench.validation import rows_problem
+    from liger_bench.inputs.data import DatasetError
+    from liger_bench.inputs.modelio import context_length
+    from liger_bench.measure.metrics import FlopModel, peak_tflops_for
+    from liger_bench.plan.validation import rows_problem
 
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
@@ -176,8 +176,8 @@ def _train(
     config: TrainConfig, run: PreparedRun, result: RunResult, step_metrics: Any, callbacks: Sequence[Any]
 ) -> None:
     """The training itself, sharded with FSDP under torchrun; fills ``result`` and ``step_metrics.steps``."""
-    from liger_bench import distributed
-    from liger_bench.trainer import train_measured
+    from liger_bench.measure import distributed
+    from liger_bench.measure.trainer import train_measured
 
     # Liger patched this rank's model already; FSDP wraps the patched layers when the Trainer prepares it.
     sharding = None
@@ -232,9 +232,9 @@ def run_training(
     """
     import torch
 
-    from liger_bench import distributed
-    from liger_bench.envinfo import capture_environment
-    from liger_bench.metrics import StepMetricsCallback, aggregate
+    from liger_bench.measure import distributed
+    from liger_bench.measure.envinfo import capture_environment
+    from liger_bench.measure.metrics import StepMetricsCallback, aggregate
 
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     run, steps = None, []

@@ -26,7 +26,7 @@ GRID = "grid of "
 RUN_KEY = rf"(?:{'|'.join(VARIANTS)})-bs\d+-seq\d+-r\d+"
 FINISHED = re.compile(rf"^(?P<key>{RUN_KEY}): (?P<status>[a-z]+)(?P<rate>, [\d,.]+ tokens/s)?(?: \((?P<reason>.*)\))?$")
 REASON_CHARS = 80
-# The last line of a Python traceback, e.g. "liger_bench.grid.GridError: max_seq_length: ...".
+# The last line of a Python traceback, e.g. "liger_bench.plan.grid.GridError: max_seq_length: ...".
 EXCEPTION = re.compile(r"^(?:[\w.]+\.)?(?P<type>\w*(?:Error|Exception)): (?P<message>.+)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -49,7 +49,7 @@ class ProgressLog(io.TextIOBase):
         self.last_error = ""
         self._training_start: float | None = None
         self._pending = ""
-        # Re-entrant: a signal handler (liger_bench.interrupt) may print while this thread is writing.
+        # Re-entrant: a signal handler (liger_bench.cli.interrupt) may print while this thread is writing.
         self._lock = threading.RLock()
 
     def writable(self) -> bool:

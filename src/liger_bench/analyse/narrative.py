@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.analysis import Analysis, status_counts, success_ratio
+from liger_bench.analyse.analysis import Analysis, status_counts, success_ratio
 from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, Variant
 
 HIGH_CV = 0.10

@@ -1,6 +1,6 @@
 """A grid point of several nodes: a Kubeflow Trainer ``TrainJob`` submitted, watched, collected and deleted.
 
-The TrainJob runs ``torchrun -m liger_bench.supervisor`` on ``nodes_per_run`` nodes of
+The TrainJob runs ``torchrun -m liger_bench.measure.supervisor`` on ``nodes_per_run`` nodes of
 ``gpus_per_run`` GPUs each, through the cluster's ``torch-distributed`` runtime (which sets
 torchrun's ``PET_*`` environment: nodes, processes per node, rendezvous). It is the entry point a
 one-node run uses, so the step metrics, the FSDP settings and the per-rank failure records are the
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liger_bench.config import TrainConfig
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, read_json, write_json_atomic
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
@@ -103,7 +103,7 @@ def build_trainjob(name: str, config: TrainConfig, work_dir: str, settings: Trai
             trainer=m.TrainerV1alpha1Trainer(
                 image=settings.image,
                 # torchrun reads the node count, node rank and rendezvous the runtime puts in PET_*.
-                command=["torchrun", "-m", "liger_bench.supervisor", "--run-key", config.run_key, work_dir],
+                command=["torchrun", "-m", "liger_bench.measure.supervisor", "--run-key", config.run_key, work_dir],
                 env=[m.IoK8sApiCoreV1EnvVar(name="PYTHONFAULTHANDLER", value="1")],
                 num_nodes=config.nodes_per_run,
                 num_proc_per_node=config.gpus_per_run,
@@ -173,7 +173,7 @@ def train_on_trainer(
     ``api_client``: a ``kubernetes.client.ApiClient``; None uses the pod's service account.
     A job that does not end within ``timeout_s`` is deleted and recorded as ``failed``.
     """
-    from liger_bench.supervisor import OUTCOME, REQUEST, STEPS, crashed_result, first_failed_rank, read_steps
+    from liger_bench.measure.supervisor import OUTCOME, REQUEST, STEPS, crashed_result, first_failed_rank, read_steps
 
     api = _custom_objects(api_client)
     namespace = settings.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()

@@ -11,11 +11,21 @@ import html
 import json
 from typing import Any
 
-from liger_bench.analysis import Analysis
-from liger_bench.figures import Drawing
-from liger_bench.metrics import STEADY_DRIFT_TOLERANCE
-from liger_bench.narrative import BASELINE_DEFINITION, LABELS
-from liger_bench.tables import CELLS, FRONTIER, GAINS, PARITY, PROBLEMS, RUNS, html_table, markdown_table, md_escape
+from liger_bench.analyse.analysis import Analysis
+from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS
+from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
+from liger_bench.render.figures import Drawing
+from liger_bench.render.tables import (
+    CELLS,
+    FRONTIER,
+    GAINS,
+    PARITY,
+    PROBLEMS,
+    RUNS,
+    html_table,
+    markdown_table,
+    md_escape,
+)
 from liger_bench.vocabulary import VARIANTS
 
 CSS = """

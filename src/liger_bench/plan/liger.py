@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from liger_bench.config import LIGER_KERNELS
+from liger_bench.plan.config import LIGER_KERNELS
 
 EXCLUSIVE_LOSSES = ("cross_entropy", "fused_linear_cross_entropy")
 # Kernels that replace modules, by what liger-kernel names the patched module (``_get_name()``):

@@ -7,7 +7,7 @@ message and exit status 1, with its traceback in a log file that the message nam
 One module for all four commands: what a user sees of them (options, checks, messages) is read and
 changed together; the work itself lives in the modules they call (userinput, localrun, kfp_client).
 Their parameters are declared where they belong and read from there: the pipeline's in its signature
-(``liger_bench.signature``), the compile options in ``ClusterOptions``, base_config's keys in ``TrainConfig``.
+(``liger_bench.plan.signature``), the compile options in ``ClusterOptions``, base_config's keys in ``TrainConfig``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from liger_bench.cli.localrun import LOCAL_COMPILE_OPTIONS, LOCAL_OVERRIDES, RunFailed, local_parameter_types, run_local
+from liger_bench.cli.userinput import QUOTING_RULE, UserError, check_grid, check_names, check_type, parse_params
 from liger_bench.cluster import ClusterOptions
-from liger_bench.localrun import LOCAL_COMPILE_OPTIONS, LOCAL_OVERRIDES, RunFailed, local_parameter_types, run_local
-from liger_bench.signature import pipeline_parameters
-from liger_bench.userinput import QUOTING_RULE, UserError, check_grid, check_names, check_type, parse_params
+from liger_bench.plan.signature import pipeline_parameters
 from liger_bench.versions import REGISTRY_ENV
 
 HELP_WIDTH = 100
@@ -83,8 +83,8 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
 
 def local_parameters_help() -> str:
     """What ``local --param`` takes, each with its default (the local run's own too) and help; base_config's keys."""
-    from liger_bench.config import TrainConfig
-    from liger_bench.grid import SET_BY_GRID
+    from liger_bench.plan.config import TrainConfig
+    from liger_bench.plan.grid import SET_BY_GRID
 
     options = {option.name: option for option in fields(ClusterOptions)}
     declared = [(p.name, p.default, p.help) for p in pipeline_parameters().values()]
@@ -203,7 +203,7 @@ def _warn(message: str) -> None:
 
 
 def _remote(args: argparse.Namespace) -> None:
-    from liger_bench import kfp_client
+    from liger_bench.cli import kfp_client
 
     params = {}
     if args.command == "run":

@@ -1,7 +1,7 @@
 """What a user types on the command line, checked before anything slow starts.
 
 kfp-free: the caller passes the pipeline's declared parameters (name to kfp type name such as
-``Integer``), read from the pipeline signature (``liger_bench.signature``), which stays the one place
+``Integer``), read from the pipeline signature (``liger_bench.plan.signature``), which stays the one place
 that declares them.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from liger_bench.hub import is_local
+from liger_bench.inputs.hub import is_local
 
 QUOTING_RULE = (
     "values are JSON inside shell quotes: strings need JSON quotes, e.g. --param model_name='\"org/model\"'; "
@@ -108,7 +108,7 @@ def check_grid(params: Mapping[str, Any]) -> int:
     """
     import dataclasses
 
-    from liger_bench.grid import GridError, GridSpec, expand_grid
+    from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
     axes = {f.name: params[f.name] for f in dataclasses.fields(GridSpec) if f.name in params}
     try:

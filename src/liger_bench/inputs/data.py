@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liger_bench.hub import from_hub, hub_token, is_local
-from liger_bench.localfiles import check_revision, text_file_problem
+from liger_bench.inputs.hub import from_hub, hub_token, is_local
+from liger_bench.inputs.localfiles import check_revision, text_file_problem
 
 ALPACA_COLUMNS = ("instruction", "input", "output", "text")
 RESPONSE_MARKER = "### Response:\n"

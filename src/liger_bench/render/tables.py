@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from liger_bench.narrative import LABELS, number
+from liger_bench.analyse.narrative import LABELS, number
 
 
 def digits(n: int) -> Callable[[Any], str]:

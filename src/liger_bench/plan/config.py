@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liger_bench.cluster import ClusterOptions
-from liger_bench.signature import pipeline_default
+from liger_bench.plan.signature import pipeline_default
 
 # Every kernel flag liger-kernel's per-architecture functions take (tests/test_architectures.py
 # checks this against its registry); which of them a model type offers, and their defaults, are
-# read from liger-kernel itself (liger_bench.liger).
+# read from liger-kernel itself (liger_bench.plan.liger).
 LIGER_KERNELS = (
     "rope",
     "rms_norm",

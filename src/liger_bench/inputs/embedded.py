@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from liger_bench.data import ALPACA_COLUMNS, alpaca_prompt
+from liger_bench.inputs.data import ALPACA_COLUMNS, alpaca_prompt
 
 CACHE_ENV = "LIGER_BENCH_CACHE"
 GENERATOR_VERSION = 1

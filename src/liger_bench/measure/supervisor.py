@@ -6,10 +6,10 @@ the steps it completed: the child appends every step to a file as it goes, and t
 them back when no result came. The parent only waits, so it survives whatever the child does.
 
 A run of ``gpus_per_run`` > 1 starts ``torchrun`` instead, which runs that same child once per GPU
-(``liger_bench.distributed``); a rank that fails writes its own result and exits non-zero, torchrun
+(``liger_bench.measure.distributed``); a rank that fails writes its own result and exits non-zero, torchrun
 then ends every rank, and the parent records that rank's ``oom`` or ``failed``.
 
-The child is ``python -m liger_bench.supervisor --run-key KEY WORK_DIR``: the run key in its command
+The child is ``python -m liger_bench.measure.supervisor --run-key KEY WORK_DIR``: the run key in its command
 line tells ``ps`` which grid point a process trains. It runs in its own session (a Ctrl-C in the
 terminal reaches the parent, which decides) and dies with its parent (``PR_SET_PDEATHSIG``), so a
 killed task never leaves a training process holding the GPU. Its ``oom_score_adj`` is 1000: when a
@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from liger_bench.config import TrainConfig
+from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, read_json, write_json_atomic
 
 REQUEST = "request.json"  # what to train: config, model and dataset folders
@@ -103,9 +103,9 @@ def train_supervised(
 
 def child_command(config: TrainConfig, work_dir: Path) -> list[str]:
     """The training process's command: this module's ``main``, through torchrun for several GPUs."""
-    module_args = ["liger_bench.supervisor", "--run-key", config.run_key, str(work_dir)]
+    module_args = ["liger_bench.measure.supervisor", "--run-key", config.run_key, str(work_dir)]
     if config.gpus_per_run > 1:
-        from liger_bench.distributed import torchrun_command
+        from liger_bench.measure.distributed import torchrun_command
 
         return torchrun_command(config.gpus_per_run, module_args)
     return [sys.executable, "-m", *module_args]
@@ -142,9 +142,9 @@ def crashed_result(
     stderr_tail: list[str],
 ) -> RunResult:
     """The record of a child that ended without writing its result; ``stderr_tail``: its last stderr lines."""
-    from liger_bench.envinfo import capture_environment
-    from liger_bench.metrics import aggregate
-    from liger_bench.training import world_metrics
+    from liger_bench.measure.envinfo import capture_environment
+    from liger_bench.measure.metrics import aggregate
+    from liger_bench.measure.training import world_metrics
 
     if timeout_s is not None:
         status, reason = "failed", f"timeout: no result after {timeout_s:.0f} s (train_timeout_s); training stopped"
@@ -259,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     writes its own outcome file and exits with 1, so that torchrun ends the other ranks, which
     would otherwise wait for it in their next collective.
     """
-    parser = argparse.ArgumentParser(prog="python -m liger_bench.supervisor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m liger_bench.measure.supervisor", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--run-key", required=True, help="the grid point (for ps; the request has it too)")
     parser.add_argument("work_dir", type=Path, help="folder with request.json; receives steps and outcome")
     args = parser.parse_args(argv)
-    from liger_bench import distributed
-    from liger_bench.training import run_training
+    from liger_bench.measure import distributed
+    from liger_bench.measure.training import run_training
 
     sharded = distributed.launched_by_torchrun()
     if sharded:

@@ -111,7 +111,7 @@ class StepMetricsCallback(TrainerCallback):
 
     ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
     uses; tests pass a fake device whose queued work only ``sync`` lets the clock see. ``barrier``
-    and ``gather`` join the ranks of a sharded run (``liger_bench.distributed``, no-ops with one
+    and ``gather`` join the ranks of a sharded run (``liger_bench.measure.distributed``, no-ops with one
     process): each step's tokens and FLOPs are the sums over ranks, its time and peak memory the
     maxima, and ``ranks`` keeps what each rank measured.
     """
@@ -138,7 +138,7 @@ class StepMetricsCallback(TrainerCallback):
         self._seen_shapes: set[str] = set()
         self._clock = clock
         self._sync = sync
-        from liger_bench import distributed
+        from liger_bench.measure import distributed
 
         # With several ranks, every rank's clock starts and stops at a barrier after its device is
         # idle, so a step's time is the time of the slowest rank; tokens are summed over ranks.

@@ -84,7 +84,7 @@ def trial_in_this_process(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from liger_bench.liger import LigerError, apply_liger
+    from liger_bench.plan.liger import LigerError, apply_liger
 
     config = AutoConfig.from_pretrained(model_dir)
     requested = None if not attn_implementation or _checked_on_gpu_node(attn_implementation) else attn_implementation
