@@ -13,8 +13,8 @@ from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
 from liger_bench.cluster import TRAIN_POD_GRACE_S, ClusterOptions
+from liger_bench.package import PIPELINE_NAME
 
-PIPELINE_NAME = "liger-benchmark"
 HF_TOKEN_KEYS = {"HF_TOKEN": "HF_TOKEN"}
 MLFLOW_CREDENTIAL_KEYS = {
     "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",

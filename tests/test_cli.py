@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -90,7 +92,52 @@ MISTAKES = [
         ["run", "--host", "http://127.0.0.1:{port}", "--params", "typo.yaml"],
         ["typo.yaml: n_run: no such pipeline parameter (did you mean n_runs?)"],
     ),
+    Mistake(
+        "output-dir-is-a-file", ["local", "--output-dir", "a-file"], ["--output-dir a-file: is a file, not a folder"]
+    ),
+    Mistake(
+        "output-dir-under-a-file",
+        ["local", "--output-dir", "a-file/out"],
+        ["--output-dir a-file/out:", "a-file is a file, so no folder can be made inside it"],
+    ),
+    Mistake(
+        "compile-output-is-a-folder",
+        ["compile", "--output", "model"],
+        ["--output model: is a folder; give a file name, e.g. model/liger_benchmark.yaml"],
+    ),
+    Mistake(
+        "compile-output-under-a-file",
+        ["compile", "--output", "a-file/p.yaml"],
+        ["--output a-file/p.yaml:", "a-file is a file, so no folder can be made inside it"],
+    ),
+    Mistake(
+        "zero-max-concurrency",
+        ["local", "--param", "max_concurrency=0"],
+        ["max_concurrency: 0 is not valid; accepted: integers >= 1"],
+    ),
+    Mistake(
+        "empty-model-name",
+        ["local", "--param", 'model_name=""'],
+        ["model_name: '' is empty; give a Hugging Face id such as 'org/name' or a local path"],
+    ),
+    Mistake(
+        "swapped-model-and-dataset",
+        ["local", "--param", 'model_name="./data"', "--param", 'dataset_name="./model"'],
+        [
+            "model_name: './data' holds a dataset (data files, no config.json), not a model; are model_name and "
+            "dataset_name swapped?"
+        ],
+    ),
+    Mistake(
+        "missing-package",
+        ["upload", "--host", "http://127.0.0.1:{port}", "--package", "missing.yaml"],
+        ["--package missing.yaml: no such file"],
+    ),
 ]
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[m.name for m in MISTAKES])
@@ -98,9 +145,15 @@ def test_user_mistakes_end_in_one_message_fast_and_nonzero(mistake, tmp_path):
     (tmp_path / "inputs.yaml").write_text("n_runs: 2\n")
     (tmp_path / "typo.yaml").write_text("n_run: 2\n")
     (tmp_path / "bad-grid.yaml").write_text("max_steps: 3\nwarmup_steps_to_skip: 3\n")
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "phi3"}')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
     args = [arg.format(port=free_port()) for arg in mistake.args]
-    if args[0] == "local":
+    if args[0] == "local" and "--output-dir" not in args:
         args += ["--output-dir", str(tmp_path / "out")]
+    before = _tree(tmp_path)
     started = time.monotonic()
     done = subprocess.run(CLI + args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
@@ -111,7 +164,7 @@ def test_user_mistakes_end_in_one_message_fast_and_nonzero(mistake, tmp_path):
     for words in mistake.says:
         assert words in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
-    assert not (tmp_path / "out").exists()  # refused before anything started
+    assert _tree(tmp_path) == before  # refused before anything was created
 
 
 def test_parse_params_reads_json_of_the_declared_types():
@@ -167,8 +220,9 @@ def test_help_shows_defaults_parameter_names_and_the_quoting_rule():
     for parameter in pipeline_parameters().values():
         assert f"{parameter.name} ({json.dumps(parameter.default)}" in flat_local
         assert parameter.help in flat_local
-    assert "max_steps (100; local: 10)" in flat_local and "learning_rate (6e-06) Peak learning rate." in flat_local
-    assert "strings need JSON quotes" in local_help and "(default: None)" not in local_help
+    assert "max_steps (100; without CUDA: 10)" in flat_local
+    assert "learning_rate (6e-06) Peak learning rate." in flat_local
+    assert "strings need JSON quotes" in flat_local and "(default: None)" not in local_help
     assert "``" not in top_help
 
 
@@ -264,3 +318,248 @@ def test_a_failed_local_run_ends_in_one_line_naming_the_task_its_error_the_repor
         "[liger-bench] 1 training run (use_liger [true] × per_device_train_batch_size [2] × max_seq_length [128] × "
         "n_runs 1), one at a time"
     )
+
+
+def _without_root_overrides() -> None:
+    """In the child before exec: drop the capabilities that let root ignore permission bits (a no-op for others)."""
+    import ctypes
+    import os
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2  # linux/prctl.h, linux/capability.h
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["local", "--output-dir", "{ro}/out"], "--output-dir {ro}/out: {ro} is not writable by this user"),
+        (["compile", "--output", "{ro}/p.yaml"], "--output {ro}/p.yaml: {ro} is not writable by this user"),
+    ],
+    ids=["output-dir-unwritable", "compile-output-unwritable"],
+)
+def test_an_unwritable_output_path_is_refused_in_one_line_before_anything_starts(args, says, tmp_path):
+    """A folder of mode 0555; run as root, the command runs without the capabilities that ignore modes."""
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    args = [arg.format(ro=readonly) for arg in args]
+    done = subprocess.run(CLI + args, capture_output=True, text=True, timeout=60, preexec_fn=_without_root_overrides)
+    assert list(readonly.iterdir()) == []
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"liger-bench {args[0]}: error: {says.format(ro=readonly)}")
+
+
+def test_the_traceback_of_an_unexpected_error_goes_to_a_new_file_never_through_a_planted_link(tmp_path):
+    """A real unexpected failure: kfp-kubernetes cannot be imported, as in a broken install."""
+    import os
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp / "liger-bench-compile.log").symlink_to(victim)  # the fixed name of earlier versions
+    broken = "import sys; sys.modules['kfp.kubernetes'] = None; from liger_bench.cli.main import main"
+    code = f"{broken}; sys.exit(main(['compile', '--output', {str(tmp_path / 'p.yaml')!r}]))"
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env) for _ in range(2)]
+    logs = []
+    for done in runs:
+        assert done.returncode == 1
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("liger-bench compile: error: ModuleNotFoundError:")
+        logs.append(Path(line.rpartition("(traceback: ")[2].rstrip(")")))
+    assert victim.read_text() == "precious"
+    assert logs[0] != logs[1]  # a unique name per failure
+    for log in logs:
+        assert log.parent == tmp and not log.is_symlink() and log.stat().st_mode & 0o777 == 0o600
+        assert "Traceback" in log.read_text() and "kfp.kubernetes" in log.read_text()
+
+
+def test_a_second_process_is_refused_the_output_dir_a_live_one_holds_and_a_dead_ones_lock_does_not_block(tmp_path):
+    """Real processes holding the lock: one alive, then killed with SIGKILL, which leaves its lock file behind."""
+    import os
+    import signal
+
+    from liger_bench.cli.outputdir import LOCK_FILE, one_run_at_a_time
+
+    holder_code = (
+        "import sys, time; from pathlib import Path; from liger_bench.cli.outputdir import one_run_at_a_time\n"
+        "with one_run_at_a_time(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match=rf"another liger-bench local run \(pid {holder.pid}\) is using this"):
+            with one_run_at_a_time(tmp_path):
+                pass
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / LOCK_FILE).read_text() == f"{holder.pid}\n"  # stale: its process is gone
+    with one_run_at_a_time(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_the_lock_file_is_never_written_through_a_planted_link(tmp_path):
+    from liger_bench.cli.outputdir import LOCK_FILE, one_run_at_a_time
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(UserError, match="--output-dir .*out: Too many levels of symbolic links"):
+        with one_run_at_a_time(tmp_path / "out"):
+            pass
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.slow
+def test_two_local_runs_into_one_output_dir_the_second_is_refused_with_the_first_ones_pid(tmp_path):
+    """Two real ``liger-bench local`` processes; the first is stopped with SIGTERM once the second was refused."""
+    import os
+    import signal
+
+    from liger_bench.cli.outputdir import one_run_at_a_time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("<html>the report of an earlier run</html>")
+    long_run = ["--param", "use_liger=[false]", "--param", "per_device_train_batch_size=[2]", "--param", "n_runs=1"]
+    long_run += ["--param", "max_steps=5000"]
+    log = (tmp_path / "first.log").open("w")
+    command = CLI + ["local", "--output-dir", str(out), *long_run]
+    first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "INCOMPLETE").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "INCOMPLETE").exists(), (tmp_path / "first.log").read_text()
+        # The first run moved the earlier report aside: nothing at report.html passes for its result.
+        assert not (out / "report.html").exists()
+        assert "earlier run" in (out / "previous-report.html").read_text()
+        started = time.monotonic()
+        second = subprocess.run(CLI + ["local", "--output-dir", str(out)], capture_output=True, text=True, timeout=60)
+        assert time.monotonic() - started < USER_ERROR_SECONDS
+        assert second.returncode == 2
+        (line,) = second.stderr.strip().splitlines()
+        assert line == (
+            f"liger-bench local: error: --output-dir {out}: another liger-bench local run (pid {first.pid}) is using "
+            "this folder; wait for it to end, stop it, or give another --output-dir"
+        )
+        assert first.poll() is None and (out / "INCOMPLETE").exists()  # the first run goes on undisturbed
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        log.close()
+    assert first.returncode == 128 + signal.SIGTERM
+    assert not (out / "report.html").exists()  # stopped before a report: none, rather than the old one
+    with one_run_at_a_time(out):  # the lock died with its run
+        pass
+
+
+def test_local_uses_the_pipelines_defaults_with_cuda_and_the_cpu_demos_without():
+    from liger_bench.cli.localrun import CPU_DEMO_OVERRIDES, local_defaults
+
+    with_cuda, said = local_defaults(True, {})
+    assert with_cuda == {"max_concurrency": 1} and said == "a CUDA GPU is present: the pipeline's defaults hold"
+    without, said = local_defaults(False, {})
+    assert without == {"max_concurrency": 1, **CPU_DEMO_OVERRIDES}
+    assert said == (
+        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8], max_seq_length [128], "
+        "max_steps 10) and the pipeline's for the rest"
+    )
+    _, said = local_defaults(False, {"max_steps": 50, "max_seq_length": [64]})
+    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8]) and")
+    _, said = local_defaults(False, dict(CPU_DEMO_OVERRIDES))
+    assert said == "no CUDA GPU: the pipeline's defaults"
+
+
+def test_a_hub_host_that_does_not_resolve_fails_at_once_with_what_to_do(tmp_path):
+    """A real lookup of a name that cannot resolve (``.invalid``, RFC 2606), with two network retries allowed."""
+    import os
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from liger_bench.inputs.data import DatasetError, load_raw
+        from liger_bench.inputs.modelio import ModelError, fetch_model
+
+        try:
+            fetch_model("org/model", sys.argv[1], network_retries=2)
+        except ModelError as err:
+            print(err)
+        try:
+            load_raw("org/data", network_retries=2)
+        except DatasetError as err:
+            print(err)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://nonexistent.invalid", HF_HOME=str(tmp_path / "hf"))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True, env=env)
+    assert time.monotonic() - started < 30  # the retries alone would wait 20 + 40 s per download
+    assert done.returncode == 0, done.stderr
+    model, dataset = done.stdout.strip().splitlines()
+    hint = (
+        "is not a local path and the hub's host name 'nonexistent.invalid' does not resolve (no DNS, or no network); "
+        "set HF_ENDPOINT to a hub this machine reaches, HF_HUB_OFFLINE=1 to use the local Hugging Face cache, or "
+        "give a local path"
+    )
+    assert model == f"model_name: 'org/model' {hint}" and dataset == f"dataset_name: 'org/data' {hint}"
+    assert "retrying" not in done.stdout
+
+
+def test_an_empty_model_or_dataset_name_is_not_the_current_folder(tmp_path, monkeypatch):
+    from liger_bench.inputs.data import DatasetError, load_raw
+    from liger_bench.inputs.hub import is_local
+    from liger_bench.inputs.modelio import ModelError, fetch_model
+
+    monkeypatch.chdir(tmp_path)
+    assert not is_local("") and not is_local("  ")
+    with pytest.raises(ModelError, match="model_name is empty"):
+        fetch_model("", tmp_path / "m")
+    with pytest.raises(DatasetError, match="dataset_name is empty"):
+        load_raw(" ")
+
+
+def test_help_of_upload_and_run_says_what_they_do_each_default_once_and_the_params_format():
+    def help_of(*args: str) -> str:
+        done = subprocess.run(CLI + [*args, "--help"], capture_output=True, text=True, check=True)
+        return " ".join(done.stdout.split())
+
+    upload, run = help_of("upload"), help_of("run")
+    for text in (upload, run, help_of("compile"), help_of("local")):
+        assert "(default: None)" not in text
+        assert re.search(r"\(default: [^)]*\) \(default:", text) is None
+    assert "Compile and upload the pipeline (or a new version of it) to Kubeflow Pipelines at --host" in upload
+    assert upload.count("liger-benchmark") == 1 and "pipeline name (default: liger-benchmark)" in upload
+    assert "Compile the pipeline and start a run with an inputs file (--params)" in run
+    assert "mapping of pipeline parameter name to value" in run and "per_device_train_batch_size: [8, 16, 32]" in run
+
+
+def test_the_kubeflow_guide_states_the_pipelines_defaults():
+    """Every default in docs/run-on-kubeflow.md's parameter table that is a value (not prose) is the signature's."""
+    declared = pipeline_parameters()
+    guide = (Path(__file__).parents[1] / "docs" / "run-on-kubeflow.md").read_text()
+    checked = 0
+    for name, default in re.findall(r"^\| `(\w+)` \| ([^|]+) \|", guide, flags=re.MULTILINE):
+        value = default.strip()
+        if name not in declared or not re.fullmatch(r"`[^`]+`|-?\d[\d.e-]*", value):
+            continue
+        value = value.strip("`")
+        try:
+            stated = json.loads(value)
+        except json.JSONDecodeError:
+            stated = value
+        assert stated == declared[name].default, name
+        checked += 1
+    assert checked >= 8

@@ -15,6 +15,8 @@ from typing import Any
 
 from liger_bench.records import write_text_atomic
 
+# The pipeline's name in the package and in Kubeflow (kfp-free here, so that ``liger-bench upload --help`` shows it).
+PIPELINE_NAME = "liger-benchmark"
 # "#    gpu_tolerations: list [Default: [{'key': ..., 'effect': ...}]]"
 HEADER_DEFAULT = re.compile(r"^(#    \S+: \S+ \[Default: )(.*)(\])$")
 

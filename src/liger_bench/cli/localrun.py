@@ -17,20 +17,17 @@ import time
 import traceback
 from pathlib import Path
 
-from liger_bench.cli.userinput import UserError, check_grid, check_local_paths, check_names
+from liger_bench.cli.outputdir import REPORT, one_run_at_a_time, set_aside_previous_report
+from liger_bench.cli.userinput import UserError, check_grid, check_local_paths, check_names, check_writable_folder
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.signature import KFP_TYPES, pipeline_parameters
 
-# The local run's own defaults, overriding the pipeline's (and ClusterOptions') for a quick demo: small
-# enough for two CPU cores in a few minutes, same pipeline as a cluster. Every other parameter keeps
-# the pipeline's default. One training at a time: runs sharing a GPU, or a few CPU cores, would
-# measure each other.
-LOCAL_OVERRIDES = {
-    "per_device_train_batch_size": [2, 4, 8],
-    "max_seq_length": [128],
-    "max_steps": 10,
-    "max_concurrency": 1,
-}
+# The local run's own default: one training at a time, since runs sharing a GPU, or a few CPU cores,
+# would measure each other. Every other parameter keeps the pipeline's (and ClusterOptions') default.
+LOCAL_OVERRIDES = {"max_concurrency": 1}
+# Without CUDA, the CPU demo's defaults: small enough for two CPU cores in a few minutes, same pipeline
+# as a cluster. With CUDA they would measure the transient of 10-step runs, so there the pipeline's hold.
+CPU_DEMO_OVERRIDES = {"per_device_train_batch_size": [2, 4, 8], "max_seq_length": [128], "max_steps": 10}
 # Compile options that ``local --param`` takes too (the local run compiles the pipeline itself).
 LOCAL_COMPILE_OPTIONS = ("max_concurrency", "gpus_per_run")
 
@@ -42,6 +39,28 @@ def local_parameter_types() -> dict[str, str]:
         **{name: parameter.kfp_type for name, parameter in pipeline_parameters().items()},
         **{name: KFP_TYPES[options[name].type] for name in LOCAL_COMPILE_OPTIONS},
     }
+
+
+def local_defaults(cuda_available: bool, overrides: dict) -> tuple[dict, str]:
+    """The local run's own defaults on this machine, and the line that says which defaults hold.
+
+    Args:
+        cuda_available: Whether torch sees a CUDA GPU here.
+        overrides: The parameters given (``local --param``); the line names only defaults they leave.
+    """
+    if cuda_available:
+        return dict(LOCAL_OVERRIDES), "a CUDA GPU is present: the pipeline's defaults hold"
+    demo = {name: value for name, value in CPU_DEMO_OVERRIDES.items() if name not in overrides}
+    listed = ", ".join(f"{name} {json.dumps(value)}" for name, value in demo.items())
+    said = f"the CPU demo's defaults ({listed}) and the pipeline's for the rest" if demo else "the pipeline's defaults"
+    return {**LOCAL_OVERRIDES, **CPU_DEMO_OVERRIDES}, f"no CUDA GPU: {said}"
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU (imports torch: a few seconds)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class RunFailed(Exception):
@@ -69,30 +88,47 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
 
     Args:
         output_dir: Where the pipeline root, the logs and ``report.html`` go.
-        overrides: Parameters given (``local --param``); LOCAL_OVERRIDES, then the pipeline's
+        overrides: Parameters given (``local --param``); ``local_defaults``, then the pipeline's
             defaults, hold for the others.
 
     Raises:
-        UserError: An unknown parameter, a bad grid value or a local path that does not exist
-            (checked before the pipeline starts).
+        UserError: An unknown parameter, a bad grid value or option, a local path that does not
+            exist, an output folder that cannot be one (all checked before anything is created), or
+            an output folder another run holds.
         RunFailed: The pipeline failed; the message names the task, its error and the log.
 
     """
-    from liger_bench.cli.progress import ProgressLog, captured, duration
     from liger_bench.plan.validation import pipeline_arguments
 
     types = local_parameter_types()
     check_names(list(overrides), types)
     check_local_paths(overrides)
-    merged = {**LOCAL_OVERRIDES, **overrides}
+    check_writable_folder(output_dir, "--output-dir")
+    cuda = cuda_available()
+    defaults, defaults_line = local_defaults(cuda, overrides)
+    merged = {**defaults, **overrides}
     build = {key: merged.pop(key) for key in LOCAL_COMPILE_OPTIONS if key in merged}
+    try:
+        options = ClusterOptions(**build)
+    except ValueError as error:  # max_concurrency=0, which kfp would read as "no limit"
+        raise UserError(str(error)) from None
     total_runs = check_grid(merged)
     try:
         merged = pipeline_arguments(merged, types)
     except ValueError as error:  # NaN or infinity somewhere
         raise UserError(str(error)) from None
 
-    output_dir = output_dir.resolve()
+    output_dir = output_dir.expanduser().resolve()
+    with one_run_at_a_time(output_dir):
+        return _run_locked(output_dir, merged, options, total_runs, defaults_line, cuda)
+
+
+def _run_locked(
+    output_dir: Path, params: dict, options: ClusterOptions, total_runs: int, defaults_line: str, cuda: bool
+) -> Path:
+    from liger_bench.cli.progress import ProgressLog, captured, duration
+
+    previous_report = set_aside_previous_report(output_dir)
     log_path = output_dir / "logs" / f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     terminal = sys.stdout
@@ -100,16 +136,22 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         progress = ProgressLog(log, terminal, total_runs)
         declared = pipeline_parameters()
         axes = " × ".join(
-            f"{name} {json.dumps(merged.get(name, declared[name].default))}"
+            f"{name} {json.dumps(params.get(name, declared[name].default))}"
             for name in ("use_liger", "per_device_train_batch_size", "max_seq_length", "n_runs")
         )
-        at_a_time = "one at a time" if build["max_concurrency"] == 1 else f"{build['max_concurrency']} at a time"
+        concurrency = options.max_concurrency
+        at_a_time = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
         progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")
+        progress.say(defaults_line)
+        if not cuda:
+            progress.say("Liger runs are skipped without CUDA: the numbers check the plumbing, not Liger")
         progress.say(f"outputs: {output_dir}  log: {log_path}")
+        if previous_report:
+            progress.say(f"the previous run's report is now {previous_report}")
         started, started_at = time.monotonic(), time.time()
         try:
             with captured(progress):
-                report = _run_pipeline(output_dir, with_embedded(merged), build, progress)
+                report = _run_pipeline(output_dir, with_embedded(params), options)
         except Exception as error:
             traceback.print_exc(file=log)
             # analyze_results fails after writing the report when too few runs trained: show that report.
@@ -123,8 +165,7 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     return report
 
 
-def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path:
-    import torch
+def _run_pipeline(output_dir: Path, params: dict, options: ClusterOptions) -> Path:
     from kfp import local
     from liger_bench.pipelines.liger_benchmark import build_pipeline
 
@@ -132,8 +173,6 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
     from liger_bench.plan.validation import pin_local_revisions
     from liger_bench.tracking import credentials_to_environment, redact_credentials
 
-    if not torch.cuda.is_available():
-        progress.say("no CUDA GPU: Liger runs are skipped and the numbers check the plumbing, not Liger")
     params = pin_local_revisions(params)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -143,7 +182,7 @@ def _run_pipeline(output_dir: Path, params: dict, build: dict, progress) -> Path
         pipeline_root=str(output_dir / "pipeline_root"),
         enable_caching=True,
     )
-    pipeline = build_pipeline(ClusterOptions(**build))
+    pipeline = build_pipeline(options)
     # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
     params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
     print(f"running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
@@ -157,7 +196,7 @@ def _publish(report: Path, output_dir: Path) -> Path:
 
     KFP's artifact file has no extension, so a browser would show its source.
     """
-    report_html = output_dir / "report.html"
+    report_html = output_dir / REPORT
     shutil.copyfile(report, report_html)
     return report_html
 

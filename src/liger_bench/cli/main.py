@@ -23,8 +23,23 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from liger_bench.cli.localrun import LOCAL_COMPILE_OPTIONS, LOCAL_OVERRIDES, RunFailed, local_parameter_types, run_local
-from liger_bench.cli.userinput import QUOTING_RULE, UserError, check_grid, check_names, check_type, parse_params
+from liger_bench.cli.localrun import (
+    CPU_DEMO_OVERRIDES,
+    LOCAL_COMPILE_OPTIONS,
+    LOCAL_OVERRIDES,
+    RunFailed,
+    local_parameter_types,
+    run_local,
+)
+from liger_bench.cli.userinput import (
+    QUOTING_RULE,
+    UserError,
+    check_grid,
+    check_names,
+    check_type,
+    check_writable_file,
+    parse_params,
+)
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.signature import pipeline_parameters
 from liger_bench.versions import REGISTRY_ENV
@@ -89,9 +104,11 @@ def local_parameters_help() -> str:
     options = {option.name: option for option in fields(ClusterOptions)}
     declared = [(p.name, p.default, p.help) for p in pipeline_parameters().values()]
     declared += [(name, options[name].default, options[name].metadata["help"]) for name in LOCAL_COMPILE_OPTIONS]
-    lines = ["parameters (default, and the local run's own where it differs):"]
+    lines = ["parameters (default, and the local run's own where it differs: always, or without CUDA):"]
     for name, default, text in declared:
         local = f"; local: {json.dumps(LOCAL_OVERRIDES[name])}" if name in LOCAL_OVERRIDES else ""
+        if name in CPU_DEMO_OVERRIDES:
+            local = f"; without CUDA: {json.dumps(CPU_DEMO_OVERRIDES[name])}"
         lines += _entry(name, json.dumps(default) + local, text)
     lines += ["", "base_config keys (settings of every run; the grid sets the others):"]
     for option in fields(TrainConfig):
@@ -105,15 +122,37 @@ def _entry(name: str, default: str, text: str) -> list[str]:
     return [f"  {name} ({default})", textwrap.fill(text, HELP_WIDTH, initial_indent=indent, subsequent_indent=indent)]
 
 
-class ParametersHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, once: none for an option whose default is None or unset."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class ParametersHelp(DefaultsShown, argparse.RawDescriptionHelpFormatter):
     """Help with the options' defaults, and the description and the parameter list laid out as written."""
+
+
+PARAMS_FILE_HELP = """\
+The --params file is a YAML (or JSON, by its .json suffix) mapping of pipeline parameter name to
+value; parameters it leaves out keep the pipeline's defaults ('liger-bench local --help' lists them), e.g.:
+
+  model_name: microsoft/Phi-3-mini-4k-instruct
+  per_device_train_batch_size: [8, 16, 32]
+  n_runs: 3
+  base_config: {learning_rate: 1.0e-5}
+  gpu_node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
+"""
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from liger_bench.package import PIPELINE_NAME
+
     parser = argparse.ArgumentParser(prog="liger-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults_shown = argparse.ArgumentDefaultsHelpFormatter
 
     local_cmd = sub.add_parser(
         "local",
@@ -121,8 +160,8 @@ def make_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Run the whole pipeline with kfp's local runner, on the embedded model and data unless model_name "
             "and dataset_name name others. --param takes the pipeline parameters and the compile options "
-            f"{' and '.join(LOCAL_COMPILE_OPTIONS)}; the local run's own defaults make a quick demo. "
-            f"--param {QUOTING_RULE}.",
+            f"{' and '.join(LOCAL_COMPILE_OPTIONS)}. With a CUDA GPU the pipeline's defaults hold; without one, "
+            f"the CPU demo's make a run of a few minutes. --param {QUOTING_RULE}.",
             HELP_WIDTH,
         ),
         epilog=local_parameters_help(),
@@ -132,7 +171,7 @@ def make_parser() -> argparse.ArgumentParser:
     local_cmd.add_argument(
         "--param",
         action="append",
-        default=argparse.SUPPRESS,  # no "(default: ...)" in the help
+        default=argparse.SUPPRESS,
         metavar="NAME=JSON",
         help="pipeline parameter override, repeatable; strings need JSON quotes: --param model_name='\"org/model\"'",
     )
@@ -142,27 +181,44 @@ def make_parser() -> argparse.ArgumentParser:
         help="compile the pipeline package for a Kubeflow cluster",
         description=f"Write the pipeline package. Its images come from ${REGISTRY_ENV} (set it to the registry "
         "that images/build.py pushed to).",
-        formatter_class=defaults_shown,
+        formatter_class=DefaultsShown,
     )
     compile_cmd.add_argument("--output", type=Path, default=Path("liger_benchmark.yaml"), help="YAML file to write")
     add_compile_options(compile_cmd)
 
+    upload_help = "compile and upload the pipeline (or a new version of it)"
     upload_cmd = sub.add_parser(
-        "upload", help="compile and upload the pipeline (or a new version of it)", formatter_class=defaults_shown
+        "upload",
+        help=upload_help,
+        description=f"{upload_help[0].upper()}{upload_help[1:]} to Kubeflow Pipelines at --host, with the "
+        "default compile options unless --package names a package from 'liger-bench compile'.",
+        formatter_class=DefaultsShown,
     )
     upload_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
-    upload_cmd.add_argument("--name", default=None, help="pipeline name (default: liger-benchmark)")
+    upload_cmd.add_argument("--name", default=PIPELINE_NAME, help="pipeline name")
     upload_cmd.add_argument(
         "--version", default=None, help="version name, when the pipeline exists (default: package version + timestamp)"
     )
-    upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+    upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user Kubeflow)")
     upload_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
 
-    run_cmd = sub.add_parser("run", help="compile the pipeline and start a run with an inputs file")
-    run_cmd.add_argument("--host", required=True, help="KFP API endpoint")
-    run_cmd.add_argument("--params", type=Path, required=True, help="YAML or JSON file of pipeline parameters")
-    run_cmd.add_argument("--experiment", default=None, help="KFP experiment name")
-    run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace")
+    run_help = "compile the pipeline and start a run with an inputs file"
+    run_cmd = sub.add_parser(
+        "run",
+        help=run_help,
+        description=f"{run_help[0].upper()}{run_help[1:]} (--params) on Kubeflow Pipelines at --host. The "
+        "parameters are checked before anything is sent.",
+        epilog=PARAMS_FILE_HELP,
+        formatter_class=ParametersHelp,
+    )
+    run_cmd.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example/pipeline")
+    run_cmd.add_argument("--params", type=Path, required=True, help="YAML or JSON file of pipeline parameters (below)")
+    run_cmd.add_argument(
+        "--experiment",
+        default=None,
+        help="KFP experiment name (default: $KF_PIPELINES_DEFAULT_EXPERIMENT_NAME or 'Default', as kfp decides)",
+    )
+    run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user Kubeflow)")
     run_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
     return parser
 
@@ -174,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "local":
             run_local(args.output_dir, parse_params(getattr(args, "param", []), local_parameter_types()))
         elif args.command == "compile":
+            check_writable_file(args.output, "--output")
             started = time.monotonic()
             try:
                 path = compile_pipeline(args.output, compile_options(args))
@@ -190,11 +247,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liger-bench {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - one line on the terminal, the traceback in a file
-        log = Path(tempfile.gettempdir()) / f"liger-bench-{args.command}.log"
-        log.write_text(traceback.format_exc(), encoding="utf-8")
+        log = write_traceback(args.command)
         print(f"liger-bench {args.command}: error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr)
         return 1
     return 0
+
+
+def write_traceback(command: str) -> Path:
+    """Write the traceback being handled to a new file of a unique name in the temp folder; return its path.
+
+    mkstemp creates the file with O_EXCL (mode 0600): a file or link planted at any name is never
+    written through, and no two failures share a file.
+
+    Args:
+        command: The subcommand that failed, part of the file's name.
+    """
+    fd, name = tempfile.mkstemp(prefix=f"liger-bench-{command}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as log:
+        log.write(traceback.format_exc())
+    return Path(name)
 
 
 def _warn(message: str) -> None:
@@ -206,6 +277,8 @@ def _remote(args: argparse.Namespace) -> None:
     from liger_bench.cli import kfp_client
 
     params = {}
+    if args.package and not args.package.is_file():
+        raise UserError(f"--package {args.package}: no such file; write one with 'liger-bench compile --output'")
     if args.command == "run":
         if not args.params.is_file():
             raise UserError(f"--params {args.params}: no such file")
@@ -216,10 +289,7 @@ def _remote(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
         if args.command == "upload":
-            from liger_bench.pipelines.liger_benchmark import PIPELINE_NAME
-
-            name = args.name or PIPELINE_NAME
-            info = kfp_client.upload_pipeline(args.host, str(package), name, args.version, args.namespace)
+            info = kfp_client.upload_pipeline(args.host, str(package), args.name, args.version, args.namespace)
         else:
             declared = kfp_client.pipeline_parameters(package)
             check_names(list(params), dict.fromkeys(declared), option=f"--params {args.params}:")

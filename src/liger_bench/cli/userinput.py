@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ TYPE_WORDS = {
     "Dict": "a JSON object",
 }
 LOCAL_PATH_PARAMETERS = ("model_name", "dataset_name")
+# What tells a local model folder from a local dataset, as named in the message for a swapped pair.
+LOCAL_KIND_FILES = {"model": "config.json", "dataset": "data files, no config.json"}
 
 
 class UserError(Exception):
@@ -118,11 +121,79 @@ def check_grid(params: Mapping[str, Any]) -> int:
 
 
 def check_local_paths(params: Mapping[str, Any]) -> None:
-    """Refuse a model or dataset that names a local path which does not exist (a hub id passes)."""
+    """Refuse an empty model or dataset, a local path that does not exist, and a model and dataset swapped.
+
+    A hub id passes: whether it exists is the download tasks' question.
+    """
     for name in LOCAL_PATH_PARAMETERS:
         value = params.get(name)
+        if isinstance(value, str) and not value.strip():
+            raise UserError(
+                f"{name}: {value!r} is empty; give a Hugging Face id such as 'org/name' or a local path "
+                "(leave both model_name and dataset_name out for the embedded default)"
+            )
         if isinstance(value, str) and is_local(value) and not Path(value).expanduser().exists():
             raise UserError(
                 f"{name}: local path {value!r} does not exist; give an existing folder or file, "
                 "or a Hugging Face id such as 'org/name'"
             )
+    for name, value in params.items():
+        if name in LOCAL_PATH_PARAMETERS and isinstance(value, str) and is_local(value):
+            looks_like = local_kind(Path(value).expanduser())
+            if looks_like and f"{looks_like}_name" != name:
+                raise UserError(
+                    f"{name}: {value!r} holds a {looks_like} ({LOCAL_KIND_FILES[looks_like]}), not a "
+                    f"{name.removesuffix('_name')}; are model_name and dataset_name swapped?"
+                )
+
+
+def local_kind(path: Path) -> str:
+    """'model' for a folder with a model's ``config.json``; 'dataset' for data files (a file, or a folder of them)."""
+    from liger_bench.inputs.data import LOCAL_DATA_SUFFIXES
+
+    if path.is_file():
+        return "dataset" if path.suffix in LOCAL_DATA_SUFFIXES else ""
+    if not path.is_dir():
+        return ""
+    if (path / "config.json").is_file():
+        return "model"
+    if any(child.suffix in LOCAL_DATA_SUFFIXES for child in path.iterdir()) or (path / "dataset_info.json").is_file():
+        return "dataset"
+    return ""
+
+
+def check_writable_folder(path: Path, option: str) -> None:
+    """Refuse a folder that is a file, lies under a file, or cannot be created or written by this user.
+
+    Checked before anything is created: the nearest existing folder on the way must be writable.
+
+    Args:
+        path: The folder, which need not exist yet.
+        option: The command-line option that named it, for the message.
+    """
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: is a file, not a folder; give a folder (created when missing)")
+    _check_writable_ancestor(path, option)
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Refuse a file path that is a folder, lies under a file, or whose folder this user cannot write.
+
+    Args:
+        path: The file to write, which need not exist yet.
+        option: The command-line option that named it, for the message.
+    """
+    path = path.expanduser()
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'liger_benchmark.yaml'}")
+    _check_writable_ancestor(path.parent, option, path)
+
+
+def _check_writable_ancestor(folder: Path, option: str, named: Path | None = None) -> None:
+    named = named or folder
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} {named}: {existing} is a file, so no folder can be made inside it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {named}: {existing} is not writable by this user; give a path you can write to")

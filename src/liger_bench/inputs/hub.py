@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -19,8 +21,8 @@ def hub_token() -> str | None:
 
 
 def is_local(name: str) -> bool:
-    """True when ``name`` is a path on this machine rather than a hub id."""
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+    """True when ``name`` is a path on this machine rather than a hub id ('' is neither: not the current folder)."""
+    return bool(name.strip()) and (name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists())
 
 
 @contextlib.contextmanager
@@ -61,6 +63,13 @@ def hub_errors(kind: str, name: str, revision: str, error: type[ValueError]) -> 
     except OfflineModeIsEnabled as err:
         raise error(f"{kind}_name: {name!r} is not a local path and HF_HUB_OFFLINE is set") from err
     except HTTPError as err:
+        if name_resolution_failed(err):
+            host = urllib.parse.urlsplit(constants.ENDPOINT).hostname
+            raise error(
+                f"{kind}_name: {name!r} is not a local path and the hub's host name {host!r} does not resolve "
+                "(no DNS, or no network); set HF_ENDPOINT to a hub this machine reaches, HF_HUB_OFFLINE=1 to use "
+                "the local Hugging Face cache, or give a local path"
+            ) from err
         # huggingface_hub lets the HTTP client's connection errors through unchanged.
         detail = str(err).splitlines()[0] if str(err) else ""
         raise error(
@@ -76,9 +85,11 @@ def from_hub(
     """``call()`` under ``hub_errors``, retried ``network_retries`` times when the network failed.
 
     Only a connection error, a timeout, HTTP 429 or a 5xx is retried (20 s, then doubling); "not
-    found", "gated" or a bad revision fail at once: the pipeline's download tasks have no retries of
-    their own, because kfp would retry those too.
+    found", "gated", a bad revision, an empty name or a host name that does not resolve fail at once:
+    the pipeline's download tasks have no retries of their own, because kfp would retry those too.
     """
+    if not name.strip():
+        raise error(f"{kind}_name is empty; give a Hugging Face id such as 'org/name' or a local path")
     attempt = 0
     while True:
         try:
@@ -94,10 +105,30 @@ def from_hub(
 
 
 def is_transient(err: BaseException | None) -> bool:
-    """True for a network failure worth retrying: no connection, a timeout, HTTP 429 or 5xx."""
+    """True for a network failure worth retrying: no connection, a timeout, HTTP 429 or 5xx.
+
+    A host name that does not resolve is not retried: offline, or a wrong ``HF_ENDPOINT``, it stays
+    so for the minute the retries would take.
+    """
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
+    if err is None or name_resolution_failed(err):
+        return False
     if isinstance(err, HfHubHTTPError):
         status = err.response.status_code if err.response is not None else 0
         return status == 429 or status >= 500
     return isinstance(err, (HTTPError, ConnectionError, TimeoutError))
+
+
+def name_resolution_failed(err: BaseException) -> bool:
+    """True when ``err`` or an exception it was raised from is a failed host name lookup (``socket.gaierror``).
+
+    The HTTP client wraps the resolver's error in its own connection errors; its chain keeps it.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, socket.gaierror):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
