@@ -282,18 +282,29 @@ def test_compile_without_a_registry_warns_with_the_image_names(tmp_path):
 
 @pytest.mark.slow
 def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli_local_run):
+    """README's first command. Without CUDA the CPU demo's 18 runs; with CUDA the pipeline's defaults, 30 runs."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    runs = 30 if cuda else 18
     done, output_dir = cli_local_run
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) <= 80
     assert all(line.startswith("[liger-bench] ") for line in lines)
     assert done.stderr == ""
-    assert lines[0].startswith("[liger-bench] 18 training runs") and "one at a time" in lines[0]
-    finished = [line for line in lines if "/18] " in line]
-    assert len(finished) == 18 and all("ETA" in line for line in finished[:-1])
+    assert lines[0].startswith(f"[liger-bench] {runs} training runs") and "one at a time" in lines[0]
+    assert lines[1] == "[liger-bench] " + (
+        "a CUDA GPU is present: the pipeline's defaults hold"
+        if cuda
+        else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8], max_seq_length [128], "
+        "max_steps 10) and the pipeline's for the rest"
+    )
+    finished = [line for line in lines if f"/{runs}] " in line]
+    assert len(finished) == runs and all("ETA" in line for line in finished[:-1])
     report, log = Path(lines[-2].removeprefix("[liger-bench] report: ")), Path(lines[-1].split(": ", 1)[1])
     assert report == output_dir.resolve() / "report.html" and report.read_text().startswith("<!DOCTYPE html>")
-    assert "not a Liger measurement" in done.stdout
+    assert cuda or "not a Liger measurement" in done.stdout
     assert "DockerRunner" in log.read_text() and "DockerRunner" not in done.stdout  # kfp's warnings: log only
 
 
