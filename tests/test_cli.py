@@ -557,6 +557,21 @@ def test_help_of_upload_and_run_says_what_they_do_each_default_once_and_the_para
     assert "mapping of pipeline parameter name to value" in run and "per_device_train_batch_size: [8, 16, 32]" in run
 
 
+def test_the_params_file_example_in_the_help_is_a_valid_inputs_file(tmp_path):
+    from liger_bench.cli import PARAMS_FILE_HELP
+    from liger_bench.kfp_client import load_params
+    from liger_bench.userinput import check_grid, check_names, check_type
+
+    example = tmp_path / "inputs.yaml"
+    example.write_text("\n".join(line.strip() for line in PARAMS_FILE_HELP.splitlines() if line.startswith("  ")))
+    params = load_params(example)
+    declared = pipeline_parameters()
+    check_names(list(params), declared)
+    for name, value in params.items():
+        check_type(name, value, declared[name].kfp_type)
+    assert check_grid(params) == 2 * 3 * 1 * 3 and params["base_config"] == {"learning_rate": 1e-5}
+
+
 def test_the_kubeflow_guide_states_the_pipelines_defaults():
     """Every default in docs/run-on-kubeflow.md's parameter table that is a value (not prose) is the signature's."""
     declared = pipeline_parameters()
@@ -574,3 +589,11 @@ def test_the_kubeflow_guide_states_the_pipelines_defaults():
         assert stated == declared[name].default, name
         checked += 1
     assert checked >= 8
+
+
+def test_every_command_line_test_and_case_the_failure_matrix_names_exists():
+    text = (Path(__file__).parents[1] / "docs" / "failure-matrix.md").read_text()
+    named = set(re.findall(r"tests/test_cli\.py::(test_[a-z0-9_]+)", text))
+    assert named and named <= {name for name in globals() if name.startswith("test_")}, sorted(named)
+    cited = set(re.findall(r"`([a-z0-9-]+)`", text))
+    assert [mistake.name for mistake in MISTAKES if mistake.name not in cited] == []

@@ -206,8 +206,11 @@ def make_parser() -> argparse.ArgumentParser:
     run_cmd = sub.add_parser(
         "run",
         help=run_help,
-        description=f"{run_help[0].upper()}{run_help[1:]} (--params) on Kubeflow Pipelines at --host. The "
-        "parameters are checked before anything is sent.",
+        description=textwrap.fill(
+            f"{run_help[0].upper()}{run_help[1:]} (--params) on Kubeflow Pipelines at --host. The parameters are "
+            "checked before anything is sent.",
+            HELP_WIDTH,
+        ),
         epilog=PARAMS_FILE_HELP,
         formatter_class=ParametersHelp,
     )
