@@ -558,9 +558,10 @@ def test_help_of_upload_and_run_says_what_they_do_each_default_once_and_the_para
 
 
 def test_the_params_file_example_in_the_help_is_a_valid_inputs_file(tmp_path):
-    from liger_bench.cli import PARAMS_FILE_HELP
-    from liger_bench.kfp_client import load_params
-    from liger_bench.userinput import check_grid, check_names, check_type
+
+    from liger_bench.cli.kfp_client import load_params
+    from liger_bench.cli.main import PARAMS_FILE_HELP
+    from liger_bench.cli.userinput import check_grid, check_names, check_type
 
     example = tmp_path / "inputs.yaml"
     example.write_text("\n".join(line.strip() for line in PARAMS_FILE_HELP.splitlines() if line.startswith("  ")))
