@@ -2,11 +2,12 @@
 
 Heavy imports live inside the subcommands so that ``--help`` is instant. A user's mistake ends in
 one message on stderr and exit status 2, before anything slow starts; any other failure in one
-message and exit status 1, with its traceback in a log file that the message names.
+message and exit status 1, with its traceback in a new log file (unique name, never through a
+link) that the message names.
 
 One module for all four commands: what a user sees of them (options, checks, messages) is read and
-changed together; the work itself lives in the modules they call (userinput, localrun, kfp_client).
-Their parameters are declared where they belong and read from there: the pipeline's in its signature
+changed together; the work itself lives in the modules they call (userinput, localrun, outputdir,
+kfp_client). Their parameters are declared where they belong and read from there: the pipeline's in its signature
 (``liger_bench.plan.signature``), the compile options in ``ClusterOptions``, base_config's keys in ``TrainConfig``.
 """
 
