@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from liger_bench.measure.metrics import aggregate
-from liger_bench.measure.training import NO_CUDA_REASON
+from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason
 from liger_bench.plan.config import TrainConfig
 from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
@@ -36,6 +36,7 @@ MODEL = {"name": "microsoft/Phi-3-mini-4k-instruct", "revision": "0a67737cc96d25
 MODEL.update(model_type="phi3", max_position_embeddings=4096)
 DATASET = {"name": "tatsu-lab/alpaca", "revision": "dce01c9b08f87459cf36a430d809084718273017", "rows": 52002}
 FLOPS_PER_TOKEN = 2.3e10
+DIVERGED_AT_STEP = 5
 NONPAD_FRACTION = 0.8
 
 
@@ -86,8 +87,11 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     if run.status == "skipped":
         result.reason = run.reason or NO_CUDA_REASON
     else:
-        n_steps = {"ok": max_steps, "oom": 0, "failed": 2}[run.status]
+        # A diverged run stops after its first non-finite loss, here its fifth step (the second measured one).
+        n_steps = {"ok": max_steps, "oom": 0, "failed": 2, "diverged": DIVERGED_AT_STEP}[run.status]
         steps = make_steps(run, n_steps, warmup, cuda)
+        if run.status == "diverged":
+            steps[-1]["loss"] = math.nan
         result.data = {
             "n_rows": 1000,
             "n_source_rows": 1000,
@@ -106,6 +110,8 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     if run.status == "failed":
         result.reason = run.reason or "RuntimeError: NCCL watchdog timeout"
         result.metrics["traceback"] = 'Traceback (most recent call last):\n  File "training.py"\nRuntimeError'
+    if run.status == "diverged":
+        result.reason = run.reason or diverged_reason(steps, DIVERGED_AT_STEP, config)
     result.metrics.update(aggregate(steps))
     history = {"run_key": config.run_key, "warmup_steps_to_skip": warmup, "steps": steps}
     return result.to_dict(), history

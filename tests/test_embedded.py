@@ -49,7 +49,7 @@ def test_phi3_presets_keep_their_config_and_cache_folder(tmp_path):
     assert config.num_key_value_heads == config.num_attention_heads == 32
     assert config.original_max_position_embeddings == 4096
     model_dir, _ = ensure_embedded(tmp_path, preset="tiny", n_rows=8)
-    assert model_dir.name == "phi3-tiny-v1-seed0"
+    assert model_dir.name == "phi3-tiny-v2-seed0"
 
 
 def test_a_tokenizer_larger_than_the_vocabulary_is_refused():

@@ -164,7 +164,8 @@ def train_model(
     result = replace(trained, **inputs, mlflow={**mirrored, "parent_run_id": mlflow_parent_run_id})
     write_json_atomic(result_path, result.to_dict())
     rate = result.metrics.get("tokens_per_s_nonpad")
-    progress(f"{result.run_key}: {result.status}" + (f", {rate:,.0f} tokens/s" if rate else f" ({result.reason})"))
+    outcome = f", {rate:,.0f} tokens/s" if result.status == "ok" and rate else f" ({result.reason})"
+    progress(f"{result.run_key}: {result.status}{outcome}")
     return result
 
 

@@ -41,8 +41,8 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 SUMMARY_PREFIX = "summary/"
 TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision")
 ENVIRONMENT_TAGS = ("gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python")
-# skipped runs never trained: KILLED tells them apart from runs that crashed or ran out of memory.
-RUN_STATUS = {"ok": "FINISHED", "oom": "FAILED", "failed": "FAILED", "skipped": "KILLED"}
+# skipped runs never trained: KILLED tells them apart from runs that crashed, ran out of memory or diverged.
+RUN_STATUS = {"ok": "FINISHED", "oom": "FAILED", "failed": "FAILED", "skipped": "KILLED", "diverged": "FAILED"}
 
 # Limits of the MLflow REST API (mlflow.utils.validation).
 MAX_PARAM_CHARS = 6000

@@ -12,7 +12,9 @@ Variant = Literal["vanilla", "liger"]
 # Baseline first: the order of every table, figure and legend.
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
 
-RunStatus = Literal["ok", "oom", "failed", "skipped"]
+# ok first: every other status is a run whose measurements make no gain. diverged: trained, but its loss
+# became NaN or infinite (training stops at that step), so its numbers measure no fine-tuning.
+RunStatus = Literal["ok", "oom", "failed", "skipped", "diverged"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
 

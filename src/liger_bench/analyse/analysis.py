@@ -37,7 +37,8 @@ class Analysis:
     gains: pd.DataFrame  # one row per (batch size, seq len): Liger vs baseline over paired repeats
     frontier: pd.DataFrame  # one row per (variant, seq len): largest batch that trained
     parity: pd.DataFrame  # one row per Liger/baseline pair of ok runs: loss agreement
-    problems: pd.DataFrame  # oom, failed and skipped runs with their reasons
+    problems: pd.DataFrame  # runs that did not finish ok (oom, failed, skipped, diverged) with their reasons
+    divergences: pd.DataFrame  # one row per diverged run: where, and what its pair's other variant did
     environments: list[dict[str, Any]]  # environment of each run, in run order
     parity_tolerance: float
     environment: dict[str, Any]  # of the first ok run that recorded one (else of any run)
@@ -54,7 +55,7 @@ def _outcome(statuses: pd.Series) -> str:
         return "ok"
     if (statuses == "ok").any():
         return "partial"
-    for status in RUN_STATUSES[1:]:  # the first that occurs of oom, failed, skipped
+    for status in RUN_STATUSES[1:]:  # the first that occurs of oom, failed, skipped, diverged
         if (statuses == status).any():
             return status
     return "none"
@@ -92,17 +93,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["n_first_shape_steps"] = ok["n_first_shape_steps"].max()
         row["first_shape_excess_s"] = ok["first_shape_excess_s"].mean()
         rows.append(row)
-    columns = [
-        "variant",
-        "use_liger",
-        "batch_size",
-        "seq_len",
-        "n_runs",
-        "n_ok",
-        "n_oom",
-        "n_failed",
-        "n_skipped",
-    ]
+    columns = ["variant", "use_liger", "batch_size", "seq_len", "n_runs", *(f"n_{s}" for s in RUN_STATUSES)]
     columns += [
         "outcome",
         *(f"tokens_per_s_{k}{s}" for k in ("nonpad", "padded") for s in ("", "_ci_low", "_ci_high")),
@@ -195,6 +186,16 @@ def _frontier(cells: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"largest_ok_batch": "Int64", "smallest_oom_batch": "Int64"})
 
 
+def _divergences(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per diverged run: the step its loss became non-finite, and the status of its pair's other run."""
+    keys = [*PAIR, "repeat", "use_liger"]
+    partners = runs[keys + ["status"]].assign(use_liger=~runs["use_liger"]).rename(columns={"status": "pair_status"})
+    diverged = runs[runs["status"] == "diverged"].merge(partners, on=keys, how="left")
+    diverged["pair_status"] = diverged["pair_status"].fillna("not run")
+    columns = ["run_key", "variant", *PAIR, "repeat", "first_nonfinite_loss_step", "pair_status"]
+    return diverged[columns].reset_index(drop=True)
+
+
 def _parity(steps: pd.DataFrame, pairs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     keys = [*PAIR, "repeat"]
     columns = [*keys, "liger_run", "vanilla_run", "n_steps_compared", "max_rel_diff", "step_of_max", "passed"]
@@ -269,6 +270,7 @@ def analyze_results(
         frontier=_frontier(cells),
         parity=_parity(steps, pairs, parity_tolerance),
         problems=problems.reset_index(drop=True),
+        divergences=_divergences(runs),
         environments=[r.environment for r in parsed],
         parity_tolerance=parity_tolerance,
         environment=_first(parsed, "environment"),
@@ -311,12 +313,16 @@ def status_counts(analysis: Analysis) -> dict[RunStatus, int]:
 
 
 def success_ratio(analysis: Analysis) -> float:
-    """Fraction of runs with status ``ok``; 0.0 when there is no run at all."""
+    """Fraction of runs with status ``ok``; 0.0 when there is no run at all.
+
+    A ``diverged`` run trained, yet counts as no success: its numbers are left out of every gain,
+    and a grid whose runs diverge (a learning rate too high) measured nothing worth a report.
+    """
     return status_counts(analysis)["ok"] / len(analysis.runs) if len(analysis.runs) else 0.0
 
 
 def check_success_ratio(analysis: Analysis, min_success_ratio: float) -> float:
-    """Raise when fewer than ``min_success_ratio`` of the runs trained; call it after writing the report.
+    """Raise when fewer than ``min_success_ratio`` of the runs are ``ok``; call it after writing the report.
 
     Args:
         analysis: The analysed runs.
@@ -334,9 +340,9 @@ def check_success_ratio(analysis: Analysis, min_success_ratio: float) -> float:
     ratio = success_ratio(analysis)
     if ratio < min_success_ratio:
         counts = status_counts(analysis)
+        others = ", ".join(f"{counts[status]} {status}" for status in RUN_STATUSES[1:])
         raise ValueError(
-            f"success ratio {ratio:.2f} ({counts['ok']} of {len(analysis.runs)} runs ok; {counts['oom']} oom, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped) is below min_success_ratio="
-            f"{min_success_ratio}; the report was written, see it for the reasons"
+            f"success ratio {ratio:.2f} ({counts['ok']} of {len(analysis.runs)} runs ok; {others}) is below "
+            f"min_success_ratio={min_success_ratio}; the report was written, see it for the reasons"
         )
     return ratio

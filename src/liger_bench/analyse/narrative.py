@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analyse.analysis import Analysis, status_counts, success_ratio
-from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, Variant
+from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, RunStatus, Variant
 
 HIGH_CV = 0.10
 # The page's names of the variants; "vanilla" stays the data name (run keys, CSV, metrics).
@@ -20,6 +20,14 @@ BASELINE_DEFINITION = (
     "The baseline is stock transformers: the same model, data and settings without Liger "
     "(its run keys start with vanilla-)."
 )
+PROBLEMS_HEADING = "Runs that did not finish"
+# How a caveat counts the runs of each status but ok: "3 of 24 runs ran out of memory".
+STATUS_VERBS: dict[RunStatus, str] = {
+    "oom": "ran out of memory",
+    "failed": "failed",
+    "skipped": "were skipped",
+    "diverged": "diverged (their loss became NaN or infinite; training stopped at that step)",
+}
 
 
 def percent(value: float, digits: int = 0) -> str:
@@ -62,6 +70,17 @@ def _unsteady_phrase(analysis: Analysis) -> str:
 def _where(analysis: Analysis, batch: int, seq: int) -> str:
     """'batch 16', plus the sequence length when the grid has several."""
     return f"batch {batch}" + (f" (seq {seq})" if analysis.runs["seq_len"].nunique() > 1 else "")
+
+
+def _lone_divergence_phrase(analysis: Analysis) -> str:
+    """The pairs where one variant diverged and the other trained: a numerical difference, not a setting."""
+    lone = analysis.divergences[analysis.divergences["pair_status"] == "ok"]
+    phrases = []
+    for variant, rows in lone.groupby("variant", sort=False):
+        other = "the baseline" if variant == "liger" else LABELS["liger"]
+        where = ", ".join(f"{_where(analysis, r.batch_size, r.seq_len)} repeat {r.repeat}" for r in rows.itertuples())
+        phrases.append(f" {LABELS[variant]} diverged where {other} trained ({where}): the variants differ numerically.")
+    return "".join(phrases)
 
 
 def _memory_frontier_phrase(analysis: Analysis) -> str:
@@ -133,7 +152,7 @@ def make_headline(analysis: Analysis) -> str:
             f"{number(best.tokens_per_s_nonpad, 0)} tokens/s "
             f"at {_where(analysis, best.batch_size, best.seq_len)}."
         )
-    text += _unsteady_phrase(analysis)
+    text += _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)
     failures = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712 - nullable boolean column
     if len(failures):
         text += (
@@ -222,10 +241,18 @@ def caveats(analysis: Analysis) -> list[str]:
     ok = runs[runs["status"] == "ok"]
     if len(ok) and ok.groupby(["variant", "batch_size", "seq_len"]).size().max() < 2:
         notes.append("One repeat per cell: confidence intervals are unavailable; use n_runs >= 3 for them.")
-    for status, verb in (("failed", "failed"), ("oom", "ran out of memory"), ("skipped", "were skipped")):
+    for status in RUN_STATUSES[1:]:
         n = int((runs["status"] == status).sum())
         if n:
-            notes.append(f"{n} of {len(runs)} runs {verb}; their reasons are listed under 'Runs that did not train'.")
+            verb = STATUS_VERBS[status]
+            notes.append(f"{n} of {len(runs)} runs {verb}; their reasons are listed under '{PROBLEMS_HEADING}'.")
+    diverged = analysis.divergences
+    if len(diverged):
+        notes.append(
+            "Diverged runs are left out of every gain, the headline and loss parity; the first non-finite loss: "
+            + ", ".join(f"{row.run_key} at step {row.first_nonfinite_loss_step:.0f}" for row in diverged.itertuples())
+            + "."
+        )
     gpus = {env.get("gpu_name") for env in analysis.environments if env.get("gpu_name")}
     if len(gpus) > 1:
         notes.append(f"Runs ran on different GPUs ({', '.join(sorted(gpus))}); compare cells with care.")

@@ -36,6 +36,7 @@ RUN_METRICS = {
     "n_shapes": "n_shapes",
     "n_first_shape_steps": "n_first_shape_steps",
     "first_shape_excess_s": "first_shape_excess_s",
+    "first_nonfinite_loss_step": "first_nonfinite_loss_step",
 }
 STEADY_STATES = ("steady", "unsteady", "unknown")
 RUN_COLUMNS = [

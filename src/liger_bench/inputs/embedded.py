@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liger_bench.inputs.data import ALPACA_COLUMNS, alpaca_prompt
+from liger_bench.inputs.modelio import EMBEDDED_CONFIG_KEY
 
 CACHE_ENV = "LIGER_BENCH_CACHE"
-GENERATOR_VERSION = 1
+# 2: the model's config.json says what the model is (EMBEDDED_CONFIG_KEY).
+GENERATOR_VERSION = 2
+FAMILY_NAMES = {"phi3": "Phi-3", "llama": "Llama"}
 
 SPECIAL_TOKENS = {
     "bos_token": "<s>",
@@ -192,12 +195,27 @@ def model_config(preset: ModelPreset, tokenizer):
     return Phi3Config(**common, original_max_position_embeddings=preset.max_position_embeddings)
 
 
-def write_model(directory: Path, preset: ModelPreset, tokenizer, seed: int) -> Path:
-    """Save a randomly initialised model of ``preset`` with ``tokenizer`` as a local model folder."""
+def describe_preset(name: str) -> str:
+    """What the model of preset ``name`` is, in words: ``a tiny random Phi-3 (…)``."""
+    preset = MODEL_PRESETS[name]
+    size = "tiny " if name == "tiny" else ""
+    return (
+        f"a {size}random {FAMILY_NAMES[preset.family]} (liger-bench's embedded model, preset {name!r}: "
+        f"{preset.num_hidden_layers} layers, hidden size {preset.hidden_size}, random weights)"
+    )
+
+
+def write_model(directory: Path, preset_name: str, tokenizer, seed: int) -> Path:
+    """Save a randomly initialised model of preset ``preset_name`` with ``tokenizer`` as a local model folder.
+
+    Its config.json carries ``describe_preset``'s words under ``EMBEDDED_CONFIG_KEY``.
+    """
     import torch
     from transformers import LlamaForCausalLM, Phi3ForCausalLM
 
+    preset = MODEL_PRESETS[preset_name]
     config = model_config(preset, tokenizer)
+    config.update({EMBEDDED_CONFIG_KEY: describe_preset(preset_name)})
     model_class = LlamaForCausalLM if preset.family == "llama" else Phi3ForCausalLM
     torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
@@ -235,5 +253,5 @@ def ensure_embedded(
     if not (model_dir / "config.json").exists():
         corpus = [row["text"] for row in make_alpaca_rows(512, seed)]
         tokenizer = train_tokenizer(corpus, vocab_size=min(MODEL_PRESETS[preset].vocab_size, 512))
-        write_model(model_dir, MODEL_PRESETS[preset], tokenizer, seed)
+        write_model(model_dir, preset, tokenizer, seed)
     return model_dir, dataset_dir

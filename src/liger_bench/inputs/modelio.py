@@ -17,6 +17,8 @@ MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoke
 # config.json keys of the context length: most architectures, then GPT-2/GPT-J, then others.
 CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+# The config.json key under which a model liger-bench generated (liger_bench.embedded) says what it is.
+EMBEDDED_CONFIG_KEY = "liger_bench_embedded"
 
 
 class ModelError(ValueError):
@@ -167,9 +169,12 @@ def context_length(config: dict[str, Any]) -> int:
 
 
 def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
-    """Facts prepare_grid validates against: architecture, model type, context length."""
+    """Facts prepare_grid validates against: architecture, model type, context length.
+
+    A model liger-bench generated (``liger_bench.embedded``) also says what it is, under ``embedded``.
+    """
     config = json.loads((Path(folder) / "config.json").read_text())
-    return {
+    facts = {
         "model_type": config.get("model_type", ""),
         "architectures": config.get("architectures") or [],
         "max_position_embeddings": context_length(config),
@@ -177,3 +182,6 @@ def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
         "hidden_size": int(config.get("hidden_size") or 0),
         "vocab_size": int(config.get("vocab_size") or 0),
     }
+    if config.get(EMBEDDED_CONFIG_KEY):
+        facts["embedded"] = str(config[EMBEDDED_CONFIG_KEY])
+    return facts

@@ -5,8 +5,9 @@ the clock is read only after ``torch.cuda.synchronize()`` at both ends of a step
 counted separately from real tokens; every warm-up step (``warmup_steps_to_skip``) is excluded from
 every aggregate, not just the first one; a step whose padded batch shape is new in the run (a
 *first-shape* step: kernel selection, autotuning and allocator growth for that shape) is excluded
-too and reported on its own; and a run whose measured steps still speed up or slow down is flagged
-``unsteady`` (``steady_state``) instead of being averaged as if it had settled.
+too and reported on its own; a run whose measured steps still speed up or slow down is flagged
+``unsteady`` (``steady_state``) instead of being averaged as if it had settled; and a loss that
+becomes NaN or infinite stops training at once and marks the step where the run diverged.
 
 One room although it is long: what the callback records and what ``aggregate`` counts are one
 definition of a measured step (``is_measured``), and the steady-state test and first-shape cost
@@ -15,6 +16,7 @@ share its grouping of step times by shape; split, a change to one side would sil
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -227,12 +229,20 @@ class StepMetricsCallback(TrainerCallback):
         self.steps.append(record)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        """Attach the loss and learning rate the Trainer logs right after each step."""
+        """Attach the loss and learning rate the Trainer logs right after each step; stop at a non-finite loss.
+
+        A NaN or infinite loss makes NaN gradients and weights: the run has diverged, and every
+        further step would time arithmetic on NaN. Training stops after that step (the Trainer's own flag, on
+        every rank alike: the logged loss is the mean over ranks).
+        """
         if logs and self.steps and self.steps[-1]["step"] == state.global_step:
             if "loss" in logs:
                 self.steps[-1]["loss"] = float(logs["loss"])
+                if not math.isfinite(self.steps[-1]["loss"]):
+                    control.should_training_stop = True
             if "learning_rate" in logs:
                 self.steps[-1]["learning_rate"] = float(logs["learning_rate"])
+        return control
 
 
 def _stat(values: list[float], fn) -> float | None:
@@ -328,6 +338,11 @@ def first_shape_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def first_nonfinite_loss_step(steps: list[dict[str, Any]]) -> int | None:
+    """The first step, warm-up included, whose loss is NaN or infinite: where the run diverged; None if none."""
+    return next((s["step"] for s in steps if s.get("loss") is not None and not math.isfinite(s["loss"])), None)
+
+
 def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregates over the measured steps (see ``is_measured``), the steady-state verdict and first-shape cost."""
     measured = [s for s in steps if is_measured(s)]
@@ -350,6 +365,7 @@ def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
     out["median_mfu"] = _stat(mfus, statistics.median)
     losses = [s["loss"] for s in steps if s.get("loss") is not None]
     out["final_loss"] = losses[-1] if losses else None
+    out["first_nonfinite_loss_step"] = first_nonfinite_loss_step(steps)
     out.update(steady_state(measured))
     out.update(first_shape_cost(steps))
     return out

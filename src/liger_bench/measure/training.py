@@ -215,6 +215,15 @@ def world_metrics(config: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any
     return {"world_size": config.world_size, "tokens_per_s_nonpad_per_gpu": rate / config.world_size if rate else None}
 
 
+def diverged_reason(steps: list[dict], step: int, config: TrainConfig) -> str:
+    """Why a run is ``diverged``: the first non-finite loss, where training stopped, and what to change."""
+    loss = next(s["loss"] for s in steps if s["step"] == step)
+    return (
+        f"loss {loss} at step {step} of max_steps={config.max_steps}: training diverged and was stopped there; "
+        f"lower learning_rate (now {config.learning_rate:g}) or raise warmup_ratio"
+    )
+
+
 def run_training(
     config: TrainConfig,
     model_dir: str,
@@ -224,9 +233,10 @@ def run_training(
 ) -> tuple[RunResult, list[dict]]:
     """Train one grid point and return ``(result, step_history)``; outcomes never raise.
 
-    ``ok``: trained all steps. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA
-    or host out of memory (``MemoryError``) anywhere in the run; memory is released before
-    returning. ``failed``: any other exception, recorded with its type and message. With
+    ``ok``: trained all steps. ``diverged``: a step's loss was NaN or infinite; training stopped
+    after it. ``skipped``: Liger requested on a node without CUDA. ``oom``: CUDA or host out of
+    memory (``MemoryError``) anywhere in the run; memory is released before returning.
+    ``failed``: any other exception, recorded with its type and message. With
     ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes (by
     rank 0 only when several ranks train the run: every rank records the same global steps).
     """
@@ -270,6 +280,9 @@ def run_training(
     result.metrics["steps_completed"] = len(steps)
     result.metrics.update(aggregate(steps))
     result.metrics.update(world_metrics(config, result.metrics))
+    diverged_at = result.metrics["first_nonfinite_loss_step"]
+    if result.status == "ok" and diverged_at is not None:
+        result.status, result.reason = "diverged", diverged_reason(steps, diverged_at, config)
     if result.status == "ok" and result.metrics["n_measured_steps"] == 0:
         result.status, result.reason = (
             "failed",

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from liger_bench.analyse.analysis import Analysis
-from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS
+from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS, PROBLEMS_HEADING
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
@@ -157,7 +157,7 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
         "the drift of its least steady run and its steps with a new batch shape.</p>",
         html_table(analysis.cells, CELLS),
-        "<h2>Runs that did not train</h2>",
+        f"<h2>{PROBLEMS_HEADING}</h2>",
         html_table(analysis.problems, PROBLEMS),
         "<h2>All runs</h2>",
         html_table(analysis.runs, RUNS),
@@ -205,7 +205,7 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         markdown_table(analysis.frontier, FRONTIER),
         f"## Loss parity (tolerance {analysis.parity_tolerance:.1%})",
         markdown_table(analysis.parity, PARITY),
-        "## Runs that did not train",
+        f"## {PROBLEMS_HEADING}",
         markdown_table(analysis.problems, PROBLEMS),
         "## Architecture",
         "\n".join(f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in _architecture(analysis).items()),
