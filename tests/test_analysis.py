@@ -191,3 +191,50 @@ def test_runs_of_several_gpus_show_their_gpus_and_throughput_per_gpu():
 
 def test_results_from_before_gpus_per_run_count_one_gpu(gpu):
     assert set(gpu.runs["gpus"]) == {1} and set(gpu.cells["gpus"]) == {1}
+
+
+def diverging_scenario() -> list[Run]:
+    """Batches 8 and 16, two repeats. Liger bs8 r1 diverged where its baseline trained; both variants of bs16 r0
+    diverged. Diverged runs report an absurd rate: any trace of it in a gain or a cell would show."""
+    diverged = {(True, 8, 1), (True, 16, 0), (False, 16, 0)}
+    return [
+        Run(liger, batch, 512, repeat, status="diverged", tokens_per_s=1e9)
+        if (liger, batch, repeat) in diverged
+        else Run(liger, batch, 512, repeat, tokens_per_s=(liger_rate if liger else vanilla_rate)(batch, repeat))
+        for batch in (8, 16)
+        for repeat in (0, 1)
+        for liger in (True, False)
+    ]
+
+
+def test_diverged_runs_are_counted_listed_with_their_step_and_left_out_of_every_gain():
+    analysis = analyze_results(*build(diverging_scenario()))
+    gain8, gain16 = row(analysis.gains, batch_size=8), row(analysis.gains, batch_size=16)
+    assert (gain8.n_pairs, gain8.liger_outcome, gain8.vanilla_outcome) == (1, "partial", "ok")
+    assert gain8.gain_pct == pytest.approx(100 * (liger_rate(8, 0) / vanilla_rate(8, 0) - 1))
+    assert (gain16.n_pairs, gain16.liger_outcome) == (1, "partial")
+    liger8 = row(analysis.cells, variant="liger", batch_size=8)
+    assert (liger8.n_ok, liger8.n_diverged, liger8.n_runs) == (1, 1, 2)
+    assert liger8.tokens_per_s_nonpad == pytest.approx(liger_rate(8, 0))
+    assert set(analysis.parity["liger_run"]) == {"liger-bs8-seq512-r0", "liger-bs16-seq512-r1"}
+    divergences = analysis.divergences.set_index("run_key")
+    assert divergences["pair_status"].to_dict() == {
+        "liger-bs8-seq512-r1": "ok",
+        "vanilla-bs16-seq512-r0": "diverged",
+        "liger-bs16-seq512-r0": "diverged",
+    }
+    assert (divergences["first_nonfinite_loss_step"] == 5).all()
+    problems = analysis.problems.set_index("run_key")
+    assert problems.loc["liger-bs8-seq512-r1", "status"] == "diverged"
+    assert problems.loc["liger-bs8-seq512-r1", "reason"].startswith("loss nan at step 5 of max_steps=20")
+    assert success_ratio(analysis) == pytest.approx(5 / 8)
+    with pytest.raises(ValueError, match=r"5 of 8 runs ok; 0 oom, 0 failed, 0 skipped, 3 diverged\)"):
+        check_success_ratio(analysis, 0.7)
+
+
+def test_a_cell_whose_every_run_diverged_has_outcome_diverged_and_no_rate():
+    analysis = analyze_results(*build([Run(False, 8, 512, status="diverged"), Run(True, 8, 512)]))
+    baseline = row(analysis.cells, variant="vanilla")
+    assert baseline.outcome == "diverged" and math.isnan(baseline.tokens_per_s_nonpad)
+    assert row(analysis.gains, batch_size=8).n_pairs == 0
+    assert analysis.divergences["pair_status"].tolist() == ["ok"]

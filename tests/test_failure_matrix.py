@@ -1149,6 +1149,68 @@ def test_liger_on_a_node_without_cuda_is_skipped_with_the_reason(embedded_assets
     assert (result.status, result.reason, steps) == ("skipped", NO_CUDA_REASON, [])
 
 
+# Diverged: a loss that becomes NaN or infinite is the run's outcome, not an ok run (issue 20).
+DIVERGING = {"learning_rate": 1e6, "warmup_ratio": 0.0}
+
+
+def test_a_diverging_run_stops_at_its_first_nonfinite_loss_and_is_diverged(embedded_assets, prepared_dataset):
+    """The real Trainer on the tiny model: at learning rate 1e6 without warm-up its loss turns NaN in a few steps."""
+    import math
+
+    from liger_bench.training import run_training
+
+    config = _train_config(max_steps=20, **DIVERGING)
+    result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "diverged", result.reason
+    step = result.metrics["first_nonfinite_loss_step"]
+    assert [s["step"] for s in steps] == list(range(1, step + 1)) and step < 20  # stopped at that step
+    assert all(math.isfinite(s["loss"]) for s in steps[:-1]) and not math.isfinite(steps[-1]["loss"])
+    assert result.reason == (
+        f"loss nan at step {step} of max_steps=20: training diverged and was stopped there; "
+        "lower learning_rate (now 1e+06) or raise warmup_ratio"
+    )
+    assert result.metrics["steps_completed"] == step
+
+
+def test_a_nonfinite_loss_in_a_warmup_step_is_a_divergence_too(embedded_assets, prepared_dataset):
+    """With every step a warm-up step, a diverged run is still diverged, not 'no measured step'."""
+    from liger_bench.training import run_training
+
+    config = _train_config(max_steps=20, warmup_steps_to_skip=19, **DIVERGING)
+    result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "diverged" and steps[-1]["warmup"] and result.metrics["n_measured_steps"] == 0
+
+
+@pytest.mark.slow
+def test_a_diverged_run_through_the_local_runner_is_reported_as_diverged(tmp_path, embedded_assets, capfd):
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        **SMALL_PIPELINE,
+        "max_steps": 20,
+        "max_seq_length": [64],
+        "base_config": DIVERGING,
+        "min_success_ratio": 0.0,
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+    }
+    report = run_local(tmp_path, overrides)
+    run_dir = report.parent.parent
+    (result,) = _run_results(run_dir)
+    assert (result["run_key"], result["status"]) == ("vanilla-bs2-seq64-r0", "diverged")
+    assert result["reason"].startswith(f"loss nan at step {result['metrics']['first_nonfinite_loss_step']} of ")
+    (history,) = [json.loads(path.read_text()) for path in run_dir.glob("for-loop-*/train-model/history")]
+    assert len(history["steps"]) == result["metrics"]["first_nonfinite_loss_step"] < 20
+    outputs = json.loads((run_dir / "analyze-results" / "executor_output.json").read_text())["artifacts"]
+    metrics = outputs["metrics"]["artifacts"][0]["metadata"]
+    assert (metrics["n_diverged"], metrics["n_ok"], metrics["success_ratio"]) == (1, 0, 0.0)
+    text = re.sub(r"<[^>]+>", " ", report.read_text())
+    assert "No run trained successfully (1 diverged of 1 runs)" in text
+    assert "1 of 1 runs diverged (their loss became NaN or infinite" in text
+    terminal = capfd.readouterr().out  # the terminal's line for the run: its status and the reason's first part
+    assert f"[1/1] vanilla-bs2-seq64-r0: diverged ({result['reason'].partition('; ')[0]})\n" in terminal
+    assert ": 1 diverged\n" in terminal
+
+
 @pytest.fixture(scope="module")
 def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
     """One local pipeline run where MLflow is down and one of two runs fails (nothing of the

@@ -1,5 +1,6 @@
 """The metrics callback on real training steps of the tiny model, with token counts known by construction."""
 
+import math
 import statistics
 
 import pytest
@@ -9,6 +10,7 @@ from liger_bench.measure.metrics import (
     StepMetricsCallback,
     aggregate,
     count_tokens,
+    first_nonfinite_loss_step,
     model_flops_per_token,
     peak_tflops_for,
 )
@@ -182,6 +184,28 @@ def test_the_step_time_includes_the_steps_queued_device_work_and_nothing_before_
         callback.on_step_end(args, state, control)
     assert [s["step_time_s"] for s in callback.steps] == [3.25, 2.5]
     assert device.syncs == 4 and device.queued == 0.0
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "minus-inf"])
+def test_a_nonfinite_loss_even_in_warmup_stops_training_and_marks_where_the_run_diverged(loss):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    device = FakeDevice()
+    callback = StepMetricsCallback(5, clock=device.clock, sync=device.sync)
+    args, state, control = TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl()
+    stops = []
+    for step, logged in enumerate([6.2, loss], start=1):
+        state.global_step = step - 1
+        callback.on_step_begin(args, state, control)
+        state.global_step = step
+        callback.on_step_end(args, state, control)
+        control = callback.on_log(args, state, control, logs={"loss": logged, "learning_rate": 1e6})
+        stops.append(control.should_training_stop)
+    assert stops == [False, True]
+    assert callback.steps[1]["warmup"] and repr(callback.steps[1]["loss"]) == repr(loss)
+    assert first_nonfinite_loss_step(callback.steps) == 2
+    assert first_nonfinite_loss_step(callback.steps[:1]) is None
+    assert aggregate(callback.steps)["first_nonfinite_loss_step"] == 2
 
 
 @pytest.mark.gpu

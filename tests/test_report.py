@@ -205,3 +205,30 @@ def test_headline_frontier_names_the_largest_batch_only_liger_trained():
         runs += [Run(True, batch, 512), Run(False, batch, 512, status="oom")]
     headline = build_report(*build(runs)).headline
     assert headline.startswith("Liger: +30% tokens/s and +0% peak memory at batch 8; trains batch 24 where")
+
+
+def test_diverged_runs_are_named_with_their_step_and_a_lone_divergence_makes_the_headline():
+    from test_analysis import diverging_scenario
+
+    bundle = build_report(*build(diverging_scenario()))
+    assert bundle.headline.startswith("Liger: ")
+    assert bundle.headline.endswith(
+        " Liger diverged where the baseline trained (batch 8 repeat 1): the variants differ numerically."
+    )
+    assert bundle.metrics["n_diverged"] == 3 and bundle.metrics["success_ratio"] == pytest.approx(5 / 8)
+    assert bundle.metrics["headline_gain_pct"] == pytest.approx(100 * (liger_rate(16, 1) / vanilla_rate(16, 1) - 1))
+    text = re.sub(r"<[^>]+>", " ", bundle.html)
+    assert "3 of 8 runs diverged (their loss became NaN or infinite; training stopped at that step)" in text
+    assert (
+        "Diverged runs are left out of every gain, the headline and loss parity; the first non-finite loss: "
+        "liger-bs8-seq512-r1 at step 5, vanilla-bs16-seq512-r0 at step 5, liger-bs16-seq512-r0 at step 5." in text
+    )
+    problems = bundle.markdown.split("## Runs that did not finish")[1]
+    assert "| liger-bs8-seq512-r1 | Liger | 8 | 512 | 1 | diverged | loss nan at step 5 of max\\_steps=20" in problems
+    assert "1e+09" not in text and "1,000,000,000" not in text.split("All runs")[0]  # the absurd rate: runs table only
+
+
+def test_a_grid_whose_every_run_diverged_says_so():
+    runs = [Run(liger, 8, 512, status="diverged") for liger in (True, False)]
+    bundle = build_report(*build(runs))
+    assert bundle.headline == "No run trained successfully (2 diverged of 2 runs); see the reasons below."

@@ -347,3 +347,28 @@ def test_end_parent_run_ends_a_running_parent_and_leaves_an_ended_one(mlflow_ser
     assert client.get_run(running["run_id"]).info.status == "KILLED"
     assert client.get_run(ended["run_id"]).info.status == "FINISHED"
     assert tracking.end_parent_run(mlflow_server, "", "KILLED")["message"] == "there is no parent run"
+
+
+@pytest.mark.slow
+def test_a_diverged_child_run_ends_failed_with_its_status_and_its_nan_loss_left_out(mlflow_server, tmp_path):
+    import math
+
+    experiment = f"diverged-{uuid.uuid4().hex[:8]}"
+    parent = tracking.start_parent_run(mlflow_server, experiment, "bench", {}, {})
+    steps = step_records(4)
+    steps[-1]["loss"] = math.nan
+    result = run_result("vanilla-bs4-r0", "diverged", reason="loss nan at step 4 of max_steps=10: …")
+    result["metrics"].update(final_loss=math.nan, first_nonfinite_loss_step=4)
+    child = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], result, steps, None)
+    assert child["available"], child["message"]
+    run = client_for(mlflow_server).get_run(child["run_id"])
+    assert (run.info.status, run.data.tags["status"]) == ("FAILED", "diverged")
+    assert run.data.tags["reason"].startswith("loss nan at step 4")
+    assert run.data.metrics["summary/first_nonfinite_loss_step"] == 4 and "summary/final_loss" not in run.data.metrics
+    assert [m.step for m in client_for(mlflow_server).get_metric_history(child["run_id"], "loss")] == [2, 3]
+
+
+def test_every_run_status_has_an_mlflow_run_status():
+    from liger_bench.vocabulary import RUN_STATUSES
+
+    assert set(tracking.RUN_STATUS) == set(RUN_STATUSES)
