@@ -119,7 +119,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip: First steps of each run left out of every aggregate.
             base_config: Other training settings for every run, e.g. {"learning_rate": 1e-5, "liger_swiglu": false}.
             max_grid_size: Refuse grids with more runs than this.
-            min_success_ratio: Fail the pipeline (after writing the report) when fewer runs than this trained.
+            min_success_ratio: Fail the pipeline (after writing the report) when fewer runs are ok (diverged: not ok).
             mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off.
             mlflow_experiment: MLflow experiment that receives the runs.
             hf_token_secret: Kubernetes Secret with key HF_TOKEN, for gated models (optional).
