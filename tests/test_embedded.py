@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from liger_bench.inputs.embedded import MODEL_PRESETS, ensure_embedded, model_config
+from liger_bench.inputs.embedded import MODEL_PRESETS, describe_preset, ensure_embedded, model_config
+from liger_bench.inputs.modelio import describe_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import memory_model  # noqa: E402
@@ -50,6 +51,8 @@ def test_phi3_presets_keep_their_config_and_cache_folder(tmp_path):
     assert config.original_max_position_embeddings == 4096
     model_dir, _ = ensure_embedded(tmp_path, preset="tiny", n_rows=8)
     assert model_dir.name == "phi3-tiny-v2-seed0"
+    assert describe_model(model_dir)["embedded"] == describe_preset("tiny")
+    assert describe_preset("tiny").startswith("a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny'")
 
 
 def test_a_tokenizer_larger_than_the_vocabulary_is_refused():

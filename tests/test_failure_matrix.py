@@ -1157,7 +1157,7 @@ def test_a_diverging_run_stops_at_its_first_nonfinite_loss_and_is_diverged(embed
     """The real Trainer on the tiny model: at learning rate 1e6 without warm-up its loss turns NaN in a few steps."""
     import math
 
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     config = _train_config(max_steps=20, **DIVERGING)
     result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
@@ -1174,7 +1174,7 @@ def test_a_diverging_run_stops_at_its_first_nonfinite_loss_and_is_diverged(embed
 
 def test_a_nonfinite_loss_in_a_warmup_step_is_a_divergence_too(embedded_assets, prepared_dataset):
     """With every step a warm-up step, a diverged run is still diverged, not 'no measured step'."""
-    from liger_bench.training import run_training
+    from liger_bench.measure.training import run_training
 
     config = _train_config(max_steps=20, warmup_steps_to_skip=19, **DIVERGING)
     result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))

@@ -1,3 +1,4 @@
+import html
 import math
 import re
 
@@ -122,7 +123,8 @@ def test_cpu_run_says_liger_was_skipped_and_memory_is_missing():
     assert "it is not a Liger measurement" in bundle.html
     assert "Peak GPU memory was not measured" in bundle.html
     assert "CPU run: Liger skipped" in bundle.html
-    assert bundle.html.count("<img ") == 3
+    assert bundle.html.count("<img ") == 2  # throughput and throughput per step; no pair, so no loss of pairs
+    assert "Loss per step of paired runs" not in bundle.html
     assert bundle.metrics["n_skipped"] == 2 and "headline_gain_pct" not in bundle.metrics
 
 
@@ -232,3 +234,63 @@ def test_a_grid_whose_every_run_diverged_says_so():
     runs = [Run(liger, 8, 512, status="diverged") for liger in (True, False)]
     bundle = build_report(*build(runs))
     assert bundle.headline == "No run trained successfully (2 diverged of 2 runs); see the reasons below."
+
+
+def test_every_legend_is_outside_every_panel():
+    """A legend inside a panel hid a data point: each figure now has one legend, above its panels."""
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _bars, _curve_runs, _curves
+
+    analysis = analyze_results(*build(gpu_scenario()))
+    figures = {
+        "throughput": _bars(analysis, "tokens_per_s_nonpad", "tokens/s"),
+        "memory": _bars(analysis, "peak_mem_reserved_gb", "GiB", capacity=79.19),
+        "loss": _curves(analysis, _curve_runs(analysis, paired=True), "loss", "loss", False),
+        "steps": _curves(analysis, _curve_runs(analysis, paired=False), "tokens_per_s_nonpad", "tokens/s", True),
+    }
+    for name, fig in figures.items():
+        fig.draw_without_rendering()
+        (legend,) = fig.legends
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert panels and all(ax.get_legend() is None for ax in panels), name
+        box = legend.get_window_extent()
+        assert not any(box.overlaps(ax.get_window_extent()) for ax in panels), name
+        labels = [text.get_text() for text in legend.get_texts()]
+        assert [label for label in labels if label in ("baseline", "Liger")] == ["baseline", "Liger"], name
+
+
+def test_the_loss_figure_draws_paired_cells_only_and_is_left_out_without_a_pair():
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _curve_runs
+
+    analysis = analyze_results(*build(gpu_scenario()))
+    assert _curve_runs(analysis, paired=True) == [(16, 512, 1), (8, 512, 0)]  # batch 24 has no baseline run
+    assert (24, 512, 0) in _curve_runs(analysis, paired=False)
+    single = build_report(*build([Run(False, 8, 256), Run(False, 16, 256)]))
+    assert "Loss per step" not in single.html and single.html.count("<img ") == 3  # throughput, memory, steps
+
+
+def test_empty_settings_read_a_dash_and_a_peak_of_zero_says_what_it_became():
+    gpu_text = html.unescape(re.sub(r"<[^>]+>", " ", build_report(*build(gpu_scenario())).html))
+    assert re.search(r"peak_tflops\s+989 \(0 given: looked up from the GPU's name\)", gpu_text)
+    assert re.search(r"attn_implementation\s+–\s", gpu_text) and re.search(r"architecture\s+–\s", gpu_text)
+    cpu = build_report(*build(cpu_scenario(), cuda=False))
+    cpu_text = html.unescape(re.sub(r"<[^>]+>", " ", cpu.html))
+    assert re.search(r"peak_tflops\s+unknown, so MFU is not reported", cpu_text)
+    assert re.search(r"gpu_name\s+–\s", cpu_text) and "peak_tflops  0 " not in cpu_text
+    assert '<td class="text wrap"></td>' not in cpu.html
+
+
+def test_the_embedded_model_is_named_a_tiny_random_phi3_in_the_caveats_and_the_model_section():
+    from liger_bench.inputs.embedded import describe_preset
+
+    results, histories = build(cpu_scenario(), cuda=False)
+    for result in results:
+        result["model"]["embedded"] = describe_preset("tiny")
+    bundle = build_report(results, histories)
+    assert (
+        "The model is a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny': 2 layers, hidden size 64, "
+        "random weights): its numbers check the pipeline and say nothing about fine-tuning a real model."
+        in html.unescape(bundle.html)
+    )
+    assert "embedded model" not in build_report(*build(gpu_scenario())).html

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from synthetic_results import Run, build, cpu_scenario, gpu_scenario
 
+from liger_bench.inputs.embedded import describe_preset
 from liger_bench.render.report import build_report, write_bundle
 
 CHROMIUM = "/usr/bin/chromium"
@@ -140,7 +141,7 @@ def test_cpu_report_explains_missing_memory_instead_of_an_empty_figure(driver, t
     path.write_text(bundle.html, encoding="utf-8")
     network_requests(driver)
     driver.get(path.as_uri())
-    assert_page_is_self_contained(driver, expected_images=3)
+    assert_page_is_self_contained(driver, expected_images=2)  # no Liger/baseline pair: no loss of pairs
     text = driver.find_element("tag name", "body").text
     assert "Peak GPU memory was not measured" in text
     assert "CPU run: Liger skipped" in text
@@ -153,4 +154,105 @@ def test_the_report_html_of_a_local_run_opens_as_a_page(driver, cli_local_run):
     assert done.returncode == 0, done.stderr
     driver.get((output_dir / "report.html").as_uri())
     assert driver.find_element("css selector", ".headline").text.startswith("Liger was not measured: this was a CPU")
-    assert_page_is_self_contained(driver, expected_images=3)  # throughput, loss and per-step charts; no GPU memory
+    assert_page_is_self_contained(driver, expected_images=2)  # throughput and per-step charts; no memory, no pair
+    text = driver.find_element("tag name", "body").text
+    assert "The model is a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny'" in text
+
+
+# Layout at a 1280 px window (issue 20): every column visible, keys on one line, no blank cell.
+OVERFLOWING_TABLES = """
+return Array.from(document.querySelectorAll('.scroll'))
+  .filter(e => e.scrollWidth > e.clientWidth)
+  .map(e => e.previousElementSibling.textContent + ': ' + e.scrollWidth + ' > ' + e.clientWidth);
+"""
+# A cell's text laid out on several lines has several client rects (one per line box).
+CELLS_ON_SEVERAL_LINES = """
+const out = [];
+for (const td of document.querySelectorAll('td:not(.wrap)')) {
+  const range = document.createRange();
+  range.selectNodeContents(td);
+  if (range.getClientRects().length > 1) out.push(td.textContent);
+}
+return out;
+"""
+BLANK_CELLS = """
+return Array.from(document.querySelectorAll('td'))
+  .filter(td => td.textContent.trim() === '')
+  .map(td => td.parentElement.firstElementChild.textContent);
+"""
+TEXT_OF = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);"
+# The cells of the column headed arguments[0], in every table that has one.
+COLUMN_TEXTS = """
+const out = [];
+for (const table of document.querySelectorAll('table')) {
+  const index = Array.from(table.querySelectorAll('thead th')).findIndex(th => th.textContent === arguments[0]);
+  if (index >= 0) for (const tr of table.querySelectorAll('tbody tr')) out.push(tr.children[index].textContent);
+}
+return out;
+"""
+# The (name, value) rows of the key-value tables (environment, model, dataset, grid).
+KEY_VALUES = """
+return Array.from(document.querySelectorAll('tr'))
+  .filter(tr => tr.children.length === 2 && tr.children[1].classList.contains('wrap'))
+  .map(tr => [tr.children[0].textContent, tr.children[1].textContent]);
+"""
+LONG_PATH_REASON = "FileNotFoundError: /mnt/shared/" + "very-long-folder-name/" * 12 + "model.safetensors"
+
+
+def wide_runs() -> list[Run]:
+    """A large grid on two 8-GPU nodes: long run keys (repeat 11), millions of tokens/s, a long unbroken path."""
+    runs = [
+        Run(liger, batch, seq, repeat, tokens_per_s=2_500_000.0 * batch / 64 * (1.2 if liger else 1.0),
+            mem_reserved_gb=139.5)
+        for liger in (True, False)
+        for batch in (64, 128)
+        for seq in (16384, 32768)
+        for repeat in (10, 11)
+    ]  # fmt: skip
+    runs.append(Run(True, 256, 32768, 11, status="failed", reason=LONG_PATH_REASON))
+    return runs
+
+
+def open_report(driver, tmp_path, results, histories, name: str):
+    path = tmp_path / f"{name}.html"
+    path.write_text(build_report(results, histories).html, encoding="utf-8")
+    driver.set_window_size(1280, 1000)
+    driver.get(path.as_uri())
+    assert driver.execute_script("return window.outerWidth") == 1280
+
+
+# Not "gpu": a test whose id holds that word is taken for a GPU test (conftest.py).
+@pytest.mark.parametrize("scenario", ["h100-grid", "large-grid", "cpu-grid"])
+def test_at_1280_px_every_column_is_visible_keys_stay_on_one_line_and_no_cell_is_blank(driver, tmp_path, scenario):
+    if scenario == "cpu-grid":
+        results, histories = build(cpu_scenario(), cuda=False)
+    else:
+        results, histories = build(gpu_scenario() if scenario == "h100-grid" else wide_runs())
+    if scenario == "large-grid":
+        for result in results:
+            result["config"].update(gpus_per_run=8, nodes_per_run=2)
+    open_report(driver, tmp_path, results, histories, scenario)
+    assert driver.execute_script(OVERFLOWING_TABLES) == []
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert driver.execute_script(CELLS_ON_SEVERAL_LINES) == []
+    keys = driver.execute_script(TEXT_OF, "td.text")
+    assert any(key.startswith(("vanilla-bs", "liger-bs")) for key in keys)  # the check above saw run keys
+    assert driver.execute_script(BLANK_CELLS) == []
+    if scenario == "large-grid":
+        assert "vanilla-bs128-seq32768-r11" in keys
+        (reason,) = [text for text in driver.execute_script(TEXT_OF, "td.wrap") if text.startswith("FileNotFound")]
+        assert reason == LONG_PATH_REASON  # wrapped inside its column, not cut
+
+
+def test_the_cpu_report_says_unknown_for_mfu_and_the_gpu_peak_and_names_the_embedded_model(driver, tmp_path):
+    results, histories = build(cpu_scenario(), cuda=False)
+    for result in results:
+        result["model"].update(name="/root/.cache/liger-bench/phi3-tiny-v2-seed0", embedded=describe_preset("tiny"))
+    open_report(driver, tmp_path, results, histories, "cpu-embedded")
+    assert set(driver.execute_script(COLUMN_TEXTS, "MFU")) == {"unknown"}
+    grid = dict(driver.execute_script(KEY_VALUES))
+    assert grid["peak_tflops"].startswith("unknown, so MFU is not reported")
+    assert grid["embedded"] == describe_preset("tiny")
+    caveats = driver.execute_script(TEXT_OF, ".caveats li")
+    assert caveats[1].startswith("The model is a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny'")
+    assert "Loss per step of paired runs" not in driver.execute_script(TEXT_OF, "h3")

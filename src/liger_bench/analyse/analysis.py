@@ -86,6 +86,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["peak_mem_allocated_gb"] = ok["peak_mem_allocated_gb"].max()
         row["peak_mem_reserved_gb"] = ok["peak_mem_reserved_gb"].max()
         row["mfu"] = ok["mfu"].mean()
+        row["peak_tflops"] = group["peak_tflops"].max()
         row["final_loss"] = ok["final_loss"].mean()
         row["steady_state"] = _steady_state(ok["steady_state"])
         row["drift"] = ok["drift"].loc[ok["drift"].abs().idxmax()] if ok["drift"].notna().any() else math.nan
@@ -106,6 +107,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         "peak_mem_allocated_gb",
         "peak_mem_reserved_gb",
         "mfu",
+        "peak_tflops",
         "final_loss",
         "steady_state",
         "drift",

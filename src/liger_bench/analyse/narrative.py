@@ -207,6 +207,11 @@ def caveats(analysis: Analysis) -> list[str]:
             "throughput checks the pipeline's plumbing: it is not a Liger measurement and says nothing about "
             "GPU training."
         )
+    if analysis.model.get("embedded"):
+        notes.append(
+            f"The model is {analysis.model['embedded']}: its numbers check the pipeline and say nothing about "
+            "fine-tuning a real model."
+        )
     for row in analysis.parity[analysis.parity["passed"] == False].itertuples():  # noqa: E712
         notes.append(
             f"Loss parity failed: {row.liger_run} vs {row.vanilla_run} differ by up to "

@@ -37,6 +37,7 @@ RUN_METRICS = {
     "n_first_shape_steps": "n_first_shape_steps",
     "first_shape_excess_s": "first_shape_excess_s",
     "first_nonfinite_loss_step": "first_nonfinite_loss_step",
+    "peak_tflops": "peak_tflops",  # the GPU's dense bf16 peak MFU was computed with; NaN: unknown
 }
 STEADY_STATES = ("steady", "unsteady", "unknown")
 RUN_COLUMNS = [

@@ -24,7 +24,7 @@ class Drawing(NamedTuple):
 
     caption: str
     data_uri: str  # "" when there is nothing to draw
-    missing: str  # why there is nothing to draw
+    missing: str  # why there is nothing to draw; "" when the figure is left out without a word
 
 
 def _data_uri(fig) -> str:
@@ -46,7 +46,21 @@ def _figure(n_panels: int, n_cols: int, height: float):
     return fig, axes[:n_panels]
 
 
-def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) -> str:
+def _legend_outside(fig) -> None:
+    """One legend for the whole figure, above its panels: a legend inside a panel can hide a data point.
+
+    The entries are those of every panel, once each (a panel may lack a variant), with the page's labels.
+    """
+    entries: dict[str, object] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(LABELS.get(label, label), handle)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.legend(list(entries.values()), list(entries), loc="outside upper center", ncols=len(entries), fontsize=10)
+
+
+def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0):
     """Grouped bars per batch size, one panel per sequence length.
 
     A cell without an ok run gets no bar (a made-up height would read as a value): a cross on the
@@ -98,16 +112,19 @@ def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0) ->
         ax.set(xticks=range(len(batches)), xticklabels=batches, xlabel="per-device batch size", ylabel=ylabel)
         ax.set_ylim(0, top * 1.15)
         ax.set_title(f"sequence length {seq}")
-        ax.legend(fontsize=10, loc="upper left")
-    return _data_uri(fig)
+    _legend_outside(fig)
+    return fig
 
 
-def _curve_runs(analysis: Analysis) -> list[tuple[int, int, int]]:
-    """(batch, seq, repeat) per cell: a parity failure first, else the first repeat with an ok run."""
+def _curve_runs(analysis: Analysis, paired: bool) -> list[tuple[int, int, int]]:
+    """(batch, seq, repeat) per cell to draw step by step: a parity failure first, else the first repeat.
+
+    ``paired``: of a Liger/baseline pair of ok runs (cells without a pair are left out); else of an ok run.
+    """
     failing = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712
     chosen = {(r.batch_size, r.seq_len): r.repeat for r in failing.itertuples()}
-    ok = analysis.runs[analysis.runs["status"] == "ok"].sort_values("repeat")
-    for r in ok.itertuples():
+    candidates = analysis.parity if paired else analysis.runs[analysis.runs["status"] == "ok"]
+    for r in candidates.sort_values("repeat").itertuples():
         chosen.setdefault((r.batch_size, r.seq_len), r.repeat)
     order = sorted(
         chosen,
@@ -120,7 +137,7 @@ def _curve_runs(analysis: Analysis) -> list[tuple[int, int, int]]:
     return [(*cell, chosen[cell]) for cell in order[:MAX_CURVE_PANELS]]
 
 
-def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool) -> str:
+def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool):
     import seaborn as sns
 
     palette = dict(zip(VARIANTS, sns.color_palette("colorblind", 2), strict=True))
@@ -138,12 +155,15 @@ def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, y
                 alpha=0.25,
                 label="warm-up (excluded)",
             )
-        sns.lineplot(data=data, x="step", y=value, hue="variant", palette=palette, ax=ax, marker=".", errorbar=None)
+        variants = [v for v in VARIANTS if v in set(data["variant"])]
+        sns.lineplot(
+            data=data, x="step", y=value, hue="variant", hue_order=variants, palette=palette, ax=ax, marker=".",
+            errorbar=None,
+        )  # fmt: skip
         ax.set(title=f"batch {batch}, seq {seq}, repeat {repeat}", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [LABELS.get(label, label) for label in labels], fontsize=9)
-    return _data_uri(fig)
+    _legend_outside(fig)
+    return fig
 
 
 def draw_figures(analysis: Analysis) -> list[Drawing]:
@@ -153,23 +173,23 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
         analysis: What ``analyze_results`` returned.
 
     Returns:
-        Throughput, memory, loss and per-step throughput, each drawn or with the reason it is not.
+        Throughput, memory, loss and per-step throughput, each drawn or with the reason it is not;
+        the loss of paired runs, without a Liger/baseline pair, neither (the parity table says why).
 
     """
     import seaborn as sns
 
     ok = analysis.runs[analysis.runs["status"] == "ok"]
     capacity = max((float(e.get("gpu_memory_gb") or 0) for e in analysis.environments), default=0.0)
-    picks = _curve_runs(analysis)
-    picked_steps = analysis.steps[analysis.steps["run_key"].isin(ok["run_key"])]
+    pairs, picks = _curve_runs(analysis, paired=True), _curve_runs(analysis, paired=False)
     no_run = "No run trained successfully, so there is nothing to draw."
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        throughput = _bars(analysis, "tokens_per_s_nonpad", "tokens/s (non-padding)") if len(ok) else ""
+        throughput = _data_uri(_bars(analysis, "tokens_per_s_nonpad", "tokens/s (non-padding)")) if len(ok) else ""
         memory = ""
         if ok["peak_mem_reserved_gb"].notna().any():
-            memory = _bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GiB)", capacity)
-        loss = _curves(analysis, picks, "loss", "loss", False) if picked_steps["loss"].notna().any() else ""
-        steps = _curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True) if picks else ""
+            memory = _data_uri(_bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GiB)", capacity))
+        loss = _data_uri(_curves(analysis, pairs, "loss", "loss", False)) if pairs else ""
+        steps = _data_uri(_curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True)) if picks else ""
     return [
         Drawing("Throughput vs batch size (95% CI over repeats)", throughput, no_run),
         Drawing(
@@ -177,6 +197,6 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
             memory,
             "Peak GPU memory was not measured (no run trained on a CUDA device)." if len(ok) else no_run,
         ),
-        Drawing("Loss per step of paired runs", loss, "No successful run recorded a loss." if len(ok) else no_run),
+        Drawing("Loss per step of paired runs", loss, ""),
         Drawing("Throughput per step (warm-up steps shaded)", steps, no_run),
     ]

@@ -16,12 +16,14 @@ from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS, PROBLEMS_
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
-    CELLS,
+    CELL_MEMORY,
+    CELL_RATES,
     FRONTIER,
     GAINS,
     PARITY,
     PROBLEMS,
-    RUNS,
+    RUN_MEMORY,
+    RUN_RATES,
     html_table,
     markdown_table,
     md_escape,
@@ -37,7 +39,8 @@ padding:.6rem .9rem}
 .caveats li{margin:.2rem 0}.fail{color:#b00020;font-weight:600}.pass{color:#1b7f3b}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right;vertical-align:top}
-th{background:#f3f3f3}td.text,th.text{text-align:left}
+th{background:#f3f3f3}td.text,th.text{text-align:left}td{white-space:nowrap}
+td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem}
 .scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 .missing{font-style:italic;color:#555}
 """
@@ -56,10 +59,16 @@ def _integral(value: Any) -> Any:
 
 
 def _key_values(values: dict[str, Any]) -> str:
+    """A two-column table of names and values; an empty or missing value reads "–", never a blank cell."""
     rows = []
     for key, value in values.items():
-        text = value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
-        rows.append(f'<tr><th class="text">{html.escape(str(key))}</th><td class="text">{html.escape(text)}</td></tr>')
+        if value is None or value == "" or value == [] or value == {}:
+            text = "–"
+        else:
+            text = value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
+        rows.append(
+            f'<tr><th class="text">{html.escape(str(key))}</th><td class="text wrap">{html.escape(text)}</td></tr>'
+        )
     return f"<table>{''.join(rows)}</table>" if rows else '<p class="missing">Not recorded.</p>'
 
 
@@ -74,7 +83,17 @@ def _grid(analysis: Analysis) -> dict[str, Any]:
     }
     for key in sorted([*analysis.settings, *analysis.varying_settings]):
         grid[key] = analysis.settings.get(key, "varies between runs")
+    if analysis.settings.get("peak_tflops") == 0:
+        grid["peak_tflops"] = _looked_up_peak(analysis)
     return grid
+
+
+def _looked_up_peak(analysis: Analysis) -> str:
+    """What ``peak_tflops`` 0 became: the peak looked up from the GPU's name, or unknown (then no MFU)."""
+    peaks = sorted(set(analysis.runs["peak_tflops"].dropna()))
+    if peaks:
+        return f"{', '.join(f'{peak:g}' for peak in peaks)} (0 given: looked up from the GPU's name)"
+    return "unknown, so MFU is not reported (0 given, and the GPU's peak is not known by its name; set peak_tflops)"
 
 
 ENVIRONMENT_SHOWN = ("device", "gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python", "bf16_supported")
@@ -104,6 +123,8 @@ def _architecture(analysis: Analysis) -> dict[str, Any]:
 
 def _figure(drawing: Drawing) -> str:
     esc = html.escape
+    if not drawing.data_uri and not drawing.missing:
+        return ""
     if drawing.data_uri:
         body = f'<img src="{drawing.data_uri}" alt="{esc(drawing.caption)}">'
     else:
@@ -156,11 +177,17 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "<p>Each run contributes its tokens/s over its measured steps; a cell shows the mean over its ok "
         "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
         "the drift of its least steady run and its steps with a new batch shape.</p>",
-        html_table(analysis.cells, CELLS),
+        "<h3>Throughput</h3>",
+        html_table(analysis.cells, CELL_RATES),
+        "<h3>Memory, MFU and steadiness</h3>",
+        html_table(analysis.cells, CELL_MEMORY),
         f"<h2>{PROBLEMS_HEADING}</h2>",
         html_table(analysis.problems, PROBLEMS),
         "<h2>All runs</h2>",
-        html_table(analysis.runs, RUNS),
+        "<h3>Throughput</h3>",
+        html_table(analysis.runs, RUN_RATES),
+        "<h3>Memory, MFU, loss and steadiness</h3>",
+        html_table(analysis.runs, RUN_MEMORY),
         "<h2>Environment</h2>",
         _key_values(_environment(analysis)),
         "<h3>Architecture</h3>",

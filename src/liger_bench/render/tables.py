@@ -49,16 +49,21 @@ def _failed(passed: Any) -> bool:
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: the analysis field it shows, its header, how a value is written and aligned."""
+    """One table column: the analysis field it shows, its header, how a value is written and aligned.
 
-    field: str | tuple[str, str]  # a column of the analysis table, or the (low, high) columns of an interval
+    A cell's text stays on one line (a run key must not break at its hyphens) unless the column
+    ``wraps``: free text such as a failure's reason.
+    """
+
+    field: str | tuple[str, str]  # a column of the analysis table, or a pair: an interval's (low, high), …
     label: str
     formatter: Callable[[Any], str] = number
     align: Literal["number", "text"] = "number"
     alarm: Callable[[Any], bool] | None = None  # cells whose value it holds for are marked as failures
+    wraps: bool = False
 
     def value(self, row: pd.Series) -> Any:
-        """The field's value in ``row``; a pair for an interval."""
+        """The field's value in ``row``; a pair for a pair of fields."""
         return row[self.field] if isinstance(self.field, str) else (row[self.field[0]], row[self.field[1]])
 
 
@@ -70,6 +75,12 @@ def _variant(label: str = "variant") -> Column:
     return _text("variant", label, LABELS.get)
 
 
+def _mfu(values: tuple[float, float]) -> str:
+    """MFU, or ``unknown`` where the GPU's peak FLOP/s is (a missing MFU is not a measured zero)."""
+    mfu, peak_tflops = values
+    return number(mfu, 3) if isinstance(peak_tflops, float) and math.isfinite(peak_tflops) else "unknown"
+
+
 # Columns of a run's measurements, shared by the per-cell and per-run tables.
 _NONPAD_RATE = Column("tokens_per_s_nonpad", "tokens/s non-pad", digits(0))
 _PADDED_RATE = Column("tokens_per_s_padded", "tokens/s padded", digits(0))
@@ -78,7 +89,7 @@ _STEP_TIME = Column("step_time_s", "median step s", digits(3))
 _MEMORY_AND_MFU = [
     Column("peak_mem_allocated_gb", "peak alloc GiB", digits(2)),
     Column("peak_mem_reserved_gb", "peak reserved GiB", digits(2)),
-    Column("mfu", "MFU", digits(3)),
+    Column(("mfu", "peak_tflops"), "MFU", _mfu),
 ]
 _STEADINESS = [_text("steady_state", "steady state"), Column("drift", "drift %", percent_of(1))]
 _FIRST_SHAPES = [
@@ -97,20 +108,21 @@ GAIN_COLUMNS = [
     Column("mem_reserved_reduction_pct", "reserved mem reduction %", digits(1)),
     Column("mem_allocated_reduction_pct", "allocated mem reduction %", digits(1)),
 ]
-CELL_COLUMNS = [
-    _variant(),
-    Column("batch_size", "batch"),
-    Column("seq_len", "seq len"),
-    _text("outcome", "outcome"),
+# The per-cell and per-run results are two tables each, so that every column fits a 1280 px window.
+_CELL_IDENTITY = [_variant(), Column("batch_size", "batch"), Column("seq_len", "seq len"), _text("outcome", "outcome")]
+CELL_RATE_COLUMNS = [
+    *_CELL_IDENTITY,
     Column("n_ok", "ok"),
     Column("n_runs", "runs"),
     _NONPAD_RATE,
     Column(("tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"), "95% CI", interval()),
-    _PADDED_RATE,
-    Column(("tokens_per_s_padded_ci_low", "tokens_per_s_padded_ci_high"), "95% CI", interval()),
+    _PADDED_RATE,  # its interval is in the CSV table: the gains and the headline are of non-padding tokens
     Column("gpus", "GPUs per run"),
     _PER_GPU_RATE,
     _STEP_TIME,
+]
+CELL_MEMORY_COLUMNS = [
+    *_CELL_IDENTITY,
     *_MEMORY_AND_MFU,
     Column("step_time_cv_max", "max step CV %", percent_of(1)),
     *_STEADINESS,
@@ -133,24 +145,23 @@ PARITY_COLUMNS = [
     Column("step_of_max", "at step", digits(0)),
     _text("passed", "parity", _verdict, alarm=_failed),
 ]
-_RUN_IDENTITY = [
-    _text("run_key", "run key"),
-    _variant(),
-    Column("batch_size", "batch size"),
-    Column("seq_len", "seq len"),
-    Column("repeat", "repeat"),
-]
-PROBLEM_COLUMNS = [*_RUN_IDENTITY, _text("status", "status"), _text("reason", "reason")]
-RUN_COLUMNS = [
-    _RUN_IDENTITY[0],
-    _text("status", "status"),
-    *_RUN_IDENTITY[1:],
+_RUN_KEY, _STATUS = _text("run_key", "run key"), _text("status", "status")
+_RUN_AXES = [_variant(), Column("batch_size", "batch size"), Column("seq_len", "seq len"), Column("repeat", "repeat")]
+PROBLEM_COLUMNS = [_RUN_KEY, *_RUN_AXES, _STATUS, _text("reason", "reason", wraps=True)]
+RUN_RATE_COLUMNS = [
+    _RUN_KEY,
+    _STATUS,
+    *_RUN_AXES,
     _NONPAD_RATE,
     _PADDED_RATE,
     Column("gpus", "GPUs"),
     _PER_GPU_RATE,
     _STEP_TIME,
     Column("step_time_cv", "step CV %", percent_of(1)),
+]
+RUN_MEMORY_COLUMNS = [
+    _RUN_KEY,
+    _STATUS,
     *_MEMORY_AND_MFU,
     Column("final_loss", "final loss", digits(4)),
     Column("n_measured_steps", "measured steps", digits(0)),
@@ -169,11 +180,13 @@ class Table:
 
 
 GAINS = Table(GAIN_COLUMNS, "No grid cell was run.")
-CELLS = Table(CELL_COLUMNS, "No grid cell was run.")
+CELL_RATES = Table(CELL_RATE_COLUMNS, "No grid cell was run.")
+CELL_MEMORY = Table(CELL_MEMORY_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 PARITY = Table(PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare.")
-PROBLEMS = Table(PROBLEM_COLUMNS, "Every run trained.")
-RUNS = Table(RUN_COLUMNS, "No run results were collected.")
+PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
+RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")
+RUN_MEMORY = Table(RUN_MEMORY_COLUMNS, "No run results were collected.")
 
 
 def _cells(frame: pd.DataFrame, table: Table) -> list[list[tuple[Column, Any, str]]]:
@@ -193,7 +206,9 @@ def html_table(frame: pd.DataFrame, table: Table) -> str:
         return f'<p class="missing">{html.escape(table.empty)}</p>'
 
     def cell(tag: str, column: Column, text: str, failed: bool = False) -> str:
-        kinds = " ".join(kind for kind, on in (("text", column.align == "text"), ("fail", failed)) if on)
+        kinds = " ".join(
+            kind for kind, on in (("text", column.align == "text"), ("wrap", column.wraps), ("fail", failed)) if on
+        )
         kind = f' class="{kinds}"' if kinds else ""
         return f"<{tag}{kind}>{html.escape(text)}</{tag}>"
 
