@@ -1,7 +1,8 @@
 """The report's figures: matplotlib/seaborn drawings embedded as PNG data URIs.
 
-A figure the data cannot support is not drawn; its place says why. The PNGs carry no timestamp,
-so the same analysis draws the same bytes.
+A figure the data cannot support is not drawn; its place says why (the loss of paired runs is left
+out without a pair: the parity table above it says so). Each figure has one legend, above its
+panels, where it hides no data. The PNGs carry no timestamp, so the same analysis draws the same bytes.
 """
 
 from __future__ import annotations
