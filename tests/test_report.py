@@ -274,6 +274,7 @@ def test_empty_settings_read_a_dash_and_a_peak_of_zero_says_what_it_became():
     gpu_text = html.unescape(re.sub(r"<[^>]+>", " ", build_report(*build(gpu_scenario())).html))
     assert re.search(r"peak_tflops\s+989 \(0 given: looked up from the GPU's name\)", gpu_text)
     assert re.search(r"attn_implementation\s+–\s", gpu_text) and re.search(r"architecture\s+–\s", gpu_text)
+    assert "- architecture: –\n" in build_report(*build(gpu_scenario())).markdown
     cpu = build_report(*build(cpu_scenario(), cuda=False))
     cpu_text = html.unescape(re.sub(r"<[^>]+>", " ", cpu.html))
     assert re.search(r"peak_tflops\s+unknown, so MFU is not reported", cpu_text)

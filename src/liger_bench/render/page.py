@@ -58,17 +58,19 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def _setting_text(value: Any) -> str:
+    """A recorded setting or fact as text; an empty or missing one reads "–", never a blank."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "–"
+    return value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
+
+
 def _key_values(values: dict[str, Any]) -> str:
-    """A two-column table of names and values; an empty or missing value reads "–", never a blank cell."""
+    """A two-column table of names and values (``_setting_text``)."""
     rows = []
     for key, value in values.items():
-        if value is None or value == "" or value == [] or value == {}:
-            text = "–"
-        else:
-            text = value if isinstance(value, str) else json.dumps(_integral(value), sort_keys=True, default=str)
-        rows.append(
-            f'<tr><th class="text">{html.escape(str(key))}</th><td class="text wrap">{html.escape(text)}</td></tr>'
-        )
+        text = html.escape(_setting_text(value))
+        rows.append(f'<tr><th class="text">{html.escape(str(key))}</th><td class="text wrap">{text}</td></tr>')
     return f"<table>{''.join(rows)}</table>" if rows else '<p class="missing">Not recorded.</p>'
 
 
@@ -235,7 +237,7 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         f"## {PROBLEMS_HEADING}",
         markdown_table(analysis.problems, PROBLEMS),
         "## Architecture",
-        "\n".join(f"- {md_escape(k)}: {md_escape(str(v))}" for k, v in _architecture(analysis).items()),
+        "\n".join(f"- {md_escape(k)}: {md_escape(_setting_text(v))}" for k, v in _architecture(analysis).items()),
         "## Caveats",
         "\n".join(f"- {md_escape(n)}" for n in notes) or "None.",
     ]
