@@ -154,6 +154,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             base_config=base_config,
             max_grid_size=max_grid_size,
             min_success_ratio=min_success_ratio,
+            mlflow_tracking_uri=mlflow_tracking_uri,
             **options.grid_scale(),
         )
         grid_task.set_caching_options(True)

@@ -7,6 +7,8 @@ Import them into tests/conftest.py: ``from mlflow_server import dead_mlflow_uri,
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -52,10 +54,21 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URI of an ``mlflow server`` (sqlite backend, proxied artifacts in a temp dir) on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("mlflow_server")
+@dataclasses.dataclass
+class MlflowServer:
+    """A running ``mlflow server``: its URI, and ``stop`` for a test that takes it down mid-run."""
+
+    uri: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """Stop the server (again: a no-op)."""
+        _stop(self.process)
+
+
+@contextlib.contextmanager
+def running_mlflow_server(root: Path) -> Iterator[MlflowServer]:
+    """An ``mlflow server`` (sqlite backend, proxied artifacts under ``root``) on 127.0.0.1, stopped on exit."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
@@ -83,9 +96,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         _wait_healthy(uri, process, log_path)
-        yield uri
+        yield MlflowServer(uri, process)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of an ``mlflow server`` on 127.0.0.1 shared by the session (``running_mlflow_server``)."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as server:
+        yield server.uri
 
 
 def _wait_healthy(uri: str, process: subprocess.Popen, log_path: Path) -> None:

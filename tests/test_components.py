@@ -27,6 +27,7 @@ GRID_AXES = {
     "base_config": {},
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
+    "mlflow_tracking_uri": "",
     **ClusterOptions().grid_scale(),
 }
 
@@ -99,7 +100,7 @@ def tracking_off(downloaded, tmp_path):
 
 def test_start_tracking_with_tracking_off_opens_no_run(tracking_off):
     assert tracking_off.metadata["parent_run_id"] == ""
-    assert json.loads(Path(tracking_off.path).read_text()) == {"parent_run_id": ""}
+    assert json.loads(Path(tracking_off.path).read_text()) == {"parent_run_id": "", "tracking_error": ""}
 
 
 def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking_off, tmp_path):

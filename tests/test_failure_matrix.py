@@ -43,7 +43,13 @@ VALID_AXES = {
     "warmup_steps_to_skip": 3,
 }
 # prepare_grid's parameters besides the axes.
-GRID_TASK_ARGS = {"base_config": {}, "max_grid_size": 256, "min_success_ratio": 0.1, **ClusterOptions().grid_scale()}
+GRID_TASK_ARGS = {
+    "base_config": {},
+    "max_grid_size": 256,
+    "min_success_ratio": 0.1,
+    "mlflow_tracking_uri": "",
+    **ClusterOptions().grid_scale(),
+}
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
 SMALL_PIPELINE = {"use_liger": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
 

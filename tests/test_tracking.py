@@ -89,7 +89,7 @@ def test_tracking_off_does_nothing(tmp_path, monkeypatch, caplog):
     statuses = [
         tracking.start_parent_run("", "exp", "pipeline-run", {"a": 1}, {}),
         tracking.log_child_run("", "exp", "", run_result("k", "ok"), step_records(2), history),
-        tracking.log_analysis("  ", "", {"speedup": 1.2}, [history]),
+        tracking.log_analysis("  ", "", {"speedup": 1.2}, {"history.json": history}),
     ]
     for status in statuses:
         assert status == {"enabled": False, "available": False, "message": status["message"], "run_id": ""}
@@ -159,14 +159,14 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
     )
     assert sorted(r.info.run_id for r in children) == sorted(s["run_id"] for s in (ok, oom, skipped))
 
-    artifacts = []
+    artifacts = {}
     for name, text in (
         ("report.html", "<html></html>"),
         ("analysis.csv", "a,b\n1,2\n"),
         ("summary.md", "# s\n"),
     ):
-        (tmp_path / name).write_text(text)
-        artifacts.append(str(tmp_path / name))
+        (tmp_path / name.replace(".", "-")).write_text(text)  # KFP's artifact files have no extension
+        artifacts[name] = str(tmp_path / name.replace(".", "-"))
     analysis = tracking.log_analysis(
         mlflow_server, parent["run_id"], {"speedup_median": 1.31, "bad": float("inf")}, artifacts
     )
@@ -200,7 +200,9 @@ def test_credentials_never_reach_params_tags_or_artifacts(mlflow_server, tmp_pat
         mlflow_server, experiment, parent["run_id"], result, steps, write_history(tmp_path, steps)
     )
     (tmp_path / "report.html").write_text("<html>report</html>")
-    tracking.log_analysis(mlflow_server, parent["run_id"], {"speedup": 1.0}, [str(tmp_path / "report.html")])
+    tracking.log_analysis(
+        mlflow_server, parent["run_id"], {"speedup": 1.0}, {"report.html": str(tmp_path / "report.html")}
+    )
     assert parent["available"] and child["available"], (parent, child)
 
     client = client_for(mlflow_server)
@@ -208,7 +210,7 @@ def test_credentials_never_reach_params_tags_or_artifacts(mlflow_server, tmp_pat
         data = client.get_run(run_id).data
         texts = [*data.params.values(), *data.tags.values(), *data.params, *data.tags]
         assert not [text for text in texts if canary in text], run_id
-        assert any("<redacted>" in text for text in texts)
+        assert any("***" in text for text in texts)
         downloaded = Path(
             mlflow.artifacts.download_artifacts(
                 run_id=run_id, dst_path=str(tmp_path / run_id), tracking_uri=mlflow_server
@@ -223,7 +225,7 @@ def closed_port_calls(uri: str, history: str) -> list:
     return [
         lambda: tracking.start_parent_run(uri, "exp", "run", {"a": 1}, {"b": 2}),
         lambda: tracking.log_child_run(uri, "exp", "0" * 32, run_result("k", "ok"), step_records(3), history),
-        lambda: tracking.log_analysis(uri, "0" * 32, {"speedup": 1.0}, [history]),
+        lambda: tracking.log_analysis(uri, "0" * 32, {"speedup": 1.0}, {"history.json": history}),
     ]
 
 
@@ -237,14 +239,6 @@ def test_dead_server_costs_one_warning_and_seconds(dead_mlflow_uri, tmp_path, ca
     assert status["enabled"] and not status["available"] and status["run_id"] == ""
     assert dead_mlflow_uri in status["message"]
     assert [r.getMessage() for r in warnings_from(caplog)] == [status["message"]]
-
-
-def test_credentials_in_the_uri_stay_out_of_the_warning(dead_mlflow_uri, caplog):
-    uri = dead_mlflow_uri.replace("http://", "http://bench:s3cret@")
-    status = tracking.start_parent_run(uri, "exp", "run", {}, {})
-    assert not status["available"] and "s3cret" not in status["message"]
-    assert "***@127.0.0.1" in status["message"]
-    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
 
 
 class _HealthyButFailing(http.server.BaseHTTPRequestHandler):
@@ -304,7 +298,7 @@ def test_invalid_input_raises_value_error(tmp_path):
     with pytest.raises(ValueError, match="is not a file"):
         tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no"))
     with pytest.raises(ValueError, match="not files"):
-        tracking.log_analysis("http://127.0.0.1:1", "r", {}, [str(tmp_path / "missing.html")])
+        tracking.log_analysis("http://127.0.0.1:1", "r", {}, {"report.html": str(tmp_path / "missing.html")})
 
 
 def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflow_server, tmp_path):
@@ -372,3 +366,100 @@ def test_every_run_status_has_an_mlflow_run_status():
     from liger_bench.vocabulary import RUN_STATUSES
 
     assert set(tracking.RUN_STATUS) == set(RUN_STATUSES)
+
+
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_a_uri_with_credentials_is_never_contacted_nor_shown(mlflow_server, caplog, form):
+    """Defence behind prepare_grid's refusal: a tracking call given such a URI sends nothing."""
+    from test_credentials import SECRET
+
+    uri = {"userinfo": mlflow_server.replace("://", f"://bench:{SECRET}@"), "query": f"{mlflow_server}/?t={SECRET}"}
+    experiment = f"never-{uuid.uuid4().hex[:8]}"
+    status = tracking.start_parent_run(uri[form], experiment, "run", {}, {})
+    assert status["enabled"] and not status["available"]
+    assert " not used: the tracking URI " in status["message"] and SECRET not in status["message"]
+    assert not [r for r in caplog.records if SECRET in r.getMessage()]
+    assert client_for(mlflow_server).get_experiment_by_name(experiment) is None
+
+
+def test_tracking_while_a_thread_changes_the_environment_never_raises(mlflow_server, tmp_path, monkeypatch):
+    """The race of issue 20 (MLflow's telemetry thread deletes a variable while we log) on a real server.
+
+    Every call returns a status; requests itself iterates the environment per request, so under this
+    churn a call may fail, and then its message names the error. Before the fix, redaction raised
+    ``KeyError`` out of the call.
+    """
+    from test_credentials import environment_churn
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "churn-token")
+    experiment = f"churn-{uuid.uuid4().hex[:8]}"
+    params = {f"param_{i:03d}": f"value {i} churn-token" for i in range(150)}  # redacted one by one
+    steps = step_records(20)
+    history = write_history(tmp_path, steps)
+    (tmp_path / "report").write_text("<html></html>")
+    with environment_churn() as flips:
+        parent = tracking.start_parent_run(mlflow_server, experiment, "churn", params, {"pod": "churn-token"})
+        child = tracking.log_child_run(
+            mlflow_server, experiment, parent["run_id"], run_result("k", "ok", **params), steps, history
+        )
+        analysis = tracking.log_analysis(
+            mlflow_server, parent["run_id"], {"speedup": 1.0}, {"report.html": str(tmp_path / "report")}
+        )
+    assert flips[0] > 1000
+    for status in (parent, child, analysis):
+        assert status["enabled"]
+        assert status["available"] or status["message"].startswith(f"MLflow at {mlflow_server} failed: "), status
+    if parent["available"]:
+        logged = client_for(mlflow_server).get_run(parent["run_id"]).data
+        assert logged.params["param_000"] == "value 0 ***" and logged.tags["pod"] == "***"
+
+
+@pytest.mark.slow
+def test_mlflow_failing_mid_run_keeps_the_result_and_says_so_on_the_terminal_and_in_the_report(
+    tmp_path, embedded_assets, capsys
+):
+    """A real server stopped once start_tracking opened the parent run, through the whole local pipeline."""
+    from mlflow_server import running_mlflow_server
+    from test_failure_matrix import SMALL_PIPELINE, _run_results
+
+    from liger_bench.localrun import run_local
+
+    output_dir = tmp_path / "out"
+    (tmp_path / "mlflow").mkdir()
+    with running_mlflow_server(tmp_path / "mlflow") as server:
+
+        def stop_after_the_parent_run() -> None:
+            deadline = time.monotonic() + 300
+            while not list(output_dir.glob("pipeline_root/*/start-tracking/tracking")):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+            server.stop()
+
+        stopper = threading.Thread(target=stop_after_the_parent_run, daemon=True)
+        stopper.start()
+        overrides = {
+            **SMALL_PIPELINE,
+            "model_name": str(embedded_assets[0]),
+            "dataset_name": str(embedded_assets[1]),
+            "mlflow_tracking_uri": server.uri,
+        }
+        report = run_local(output_dir, overrides)
+        stopper.join()
+    (result,) = _run_results(report.parent.parent)
+    assert result["status"] == "ok"
+    parent_run_id = json.loads(next(output_dir.glob("pipeline_root/*/start-tracking/tracking")).read_text())
+    assert parent_run_id["parent_run_id"] and parent_run_id["tracking_error"] == ""
+    unreachable = f"MLflow at {server.uri} unreachable: ConnectionError on /health; "
+    assert not result["mlflow"]["available"]
+    assert (
+        result["mlflow"]["message"]
+        == f"{unreachable}child run '{result['run_key']}' not logged, runs are in the artifacts"
+    )
+    terminal = [line for line in capsys.readouterr().out.splitlines() if "MLflow at" in line]
+    assert terminal == [
+        f"[liger-bench] {result['mlflow']['message']}",
+        f"[liger-bench] {unreachable}analysis not logged, runs are in the artifacts",
+    ]
+    page = report.read_text()
+    assert "1 of 1 runs not in MLflow." in page and f"MLflow at {server.uri} unreachable" in page

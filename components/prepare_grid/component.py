@@ -18,6 +18,7 @@ def prepare_grid(
     base_config: dict[str, Any],
     max_grid_size: int,
     min_success_ratio: float,
+    mlflow_tracking_uri: str,
     gpus_per_run: int,
     nodes_per_run: int,
     max_gpus_per_run: int,
@@ -41,6 +42,7 @@ def prepare_grid(
         base_config: Overrides of other training-config fields for every run.
         max_grid_size: Refuse grids with more runs than this.
         min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
+        mlflow_tracking_uri: Checked here: an http(s) or file URL without credentials, query or fragment.
         gpus_per_run: GPUs of one node per run (FSDP above 1).
         nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
@@ -71,4 +73,5 @@ def prepare_grid(
         model_dir=model.path,
         dataset_dir=dataset.path,
         min_success_ratio=min_success_ratio,
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )

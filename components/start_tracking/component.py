@@ -30,12 +30,13 @@ def start_tracking(
         mlflow_experiment: MLflow experiment name.
         pipeline_run_name: Name of the pipeline run (names the MLflow parent run).
         pipeline_run_id: Id of the pipeline run (an MLflow tag).
-        tracking: JSON ``{"parent_run_id": ...}`` ("" when tracking is off); also in its metadata.
+        tracking: JSON ``{"parent_run_id": ..., "tracking_error": ...}``: the parent run's id ("" when
+            tracking is off or it could not be created) and why it could not; also in its metadata.
     """
     from liger_bench import tasks
     from liger_bench.records import write_json_atomic
 
-    run_id = tasks.start_tracking(
+    document = tasks.start_tracking(
         grid=grid,
         model_info=dict(model.metadata),
         dataset_info=dict(dataset.metadata),
@@ -44,5 +45,5 @@ def start_tracking(
         pipeline_run_name=pipeline_run_name,
         pipeline_run_id=pipeline_run_id,
     )
-    write_json_atomic(tracking.path, {"parent_run_id": run_id})
-    tracking.metadata["parent_run_id"] = run_id
+    write_json_atomic(tracking.path, document)
+    tracking.metadata.update(document)

@@ -55,6 +55,7 @@ def train_model(
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
         mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
+        mlflow_tracking_error=tracking.metadata.get("tracking_error", ""),
         train_timeout_s=train_timeout_s,
         trainer=trainer,
         gpu_placement={"node_selector": gpu_node_selector, "tolerations": gpu_tolerations},

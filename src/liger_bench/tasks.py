@@ -8,11 +8,8 @@ functions run under the kfp local runner and in cluster pods.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from liger_bench import tracking
@@ -25,6 +22,12 @@ from liger_bench.records import RunResult, history_document, read_json, write_js
 def progress(message: str) -> None:
     """One progress line in the task's log (kfp's local runner and pod logs show stdout)."""
     print(f"[liger-bench] {message}", flush=True)
+
+
+def say_if_not_logged(status: dict[str, Any]) -> None:
+    """A progress line when a tracking call that should have logged did not: the terminal hears of it."""
+    if status["enabled"] and not status["available"]:
+        progress(status["message"])
 
 
 def download_dataset(
@@ -53,13 +56,21 @@ def download_model(
 
 
 def prepare_grid(
-    model_info: dict, dataset_info: dict, axes: dict, model_dir: str, dataset_dir: str, min_success_ratio: float
+    model_info: dict,
+    dataset_info: dict,
+    axes: dict,
+    model_dir: str,
+    dataset_dir: str,
+    min_success_ratio: float,
+    mlflow_tracking_uri: str,
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
 
     Every item gets the attention implementation the architecture trial resolved, so both
-    variants use the same one whatever the training node would pick.
+    variants use the same one whatever the training node would pick. A tracking URI holding
+    credentials is refused here, before a training task could log it.
     """
+    from liger_bench.credentials import check_tracking_uri
     from liger_bench.measure.training import load_training_rows
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
@@ -70,6 +81,7 @@ def prepare_grid(
         check_training_arguments,
     )
 
+    check_tracking_uri(mlflow_tracking_uri)
     check_min_success_ratio(min_success_ratio)
     grid = expand_grid(GridSpec(**axes))
     check_against_data(grid, dataset_info)
@@ -99,8 +111,14 @@ def start_tracking(
     mlflow_experiment: str,
     pipeline_run_name: str,
     pipeline_run_id: str,
-) -> str:
-    """Open the MLflow parent run, its params describing the experiment; return its id or ""."""
+) -> dict[str, str]:
+    """Open the MLflow parent run, its params describing the experiment.
+
+    Returns:
+        The tracking document: ``parent_run_id`` ("" when none was created) and ``tracking_error``
+        (why not, "" when it was or tracking is off), which the training tasks record in their results.
+
+    """
     from liger_bench.plan.grid import describe_experiment
 
     params = {
@@ -119,7 +137,9 @@ def start_tracking(
             "kfp.pod_name": os.environ.get("HOSTNAME", ""),
         },
     )
-    return status.get("run_id", "")
+    say_if_not_logged(status)
+    failed = status["enabled"] and not status["available"]
+    return {"parent_run_id": status["run_id"], "tracking_error": status["message"] if failed else ""}
 
 
 def train_model(
@@ -133,6 +153,7 @@ def train_model(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     mlflow_parent_run_id: str,
+    mlflow_tracking_error: str,
     train_timeout_s: float,
     trainer: dict | None = None,
     gpu_placement: dict | None = None,
@@ -141,7 +162,9 @@ def train_model(
 
     One node: in a supervised child process (torchrun's ranks for several GPUs). Several nodes: a
     Kubeflow Trainer TrainJob (``trainer``: ``trainjob.TrainerSettings`` as a dict), placed on
-    GPU nodes by ``gpu_placement`` (``node_selector``, ``tolerations``).
+    GPU nodes by ``gpu_placement`` (``node_selector``, ``tolerations``). MLflow failures never
+    fail it: a run without a parent run (``mlflow_tracking_error`` says why, start_tracking said it)
+    is not logged, and a child run that cannot be logged is said in the progress and the result.
     """
     from liger_bench.measure.supervisor import train_supervised
 
@@ -161,6 +184,10 @@ def train_model(
     mirrored = tracking.log_child_run(
         mlflow_tracking_uri, mlflow_experiment, mlflow_parent_run_id, described, steps, history_path
     )
+    if mlflow_parent_run_id:
+        say_if_not_logged(mirrored)
+    elif mlflow_tracking_error:
+        mirrored["message"] = mlflow_tracking_error
     result = replace(trained, **inputs, mlflow={**mirrored, "parent_run_id": mlflow_parent_run_id})
     write_json_atomic(result_path, result.to_dict())
     rate = result.metrics.get("tokens_per_s_nonpad")
@@ -198,12 +225,11 @@ def analyze_results(
         failure = None
     except ValueError as err:
         failure = err
-    with tempfile.TemporaryDirectory() as tmp:
-        # KFP's artifact files have no extension; MLflow's UI renders files by their names.
-        named = {"report.html": html_path, "summary.md": markdown_path, "analysis.csv": table_path}
-        copies = [str(shutil.copyfile(path, Path(tmp) / name)) for name, path in named.items()]
-        status = "FAILED" if failure else "FINISHED"
-        tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, copies, status)
+    named = {"report.html": html_path, "summary.md": markdown_path, "analysis.csv": table_path}
+    status = "FAILED" if failure else "FINISHED"
+    logged = tracking.log_analysis(mlflow_tracking_uri, mlflow_parent_run_id, bundle.metrics, named, status)
+    if mlflow_parent_run_id:
+        say_if_not_logged(logged)
     progress(f"report written: {bundle.headline}")
     if failure:
         raise failure

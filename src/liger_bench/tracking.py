@@ -1,20 +1,18 @@
 """MLflow logging of a benchmark: one parent run per pipeline run, one nested child run per grid point.
 
-The only module that imports mlflow, and only inside functions. Tracking must never cost a
-benchmark: every public function returns a status dict (``enabled``, ``available``, ``message``,
-``run_id``) instead of raising when the server is down, slow or refuses a request. With the server
-unreachable a call returns within ``OUTAGE_BUDGET_S`` and logs one warning naming the URI.
+The only module that imports mlflow, and only inside functions. Tracking never costs a benchmark:
+every public function returns a status dict (``enabled``, ``available``, ``message``, ``run_id``)
+instead of raising, whatever the server, the network or mlflow do. With the server unreachable a
+call returns within ``OUTAGE_BUDGET_S`` and logs one warning, ``MLflow at <uri> unreachable: …;
+runs are in the artifacts``, which the tasks also print where users look.
 
 Credentials come only from the environment (``MLFLOW_TRACKING_TOKEN`` or
 ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, fed by a Kubernetes Secret), which mlflow
-reads itself; values of secret ``MLFLOW_TRACKING_*`` variables are redacted from every param and tag.
+reads itself; a URI holding any is refused (``liger_bench.credentials``), and every param, tag and
+message is redacted.
 
 We log with ``MlflowClient`` after training rather than with transformers' ``MLflowCallback``: with
 ``MLFLOW_NESTED_RUN=true`` that callback ends the active parent run when a Trainer is collected.
-
-One room although it is long: every public function goes through the same outage guard (probe,
-bounded HTTP, deadline, redaction), and splitting the four calls from it would spread one
-promise, "tracking never costs a benchmark", over several files.
 """
 
 from __future__ import annotations
@@ -24,18 +22,19 @@ import json
 import logging
 import math
 import os
-import re
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from liger_bench.credentials import redact, shown_uri, tracking_uri_problem
 from liger_bench.records import STEP_METRICS, StepRecord
 from liger_bench.vocabulary import RUN_STATUSES
 
 logger = logging.getLogger(__name__)
-_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 
 # Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
 SUMMARY_PREFIX = "summary/"
@@ -98,7 +97,7 @@ def start_parent_run(uri: str, experiment: str, run_name: str, params: dict, tag
     """
 
     def body(client) -> str:
-        run = client.create_run(_experiment_id(client, experiment), run_name=_scrub(run_name))
+        run = client.create_run(_experiment_id(client, experiment), run_name=redact(run_name))
         _log_batches(client, run.info.run_id, params=params, tags=tags)
         return run.info.run_id
 
@@ -113,14 +112,14 @@ def log_child_run(
     steps: list[StepRecord],
     history_path: str | None,
 ) -> dict[str, Any]:
-    """Log one grid point as a finished child run of ``parent_run_id`` (a top-level run when that is "").
+    """Log one grid point as a finished child run of ``parent_run_id``.
 
     The run is FINISHED for ``ok``, FAILED for ``oom`` and ``failed``, KILLED for ``skipped``.
 
     Args:
         uri: Tracking URI; empty turns tracking off.
         experiment: Experiment name, created when it does not exist.
-        parent_run_id: Id of the parent run; "" when it could not be created.
+        parent_run_id: Id of the parent run; "" (it could not be created) logs nothing.
         result: A ``RunResult.to_dict()``; its ``config`` becomes params, its finite ``metrics``
             become ``summary/*`` metrics, its status, reason and environment become tags.
         steps: Step records of ``StepMetricsCallback``; each metric in ``STEP_METRICS`` is logged at
@@ -164,9 +163,12 @@ def log_child_run(
         for name, value in result.get("metrics", {}).items()
         if _finite(value)
     ]
+    what = f"child run {result['run_key']!r}"
+    if tracking_enabled(uri) and not parent_run_id:
+        return _no_parent(uri, what)
 
     def body(client) -> str:
-        run = client.create_run(_experiment_id(client, experiment), run_name=_scrub(result["run_key"]))
+        run = client.create_run(_experiment_id(client, experiment), run_name=redact(result["run_key"]))
         run_id = run.info.run_id
         _log_batches(client, run_id, params=result.get("config", {}), tags=tags, metrics=metrics)
         if history_path is not None:
@@ -174,11 +176,11 @@ def log_child_run(
         client.set_terminated(run_id, RUN_STATUS[result["status"]])
         return run_id
 
-    return _guarded(uri, f"child run {result['run_key']!r}", body)
+    return _guarded(uri, what, body)
 
 
 def log_analysis(
-    uri: str, parent_run_id: str, metrics: dict[str, float], artifact_paths: list[str], status: str = "FINISHED"
+    uri: str, parent_run_id: str, metrics: dict[str, float], artifacts: Mapping[str, str], status: str = "FINISHED"
 ) -> dict:
     """Log the analysis's summary metrics and files to the parent run, then end it with ``status``.
 
@@ -186,7 +188,8 @@ def log_analysis(
         uri: Tracking URI; empty turns tracking off.
         parent_run_id: Id of the parent run; "" (never created) logs nothing.
         metrics: Summary metrics; non-finite values are skipped.
-        artifact_paths: Files (report HTML, tables) logged at the root of the run's artifacts.
+        artifacts: Files (report HTML, tables) logged at the root of the run's artifacts, by the name
+            each gets there (KFP's artifact files have no extension; MLflow's UI renders files by name).
         status: ``FINISHED``, or ``FAILED`` when the pipeline fails after the analysis.
 
     Returns:
@@ -196,18 +199,19 @@ def log_analysis(
         ValueError: When an artifact path is not a file.
 
     """
-    missing = [path for path in artifact_paths if not Path(path).is_file()]
+    missing = [path for path in artifacts.values() if not Path(path).is_file()]
     if missing:
         raise ValueError(f"artifact paths are not files: {missing}")
     if tracking_enabled(uri) and not parent_run_id:
-        return _unavailable(uri, "analysis", "there is no parent run (it could not be created)")
+        return _no_parent(uri, "analysis")
     timestamp = int(time.time() * 1000)
     batch = [(name, value, timestamp, 0) for name, value in metrics.items() if _finite(value)]
 
     def body(client) -> str:
         _log_batches(client, parent_run_id, metrics=batch)
-        for path in artifact_paths:
-            client.log_artifact(parent_run_id, path)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, path in artifacts.items():
+                client.log_artifact(parent_run_id, shutil.copyfile(path, Path(tmp) / name))
         client.set_terminated(parent_run_id, status)
         return parent_run_id
 
@@ -240,27 +244,30 @@ def end_parent_run(uri: str, parent_run_id: str, status: str) -> dict[str, Any]:
 
 
 def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
-    """Probe the server, then run ``body`` with bounded HTTP; any tracking failure becomes a status."""
+    """Probe the server, then run ``body`` with bounded HTTP; any failure at all becomes a status."""
     if not tracking_enabled(uri):
         return _status(False, False, "tracking off: no MLflow tracking URI", "")
+    problem = tracking_uri_problem(uri)
+    if problem:  # prepare_grid refuses such a URI; never send credentials that sit in one
+        return _unavailable(uri, what, f"the tracking URI {problem}", verdict="not used")
     deadline = time.monotonic() + OUTAGE_BUDGET_S
-    problem = _probe(uri)
-    if problem:
-        return _unavailable(uri, what, problem)
-    import requests
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     try:
+        problem = _probe(uri)
+        if problem:
+            return _unavailable(uri, what, problem, verdict="unreachable")
+        # mlflow's telemetry thread (started on import) sets and deletes environment variables while
+        # we run, and phones home from clusters that have no way out. An explicit setting wins.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow import MlflowClient
+
         with _bounded_http():
-            client = MlflowClient(tracking_uri=credentials_to_environment(uri))
-            run_id = body(_BoundedClient(client, deadline))
-    except (MlflowException, requests.RequestException, OSError, _OutOfTime) as error:
+            run_id = body(_BoundedClient(MlflowClient(tracking_uri=uri), deadline))
+    except Exception as error:  # noqa: BLE001 (whatever mlflow, requests or the server do must not cost the run)
         reason = f"{type(error).__name__}: {str(error)[:500]}"
         if "Invalid Host header" in str(error):
             reason += " (add this host to the server's --allowed-hosts)"
         return _unavailable(uri, what, reason)
-    return _status(True, True, f"{what} logged to {redact_credentials(uri)}", run_id)
+    return _status(True, True, f"{what} logged to {shown_uri(uri)}", run_id)
 
 
 class _BoundedClient:
@@ -294,9 +301,9 @@ def _probe(uri: str) -> str:
     try:
         response = requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S, verify=verify)
     except requests.Timeout:
-        return f"/health did not answer within {PROBE_TIMEOUT_S:.0f} s"
+        return f"no answer from /health within {PROBE_TIMEOUT_S:.0f} s"
     except requests.RequestException as error:
-        return f"/health unreachable ({type(error).__name__})"
+        return f"{type(error).__name__} on /health"
     if response.status_code >= 500:
         return f"/health answered HTTP {response.status_code}"
     return ""
@@ -343,7 +350,7 @@ def _log_batches(client, run_id: str, params: dict | None = None, tags: dict | N
     from mlflow.entities import Metric, Param, RunTag
 
     param_list = [Param(key, _param_value(value)) for key, value in (params or {}).items()]
-    tag_list = [RunTag(key, _scrub(str(value))[:MAX_TAG_CHARS]) for key, value in (tags or {}).items()]
+    tag_list = [RunTag(key, redact(str(value))[:MAX_TAG_CHARS]) for key, value in (tags or {}).items()]
     metric_list = [Metric(key, float(value), timestamp, step) for key, value, timestamp, step in metrics]
     for start in range(0, len(param_list), PARAMS_PER_BATCH):
         client.log_batch(run_id, params=param_list[start : start + PARAMS_PER_BATCH])
@@ -357,49 +364,25 @@ def _param_value(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         value = json.dumps(value, sort_keys=True, default=str)
     text = str(value)
-    return _scrub(text)[:MAX_PARAM_CHARS]
-
-
-def _scrub(text: str) -> str:
-    """Replace values of secret ``MLFLOW_TRACKING_*`` environment variables by ``<redacted>``."""
-    for name, value in os.environ.items():
-        if name.startswith("MLFLOW_TRACKING_") and any(s in name for s in ("TOKEN", "PASSWORD", "SECRET")):
-            if value:
-                text = text.replace(value, "<redacted>")
-    return text
+    return redact(text)[:MAX_PARAM_CHARS]
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def redact_credentials(text: str) -> str:
-    """``text`` with the user and password of every URL in it (``http://user:pass@host``) replaced by ``***``."""
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
-
-
-def credentials_to_environment(uri: str) -> str:
-    """Move the user and password of ``uri`` to the variables MLflow reads and return ``uri`` without them.
-
-    MLflow prints its tracking URI ("View run … at: …") and kfp's executor logs every task input;
-    credentials only in the environment are never printed, and ``_scrub`` redacts them wherever they
-    would be logged. Variables already set win over the URI's credentials.
-    """
-    parts = urlsplit(uri)
-    if not (parts.username or parts.password):
-        return uri
-    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username or ""))
-    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password or ""))
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
 def _status(enabled: bool, available: bool, message: str, run_id: str) -> dict[str, Any]:
     return {"enabled": enabled, "available": available, "message": message, "run_id": run_id}
 
 
-def _unavailable(uri: str, what: str, reason: str) -> dict[str, Any]:
+def _unavailable(uri: str, what: str, reason: str, verdict: str = "failed") -> dict[str, Any]:
+    """The status of a call that did not log, and its one warning."""
     # Error texts may quote the URI, credentials included.
-    reason = _scrub(redact_credentials(reason))
-    message = f"MLflow at {redact_credentials(uri)}: {what} not logged, continuing without tracking: {reason}"
+    message = f"MLflow at {shown_uri(uri)} {verdict}: {redact(reason)}; {what} not logged, runs are in the artifacts"
     logger.warning(message)
     return _status(True, False, message, "")
+
+
+def _no_parent(uri: str, what: str) -> dict[str, Any]:
+    """The status of a call skipped because the parent run could not be created (that failure was told)."""
+    return _status(True, False, f"MLflow at {shown_uri(uri)}: {what} not logged, there is no parent run", "")

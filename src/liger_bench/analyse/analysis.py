@@ -48,6 +48,7 @@ class Analysis:
     attention: dict[Variant, list[str]]  # attention implementations each variant trained with
     settings: dict[str, Any]  # config values all runs share, by key
     varying_settings: list[str]  # config keys (besides the grid axes) whose value differs between runs
+    untracked: dict[str, str]  # run key to why MLflow did not log the run, for runs it should have logged
 
 
 def _outcome(statuses: pd.Series) -> str:
@@ -282,6 +283,9 @@ def analyze_results(
         attention=_attention(runs),
         settings=settings,
         varying_settings=varying,
+        untracked={
+            r.run_key: r.mlflow["message"] for r in parsed if r.mlflow.get("enabled") and not r.mlflow.get("available")
+        },
     )
 
 

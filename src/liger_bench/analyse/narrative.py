@@ -265,4 +265,7 @@ def caveats(analysis: Analysis) -> list[str]:
         notes.append("MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops).")
     if (ok["n_truncated"] > 0).any():
         notes.append(f"Up to {int(ok['n_truncated'].max())} training rows were truncated at max_seq_length.")
+    if analysis.untracked:
+        first = next(iter(analysis.untracked.values()))
+        notes.append(f"{len(analysis.untracked)} of {len(runs)} runs not in MLflow. {first}.")
     return notes

@@ -170,8 +170,8 @@ def _run_pipeline(output_dir: Path, params: dict, options: ClusterOptions) -> Pa
     from liger_bench.pipelines.liger_benchmark import build_pipeline
 
     from liger_bench.cli.interrupt import interruptible
+    from liger_bench.credentials import redact_credentials
     from liger_bench.plan.validation import pin_local_revisions
-    from liger_bench.tracking import credentials_to_environment, redact_credentials
 
     params = pin_local_revisions(params)
     # The local runner starts components with the python3 found on PATH: make it this interpreter's.
@@ -183,8 +183,6 @@ def _run_pipeline(output_dir: Path, params: dict, options: ClusterOptions) -> Pa
         enable_caching=True,
     )
     pipeline = build_pipeline(options)
-    # Local tasks inherit this process's environment: the URI's credentials travel there, never as an input.
-    params["mlflow_tracking_uri"] = credentials_to_environment(params.get("mlflow_tracking_uri", ""))
     print(f"running the pipeline locally with {redact_credentials(json.dumps(params))}", flush=True)
     with interruptible(output_dir, params.get("mlflow_tracking_uri", "")):
         task = pipeline(**params)

@@ -101,22 +101,27 @@ def parse_params(pairs: list[str], declared: Mapping[str, str]) -> dict[str, Any
 
 
 def check_grid(params: Mapping[str, Any]) -> int:
-    """Expand the grid as prepare_grid will (same function, same messages); return its size.
+    """Expand the grid and check the tracking URI as prepare_grid will (same functions, same messages).
 
     Args:
         params: Pipeline parameters given; the others keep their defaults, which GridSpec's are.
 
+    Returns:
+        The number of runs in the grid.
+
     Raises:
-        UserError: A grid value prepare_grid would refuse, with its message.
+        UserError: A grid value or a tracking URI prepare_grid would refuse, with its message.
     """
     import dataclasses
 
-    from liger_bench.plan.grid import GridError, GridSpec, expand_grid
+    from liger_bench.credentials import check_tracking_uri
+    from liger_bench.plan.grid import GridSpec, expand_grid
 
     axes = {f.name: params[f.name] for f in dataclasses.fields(GridSpec) if f.name in params}
     try:
+        check_tracking_uri(params.get("mlflow_tracking_uri", ""))
         return len(expand_grid(GridSpec(**axes)))
-    except GridError as error:
+    except ValueError as error:  # a GridError is one
         raise UserError(str(error)) from None
 
 

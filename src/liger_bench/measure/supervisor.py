@@ -44,6 +44,18 @@ STOP_GRACE_S = 10.0
 STDERR_TAIL_LINES = 200
 
 
+def environment_snapshot() -> dict[str, str]:
+    """A copy of ``os.environ``, taken again when another thread (MLflow's telemetry) changed it meanwhile.
+
+    Copying iterates the variables; one deleted in between raises ``KeyError``.
+    """
+    while True:
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
+
+
 def train_supervised(
     config: TrainConfig, model_dir: str, dataset_dir: str, timeout_s: float
 ) -> tuple[RunResult, list[dict]]:
@@ -66,7 +78,7 @@ def train_supervised(
         oom_kills_before = oom_kill_count()
         command = child_command(config, work_dir)
         # PYTHONFAULTHANDLER: a segfault prints the Python stack of every thread to the log (in every rank).
-        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+        env = {**environment_snapshot(), "PYTHONFAULTHANDLER": "1"}
         started = time.monotonic()
         child = subprocess.Popen(
             command, start_new_session=True, preexec_fn=_child_setup, stderr=subprocess.PIPE, errors="replace", env=env
