@@ -164,3 +164,13 @@ def test_run_refuses_a_tracking_uri_with_a_secret_before_submitting(tmp_path, ca
     assert code == 2 and out == ""
     assert err.startswith("liger-bench run: error: mlflow_tracking_uri: 'http://mlflow:5000/?***' has a query")
     assert SECRET not in err
+
+
+@pytest.mark.parametrize("form", SECRET_URI_FORMS, ids=SECRET_IDS)
+def test_prepare_grid_refuses_a_tracking_uri_with_a_secret_first(form):
+    """A run submitted without the CLI (the Kubeflow UI) stops in prepare_grid, before any training task."""
+    from liger_bench.tasks import prepare_grid
+
+    with pytest.raises(ValueError, match="^mlflow_tracking_uri: ") as refused:
+        prepare_grid({}, {}, {}, "", "", 0.1, form.uri)  # refused before the model or the data is read
+    assert SECRET not in str(refused.value)

@@ -9,8 +9,11 @@ on CPU (the ``torch.OutOfMemoryError`` CUDA raises, raised from inside a real fo
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import html
 import http.server
+import io
 import json
 import os
 import re
@@ -1231,8 +1234,15 @@ def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
         "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
     }
     started = time.monotonic()
-    report = run_local(output_dir, overrides)
-    return {"output_dir": output_dir, "overrides": overrides, "report": report, "s": time.monotonic() - started}
+    with contextlib.redirect_stdout(io.StringIO()) as terminal:  # what liger-bench local shows
+        report = run_local(output_dir, overrides)
+    return {
+        "output_dir": output_dir,
+        "overrides": overrides,
+        "report": report,
+        "s": time.monotonic() - started,
+        "terminal": terminal.getvalue(),
+    }
 
 
 def test_a_failed_run_does_not_stop_the_others_or_the_report(faulty_pipeline_run):
@@ -1256,7 +1266,13 @@ def test_mlflow_down_costs_a_bounded_wait_and_loses_nothing(faulty_pipeline_run)
     uri = faulty_pipeline_run["overrides"]["mlflow_tracking_uri"]
     results = _run_results(run_dir)
     assert [result["mlflow"]["available"] for result in results] == [False, False]
-    assert all(f"MLflow at {uri}" in result["mlflow"]["message"] for result in results)
+    # start_tracking's failure, said once on the terminal, recorded in every result and in the report.
+    (said,) = [line for line in faulty_pipeline_run["terminal"].splitlines() if "MLflow" in line]
+    message = said.removeprefix("[liger-bench] ")
+    assert message.startswith(f"MLflow at {uri} unreachable: ConnectionError on /health; parent run ")
+    assert message.endswith(" not logged, runs are in the artifacts")
+    assert [result["mlflow"]["message"] for result in results] == [message, message]
+    assert f"2 of 2 runs not in MLflow. {html.escape(message)}." in faulty_pipeline_run["report"].read_text()
     # Four tracking calls (parent, two children, analysis) may each wait at most OUTAGE_BUDGET_S.
     assert faulty_pipeline_run["s"] < 4 * OUTAGE_BUDGET_S
     histories = [json.loads(path.read_text()) for path in run_dir.glob("for-loop-*/train-model/history")]
@@ -1457,30 +1473,34 @@ CANARIES = {
     "MLFLOW_TRACKING_TOKEN": "mlflow_token_canary_84a7d3",
     "MLFLOW_TRACKING_PASSWORD": "mlflow_password_canary_e61f09",
 }
-URI_PASSWORD_CANARY = "uri_password_canary_7d2e41"
 
 
 def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     tmp_path, capfd, monkeypatch, mlflow_server, embedded_assets
 ):
     from mlflow import MlflowClient
+    from test_credentials import SECRET, SECRET_URI_FORMS
 
     from liger_bench.cli.main import compile_pipeline
+    from liger_bench.cli.userinput import UserError
 
     for name, value in CANARIES.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bench-user")
     model_dir, dataset_dir = embedded_assets
     experiment = "secrets-canary"
-    # Credentials written into the tracking URI too (the README says to use the Secret instead).
-    uri_with_credentials = mlflow_server.replace("://", f"://uri-user:{URI_PASSWORD_CANARY}@", 1)
     overrides = {
         **SMALL_PIPELINE,
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
-        "mlflow_tracking_uri": uri_with_credentials,
+        "mlflow_tracking_uri": mlflow_server,
         "mlflow_experiment": experiment,
     }
+    # Every form of a tracking URI that carries a secret is refused before the run starts.
+    for form in SECRET_URI_FORMS:
+        with pytest.raises(UserError, match="mlflow_tracking_uri: "):
+            run_local(tmp_path / "out", {**overrides, "mlflow_tracking_uri": form.uri})
+    assert not (tmp_path / "out").exists()
     report = run_local(tmp_path / "out", overrides)
     package = compile_pipeline(tmp_path / "pipeline.yaml", {})
     logs = "".join(capfd.readouterr())
@@ -1504,7 +1524,7 @@ def test_credentials_never_appear_in_logs_yaml_outputs_or_mlflow(
     leaks = [
         (place, name)
         for place, content in places.items()
-        for name, value in {**CANARIES, "password in mlflow_tracking_uri": URI_PASSWORD_CANARY}.items()
+        for name, value in {**CANARIES, "secret in a refused mlflow_tracking_uri": SECRET}.items()
         if value.encode() in content
     ]
     assert leaks == []

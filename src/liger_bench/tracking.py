@@ -13,6 +13,11 @@ message is redacted.
 
 We log with ``MlflowClient`` after training rather than with transformers' ``MLflowCallback``: with
 ``MLFLOW_NESTED_RUN=true`` that callback ends the active parent run when a Trainer is collected.
+
+One room although over the usual length: credential checks and redaction, the seam that was
+shared with the command line, live in ``liger_bench.credentials``; what remains is the four calls
+and the one outage guard (probe, bounded HTTP, deadline, catch-all) each goes through, a single
+promise, "tracking never costs a benchmark", better read in one file than across two.
 """
 
 from __future__ import annotations
