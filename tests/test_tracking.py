@@ -299,13 +299,32 @@ def test_silent_server_times_out_at_the_probe(silent_server_uri, caplog):
     assert len(warnings_from(caplog)) == 1
 
 
-def test_invalid_input_raises_value_error(tmp_path):
-    with pytest.raises(ValueError, match="status must be one of"):
-        tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "crashed"), [], None)
-    with pytest.raises(ValueError, match="is not a file"):
-        tracking.log_child_run("http://127.0.0.1:1", "exp", "", run_result("k", "ok"), [], str(tmp_path / "no"))
-    with pytest.raises(ValueError, match="not files"):
-        tracking.log_analysis("http://127.0.0.1:1", "r", {}, {"report.html": str(tmp_path / "missing.html")})
+def test_invalid_input_is_a_status_that_logs_nothing(mlflow_server, tmp_path):
+    """Even a malformed result cannot fail the training task through its tracking."""
+    experiment = f"invalid-{uuid.uuid4().hex[:8]}"
+    parent = tracking.start_parent_run(mlflow_server, experiment, "run", {}, {})
+    calls = {
+        "result status must be one of": lambda: tracking.log_child_run(
+            mlflow_server, experiment, parent["run_id"], run_result("k", "crashed"), [], None
+        ),
+        "is not a file": lambda: tracking.log_child_run(
+            mlflow_server, experiment, parent["run_id"], run_result("k", "ok"), [], str(tmp_path / "no")
+        ),
+        "KeyError: 'step'": lambda: tracking.log_child_run(
+            mlflow_server, experiment, parent["run_id"], run_result("k", "ok"), [{"loss": 1.0}], None
+        ),
+        "artifact paths are not files": lambda: tracking.log_analysis(
+            mlflow_server, parent["run_id"], {}, {"report.html": str(tmp_path / "missing.html")}
+        ),
+    }
+    for problem, call in calls.items():
+        status = call()
+        assert status["enabled"] and not status["available"] and problem in status["message"], status
+    client = client_for(mlflow_server)
+    assert [
+        run.info.run_id for run in client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    ] == [parent["run_id"]]
+    assert client.get_run(parent["run_id"]).info.status == "RUNNING"
 
 
 def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflow_server, tmp_path):

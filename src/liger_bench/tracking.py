@@ -132,16 +132,33 @@ def log_child_run(
         history_path: Step-history file logged as an artifact, or None.
 
     Returns:
-        The status dict; ``run_id`` is the child's id, or "" when nothing was logged.
-
-    Raises:
-        ValueError: When ``result`` has an unknown status or ``history_path`` does not exist.
+        The status dict; ``run_id`` is the child's id, or "" when nothing was logged (also when
+        ``result`` has an unknown status or ``history_path`` does not exist: its message says so).
 
     """
-    if result.get("status") not in RUN_STATUSES:
-        raise ValueError(f"result status must be one of {RUN_STATUSES}, got {result.get('status')!r}")
-    if history_path is not None and not Path(history_path).is_file():
-        raise ValueError(f"history_path {history_path!r} is not a file")
+    what = f"child run {result.get('run_key')!r}"
+    if tracking_enabled(uri) and not parent_run_id:
+        return _no_parent(uri, what)
+
+    def body(client) -> str:
+        # Reading the result happens inside the guard too: no odd value of it can fail the task.
+        if result.get("status") not in RUN_STATUSES:
+            raise ValueError(f"result status must be one of {RUN_STATUSES}, got {result.get('status')!r}")
+        if history_path is not None and not Path(history_path).is_file():
+            raise ValueError(f"history_path {history_path!r} is not a file")
+        tags, metrics = _child_tags(result, parent_run_id), _child_metrics(result, steps)
+        run = client.create_run(_experiment_id(client, experiment), run_name=redact(result["run_key"]))
+        run_id = run.info.run_id
+        _log_batches(client, run_id, params=result.get("config", {}), tags=tags, metrics=metrics)
+        if history_path is not None:
+            client.log_artifact(run_id, history_path)
+        client.set_terminated(run_id, RUN_STATUS[result["status"]])
+        return run_id
+
+    return _guarded(uri, what, body)
+
+
+def _child_tags(result: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
     environment = result.get("environment", {})
     tags = {key: environment[key] for key in ENVIRONMENT_TAGS if key in environment}
     tags.update({f"version.{lib}": version for lib, version in environment.get("libraries", {}).items()})
@@ -156,6 +173,10 @@ def log_child_run(
     tags.update({f"liger.{kernel}": str(count) for kernel, count in (result.get("liger_kernels") or {}).items()})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
+    return tags
+
+
+def _child_metrics(result: dict[str, Any], steps: list[StepRecord]) -> list[tuple[str, float, int, int]]:
     timestamp = int(time.time() * 1000)
     metrics = [
         (name, record[name], timestamp, int(record["step"]))
@@ -168,20 +189,7 @@ def log_child_run(
         for name, value in result.get("metrics", {}).items()
         if _finite(value)
     ]
-    what = f"child run {result['run_key']!r}"
-    if tracking_enabled(uri) and not parent_run_id:
-        return _no_parent(uri, what)
-
-    def body(client) -> str:
-        run = client.create_run(_experiment_id(client, experiment), run_name=redact(result["run_key"]))
-        run_id = run.info.run_id
-        _log_batches(client, run_id, params=result.get("config", {}), tags=tags, metrics=metrics)
-        if history_path is not None:
-            client.log_artifact(run_id, history_path)
-        client.set_terminated(run_id, RUN_STATUS[result["status"]])
-        return run_id
-
-    return _guarded(uri, what, body)
+    return metrics
 
 
 def log_analysis(
@@ -198,21 +206,19 @@ def log_analysis(
         status: ``FINISHED``, or ``FAILED`` when the pipeline fails after the analysis.
 
     Returns:
-        The status dict; ``run_id`` is the parent's id.
-
-    Raises:
-        ValueError: When an artifact path is not a file.
+        The status dict; ``run_id`` is the parent's id ("" when nothing was logged, also when an
+        artifact path is not a file: its message says so).
 
     """
-    missing = [path for path in artifacts.values() if not Path(path).is_file()]
-    if missing:
-        raise ValueError(f"artifact paths are not files: {missing}")
     if tracking_enabled(uri) and not parent_run_id:
         return _no_parent(uri, "analysis")
-    timestamp = int(time.time() * 1000)
-    batch = [(name, value, timestamp, 0) for name, value in metrics.items() if _finite(value)]
 
     def body(client) -> str:
+        missing = [path for path in artifacts.values() if not Path(path).is_file()]
+        if missing:
+            raise ValueError(f"artifact paths are not files: {missing}")
+        timestamp = int(time.time() * 1000)
+        batch = [(name, value, timestamp, 0) for name, value in metrics.items() if _finite(value)]
         _log_batches(client, parent_run_id, metrics=batch)
         with tempfile.TemporaryDirectory() as tmp:
             for name, path in artifacts.items():
