@@ -120,7 +120,7 @@ def environment_churn() -> Iterator[list[int]]:
 
 def test_secrets_are_read_by_name_while_a_thread_changes_the_environment(monkeypatch):
     """The race of issue 20: redaction used to iterate os.environ, which raised KeyError mid-run."""
-    from liger_bench.supervisor import environment_snapshot
+    from liger_bench.measure.supervisor import environment_snapshot
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", SECRET)
     with environment_churn() as flips:
@@ -142,7 +142,7 @@ def test_secrets_are_read_by_name_while_a_thread_changes_the_environment(monkeyp
 @pytest.mark.parametrize("form", SECRET_URI_FORMS, ids=SECRET_IDS)
 def test_local_refuses_a_tracking_uri_with_a_secret_before_creating_anything(form, tmp_path, capsys):
     """The real command line, in this process: exit 2, one line that names no secret, no output folder."""
-    from liger_bench.cli import main
+    from liger_bench.cli.main import main
 
     output_dir = tmp_path / "out"
     code = main(["local", "--output-dir", str(output_dir), "--param", f"mlflow_tracking_uri={json.dumps(form.uri)}"])
@@ -155,7 +155,7 @@ def test_local_refuses_a_tracking_uri_with_a_secret_before_creating_anything(for
 
 def test_run_refuses_a_tracking_uri_with_a_secret_before_submitting(tmp_path, capsys):
     """``run`` checks its parameters file before it contacts the (here unreachable) Kubeflow API."""
-    from liger_bench.cli import main
+    from liger_bench.cli.main import main
 
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({"mlflow_tracking_uri": f"http://mlflow:5000/?token={SECRET}"}))

@@ -17,7 +17,7 @@ SOURCES = {
     "liger_bench.components": ROOT / "components",
     "liger_bench.pipelines": ROOT / "pipelines",
 }
-SHARED = {"records", "vocabulary", "versions", "cluster", "package", "tracking"}
+SHARED = {"records", "vocabulary", "versions", "cluster", "package", "tracking", "credentials"}
 STAGES = ("inputs", "plan", "measure", "analyse", "render")
 ORDER = ("shared", *STAGES, "tasks", "components", "pipelines", "cli")
 

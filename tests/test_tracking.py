@@ -448,7 +448,7 @@ def test_mlflow_failing_mid_run_keeps_the_result_and_says_so_on_the_terminal_and
     from mlflow_server import running_mlflow_server
     from test_failure_matrix import SMALL_PIPELINE, _run_results
 
-    from liger_bench.localrun import run_local
+    from liger_bench.cli.localrun import run_local
 
     output_dir = tmp_path / "out"
     (tmp_path / "mlflow").mkdir()
