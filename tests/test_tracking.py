@@ -432,9 +432,9 @@ def test_tracking_while_a_thread_changes_the_environment_never_raises(mlflow_ser
             mlflow_server, parent["run_id"], {"speedup": 1.0}, {"report.html": str(tmp_path / "report")}
         )
     assert flips[0] > 1000
-    for status in (parent, child, analysis):
+    for status in (parent, child, analysis):  # logged, or failed (or skipped after a failed parent) with why
         assert status["enabled"]
-        assert status["available"] or status["message"].startswith(f"MLflow at {mlflow_server} failed: "), status
+        assert status["available"] or status["message"].startswith(f"MLflow at {mlflow_server}"), status
     if parent["available"]:
         logged = client_for(mlflow_server).get_run(parent["run_id"]).data
         assert logged.params["param_000"] == "value 0 ***" and logged.tags["pod"] == "***"
