@@ -92,10 +92,11 @@ def test_secret_variables_are_redacted_by_value(monkeypatch):
 
 
 @contextlib.contextmanager
-def environment_churn() -> Iterator[list[int]]:
-    """A thread that sets and deletes an environment variable as fast as it can; yields its flip count.
+def environment_churn(switch_interval_s: float = 1e-6, pause_s: float = 0.0) -> Iterator[list[int]]:
+    """A thread that sets and deletes an environment variable, ``pause_s`` apart; yields its flip count.
 
-    The switch interval drops to a microsecond so that the threads interleave inside short loops.
+    The threads take turns every ``switch_interval_s``: a microsecond makes them interleave inside
+    short loops; Python's default (5 ms) is what a real program sees. A pause leaves the CPU to others.
     """
     stop = threading.Event()
     flips = [0]
@@ -105,9 +106,10 @@ def environment_churn() -> Iterator[list[int]]:
             os.environ[CHURNED] = "1"
             os.environ.pop(CHURNED, None)
             flips[0] += 1
+            time.sleep(pause_s)
 
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
+    sys.setswitchinterval(switch_interval_s)
     thread = threading.Thread(target=churn, daemon=True)
     thread.start()
     try:
@@ -123,9 +125,11 @@ def test_secrets_are_read_by_name_while_a_thread_changes_the_environment(monkeyp
     from liger_bench.measure.supervisor import environment_snapshot
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", SECRET)
+    for i in range(300):  # a pod's environment is long: the longer a copy takes, the likelier it is cut
+        monkeypatch.setenv(f"_LIGER_BENCH_TEST_VARIABLE_{i}", str(i))
     with environment_churn() as flips:
         # The control: iterating the environment under this churn does break, within seconds.
-        deadline, broke = time.monotonic() + 20, False
+        deadline, broke = time.monotonic() + 60, False
         while not broke and time.monotonic() < deadline:
             try:
                 dict(os.environ)

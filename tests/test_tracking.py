@@ -6,6 +6,7 @@ import http.server
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -408,12 +409,13 @@ def test_a_uri_with_credentials_is_never_contacted_nor_shown(mlflow_server, capl
     assert client_for(mlflow_server).get_experiment_by_name(experiment) is None
 
 
-def test_tracking_while_a_thread_changes_the_environment_never_raises(mlflow_server, tmp_path, monkeypatch):
+def test_tracking_while_a_thread_changes_the_environment_logs_everything(mlflow_server, tmp_path, monkeypatch):
     """The race of issue 20 (MLflow's telemetry thread deletes a variable while we log) on a real server.
 
-    Every call returns a status; requests itself iterates the environment per request, so under this
-    churn a call may fail, and then its message names the error. Before the fix, redaction raised
-    ``KeyError`` out of the call.
+    The threads take turns at Python's own switch interval, as in a task. Whether reading secrets by name
+    rather than iterating os.environ is what holds under a churn is shown, with a control, by
+    test_credentials.py::test_secrets_are_read_by_name_while_a_thread_changes_the_environment; here the
+    three calls log in full, redacted, while the thread runs.
     """
     from test_credentials import environment_churn
 
@@ -423,7 +425,8 @@ def test_tracking_while_a_thread_changes_the_environment_never_raises(mlflow_ser
     steps = step_records(20)
     history = write_history(tmp_path, steps)
     (tmp_path / "report").write_text("<html></html>")
-    with environment_churn() as flips:
+    # A flip every 0.1 ms: a busy loop would starve the server on a small machine (then the outage bound ends the call).
+    with environment_churn(switch_interval_s=sys.getswitchinterval(), pause_s=1e-4) as flips:
         parent = tracking.start_parent_run(mlflow_server, experiment, "churn", params, {"pod": "churn-token"})
         child = tracking.log_child_run(
             mlflow_server, experiment, parent["run_id"], run_result("k", "ok", **params), steps, history
@@ -431,13 +434,13 @@ def test_tracking_while_a_thread_changes_the_environment_never_raises(mlflow_ser
         analysis = tracking.log_analysis(
             mlflow_server, parent["run_id"], {"speedup": 1.0}, {"report.html": str(tmp_path / "report")}
         )
-    assert flips[0] > 1000
-    for status in (parent, child, analysis):  # logged, or failed (or skipped after a failed parent) with why
-        assert status["enabled"]
-        assert status["available"] or status["message"].startswith(f"MLflow at {mlflow_server}"), status
-    if parent["available"]:
-        logged = client_for(mlflow_server).get_run(parent["run_id"]).data
-        assert logged.params["param_000"] == "value 0 ***" and logged.tags["pod"] == "***"
+    assert flips[0] > 100
+    assert [status["available"] for status in (parent, child, analysis)] == [True, True, True], (parent, child)
+    client = client_for(mlflow_server)
+    for run_id in (parent["run_id"], child["run_id"]):
+        assert client.get_run(run_id).data.params["param_000"] == "value 0 ***"
+    assert client.get_run(parent["run_id"]).data.tags["pod"] == "***"
+    assert client.get_run(parent["run_id"]).info.status == "FINISHED"
 
 
 @pytest.mark.slow
