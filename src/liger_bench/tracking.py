@@ -119,7 +119,7 @@ def log_child_run(
 ) -> dict[str, Any]:
     """Log one grid point as a finished child run of ``parent_run_id``.
 
-    The run is FINISHED for ``ok``, FAILED for ``oom`` and ``failed``, KILLED for ``skipped``.
+    The run is FINISHED for ``ok``, FAILED for ``oom``, ``failed`` and ``diverged``, KILLED for ``skipped``.
 
     Args:
         uri: Tracking URI; empty turns tracking off.
