@@ -188,7 +188,7 @@ MUTANTS = [
     ),
     Mutant(
         "M10",
-        "measure/metrics.py",
+        "measure/flops.py",
         "return 6.0 * n_params_non_embedding",
         "return 2.0 * n_params_non_embedding",
         METRICS,

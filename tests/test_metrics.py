@@ -5,15 +5,8 @@ import statistics
 
 import pytest
 
-from liger_bench.measure.metrics import (
-    FlopModel,
-    StepMetricsCallback,
-    aggregate,
-    count_tokens,
-    first_nonfinite_loss_step,
-    model_flops_per_token,
-    peak_tflops_for,
-)
+from liger_bench.measure.flops import FlopModel, model_flops_per_token, peak_tflops_for
+from liger_bench.measure.metrics import StepMetricsCallback, aggregate, count_tokens, first_nonfinite_loss_step
 from liger_bench.measure.trainer import train_measured
 from liger_bench.measure.training import load_model
 from liger_bench.plan.config import TrainConfig

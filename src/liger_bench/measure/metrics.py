@@ -9,9 +9,10 @@ too and reported on its own; a run whose measured steps still speed up or slow d
 ``unsteady`` (``steady_state``) instead of being averaged as if it had settled; and a loss that
 becomes NaN or infinite stops training at once and marks the step where the run diverged.
 
-One room although it is long: what the callback records and what ``aggregate`` counts are one
-definition of a measured step (``is_measured``), and the steady-state test and first-shape cost
-share its grouping of step times by shape; split, a change to one side would silently miss the other.
+The callback and the aggregates share this module: what the callback records and what
+``aggregate`` counts are one definition of a measured step (``is_measured``), and the steady-state
+test and first-shape cost share its grouping of step times by shape; split, a change to one side
+would silently miss the other. The FLOP model, fixed before the first step, is ``flops``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
 
+from liger_bench.measure.flops import FlopModel
 from liger_bench.records import TOKEN_KINDS, StepRecord
 
 GIB = 2**30
@@ -35,57 +36,6 @@ GIB = 2**30
 STEADY_DRIFT_TOLERANCE = 0.05
 # Fewer measured steps than this cannot show a drift: the verdict is "unknown".
 MIN_STEPS_FOR_STEADY_TEST = 8
-
-# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' datasheets. Matched by
-# substring of the CUDA device name, most specific first. Override with TrainConfig.peak_tflops.
-PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("GH200", 989.0),
-    ("H200", 989.0),
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.0),
-    ("H800", 989.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.0),
-    ("L40", 181.0),
-    ("A10G", 70.0),
-    ("A10", 125.0),
-    ("L4", 121.0),
-    ("RTX 4090", 165.0),
-    ("A6000", 155.0),
-)
-
-
-def peak_tflops_for(gpu_name: str) -> float:
-    """Dense bf16 peak of a GPU by name, or 0.0 when it is not in the table (MFU then unreported)."""
-    for key, tflops in PEAK_BF16_TFLOPS:
-        if key.lower() in gpu_name.lower():
-            return tflops
-    return 0.0
-
-
-def model_flops_per_token(n_params_non_embedding: int, n_layers: int, hidden_size: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6·N for the weights plus 12·L·h·s for attention (PaLM, appendix B).
-
-    N excludes the input embedding (a lookup) and includes the LM head. The attention term counts
-    the full s×s score matrix, without a causal discount.
-    """
-    return 6.0 * n_params_non_embedding + 12.0 * n_layers * hidden_size * seq_len
-
-
-@dataclass(frozen=True)
-class FlopModel:
-    """The sizes MFU needs; FLOPs per token depend on each step's padded sequence length."""
-
-    n_params_non_embedding: int
-    n_layers: int
-    hidden_size: int
-
-    def per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token at ``seq_len`` (see ``model_flops_per_token``)."""
-        return model_flops_per_token(self.n_params_non_embedding, self.n_layers, self.hidden_size, seq_len)
 
 
 def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:

@@ -140,7 +140,7 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
 
     from liger_bench.inputs.data import DatasetError
     from liger_bench.inputs.modelio import context_length
-    from liger_bench.measure.metrics import FlopModel, peak_tflops_for
+    from liger_bench.measure.flops import FlopModel, peak_tflops_for
     from liger_bench.plan.validation import rows_problem
 
     bf16 = _use_bf16(config)
