@@ -160,6 +160,16 @@ def test_dockerfile_copies_the_whole_installable_project(kind: str) -> None:
     assert package_roots | {"pyproject.toml", pyproject()["project"]["readme"]} <= copied
 
 
+def test_pyproject_packages_every_folder_that_is_a_package() -> None:
+    """An image installs only the listed packages: a stage folder left out would be missing there."""
+    setuptools = pyproject()["tool"]["setuptools"]
+    folders = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            folders.add(".".join((package, *init.parent.relative_to(ROOT / folder).parts)))
+    assert set(setuptools["packages"]) == folders | {"liger_bench"}
+
+
 def test_build_plan_names_the_images_as_the_pipeline_does() -> None:
     commands = dry_run("--registry", "registry.example:5000/team", "--tag", "1.2.3", "--push")
 
