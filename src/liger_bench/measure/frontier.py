@@ -9,8 +9,9 @@ answer is therefore a batch that did train, next to one that did not.
 
 A probe is any callable ``(batch size, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
 trains the run's settings in a fresh supervised process; the tests use deterministic fakes. A probe
-that ends neither ``ok`` nor ``oom`` (a crash, a skip) stops the search with its reason, as does a
-spent time budget; the answer then says what was found so far.
+that ends neither ``ok`` nor ``oom`` (a crash, a skip, a loss that diverged before the last probe step,
+so the peak was never reached) stops the search with its reason, as does a spent time budget; the
+answer then says what was found so far.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Probe:
 
     Args:
         per_device_train_batch_size: The batch tried.
-        status: The probe run's outcome: ``ok`` (it trained), ``oom``, or ``failed``/``skipped``.
+        status: The probe run's outcome: ``ok`` (it trained every step), ``oom``, or any other run status.
         reason: Why it did not train ("" when it did).
         peak_mem_reserved_gb: Peak GPU memory the allocator reserved (None: no CUDA device).
         peak_mem_allocated_gb: Peak GPU memory allocated to tensors (None: no CUDA device).
