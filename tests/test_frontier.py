@@ -158,6 +158,7 @@ def test_the_answer_is_json_ready_with_every_probe():
         "peak_mem_reserved_gb": 2.5,
         "peak_mem_allocated_gb": 2.25,
         "elapsed_s": 10.0,
+        "gpu_memory_gb": 0.0,
     }
 
 

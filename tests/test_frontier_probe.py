@@ -113,9 +113,10 @@ def test_a_probe_trains_the_runs_settings_at_its_batch_for_a_few_steps_of_full_l
     }
 
 
-def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_error():
+def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_error_with_the_capacity():
     metrics = {"peak_mem_reserved_gb": 70.5, "peak_mem_allocated_gb": 61.0}
-    trained = RunResult(run_key="p", status="ok", config={}, metrics=metrics)
+    h200 = {"gpu_name": "NVIDIA H200", "gpu_memory_gb": 139.8}
+    trained = RunResult(run_key="p", status="ok", config={}, metrics=metrics, environment=h200)
     ran_out = RunResult(
         run_key="p",
         status="oom",
@@ -130,6 +131,7 @@ def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_
         "peak_mem_reserved_gb": 70.5,
         "peak_mem_allocated_gb": 61.0,
         "elapsed_s": 31.0,
+        "gpu_memory_gb": 139.8,
     }
     at_error = probe_of(48, ran_out, 12.0)
     assert (at_error.status, at_error.peak_mem_reserved_gb, at_error.peak_mem_allocated_gb) == ("oom", 139.0, 137.5)

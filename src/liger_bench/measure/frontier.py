@@ -36,6 +36,7 @@ class Probe:
         peak_mem_reserved_gb: Peak GPU memory the allocator reserved (None: no CUDA device).
         peak_mem_allocated_gb: Peak GPU memory allocated to tensors (None: no CUDA device).
         elapsed_s: Wall time of the probe, process start included.
+        gpu_memory_gb: The GPU's capacity, against which the peaks read (0.0: no CUDA device).
     """
 
     per_device_train_batch_size: int
@@ -44,6 +45,7 @@ class Probe:
     peak_mem_reserved_gb: float | None = None
     peak_mem_allocated_gb: float | None = None
     elapsed_s: float = 0.0
+    gpu_memory_gb: float = 0.0
 
 
 # (batch size, seconds left in the time budget) -> the probe of that batch.

@@ -41,7 +41,7 @@ def probe_config(config: TrainConfig, batch_size: int, settings: FrontierSetting
 
 
 def probe_of(batch_size: int, result: RunResult, elapsed_s: float) -> Probe:
-    """The probe a supervised run's ``result`` makes, with its peak GPU memory (at the error, for an ``oom``).
+    """The probe a supervised run's ``result`` makes: its peak GPU memory (at the error, for an ``oom``) and capacity.
 
     Args:
         batch_size: The batch size probed.
@@ -56,6 +56,7 @@ def probe_of(batch_size: int, result: RunResult, elapsed_s: float) -> Probe:
         peak_mem_reserved_gb=result.metrics.get(peak.format("reserved")),
         peak_mem_allocated_gb=result.metrics.get(peak.format("allocated")),
         elapsed_s=elapsed_s,
+        gpu_memory_gb=result.environment.get("gpu_memory_gb", 0.0),
     )
 
 
