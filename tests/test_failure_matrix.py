@@ -1405,10 +1405,9 @@ def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_i
     with log.open("wb") as handle:
         cli = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        trainer = training_process("vanilla-bs2-seq128-r0")
+        trainer = training_process("vanilla-bs2-seq128-r0", ancestor=cli.pid)
         wait_for_steps(trainer, 1)
         descendants = psutil.Process(cli.pid).children(recursive=True)
-        assert trainer in descendants
         started = time.monotonic()
         if process_group:
             os.killpg(cli.pid, sig)

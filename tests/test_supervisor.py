@@ -3,6 +3,7 @@ real signals and a real timeout."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -15,16 +16,24 @@ from liger_bench.measure.supervisor import STEPS, crashed_result, oom_kill_count
 from liger_bench.plan.config import TrainConfig
 
 
-def training_process(run_key: str, timeout_s: float = 120.0) -> psutil.Process:
-    """The child training ``run_key``, found by its command line as an operator would with ``ps``."""
+def training_process(run_key: str, ancestor: int | None = None, timeout_s: float = 120.0) -> psutil.Process:
+    """The child training ``run_key``, found by its command line as an operator would with ``ps``.
+
+    Only descendants of ``ancestor`` (default: this test process) are searched: other test sessions on
+    the same machine train grid points of the same keys.
+    """
+    root = psutil.Process(ancestor or os.getpid())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for process in psutil.process_iter(["cmdline"]):
-            cmdline = process.info["cmdline"] or []
+        for process in root.children(recursive=True):
+            try:
+                cmdline = process.cmdline()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue  # ended between the listing and the look
             if "liger_bench.measure.supervisor" in cmdline and run_key in cmdline:
                 return process
         time.sleep(0.05)
-    raise TimeoutError(f"no training process for {run_key}")
+    raise TimeoutError(f"no training process for {run_key} under process {root.pid}")
 
 
 def wait_for_steps(process: psutil.Process, n_steps: int, timeout_s: float = 120.0) -> None:

@@ -1,0 +1,260 @@
+"""The memory frontier search against deterministic fake oracles, and its settings' checks.
+
+A fake oracle stands in for the probe here because the search's logic is what is under test: the
+same search with real supervised training processes is in test_frontier_probe.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from liger_bench.measure.frontier import Frontier, Probe, search_frontier
+from liger_bench.plan.frontier import FrontierSettings
+from liger_bench.plan.grid import GridError
+
+
+@dataclass
+class Oracle:
+    """A fake GPU: batches up to ``edge`` train; ``band`` batches below the edge fit or not, by a hash.
+
+    Peak memory grows with the batch (1 GB plus 0.5 GB per sequence); each probe takes ``probe_s`` of
+    the fake clock. ``crash_at`` batches end ``failed``, as a segfault would.
+    """
+
+    edge: int
+    band: int = 0
+    probe_s: float = 10.0
+    crash_at: frozenset[int] = frozenset()
+    now: float = 0.0
+    calls: list[tuple[int, float]] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    def fits(self, batch: int) -> bool:
+        if batch <= self.edge - self.band:
+            return True
+        if batch > self.edge:
+            return False
+        return hashlib.sha256(f"{batch}".encode()).digest()[0] % 2 == 0
+
+    def __call__(self, batch: int, timeout_s: float) -> Probe:
+        self.calls.append((batch, timeout_s))
+        self.now += self.probe_s
+        if batch in self.crash_at:
+            return Probe(batch, "failed", "training process killed by signal SIGSEGV (11)", elapsed_s=self.probe_s)
+        peak = 1.0 + 0.5 * batch
+        if self.fits(batch):
+            return Probe(batch, "ok", "", peak, peak - 0.25, self.probe_s)
+        return Probe(batch, "oom", "OutOfMemoryError: CUDA out of memory.", peak, peak - 0.25, self.probe_s)
+
+
+def search(oracle: Oracle, **settings) -> Frontier:
+    return search_frontier(oracle, FrontierSettings(**settings), clock=oracle.clock)
+
+
+def probed(frontier: Frontier) -> list[int]:
+    return [p.per_device_train_batch_size for p in frontier.probes]
+
+
+def test_the_issue_example_stock_fits_40_and_runs_out_at_48_at_resolution_8():
+    """The H200 figures of issue 24 (stock Phi-3-mini, 512 tokens): doubling to 64, then two bisections."""
+    frontier = search(Oracle(edge=47), frontier_resolution=8)
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (40, 48, "resolved")
+    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 48, 40]
+    assert frontier.reason == "batch 40 trained and batch 48 ran out of memory (frontier_resolution=8)"
+
+
+def test_resolution_1_finds_the_exact_edge_and_records_every_probes_peak_memory():
+    frontier = search(Oracle(edge=45))
+    assert (frontier.largest_fit, frontier.smallest_oom) == (45, 46)
+    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 48, 40, 44, 46, 45]
+    assert [(p.status, p.peak_mem_reserved_gb, p.peak_mem_allocated_gb) for p in frontier.probes[-2:]] == [
+        ("oom", 24.0, 23.75),
+        ("ok", 23.5, 23.25),
+    ]
+    assert frontier.probe_at(frontier.largest_fit).peak_mem_reserved_gb == 23.5
+    assert frontier.probe_at(3) is None
+
+
+@pytest.mark.parametrize("resolution", [1, 2, 3, 8, 64])
+def test_on_a_monotone_oracle_the_search_brackets_the_edge_to_its_resolution_for_every_edge(resolution):
+    """What a brute-force sweep would find, for every edge from 1 to the bound: fit <= edge < oom."""
+    for edge in range(1, 300):
+        frontier = search(Oracle(edge=edge), frontier_max_batch_size=300, frontier_resolution=resolution)
+        assert frontier.largest_fit <= edge < frontier.smallest_oom, edge
+        assert frontier.smallest_oom - frontier.largest_fit <= resolution, edge
+        assert len(set(probed(frontier))) == len(frontier.probes), edge  # no batch probed twice
+
+
+def test_noise_near_the_edge_gives_an_answer_in_the_noisy_band_that_no_probe_contradicts():
+    """Batches 33 to 40 fit in some processes and not in others (fragmentation, autotuning)."""
+    for edge in range(40, 80):
+        frontier = search(Oracle(edge=edge, band=8), frontier_max_batch_size=300)
+        fits = [p.per_device_train_batch_size for p in frontier.probes if p.status == "ok"]
+        ooms = [p.per_device_train_batch_size for p in frontier.probes if p.status == "oom"]
+        assert max(fits) == frontier.largest_fit < frontier.smallest_oom == min(ooms), edge
+        assert edge - 8 <= frontier.largest_fit <= edge and frontier.smallest_oom == frontier.largest_fit + 1, edge
+
+
+def test_everything_fits_up_to_the_bound_ends_at_the_bound():
+    frontier = search(Oracle(edge=10_000), frontier_max_batch_size=100)
+    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (100, None, "bound")
+    assert frontier.reason == "every batch probed up to frontier_max_batch_size=100 trained: the frontier is above it"
+
+
+def test_nothing_fits_ends_after_one_probe():
+    frontier = search(Oracle(edge=0))
+    assert probed(frontier) == [1]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (None, 1, "nothing fits")
+    assert frontier.reason == "batch 1 ran out of memory: no batch fits"
+
+
+def test_a_probe_that_crashes_stops_the_search_with_its_reason_and_keeps_what_was_found():
+    oracle = Oracle(edge=45, crash_at=frozenset({48}))
+    frontier = search(oracle)
+    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 48]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (32, 64, "probe failed")
+    assert frontier.reason == (
+        "the probe of batch 48 ended failed, neither trained nor out of memory "
+        "(training process killed by signal SIGSEGV (11)); the search stopped there"
+    )
+
+
+def test_the_time_budget_ends_the_search_with_the_bracket_so_far_and_bounds_each_probe():
+    oracle = Oracle(edge=45, probe_s=10.0)
+    frontier = search(oracle, frontier_time_budget_s=75)
+    assert [timeout for _, timeout in oracle.calls] == [75, 65, 55, 45, 35, 25, 15, 5]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (32, 48, "time budget")
+    assert frontier.reason == (
+        "frontier_time_budget_s=75 spent after 8 probes; so far batch 32 trained and batch 48 ran out of memory"
+    )
+
+
+def test_a_probe_stopped_by_the_time_budget_ends_the_search_as_out_of_time_not_as_a_crash():
+    """The real probe stops its process at the seconds left and reports ``failed`` (a timeout)."""
+    oracle = Oracle(edge=45, probe_s=30.0, crash_at=frozenset({4}))
+    frontier = search(oracle, frontier_time_budget_s=90)
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (2, None, "time budget")
+    assert frontier.reason.endswith("spent after 3 probes; so far batch 2 trained, none ran out of memory")
+
+
+def test_the_answer_is_json_ready_with_every_probe():
+    frontier = search(Oracle(edge=3), frontier_resolution=1)
+    document = frontier.to_dict()
+    assert document["largest_fit"] == 3 and document["smallest_oom"] == 4 and document["end"] == "resolved"
+    assert [p["per_device_train_batch_size"] for p in document["probes"]] == [1, 2, 4, 3]
+    assert document["probes"][-1] == {
+        "per_device_train_batch_size": 3,
+        "status": "ok",
+        "reason": "",
+        "peak_mem_reserved_gb": 2.5,
+        "peak_mem_allocated_gb": 2.25,
+        "elapsed_s": 10.0,
+        "gpu_memory_gb": 0.0,
+    }
+
+
+# Settings: refused with one clear message before any probe (and, wired into prepare_grid, before any GPU).
+
+
+@dataclass(frozen=True)
+class SettingsCase:
+    id: str
+    values: dict
+    message: str  # the whole message
+
+
+SETTINGS_CASES = [
+    SettingsCase(
+        "zero-resolution",
+        {"frontier_resolution": 0},
+        "frontier_resolution: 0 is out of range; accepted: integers from 1 to frontier_max_batch_size (1024)",
+    ),
+    SettingsCase(
+        "resolution-above-the-bound",
+        {"frontier_max_batch_size": 64, "frontier_resolution": 128},
+        "frontier_resolution: 128 is out of range; accepted: integers from 1 to frontier_max_batch_size (64)",
+    ),
+    SettingsCase(
+        "fractional-resolution",
+        {"frontier_resolution": 2.5},
+        "frontier_resolution: 2.5 is not an integer; accepted: integers from 1 to frontier_max_batch_size (1024)",
+    ),
+    SettingsCase(
+        "zero-bound",
+        {"frontier_max_batch_size": 0},
+        "frontier_max_batch_size: 0 is out of range; accepted: integers >= 1",
+    ),
+    SettingsCase(
+        "bound-not-a-number",
+        {"frontier_max_batch_size": "lots"},
+        "frontier_max_batch_size: 'lots' is not an integer; accepted: integers >= 1",
+    ),
+    SettingsCase(
+        "zero-time-budget",
+        {"frontier_time_budget_s": 0},
+        "frontier_time_budget_s: 0.0 is not valid; accepted: a finite number of seconds > 0",
+    ),
+    SettingsCase(
+        "infinite-time-budget",
+        {"frontier_time_budget_s": math.inf},
+        "frontier_time_budget_s: inf is not valid; accepted: a finite number of seconds > 0",
+    ),
+    SettingsCase(
+        "nan-time-budget",
+        {"frontier_time_budget_s": math.nan},
+        "frontier_time_budget_s: nan is not valid; accepted: a finite number of seconds > 0",
+    ),
+    SettingsCase(
+        "one-probe-step",
+        {"frontier_probe_steps": 1},
+        "frontier_probe_steps: 1 is out of range; accepted: integers >= 2 (the first step allocates the "
+        "optimizer's state)",
+    ),
+    SettingsCase(
+        "unknown-setting",
+        {"frontier_resolutoin": 4},
+        "unknown frontier settings ['frontier_resolutoin']; accepted: ['frontier_max_batch_size', "
+        "'frontier_resolution', 'frontier_time_budget_s', 'frontier_probe_steps']",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", SETTINGS_CASES, ids=[case.id for case in SETTINGS_CASES])
+def test_bad_frontier_settings_are_refused_with_one_message(case):
+    with pytest.raises(GridError) as refused:
+        FrontierSettings.from_dict(case.values)
+    assert str(refused.value) == case.message
+
+
+def test_settings_as_kfp_hands_them_over_are_accepted():
+    """KFP passes integers inside loop items and parameters as floats; numeric strings come from the CLI."""
+    settings = FrontierSettings.from_dict(
+        {"frontier_max_batch_size": 256.0, "frontier_resolution": "4", "frontier_time_budget_s": 600}
+    )
+    assert settings == FrontierSettings(256, 4, 600.0, 3)
+    assert isinstance(settings.frontier_max_batch_size, int) and isinstance(settings.frontier_time_budget_s, float)
+
+
+def test_settings_made_directly_are_checked_too():
+    with pytest.raises(GridError, match=r"^frontier_resolution: 0 is out of range"):
+        FrontierSettings(frontier_resolution=0)
+
+
+def test_every_settings_case_is_a_row_of_the_failure_matrix():
+    text = (Path(__file__).parents[1] / "docs" / "failure-matrix.md").read_text()
+    block = text.split("## Memory frontier search", 1)[1].split("\n## ", 1)[0]
+    assert [case.id for case in SETTINGS_CASES if not re.search(rf"`{re.escape(case.id)}`", block)] == []
+    cited = set(re.findall(r"test_frontier(?:_probe)?\.py::(test_[a-z0-9_]+)", block))
+    import test_frontier_probe
+
+    defined = {name for name in globals() if name.startswith("test_")} | set(dir(test_frontier_probe))
+    assert cited and cited <= defined, sorted(cited - defined)
