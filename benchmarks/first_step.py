@@ -4,7 +4,8 @@ Writes an alpaca-format dataset of ``--rows`` generated rows (the embedded gener
 with ``tasks.download_dataset`` as the pipeline does, then trains one grid point of the embedded
 tiny model with ``training.run_training`` (the code a training task runs) and prints: the time
 from the start of the run to its first training step, the part of it spent loading the model, the
-rest (data preparation and Trainer setup), and the process's peak memory. CPU only::
+rest (data preparation and Trainer setup), and the process's peak memory before and after the run.
+CPU only::
 
     python benchmarks/first_step.py --rows 200000
 """
@@ -61,17 +62,22 @@ def main() -> None:
             max_steps=args.max_steps,
             warmup_steps_to_skip=1,
         )
+        peak_before_run = _peak_rss_gib()
         started = time.perf_counter()
         result, steps = training.run_training(config, str(model_dir), str(Path(tmp) / "prepared"), [FirstStep()])
     to_first_step = marks["first_step"] - started
     model_load = marks["model_loaded"] - marks["model_load_start"]
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"dataset: {info['rows']:,} rows prepared by download_dataset in {prepared_s:.1f} s")
     print(f"run: status {result.status}, {len(steps)} steps, data {result.data}")
     print(f"start of the run -> first training step: {to_first_step:.1f} s")
     print(f"  of which loading the model:          {model_load:.1f} s")
     print(f"  the rest (data, Trainer setup):      {to_first_step - model_load:.1f} s")
-    print(f"peak resident memory of the process:   {peak_gib:.2f} GiB")
+    print(f"peak resident memory before the run:   {peak_before_run:.2f} GiB (generating and preparing the data)")
+    print(f"peak resident memory after the run:    {_peak_rss_gib():.2f} GiB")
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 if __name__ == "__main__":

@@ -328,6 +328,23 @@ def test_a_certain_failure_fails_its_download_task_once_and_fast(tmp_path, embed
     )
 
 
+@pytest.mark.slow
+def test_a_dataset_of_numbers_fails_download_dataset_in_a_local_run(tmp_path, embedded_assets):
+    """Integer completions through kfp's local runner: download-dataset fails with the row, no training task
+    starts (before: a crash with AttributeError, or 'ok' on the few rows with text)."""
+    rows = [{"prompt": f"{i} plus {i}?", "completion": f"{2 * i}"} for i in range(3)]
+    rows.append({"prompt": "2 plus 2?", "completion": 4})
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    overrides = {**SMALL_PIPELINE, "model_name": str(embedded_assets[0]), "dataset_name": str(tmp_path / "data.jsonl")}
+    message = (
+        f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': row 4: completion is not text: 4 (int); "
+        "accepted: text (a JSON string)"
+    )
+    with pytest.raises(RunFailed, match=f"^task 'download-dataset' failed: {re.escape(message)}"):
+        run_local(tmp_path / "out", overrides)
+    assert not re.search(r"Executing task .*train-model", local_log(tmp_path / "out"))
+
+
 def test_pipeline_arguments_kfp_cannot_take_are_converted_or_refused_before_the_run():
     from liger_bench.pipelines.liger_benchmark import liger_benchmark
 
@@ -386,10 +403,25 @@ def tiny_model_dirs(embedded_assets, tmp_path_factory) -> dict[str, Path]:
     return {name: write_tiny_model(name, folder / name, embedded_assets[0]) for name in ("gemma", "gemma2", "granite")}
 
 
+@pytest.fixture(scope="module")
+def phi3_without_context_key_dir(embedded_assets, tmp_path_factory) -> Path:
+    """The embedded Phi-3 whose config.json leaves out max_position_embeddings: transformers' Phi3Config then
+    builds the model with its default, 4096 positions."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("no-context-key") / "model"
+    shutil.copytree(embedded_assets[0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["max_position_embeddings"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 @dataclass(frozen=True)
 class ModelGridCase:
     id: str
-    model: str  # "phi3" (the embedded model), "gpt2", "openai-gpt", or a model type of tiny_model_dirs
+    model: str  # "phi3" (the embedded model), "gpt2", "openai-gpt", "phi3-without-context-key", or a model type
+    # of tiny_model_dirs
     changes: dict
     message: str | None  # regex of the GridError; None: the grid is accepted
 
@@ -443,13 +475,22 @@ MODEL_GRID_CASES = [
         "seq-len-above-context",
         "phi3",
         {"max_seq_length": [512, 4096]},
-        r"max_seq_length: 4096 exceeds the context length 2048 of model .*; accepted: values <= 2048",
+        r"max_seq_length: 4096 exceeds the context length 2048 of model .* \(from the model's config: "
+        r"max_position_embeddings in config.json\); accepted: values <= 2048",
+    ),
+    ModelGridCase(
+        "seq-len-above-the-config-class-default",
+        "phi3-without-context-key",
+        {"use_liger": [False], "max_seq_length": [100000]},
+        r"max_seq_length: 100000 exceeds the context length 4096 of model .* \(from the model's config: "
+        r"max_position_embeddings in the default of transformers' Phi3Config\); accepted: values <= 4096",
     ),
     ModelGridCase(
         "seq-len-above-gpt2-n-positions",
         "gpt2",
         {"use_liger": [False], "max_seq_length": [256]},
-        r"max_seq_length: 256 exceeds the context length 128",
+        r"max_seq_length: 256 exceeds the context length 128 of model .* \(from the model's config: n_positions in "
+        r"config.json\)",
     ),
     ModelGridCase(
         "gradient-checkpointing-the-model-cannot-do",
@@ -501,7 +542,11 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
 
     model, dataset = embedded_model_and_dataset
     if case.model != "phi3":
-        fixtures = {"gpt2": "gpt2_model_dir", "openai-gpt": "openai_gpt_model_dir"}
+        fixtures = {
+            "gpt2": "gpt2_model_dir",
+            "openai-gpt": "openai_gpt_model_dir",
+            "phi3-without-context-key": "phi3_without_context_key_dir",
+        }
         if case.model in fixtures:
             source = request.getfixturevalue(fixtures[case.model])
         else:
@@ -514,6 +559,41 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
     else:
         with pytest.raises(GridError, match=case.message):
             prepare_grid.python_func(model=model, dataset=dataset, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("model_max_length", "warning"),
+    [
+        (1024, "fallback: the tokenizer: model_max_length in tokenizer_config.json"),
+        (None, "fallback: none: max_seq_length cannot be checked against one"),
+    ],
+    ids=["tokenizer-fallback", "no-context-length"],
+)
+def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning(
+    model_max_length, warning, embedded_assets, tmp_path, capsys
+):
+    """Mamba's config has no positional limit under any name; the tokenizer's model_max_length is the fallback."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from liger_bench.tasks import download_model
+
+    source = tmp_path / "mamba"
+    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "state_size": 4, "vocab_size": len(tokenizer)}
+    AutoModelForCausalLM.from_config(AutoConfig.for_model("mamba", **sizes)).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    tokenizer_config = json.loads((source / "tokenizer_config.json").read_text())
+    tokenizer_config["model_max_length"] = model_max_length
+    (source / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in tokenizer_config.items() if v}))
+    info = download_model(str(source), "", tmp_path / "out")
+    assert info["context_length"] == (model_max_length or 0)
+    assert f"warning: model '{source}': its config states no context length; {warning}" in capsys.readouterr().out
+    if model_max_length:
+        grid = expand_grid(GridSpec(**{**VALID_AXES, "use_liger": [False], "max_seq_length": [2048]}))
+        from liger_bench.grid import check_against_model
+
+        with pytest.raises(GridError, match=r"context length 1024 of model .* \(from the tokenizer: model_max_length"):
+            check_against_model(grid, info, str(tmp_path / "out"))
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,10 @@ def context_length(folder: str | os.PathLike) -> tuple[int, str]:
         for key in CONTEXT_LENGTH_KEYS:
             value = getattr(part, key, None)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                stated = key in (written.get("text_config", {}) if prefix else written)
+                name = part.attribute_map.get(key, key)  # GPT-2 answers to max_position_embeddings, stores n_positions
+                stated = name in (written.get("text_config", {}) if prefix else written)
                 where = "config.json" if stated else f"the default of transformers' {type(part).__name__}"
-                return value, f"{CONFIG_SOURCE}: {prefix}{key} in {where}"
+                return value, f"{CONFIG_SOURCE}: {prefix}{name} in {where}"
     tokenizer_config = folder / "tokenizer_config.json"
     if tokenizer_config.exists():
         value = json.loads(tokenizer_config.read_text()).get("model_max_length")

@@ -163,7 +163,7 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
     result.data = tokenized.summary()
     rows = pack(tokenized.rows, config.max_seq_length) if config.packing else tokenized.rows
     result.data["n_training_sequences"] = len(rows)
-    # prepare_grid checked the dataset's rows; truncation (or packing) at this max_seq_length changes their number.
+    # prepare_grid checked these rows unpacked; packing at this max_seq_length changes their number.
     problem = rows_problem(len(rows), config)
     if problem:
         raise DatasetError(
