@@ -337,7 +337,7 @@ def test_a_dataset_of_numbers_fails_download_dataset_in_a_local_run(tmp_path, em
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     overrides = {**SMALL_PIPELINE, "model_name": str(embedded_assets[0]), "dataset_name": str(tmp_path / "data.jsonl")}
     message = (
-        f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': row 4: completion is not text: 4 (int); "
+        f"DatasetError: dataset_name: '{tmp_path / 'data.jsonl'}': line 4: completion is not text: 4 (int); "
         "accepted: text (a JSON string)"
     )
     with pytest.raises(RunFailed, match=f"^task 'download-dataset' failed: {re.escape(message)}"):
@@ -1008,9 +1008,11 @@ SOURCE_CASES = [
         "dataset-integer-completion",
         "dataset",
         "{tmp}/data.jsonl",
-        r"dataset_name: '.*/data.jsonl': row 2: completion is not text: 4 \(int\); accepted: text \(a JSON string\)",
+        r"dataset_name: '.*/data.jsonl': line 3: completion is not text: 4 \(int\); accepted: text \(a JSON string\)",
         prepare=_write(
-            "data.jsonl", '{"prompt": "Two plus two?", "completion": "four"}\n{"prompt": "2+2?", "completion": 4}\n'
+            "data.jsonl",
+            '{"prompt": "1+1?", "completion": "2"}\n{"prompt": "Two plus two?", "completion": "four"}\n'
+            '{"prompt": "2+2?", "completion": 4}\n',
         ),
     ),
     SourceCase(
@@ -1221,6 +1223,7 @@ def test_rows_that_truncation_leaves_too_few_are_refused_by_prepare_grid_and_cou
     """prepare_grid tokenises the rows each sequence length's runs train on, as train_model will: 5 rows with a
     completion fill a batch of 4, but at max_seq_length 96 three long prompts leave no completion token."""
     from liger_bench.components.prepare_grid import prepare_grid
+    from liger_bench.data import DatasetError
 
     model, _ = embedded_model_and_dataset
     long_prompt = " ".join(["a long instruction"] * 30)
@@ -1234,6 +1237,10 @@ def test_rows_that_truncation_leaves_too_few_are_refused_by_prepare_grid_and_cou
     )
     with pytest.raises(GridError, match=f"^{message}"):
         prepare_grid.python_func(model=model, dataset=dataset, **{**arguments, "per_device_train_batch_size": [4]})
+    with pytest.raises(
+        DatasetError, match="^no row keeps a completion token at max_seq_length=4; raise max_seq_length"
+    ):
+        prepare_grid.python_func(model=model, dataset=dataset, **{**arguments, "max_seq_length": [4, 512]})
     capsys.readouterr()
     grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
     assert [item["max_seq_length"] for item in grid] == [96, 512]
@@ -1499,13 +1506,15 @@ def test_a_diverged_run_through_the_local_runner_is_reported_as_diverged(tmp_pat
 
 @pytest.fixture(scope="module")
 def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
-    """One local pipeline run where MLflow is down and one of two runs fails (nothing of the
-    sequence-4 run's rows keeps a completion token: the data is the problem, not the code)."""
+    """One local pipeline run where MLflow is down and one of two runs fails: packed into sequences of 2048
+    tokens, the dataset fills 7 batches of 2, which 4 accumulation steps cannot share out evenly (the data is
+    the problem, not the code; prepare_grid leaves packing to train_model)."""
     model_dir, dataset_dir = embedded_assets
     output_dir = tmp_path_factory.mktemp("faulty-run")
     overrides = {
         **SMALL_PIPELINE,
-        "max_seq_length": [4, 64],
+        "max_seq_length": [64, 2048],
+        "base_config": {"packing": True, "gradient_accumulation_steps": 4},
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
         "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
@@ -1518,9 +1527,10 @@ def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
 def test_a_failed_run_does_not_stop_the_others_or_the_report(faulty_pipeline_run):
     run_dir = faulty_pipeline_run["report"].parent.parent
     failed, ok = _run_results(run_dir)
-    assert (failed["run_key"], failed["status"]) == ("vanilla-bs2-seq4-r0", "failed")
-    assert failed["reason"] == (
-        "DatasetError: no row keeps a completion token at max_seq_length=4; raise max_seq_length"
+    assert (failed["run_key"], failed["status"]) == ("vanilla-bs2-seq2048-r0", "failed")
+    assert failed["reason"].startswith(
+        "DatasetError: after tokenising and packing at max_seq_length=2048, 15 rows give 7 batches of 2 per epoch, "
+        "not a multiple of gradient_accumulation_steps=4"
     )
     assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
     assert ok["data"]["n_truncated"] > 0 and ok["data"]["n_dropped_no_completion_tokens"] > 0
@@ -1547,7 +1557,7 @@ def test_mlflow_down_costs_a_bounded_wait_and_loses_nothing(faulty_pipeline_run)
     histories = [json.loads(path.read_text()) for path in run_dir.glob("for-loop-*/train-model/history")]
     assert sorted(len(history["steps"]) for history in histories) == [0, 5]
     report = faulty_pipeline_run["report"].read_text()
-    assert "vanilla-bs2-seq64-r0" in report and "vanilla-bs2-seq4-r0" in report
+    assert "vanilla-bs2-seq64-r0" in report and "vanilla-bs2-seq2048-r0" in report
 
 
 def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structure(faulty_pipeline_run):

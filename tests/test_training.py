@@ -48,7 +48,6 @@ def test_a_run_on_a_large_dataset_tokenises_only_its_rows(embedded_assets):
     import time
 
     import datasets
-
     from liger_bench.data import tokenize
     from liger_bench.training import load_tokenizer
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from liger_bench.inputs.hub import from_hub, hub_token, is_local
-from liger_bench.inputs.localfiles import check_revision, text_file_problem
+from liger_bench.inputs.localfiles import check_revision, json_line_values, text_file_problem
 
 ALPACA_COLUMNS = ("instruction", "input", "output", "text")
 RESPONSE_MARKER = "### Response:\n"
@@ -135,7 +136,6 @@ def _load_local(path: Path, split: str, *args: Any, **kwargs: Any) -> Any:
 # What each supported column holds, for the messages that refuse a value.
 TEXT = "text (a JSON string)"
 CHAT = 'chat messages, a list of {"role": ..., "content": ...} with string values'
-CHAT_FORMATS = ("chat_prompt_completion", "chat_messages")
 
 
 def to_prompt_completion(data: Any, source: str) -> tuple[Any, str]:
@@ -157,7 +157,8 @@ def to_prompt_completion(data: Any, source: str) -> tuple[Any, str]:
     if len(data) == 0:
         raise DatasetError("dataset split is empty; need at least one row")
     if {"prompt", "completion"} <= columns:
-        chat = any(isinstance(data.features[name], datasets.List) for name in ("prompt", "completion"))
+        lists = (datasets.List, datasets.LargeList)
+        chat = any(isinstance(data.features[name], lists) for name in ("prompt", "completion"))
         fmt = "chat_prompt_completion" if chat else "prompt_completion"
         _check_values(data, source, {"prompt": False, "completion": True}, chat)
         converted = data.select_columns(["prompt", "completion"])
@@ -216,7 +217,7 @@ def _check_values(data: Any, source: str, nullable: dict[str, bool], chat: bool 
     """
     accepted = CHAT if chat else TEXT
     for column, may_be_null in nullable.items():
-        for row, value in enumerate(data[column], start=1):
+        for where, value in _column_values(data, column, source):
             if value is None:
                 if may_be_null:
                     continue
@@ -229,9 +230,25 @@ def _check_values(data: Any, source: str, nullable: dict[str, bool], chat: bool 
                 nulls = [name for name, ok in nullable.items() if ok]
                 null_note = f"; a null is accepted only in {nulls} (read as empty)" if nulls else ""
                 raise DatasetError(
-                    f"dataset_name: {source!r}: row {row}: {column} {problem}: {_shown(value)}; "
+                    f"dataset_name: {source!r}: {where}: {column} {problem}: {_shown(value)}; "
                     f"accepted: {accepted}{null_note}"
                 )
+
+
+def _column_values(data: Any, column: str, source: str) -> list[tuple[str, Any]]:
+    """``(where, value)`` of every value of ``column``: ``row N`` of the split as loaded, or ``line N`` as written.
+
+    datasets' JSON builder reads a column of mixed JSON types (text and numbers) as JSON text and
+    then decodes a string such as "0" as the number 0; such a column of local JSON lines is read
+    from the files themselves, so the message quotes the value and line the user wrote.
+    """
+    import datasets
+
+    if isinstance(data.features[column], datasets.Json) and is_local(source):
+        written = json_line_values(Path(source).expanduser(), column)
+        if written:
+            return written
+    return [(f"row {row}", value) for row, value in enumerate(data[column], start=1)]
 
 
 def _chat_problem(value: Any) -> str:
@@ -247,8 +264,6 @@ def _chat_problem(value: Any) -> str:
 
 def _shown(value: Any) -> str:
     """``value`` as the user wrote it (JSON), its Python type named, cut to a readable length."""
-    import json
-
     text = json.dumps(value, ensure_ascii=False, default=str)
     return f"{text[:80]}{' ...' if len(text) > 80 else ''} ({type(value).__name__})"
 
