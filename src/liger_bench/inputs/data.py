@@ -217,7 +217,7 @@ def _check_values(data: Any, source: str, nullable: dict[str, bool], chat: bool 
     """
     accepted = CHAT if chat else TEXT
     for column, may_be_null in nullable.items():
-        for where, value in _column_values(data, column, source):
+        for where, value in _column_values(data, column, source, chat):
             if value is None:
                 if may_be_null:
                     continue
@@ -235,16 +235,24 @@ def _check_values(data: Any, source: str, nullable: dict[str, bool], chat: bool 
                 )
 
 
-def _column_values(data: Any, column: str, source: str) -> list[tuple[str, Any]]:
-    """``(where, value)`` of every value of ``column``: ``row N`` of the split as loaded, or ``line N`` as written.
+def _column_values(data: Any, column: str, source: str, chat: bool) -> list[tuple[str, Any]]:
+    """``(where, value)`` of the values of ``column`` to check: ``row N`` of the split, or ``line N`` as written.
 
+    Where text belongs, a column that datasets typed as text holds only text and nulls: only its
+    nulls are returned, found by arrow without reading the text (200,000 rows: milliseconds, not seconds).
+    ``chat``: the column must hold messages, so every value is returned.
     datasets' JSON builder reads a column of mixed JSON types (text and numbers) as JSON text and
     then decodes a string such as "0" as the number 0; such a column of local JSON lines is read
     from the files themselves, so the message quotes the value and line the user wrote.
     """
     import datasets
+    import pyarrow.compute
 
-    if isinstance(data.features[column], datasets.Json) and is_local(source):
+    feature = data.features[column]
+    if not chat and isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        nulls = pyarrow.compute.indices_nonzero(pyarrow.compute.is_null(data.with_format("arrow")[column]))
+        return [(f"row {index + 1}", None) for index in nulls.to_pylist()]
+    if isinstance(feature, datasets.Json) and is_local(source):
         written = json_line_values(Path(source).expanduser(), column)
         if written:
             return written
