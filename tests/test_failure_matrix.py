@@ -590,7 +590,7 @@ def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning
     assert f"warning: model '{source}': its config states no context length; {warning}" in capsys.readouterr().out
     if model_max_length:
         grid = expand_grid(GridSpec(**{**VALID_AXES, "use_liger": [False], "max_seq_length": [2048]}))
-        from liger_bench.grid import check_against_model
+        from liger_bench.plan.grid import check_against_model
 
         with pytest.raises(GridError, match=r"context length 1024 of model .* \(from the tokenizer: model_max_length"):
             check_against_model(grid, info, str(tmp_path / "out"))
@@ -1223,7 +1223,8 @@ def test_rows_that_truncation_leaves_too_few_are_refused_by_prepare_grid_and_cou
     """prepare_grid tokenises the rows each sequence length's runs train on, as train_model will: 5 rows with a
     completion fill a batch of 4, but at max_seq_length 96 three long prompts leave no completion token."""
     from liger_bench.components.prepare_grid import prepare_grid
-    from liger_bench.data import DatasetError
+
+    from liger_bench.inputs.data import DatasetError
 
     model, _ = embedded_model_and_dataset
     long_prompt = " ".join(["a long instruction"] * 30)

@@ -29,7 +29,7 @@ def test_vanilla_run_on_cpu_is_ok_and_fully_measured(embedded_assets, prepared_d
 
 def test_a_run_trains_exactly_its_rows_the_same_for_both_variants(embedded_assets, prepared_dataset):
     """Both variants of a cell get the same rows: the seed's shuffle, as many rows as the run's sequences."""
-    from liger_bench.training import load_tokenizer, training_rows
+    from liger_bench.measure.training import load_tokenizer, training_rows
 
     tokenizer = load_tokenizer(str(embedded_assets[0]))
     baseline = training_rows(_config(), tokenizer, str(prepared_dataset))
@@ -48,8 +48,9 @@ def test_a_run_on_a_large_dataset_tokenises_only_its_rows(embedded_assets):
     import time
 
     import datasets
-    from liger_bench.data import tokenize
-    from liger_bench.training import load_tokenizer
+
+    from liger_bench.inputs.data import tokenize
+    from liger_bench.measure.training import load_tokenizer
 
     data = datasets.Dataset.from_dict(
         {"prompt": [f"Say {i}. " for i in range(200_000)], "completion": [f"{i} it is" for i in range(200_000)]}
