@@ -1,4 +1,9 @@
-"""Datasets: load from a hub id or a local path, normalise to prompt/completion, tokenise for SFT."""
+"""Datasets: load from a hub id or a local path, check and normalise to prompt/completion, tokenise for SFT.
+
+One room although it is long: the row formats accepted (text, alpaca, chat messages), the checks of
+their values and their tokenisation are one definition of a row; split, a format added on one side
+would be missed by the other.
+"""
 
 from __future__ import annotations
 
