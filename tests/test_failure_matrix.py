@@ -1508,14 +1508,14 @@ def test_a_diverged_run_through_the_local_runner_is_reported_as_diverged(tmp_pat
 @pytest.fixture(scope="module")
 def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
     """One local pipeline run where MLflow is down and one of two runs fails: packed into sequences of 2048
-    tokens, the dataset fills 7 batches of 2, which 4 accumulation steps cannot share out evenly (the data is
+    tokens, the dataset fills 7 batches of 2, which 2 accumulation steps cannot share out evenly (the data is
     the problem, not the code; prepare_grid leaves packing to train_model)."""
     model_dir, dataset_dir = embedded_assets
     output_dir = tmp_path_factory.mktemp("faulty-run")
     overrides = {
         **SMALL_PIPELINE,
         "max_seq_length": [64, 2048],
-        "base_config": {"packing": True, "gradient_accumulation_steps": 4},
+        "base_config": {"packing": True, "gradient_accumulation_steps": 2},
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
         "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
@@ -1531,7 +1531,7 @@ def test_a_failed_run_does_not_stop_the_others_or_the_report(faulty_pipeline_run
     assert (failed["run_key"], failed["status"]) == ("vanilla-bs2-seq2048-r0", "failed")
     assert failed["reason"].startswith(
         "DatasetError: after tokenising and packing at max_seq_length=2048, 15 rows give 7 batches of 2 per epoch, "
-        "not a multiple of gradient_accumulation_steps=4"
+        "not a multiple of gradient_accumulation_steps=2"
     )
     assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
     assert ok["data"]["n_truncated"] > 0 and ok["data"]["n_dropped_no_completion_tokens"] > 0
