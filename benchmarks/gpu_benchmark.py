@@ -56,20 +56,20 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from liger_bench.measure.training import load_model, load_training_rows
+    from liger_bench.measure.training import load_model, load_tokenizer, training_rows
     from liger_bench.plan.config import TrainConfig
     from liger_bench.plan.liger import apply_liger
 
-    tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, seq_len)
-    rows = tokenized.rows
+    config = TrainConfig(per_device_train_batch_size=batch_size, max_seq_length=seq_len, max_steps=steps)
+    tokenizer = load_tokenizer(model_dir)
+    rows = training_rows(config, tokenizer, dataset_dir).rows
     collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
     model = load_model(model_dir, bf16=True).cuda()
-    defaults = TrainConfig()
     if use_liger:
-        apply_liger(model, defaults.liger_flags())
+        apply_liger(model, config.liger_flags())
     model.train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=defaults.learning_rate, weight_decay=defaults.weight_decay, fused=True
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
     )
     times, tokens, peaks, losses = [], [], [], []
     try:

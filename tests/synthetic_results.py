@@ -33,7 +33,7 @@ H100_ENV = {
 CPU_ENV = {**H100_ENV, "cuda_available": False, "device": "cpu", "gpu_name": "", "gpu_count": 0}
 CPU_ENV.update(gpu_memory_gb=0.0, driver="", cuda="", bf16_supported=False)
 MODEL = {"name": "microsoft/Phi-3-mini-4k-instruct", "revision": "0a67737cc96d2554230f90338b163bc6380a2a85"}
-MODEL.update(model_type="phi3", max_position_embeddings=4096)
+MODEL.update(model_type="phi3", context_length=4096)
 DATASET = {"name": "tatsu-lab/alpaca", "revision": "dce01c9b08f87459cf36a430d809084718273017", "rows": 52002}
 FLOPS_PER_TOKEN = 2.3e10
 DIVERGED_AT_STEP = 5

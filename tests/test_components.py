@@ -58,7 +58,8 @@ def test_download_model_materialises_a_checked_model_folder(downloaded, embedded
     assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
     assert model.metadata["model_type"] == "phi3"
     assert model.metadata["revision"] == content_revision(embedded_assets[0])  # a local folder's content hash
-    assert model.metadata["max_position_embeddings"] == 2048
+    assert model.metadata["context_length"] == 2048
+    assert model.metadata["context_length_source"] == "the model's config: max_position_embeddings in config.json"
 
 
 def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):

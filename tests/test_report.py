@@ -165,7 +165,7 @@ def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
 def test_one_name_for_the_baseline_whole_numbers_and_percent_variation():
     results, histories = build(gpu_scenario())
     for result in results:  # KFP metadata hands integers over as floats
-        result["model"].update(vocab_size=512.0, max_position_embeddings=4096.0)
+        result["model"].update(vocab_size=512.0, context_length=4096.0)
     bundle = build_report(results, histories)
     text = re.sub(r"<[^>]+>", " ", bundle.html)
     assert text.count("stock transformers") == 1  # the baseline's definition, once

@@ -82,14 +82,15 @@ def test_packing_trains_fixed_shapes_and_keeps_prompt_labels(embedded_assets):
 
 
 def test_packing_from_the_config_trains_one_shape(embedded_assets, prepared_dataset):
-    config = TrainConfig(per_device_train_batch_size=2, max_seq_length=64, max_steps=4, warmup_steps_to_skip=1)
+    # 256 tokens hold several of the embedded rows (the longest is 183 tokens).
+    config = TrainConfig(per_device_train_batch_size=2, max_seq_length=256, max_steps=4, warmup_steps_to_skip=1)
     packed = TrainConfig(**{**config.to_dict(), "packing": True})
     result, steps = run_training(packed, str(embedded_assets[0]), str(prepared_dataset))
     assert result.status == "ok", result.reason
-    assert {s["shape"] for s in steps} == {"2x64"}
+    assert {s["shape"] for s in steps} == {"2x256"}
     assert [s["first_shape"] for s in steps] == [True, False, False, False]
     assert result.data["n_training_sequences"] < result.data["n_rows"]  # rows were packed, several per sequence
-    assert all(s["tokens_nonpad"] == s["tokens_padded"] == 2 * 64 for s in steps)
+    assert all(s["tokens_nonpad"] == s["tokens_padded"] == 2 * 256 for s in steps)
 
 
 def test_packing_refuses_a_dataset_smaller_than_one_sequence():

@@ -27,6 +27,43 @@ def test_vanilla_run_on_cpu_is_ok_and_fully_measured(embedded_assets, prepared_d
     assert all(loss > 0 for loss in losses)
 
 
+def test_a_run_trains_exactly_its_rows_the_same_for_both_variants(embedded_assets, prepared_dataset):
+    """Both variants of a cell get the same rows: the seed's shuffle, as many rows as the run's sequences."""
+    from liger_bench.measure.training import load_tokenizer, training_rows
+
+    tokenizer = load_tokenizer(str(embedded_assets[0]))
+    baseline = training_rows(_config(), tokenizer, str(prepared_dataset))
+    liger = training_rows(_config(use_liger=True), tokenizer, str(prepared_dataset))
+    assert len(baseline.rows) == _config().sequences_per_run == 10
+    assert baseline.rows == liger.rows and baseline.n_source_rows == 256
+    longer = training_rows(_config(max_steps=50), tokenizer, str(prepared_dataset))
+    assert longer.rows[:10] == baseline.rows  # a larger run's rows start with a smaller run's (prepare_grid's count)
+    assert training_rows(_config(seed=7), tokenizer, str(prepared_dataset)).rows != baseline.rows
+    everything = training_rows(_config(max_steps=500), tokenizer, str(prepared_dataset))
+    assert len(everything.rows) + everything.n_dropped == 256  # too few rows: all of them, the Trainer repeats them
+
+
+def test_a_run_on_a_large_dataset_tokenises_only_its_rows(embedded_assets):
+    """200,000 rows (tokenising all of them took 175 s before a 5-step run could start): a few seconds."""
+    import time
+
+    import datasets
+
+    from liger_bench.inputs.data import tokenize
+    from liger_bench.measure.training import load_tokenizer
+
+    data = datasets.Dataset.from_dict(
+        {"prompt": [f"Say {i}. " for i in range(200_000)], "completion": [f"{i} it is" for i in range(200_000)]}
+    )
+    started = time.perf_counter()
+    tokenized = tokenize(data, load_tokenizer(str(embedded_assets[0])), 64, sequences=10, packing=False, seed=0)
+    assert time.perf_counter() - started < 10
+    assert len(tokenized.rows) == 10 and tokenized.n_source_rows == 200_000
+    packed = tokenize(data, load_tokenizer(str(embedded_assets[0])), 64, sequences=10, packing=True, seed=0)
+    assert sum(len(row["input_ids"]) for row in packed.rows) >= 10 * 64  # fills 10 packed sequences, no more
+    assert sum(len(row["input_ids"]) for row in packed.rows[:-1]) < 10 * 64
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_liger_without_cuda_is_skipped_not_run_as_vanilla(embedded_assets, prepared_dataset):
     result, steps = run_training(_config(use_liger=True), str(embedded_assets[0]), str(prepared_dataset))

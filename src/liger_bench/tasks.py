@@ -14,7 +14,7 @@ from typing import Any
 
 from liger_bench import tracking
 from liger_bench.inputs.data import load_raw, save_prepared, to_prompt_completion
-from liger_bench.inputs.modelio import describe_model, fetch_model
+from liger_bench.inputs.modelio import CONFIG_SOURCE, describe_model, fetch_model
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
 
@@ -33,10 +33,19 @@ def say_if_not_logged(status: dict[str, Any]) -> None:
 def download_dataset(
     name: str, split: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
 ) -> dict[str, Any]:
-    """Load a split, normalise it to prompt/completion rows, save it; return the artifact metadata."""
+    """Load a split, check and normalise it to prompt/completion rows, save it; return the artifact metadata.
+
+    ``rows`` counts the rows with a completion, the ones the runs draw from; when rows were dropped
+    the task log (and ``liger-bench local``'s terminal) says how many are left.
+    """
     raw, resolved = load_raw(name, split, revision, network_retries)
-    prepared, fmt = to_prompt_completion(raw)
+    prepared, fmt = to_prompt_completion(raw, name)
     save_prepared(prepared, destination)
+    if len(prepared) < len(raw):
+        progress(
+            f"dataset {name!r}: training draws from {len(prepared):,} of its {len(raw):,} rows "
+            f"({len(raw) - len(prepared):,} dropped: empty completion/output/text)"
+        )
     return {
         "name": name,
         "split": split,
@@ -50,9 +59,17 @@ def download_dataset(
 def download_model(
     name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
 ) -> dict[str, Any]:
-    """Fetch and check the model; return the artifact metadata."""
+    """Fetch and check the model; return the artifact metadata.
+
+    The task log (and ``liger-bench local``'s terminal) warns when the model's config states no
+    context length: prepare_grid then checks ``max_seq_length`` against the fallback, or not at all.
+    """
     resolved = fetch_model(name, destination, revision, network_retries)
-    return {"name": name, "revision": resolved, **describe_model(destination)}
+    described = describe_model(destination)
+    if not described["context_length_source"].startswith(CONFIG_SOURCE):
+        fallback = described["context_length_source"] or "none: max_seq_length cannot be checked against one"
+        progress(f"warning: model {name!r}: its config states no context length; fallback: {fallback}")
+    return {"name": name, "revision": resolved, **described}
 
 
 def prepare_grid(
@@ -71,11 +88,9 @@ def prepare_grid(
     credentials is refused here, before a training task could log it.
     """
     from liger_bench.credentials import check_tracking_uri
-    from liger_bench.measure.training import load_training_rows
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
         check_against_data,
-        check_distinct_sequence_lengths,
         check_gradient_checkpointing,
         check_min_success_ratio,
         check_training_arguments,
@@ -94,13 +109,42 @@ def prepare_grid(
         f"model type {trial.model_type!r} ({trial.architecture}), attention {trial.attn_implementation!r}, "
         f"Liger kernels: {kernels}"
     )
-    seq_lengths = sorted({item["max_seq_length"] for item in grid})
-    if len(seq_lengths) > 1:
-        _, tokenized = load_training_rows(model_dir, dataset_dir, seq_lengths[-1])
-        longest = max(len(row["input_ids"]) for row in tokenized.rows)
-        check_distinct_sequence_lengths(seq_lengths, longest, dataset_info.get("name", ""))
+    check_training_rows(grid, model_dir, dataset_dir, dataset_info.get("name", ""))
     progress(f"grid of {len(grid)} runs: {', '.join(item['run_key'] for item in grid)}")
     return grid
+
+
+def check_training_rows(grid: list[dict], model_dir: str, dataset_dir: str, dataset_name: str) -> None:
+    """Tokenise the rows each sequence length's runs train on, as train_model will; refuse what cannot train.
+
+    Refused: rows that truncation leaves too few for full steps, chat rows without a chat template,
+    and several sequence lengths that would train identical batches. When truncation cut or dropped
+    rows, the task log says how many rows the runs train on.
+    """
+    from liger_bench.measure.training import load_tokenizer, training_rows
+    from liger_bench.plan.grid import GridError
+    from liger_bench.plan.validation import check_distinct_sequence_lengths, rows_problem
+
+    tokenizer = load_tokenizer(model_dir)
+    longest = {}
+    for seq_length in sorted({item["max_seq_length"] for item in grid}):
+        configs = [TrainConfig.from_dict(item) for item in grid if item["max_seq_length"] == seq_length]
+        # A smaller run's rows are the first of the largest run's (one shuffle, one seed).
+        tokenized = training_rows(max(configs, key=lambda config: config.sequences_per_run), tokenizer, dataset_dir)
+        longest[seq_length] = max(len(row["input_ids"]) for row in tokenized.rows)
+        for config in configs:
+            problem = "" if config.packing else rows_problem(len(tokenized.rows), config)
+            if problem:
+                raise GridError(
+                    f"max_seq_length: {seq_length} and dataset {dataset_name!r}: after tokenising, {problem}"
+                )
+        if tokenized.n_truncated or tokenized.n_dropped:
+            progress(
+                f"max_seq_length={seq_length}: the runs train on up to {len(tokenized.rows):,} of the dataset's "
+                f"{tokenized.n_source_rows:,} rows; of the rows tokenised, {tokenized.n_truncated:,} were truncated "
+                f"and {tokenized.n_dropped:,} dropped (no completion token left)"
+            )
+    check_distinct_sequence_lengths(list(longest), longest[max(longest)], dataset_name)
 
 
 def start_tracking(

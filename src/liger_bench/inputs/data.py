@@ -1,14 +1,20 @@
-"""Datasets: load from a hub id or a local path, normalise to prompt/completion, tokenise for SFT."""
+"""Datasets: load from a hub id or a local path, check and normalise to prompt/completion, tokenise for SFT.
+
+One room although it is long: the row formats accepted (text, alpaca, chat messages), the checks of
+their values and their tokenisation are one definition of a row; split, a format added on one side
+would be missed by the other.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from liger_bench.inputs.hub import from_hub, hub_token, is_local
-from liger_bench.inputs.localfiles import check_revision, text_file_problem
+from liger_bench.inputs.localfiles import check_revision, json_line_values, text_file_problem
 
 ALPACA_COLUMNS = ("instruction", "input", "output", "text")
 RESPONSE_MARKER = "### Response:\n"
@@ -132,46 +138,152 @@ def _load_local(path: Path, split: str, *args: Any, **kwargs: Any) -> Any:
         raise DatasetError(f"dataset_name: {str(path)!r} cannot be read: {_first_line(err)}") from err
 
 
-def to_prompt_completion(data: Any) -> tuple[Any, str]:
+# What each supported column holds, for the messages that refuse a value.
+TEXT = "text (a JSON string)"
+CHAT = 'chat messages, a list of {"role": ..., "content": ...} with string values'
+
+
+def to_prompt_completion(data: Any, source: str) -> tuple[Any, str]:
     """Normalise a dataset to ``prompt``/``completion`` columns; return it and the source format.
 
-    Accepted, in order: ``prompt`` + ``completion``; alpaca's ``instruction`` (+ ``input``) +
-    ``output``; a single ``text`` column (trained as plain language modelling, empty prompt).
+    Accepted, in order: ``prompt`` + ``completion`` as text, or both as chat messages (trl's
+    conversational prompt-completion); ``messages`` (trl's conversational language modelling: every
+    token is trained); alpaca's ``instruction`` (+ ``input``) + ``output``; a single ``text`` column
+    (plain language modelling, empty prompt). Chat rows stay messages here: the model's chat
+    template renders them when they are tokenised (``tokenize``), as trl's SFTTrainer does.
+
+    Every value is checked where it is read: a number, a mapping or a null where text (or messages)
+    belongs is refused with ``source``, the row and the accepted forms. A null ``input`` is no input;
+    a null completion, output or text is an empty one; rows with an empty completion are dropped.
     """
+    import datasets
+
     columns = set(data.column_names)
     if len(data) == 0:
         raise DatasetError("dataset split is empty; need at least one row")
     if {"prompt", "completion"} <= columns:
-        fmt = "prompt_completion"
+        lists = (datasets.List, datasets.LargeList)
+        chat = any(isinstance(data.features[name], lists) for name in ("prompt", "completion"))
+        fmt = "chat_prompt_completion" if chat else "prompt_completion"
+        _check_values(data, source, {"prompt": False, "completion": True}, chat)
         converted = data.select_columns(["prompt", "completion"])
+    elif "messages" in columns:
+        fmt = "chat_messages"
+        _check_values(data, source, {"messages": False}, chat=True)
+        features = data.features["messages"]
+        converted = data.map(
+            lambda row: {"prompt": [], "completion": row["messages"]},
+            remove_columns=data.column_names,
+            features=datasets.Features({"prompt": features, "completion": features}),
+        )
     elif {"instruction", "output"} <= columns:
         fmt = "alpaca"
         has_input = "input" in columns
+        _check_values(data, source, {"instruction": False, "output": True, **({"input": True} if has_input else {})})
 
         def convert(row):
             return {
-                "prompt": alpaca_prompt(row["instruction"], row["input"] if has_input else ""),
-                "completion": row["output"],
+                "prompt": alpaca_prompt(row["instruction"], (row["input"] or "") if has_input else ""),
+                "completion": row["output"] or "",
             }
 
         converted = data.map(convert, remove_columns=data.column_names)
     elif "text" in columns:
         fmt = "text"
-        converted = data.map(lambda row: {"prompt": "", "completion": row["text"]}, remove_columns=data.column_names)
+        _check_values(data, source, {"text": True})
+        converted = data.map(
+            lambda row: {"prompt": "", "completion": row["text"] or ""}, remove_columns=data.column_names
+        )
     else:
         raise DatasetError(
-            f"dataset has columns {sorted(columns)}; accepted: prompt+completion, alpaca's "
-            "instruction(+input)+output, or text"
+            f"dataset has columns {sorted(columns)}; accepted: prompt+completion (text or chat messages), messages "
+            "(chat), alpaca's instruction(+input)+output, or text"
         )
-    converted = converted.filter(lambda row: bool(row["completion"] and row["completion"].strip()))
+    converted = converted.filter(lambda row: _has_text(row["completion"]))
     if len(converted) == 0:
         raise DatasetError("no row has a non-empty completion/output/text")
     return converted, fmt
 
 
+def _has_text(completion: str | list | None) -> bool:
+    if isinstance(completion, list):
+        return any(_has_text(message["content"]) for message in completion)
+    return bool(completion and completion.strip())
+
+
+def _check_values(data: Any, source: str, nullable: dict[str, bool], chat: bool = False) -> None:
+    """Raise ``DatasetError`` at the first value of ``nullable``'s columns that is not of the accepted form.
+
+    Args:
+        data: The loaded split.
+        source: The dataset as the user named it.
+        nullable: Column name to whether a null there is accepted (as an empty value).
+        chat: Whether the columns must hold chat messages rather than text.
+    """
+    accepted = CHAT if chat else TEXT
+    for column, may_be_null in nullable.items():
+        for where, value in _column_values(data, column, source, chat):
+            if value is None:
+                if may_be_null:
+                    continue
+                problem = "is null"
+            else:
+                problem = _chat_problem(value) if chat else ("" if isinstance(value, str) else "is not text")
+            if problem:
+                if not chat and isinstance(value, list):
+                    accepted += f"; chat messages are accepted in prompt+completion or messages, not in {column}"
+                nulls = [name for name, ok in nullable.items() if ok]
+                null_note = f"; a null is accepted only in {nulls} (read as empty)" if nulls else ""
+                raise DatasetError(
+                    f"dataset_name: {source!r}: {where}: {column} {problem}: {_shown(value)}; "
+                    f"accepted: {accepted}{null_note}"
+                )
+
+
+def _column_values(data: Any, column: str, source: str, chat: bool) -> list[tuple[str, Any]]:
+    """``(where, value)`` of the values of ``column`` to check: ``row N`` of the split, or ``line N`` as written.
+
+    Where text belongs, a column that datasets typed as text holds only text and nulls: only its
+    nulls are returned, found by arrow without reading the text (200,000 rows: milliseconds, not seconds).
+    ``chat``: the column must hold messages, so every value is returned.
+    datasets' JSON builder reads a column of mixed JSON types (text and numbers) as JSON text and
+    then decodes a string such as "0" as the number 0; such a column of local JSON lines is read
+    from the files themselves, so the message quotes the value and line the user wrote.
+    """
+    import datasets
+    import pyarrow.compute
+
+    feature = data.features[column]
+    if not chat and isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        nulls = pyarrow.compute.indices_nonzero(pyarrow.compute.is_null(data.with_format("arrow")[column]))
+        return [(f"row {index + 1}", None) for index in nulls.to_pylist()]
+    if isinstance(feature, datasets.Json) and is_local(source):
+        written = json_line_values(Path(source).expanduser(), column)
+        if written:
+            return written
+    return [(f"row {row}", value) for row, value in enumerate(data[column], start=1)]
+
+
+def _chat_problem(value: Any) -> str:
+    if not isinstance(value, list):
+        return "is not a list of chat messages"
+    for index, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return f"has message {index} without a string role"
+        if not isinstance(message.get("content"), str):
+            return f"has message {index} whose content is not text"
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """``value`` as the user wrote it (JSON), its Python type named, cut to a readable length."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return f"{text[:80]}{' ...' if len(text) > 80 else ''} ({type(value).__name__})"
+
+
 @dataclass
 class TokenizedData:
-    """Tokenised training rows and what truncation did to them."""
+    """The tokenised rows one run trains on, and what truncation did to them."""
 
     rows: list[dict[str, list[int]]]
     n_source_rows: int
@@ -179,7 +291,7 @@ class TokenizedData:
     n_dropped: int
 
     def summary(self) -> dict[str, int]:
-        """Counts for the run result: rows kept, truncated to max_seq_length, dropped."""
+        """Counts for the run result: rows trained on, rows in the dataset, truncated, dropped."""
         return {
             "n_rows": len(self.rows),
             "n_source_rows": self.n_source_rows,
@@ -188,29 +300,74 @@ class TokenizedData:
         }
 
 
-def tokenize(data: Any, tokenizer: Any, max_seq_length: int) -> TokenizedData:
-    """Tokenise prompt/completion rows; only completion tokens (and EOS) are trained.
+def tokenize(data: Any, tokenizer: Any, max_seq_length: int, sequences: int, packing: bool, seed: int) -> TokenizedData:
+    """Tokenise the rows one run trains on; only completion tokens (and EOS) are trained.
+
+    The run needs ``sequences`` training sequences (``TrainConfig.sequences_per_run``): that many rows,
+    or with ``packing`` that many times ``max_seq_length`` tokens. Rows are taken in the order of a
+    shuffle by ``seed`` and tokenised in chunks until they suffice (the whole dataset when they never
+    do: the Trainer then repeats it in epochs), so a run's start does not grow with the dataset, and
+    runs that share the seed and these arguments (a cell's variants) train the same rows.
 
     Rows longer than ``max_seq_length`` are truncated from the end; rows whose completion is cut
-    away entirely are dropped (they would contribute no trained token).
+    away entirely are dropped (they would contribute no trained token). Chat rows are rendered by the
+    tokenizer's chat template as trl's SFTTrainer renders them.
     """
-    rows, truncated, dropped = [], 0, 0
+    import numpy
+
+    chat = isinstance(data[0]["completion"], list)
+    if chat and not tokenizer.chat_template:
+        raise DatasetError(
+            "the dataset holds chat messages, but the model's tokenizer has no chat template to render them; "
+            "accepted: a model whose tokenizer has one (e.g. an instruct model), or the conversations as "
+            "prompt/completion text"
+        )
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    for example in data:
-        prompt_ids = tokenizer(example["prompt"])["input_ids"] if example["prompt"] else []
-        completion_ids = tokenizer(example["completion"], add_special_tokens=not prompt_ids)["input_ids"] + eos
-        input_ids = prompt_ids + completion_ids
-        labels = [-100] * len(prompt_ids) + completion_ids
-        if len(input_ids) > max_seq_length:
-            truncated += 1
-            input_ids, labels = input_ids[:max_seq_length], labels[:max_seq_length]
-        if all(label == -100 for label in labels[1:]):
-            dropped += 1
-            continue
-        rows.append({"input_ids": input_ids, "labels": labels})
+    order = numpy.random.default_rng(seed).permutation(len(data))
+    tokens_needed = sequences * max_seq_length if packing else 0
+    rows, truncated, dropped, tokens, start, chunk = [], 0, 0, 0, 0, max(sequences, 64)
+    while start < len(order) and (len(rows) < sequences or tokens < tokens_needed):
+        batch = data[order[start : start + chunk].tolist()]
+        start, chunk = start + chunk, chunk * 2
+        for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True):
+            prompt_ids, completion_ids = _token_ids(tokenizer, prompt, completion, eos)
+            input_ids = prompt_ids + completion_ids
+            labels = [-100] * len(prompt_ids) + completion_ids
+            if len(input_ids) > max_seq_length:
+                truncated += 1
+                input_ids, labels = input_ids[:max_seq_length], labels[:max_seq_length]
+            if all(label == -100 for label in labels[1:]):
+                dropped += 1
+                continue
+            rows.append({"input_ids": input_ids, "labels": labels})
+            tokens += len(input_ids)
+            if len(rows) >= sequences and tokens >= tokens_needed:
+                break
     if not rows:
         raise DatasetError(f"no row keeps a completion token at max_seq_length={max_seq_length}; raise max_seq_length")
     return TokenizedData(rows, len(data), truncated, dropped)
+
+
+def _token_ids(tokenizer: Any, prompt: str | list, completion: str | list, eos: list[int]) -> tuple[list, list]:
+    """``(prompt_ids, completion_ids)`` of a row; chat rows through the chat template, as trl's SFTTrainer does.
+
+    trl's rules: the completion starts where the tokenised prompt (with the generation prompt) and
+    the tokenised conversation diverge; the template ends the turns, so no EOS is appended; a
+    ``messages`` row (empty prompt) is trained whole.
+    """
+    if isinstance(completion, list):
+        from trl.data_utils import common_prefix_length
+
+        conversation = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+        if not prompt:
+            return [], conversation
+        prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, return_dict=True, add_generation_prompt=True)[
+            "input_ids"
+        ]
+        split = common_prefix_length(prompt_ids, conversation)
+        return conversation[:split], conversation[split:]
+    prompt_ids = tokenizer(prompt)["input_ids"] if prompt else []
+    return prompt_ids, tokenizer(completion, add_special_tokens=not prompt_ids)["input_ids"] + eos
 
 
 def save_prepared(data: Any, directory: str | os.PathLike) -> None:

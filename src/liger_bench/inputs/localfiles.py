@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 REVISION_PREFIX = "sha256:"
 _CHUNK = 1 << 20
@@ -77,3 +78,23 @@ def text_file_problem(path: Path) -> str:
                 if not isinstance(row, dict):
                     return f"line {number} is a JSON {type(row).__name__}, not an object of column values"
     return ""
+
+
+def json_line_values(path: Path, column: str) -> list[tuple[str, Any]]:
+    """``(where, value)`` of ``column`` in every JSON line of the file ``path`` or of the folder's JSON files.
+
+    The values as written, ``where`` being ``line N`` (``'FILE' line N`` in a folder); empty when
+    ``path`` holds a single JSON document rather than JSON lines. For the rows ``text_file_problem``
+    accepted.
+    """
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl"))
+    values = []
+    for file in files:
+        name = "" if file == path else f"{str(file.relative_to(path))!r} "
+        lines = file.read_text(encoding="utf-8").splitlines()
+        try:
+            rows = [(number, json.loads(line)) for number, line in enumerate(lines, start=1) if line.strip()]
+        except json.JSONDecodeError:  # one JSON document, not JSON lines
+            return []
+        values += [(f"{name}line {number}", row.get(column)) for number, row in rows]
+    return values

@@ -14,11 +14,15 @@ from liger_bench.inputs.localfiles import check_revision
 
 # Weights in safetensors, configs and tokenizer files; never pickled .bin/.pth weights.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
-# config.json keys of the context length: most architectures, then GPT-2/GPT-J, then others.
+# Names of the context length in model configs: most architectures, then GPT-2/GPT-J, then others.
 CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 # The config.json key under which a model liger-bench generated (liger_bench.embedded) says what it is.
 EMBEDDED_CONFIG_KEY = "liger_bench_embedded"
+# Where a context length read from the model's configuration comes from (the fallback: the tokenizer).
+CONFIG_SOURCE = "the model's config"
+# transformers' model_max_length of a tokenizer that states none is int(1e30); real limits are far below this.
+UNSET_MODEL_MAX_LENGTH = 10**12
 
 
 class ModelError(ValueError):
@@ -163,21 +167,48 @@ def _check_tokenizer(folder: Path, label: str, vocab_size: int) -> None:
         )
 
 
-def context_length(config: dict[str, Any]) -> int:
-    """The longest sequence the model's positions allow, under the names architectures give it; 0 if unknown."""
-    return next((int(config[key]) for key in CONTEXT_LENGTH_KEYS if config.get(key)), 0)
+def context_length(folder: str | os.PathLike) -> tuple[int, str]:
+    """The longest sequence the model in ``folder`` takes, and where that number comes from.
+
+    Read from the model's configuration as transformers builds it (so a key config.json leaves out
+    is the config class's default, which the model then uses), under any of the names
+    architectures give it (``CONTEXT_LENGTH_KEYS``), also in a nested ``text_config``. Where the
+    configuration states none, the fallback is the tokenizer's ``model_max_length``; where that is
+    unset too, ``(0, "")``: the length is unknown and cannot be checked.
+    """
+    from transformers import AutoConfig
+
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    written = json.loads((folder / "config.json").read_text())
+    for prefix, part in (("", config), ("text_config.", getattr(config, "text_config", None))):
+        for key in CONTEXT_LENGTH_KEYS:
+            value = getattr(part, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                name = part.attribute_map.get(key, key)  # GPT-2 answers to max_position_embeddings, stores n_positions
+                stated = name in (written.get("text_config", {}) if prefix else written)
+                where = "config.json" if stated else f"the default of transformers' {type(part).__name__}"
+                return value, f"{CONFIG_SOURCE}: {prefix}{name} in {where}"
+    tokenizer_config = folder / "tokenizer_config.json"
+    if tokenizer_config.exists():
+        value = json.loads(tokenizer_config.read_text()).get("model_max_length")
+        if isinstance(value, int) and 0 < value < UNSET_MODEL_MAX_LENGTH:
+            return value, "the tokenizer: model_max_length in tokenizer_config.json"
+    return 0, ""
 
 
 def describe_model(folder: str | os.PathLike) -> dict[str, Any]:
-    """Facts prepare_grid validates against: architecture, model type, context length.
+    """Facts prepare_grid validates against: architecture, model type, context length and its source.
 
     A model liger-bench generated (``liger_bench.embedded``) also says what it is, under ``embedded``.
     """
     config = json.loads((Path(folder) / "config.json").read_text())
+    context, source = context_length(folder)
     facts = {
         "model_type": config.get("model_type", ""),
         "architectures": config.get("architectures") or [],
-        "max_position_embeddings": context_length(config),
+        "context_length": context,
+        "context_length_source": source,
         "n_layers": int(config.get("num_hidden_layers") or 0),
         "hidden_size": int(config.get("hidden_size") or 0),
         "vocab_size": int(config.get("vocab_size") or 0),

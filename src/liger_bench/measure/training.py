@@ -100,16 +100,28 @@ def n_params_non_embedding(model) -> int:
     return total
 
 
-def load_training_rows(model_dir: str, dataset_dir: str, max_seq_length: int):
-    """The model's tokenizer and the prepared dataset tokenised for SFT: ``(tokenizer, TokenizedData)``."""
+def load_tokenizer(model_dir: str):
+    """The model's tokenizer, padding with EOS when it has no pad token (as every run pads)."""
     from transformers import AutoTokenizer
-
-    from liger_bench.inputs.data import load_prepared, tokenize
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, tokenize(load_prepared(dataset_dir), tokenizer, max_seq_length)
+    return tokenizer
+
+
+def training_rows(config: TrainConfig, tokenizer, dataset_dir: str):
+    """The rows ``config``'s run trains on, tokenised (``data.tokenize``): the same for both variants of a cell."""
+    from liger_bench.inputs.data import load_prepared, tokenize
+
+    return tokenize(
+        load_prepared(dataset_dir),
+        tokenizer,
+        config.max_seq_length,
+        config.sequences_per_run,
+        config.packing,
+        config.seed,
+    )
 
 
 @dataclass
@@ -146,11 +158,12 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
     bf16 = _use_bf16(config)
     result.metrics["precision"] = "bf16" if bf16 else "fp32"
     set_seed(config.seed)
-    tokenizer, tokenized = load_training_rows(model_dir, dataset_dir, config.max_seq_length)
+    tokenizer = load_tokenizer(model_dir)
+    tokenized = training_rows(config, tokenizer, dataset_dir)
     result.data = tokenized.summary()
     rows = pack(tokenized.rows, config.max_seq_length) if config.packing else tokenized.rows
     result.data["n_training_sequences"] = len(rows)
-    # prepare_grid checked the dataset's rows; truncation (or packing) at this max_seq_length changes their number.
+    # prepare_grid checked these rows unpacked; packing at this max_seq_length changes their number.
     problem = rows_problem(len(rows), config)
     if problem:
         raise DatasetError(
@@ -160,9 +173,11 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
 
     model = load_model(model_dir, bf16, config.attn_implementation)
     result.metrics["attn_implementation"] = model.config._attn_implementation
-    context = context_length(model.config.to_dict())
+    context, source = context_length(model_dir)
     if context and config.max_seq_length > context:
-        raise ValueError(f"max_seq_length={config.max_seq_length} exceeds the model's context length {context}")
+        raise ValueError(
+            f"max_seq_length={config.max_seq_length} exceeds the model's context length {context} (from {source})"
+        )
     result.liger_kernels = apply_variant(model, config)
 
     flop_model = FlopModel(n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size)

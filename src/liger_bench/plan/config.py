@@ -203,6 +203,11 @@ class TrainConfig:
         """Training processes of the run, one per GPU: ``gpus_per_run × nodes_per_run``."""
         return self.gpus_per_run * self.nodes_per_run
 
+    @property
+    def sequences_per_run(self) -> int:
+        """Training sequences the run consumes: ``max_steps`` × batch × gradient accumulation × world size."""
+        return self.max_steps * self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+
     def liger_flags(self) -> dict[str, bool]:
         """The kernel flags set, in the names liger-kernel's ``apply_liger_kernel_to_*`` take; unset ones left out."""
         flags = {kernel: getattr(self, f"liger_{kernel}") for kernel in LIGER_KERNELS}

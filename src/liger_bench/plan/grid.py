@@ -179,7 +179,7 @@ def check_scale(spec: GridSpec) -> dict[str, int]:
 def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> ArchitectureTrial:
     """Reject grid points the model cannot run, before any GPU is requested; return the architecture trial.
 
-    ``model_info`` is download_model's metadata (model_type, max_position_embeddings), ``model_dir``
+    ``model_info`` is download_model's metadata (model_type, context_length and its source), ``model_dir``
     its folder. The model is built on the meta device with the grid's attention implementation and,
     when a run uses Liger, patched with its kernels (``architecture.try_architecture``), so what
     transformers or liger-kernel refuse fails here.
@@ -188,12 +188,12 @@ def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> 
     from liger_bench.plan.liger import LigerError, supported_model_types
 
     name = model_info.get("name", "")
-    context = int(model_info.get("max_position_embeddings") or 0)
+    context = int(model_info.get("context_length") or 0)
     longest = max(item["max_seq_length"] for item in items)
     if context and longest > context:
         raise GridError(
-            f"max_seq_length: {longest} exceeds the context length {context} of model "
-            f"{name!r}; accepted: values <= {context}"
+            f"max_seq_length: {longest} exceeds the context length {context} of model {name!r} "
+            f"(from {model_info.get('context_length_source', '')}); accepted: values <= {context}"
         )
     model_type = model_info.get("model_type", "")
     liger_model_types = supported_model_types()

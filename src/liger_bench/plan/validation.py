@@ -153,8 +153,8 @@ def check_against_data(items: Iterable[dict], dataset_info: Mapping[str, Any]) -
     """Raise ``GridError`` for a grid point whose steps the dataset's rows cannot fill (``rows_problem``).
 
     ``dataset_info`` is download_dataset's metadata; ``rows`` counts the rows with a completion.
-    Rows whose completion a short ``max_seq_length`` cuts away entirely are only known once
-    train_model tokenises them, which applies the same rule again.
+    Rows whose completion a short ``max_seq_length`` cuts away entirely are only known once the
+    rows are tokenised (``tasks.check_training_rows``, and train_model), which apply the same rule again.
     """
     n_rows = int(dataset_info["rows"])
     for item in items:
@@ -170,7 +170,8 @@ def check_distinct_sequence_lengths(seq_lengths: Iterable[int], longest_row: int
     """Raise ``GridError`` when several ``max_seq_length`` values are at least the longest row.
 
     No row is truncated at any of them, so their runs train identical batches under different labels.
-    ``longest_row`` is the longest tokenised row (prompt, completion and EOS) at the largest value.
+    ``longest_row`` is the longest tokenised row (prompt, completion and EOS) that the runs of the
+    largest value train on.
     """
     untruncated = sorted(value for value in set(seq_lengths) if value >= longest_row)
     if len(untruncated) > 1:
