@@ -27,7 +27,7 @@ from liger_bench.measure.distributed import torchrun_command
 from liger_bench.measure.supervisor import OUTCOME, REQUEST
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import read_json, write_json_atomic
-from liger_bench.vocabulary import variant_of
+from liger_bench.vocabulary import BASELINE, variant_of
 
 TOLERANCE = 0.05
 
@@ -87,7 +87,7 @@ def main() -> None:
     runs = {}
     for use_liger in (False, True):
         for sharded in (False, True):
-            variant = variant_of(use_liger)
+            variant = variant_of(use_liger, torch_compile=False)
             mode = "fsdp-1-rank" if sharded else "unsharded"
             config = TrainConfig(
                 run_key=f"{variant}-{mode}-bs{args.batch_size}-seq{args.seq_len}",
@@ -110,7 +110,7 @@ def main() -> None:
             f"{m.get('final_loss') or float('nan'):.4f} | {result.get('wall_s', 0):.0f} |"
         )
     verdicts = {}
-    for variant in ("vanilla", "liger"):
+    for variant in (BASELINE, "liger"):
         plain = runs[(variant, "unsharded")]["metrics"].get("tokens_per_s_nonpad")
         fsdp = runs[(variant, "fsdp-1-rank")]["metrics"].get("tokens_per_s_nonpad")
         ratio = fsdp / plain if plain and fsdp else None

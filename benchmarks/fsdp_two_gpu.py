@@ -37,7 +37,7 @@ from pathlib import Path
 
 from liger_bench.measure.supervisor import train_supervised
 from liger_bench.plan.config import TrainConfig
-from liger_bench.vocabulary import variant_of
+from liger_bench.vocabulary import BASELINE, variant_of
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -81,7 +81,7 @@ def train_pair(preset: str, model_dir: str, dataset_dir: str, batch: int, seq: i
     """Baseline then Liger, each through the supervisor (torchrun for gpus > 1); results, steps, parity."""
     runs = {}
     for use_liger in (False, True):
-        variant = variant_of(use_liger)
+        variant = variant_of(use_liger, torch_compile=False)
         config = TrainConfig(
             run_key=f"{variant}-{preset}-{gpus}gpu-bs{batch}-seq{seq}",
             use_liger=use_liger,
@@ -94,7 +94,7 @@ def train_pair(preset: str, model_dir: str, dataset_dir: str, batch: int, seq: i
         result, step_records = train_supervised(config, model_dir, dataset_dir, RUN_TIMEOUT_S)
         runs[variant] = {"result": result.to_dict(), "steps": step_records, "wall_s": time.monotonic() - started}
         print(f"{config.run_key}: {result.status} {result.reason[:300]} ({runs[variant]['wall_s']:.0f} s)", flush=True)
-    parity = loss_parity(runs["vanilla"]["steps"], runs["liger"]["steps"])
+    parity = loss_parity(runs[BASELINE]["steps"], runs["liger"]["steps"])
     arch = arch_of(preset)
     for variant, run in runs.items():
         m = run["result"]["metrics"]
@@ -139,7 +139,7 @@ def pair_table(pair: dict) -> list[str]:
         f"loss parity (largest per-step relative difference, Liger vs baseline): "
         f"{f'{100 * parity:.3f}%' if parity is not None else 'n/a'}"
     )
-    van, lig = (pair["runs"][v]["result"]["metrics"].get("tokens_per_s_nonpad") for v in ("vanilla", "liger"))
+    van, lig = (pair["runs"][v]["result"]["metrics"].get("tokens_per_s_nonpad") for v in (BASELINE, "liger"))
     if van and lig:
         lines.append(f"Liger gain: {100 * (lig / van - 1):+.1f}%")
     return lines

@@ -1,13 +1,15 @@
-"""Liger vs stock transformers on one GPU, through train_model's own code path, with a ceiling.
+"""Baseline, Liger, compile and Liger + compile on one GPU, through train_model's own code path, with a ceiling.
 
 Phi-3-mini's architecture (``Phi3Config()`` defaults, random weights: no hub is needed), an
 alpaca-format dataset, batch sizes × variants × repeats. Two workloads: ``fixed`` (rows of 400-600
 words, all truncated to ``--seq-len``: every batch has one shape, no padding) and ``variable``
 (rows with alpaca's long-tailed lengths, padded per batch to a multiple of ``--pad-to-multiple-of``:
 the shapes a real fine-tuning run sees). Each (batch size, variant) runs in a fresh process, like a
-train_model pod: its repeats go through ``liger_bench.measure.training.run_training``, then the same
-process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer) as the
-ceiling for that variant.
+train_model pod: its repeats go through ``liger_bench.measure.training.run_training``; then another fresh
+process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer;
+``torch.compile`` with torch's defaults for a compiled variant, as accelerate applies it) as the
+ceiling for that variant. A process that crashes (a device fault poisons its CUDA context) is
+recorded as ``failed`` with its exit code and last stderr line; the next cell runs regardless.
 
 Run on a GPU machine::
 
@@ -29,11 +31,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 
-from liger_bench.measure.metrics import GIB
+from liger_bench.measure.metrics import GIB, is_measured
 from liger_bench.plan.config import TrainConfig
+from liger_bench.vocabulary import BASELINE, VARIANTS, variant_parts
 
 
 class IndependentTimer(TrainerCallback):
@@ -51,8 +55,10 @@ class IndependentTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: int, seq_len: int, steps: int):
-    """The ceiling: the bare forward/backward/fused-AdamW loop on the same model and batches."""
+def plain_loop(
+    model_dir: str, dataset_dir: str, variant: str, batch_size: int, seq_len: int, steps: int, pad_to_multiple_of: int
+):
+    """The ceiling: the bare forward/backward/fused-AdamW loop on the same model and batches (compiled: compile)."""
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -63,11 +69,14 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
     config = TrainConfig(per_device_train_batch_size=batch_size, max_seq_length=seq_len, max_steps=steps)
     tokenizer = load_tokenizer(model_dir)
     rows = training_rows(config, tokenizer, dataset_dir).rows
-    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    collate = DataCollatorForLanguageModeling(
+        pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of if pad_to_multiple_of > 1 else None
+    )
     model = load_model(model_dir, bf16=True).cuda()
-    if use_liger:
+    if "liger" in variant:
         apply_liger(model, config.liger_flags())
     model.train()
+    forward = torch.compile(model) if "compile" in variant else model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
     )
@@ -79,7 +88,7 @@ def plain_loop(model_dir: str, dataset_dir: str, use_liger: bool, batch_size: in
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            loss = model(**batch).loss
+            loss = forward(**batch).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -122,17 +131,20 @@ def prepare_assets(cache: Path, preset: str, workload: str) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One (variant, batch size): the repeats through run_training, then the ceiling."""
+    """One (variant, batch size): the repeats through run_training."""
     from liger_bench.measure.training import run_training
     from liger_bench.plan.config import TrainConfig
     from liger_bench.plan.grid import run_key
+    from liger_bench.vocabulary import variant_of
 
     runs = []
+    variant = variant_of(args.use_liger, args.torch_compile)
     for repeat in range(args.repeats):
         config = TrainConfig(
-            run_key=run_key(args.use_liger, args.batch_size, args.seq_len, repeat),
+            run_key=run_key(variant, args.batch_size, args.seq_len, repeat),
             repeat=repeat,
             use_liger=args.use_liger,
+            torch_compile=args.torch_compile,
             per_device_train_batch_size=args.batch_size,
             max_seq_length=args.seq_len,
             max_steps=args.max_steps,
@@ -144,15 +156,43 @@ def worker(args: argparse.Namespace) -> None:
         timer = IndependentTimer()
         result, steps = run_training(config, args.model_dir, args.dataset_dir, extra_callbacks=[timer])
         runs.append({"result": result.to_dict(), "steps": steps, "independent_step_ends": timer.ends})
-        print(f"  {config.run_key}: {result.status} {result.reason[:120]}", flush=True)
-        if result.status == "oom":
+        print(f"  {config.run_key}: {result.status} {result.reason[:300]}", flush=True)
+        Path(args.worker_out).write_text(json.dumps({"runs": runs}))
+        if result.status != "ok":  # an oom stays one; a device fault leaves this process unusable
             break
-    ceiling = (
-        {"status": "not run"}
-        if args.no_ceiling
-        else plain_loop(args.model_dir, args.dataset_dir, args.use_liger, args.batch_size, args.seq_len, args.max_steps)
+
+
+def ceiling_worker(args: argparse.Namespace) -> None:
+    """One (variant, batch size): the plain-loop ceiling, in a process of its own."""
+    from liger_bench.vocabulary import variant_of
+
+    variant = variant_of(args.use_liger, args.torch_compile)
+    ceiling = plain_loop(
+        args.model_dir,
+        args.dataset_dir,
+        variant,
+        args.batch_size,
+        args.seq_len,
+        args.max_steps,
+        args.pad_to_multiple_of,
     )
-    Path(args.worker_out).write_text(json.dumps({"runs": runs, "ceiling": ceiling}))
+    Path(args.worker_out).write_text(json.dumps(ceiling))
+
+
+def run_worker(command: list[str], worker_out: Path) -> tuple[Any, str]:
+    """Run a worker process: ``(its record or None, "" or why it wrote none)``; its stderr goes to ours."""
+    worker_out.unlink(missing_ok=True)
+    process = subprocess.run(
+        command, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, stderr=subprocess.PIPE, text=True
+    )
+    sys.stderr.write(process.stderr[-20000:])
+    record = json.loads(worker_out.read_text()) if worker_out.is_file() else None
+    if process.returncode == 0:
+        return record, ""
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    reason = f"process exited with code {process.returncode}: {lines[-1] if lines else ''}"
+    print(f"  {reason[:300]}", flush=True)
+    return record, reason
 
 
 def merge(parts: list[Path], out: Path, warmup: int) -> None:
@@ -198,16 +238,18 @@ def _median_measured(values: list[float], warmup: int) -> float | None:
 def summarize(cell: dict, warmup: int) -> dict:
     """Numbers of one (variant, batch size) cell."""
     ok = [run for run in cell["runs"] if run["result"]["status"] == "ok"]
-    out = {"status": "ok" if ok else (cell["runs"][-1]["result"]["status"] if cell["runs"] else "missing")}
+    last = cell["runs"][-1]["result"] if cell["runs"] else {"status": "failed", "reason": cell.get("crash", "")}
+    out = {"status": "ok" if ok else last["status"], "reason": "" if ok else last.get("reason", "")}
     if ok:
         rates = [run["result"]["metrics"]["tokens_per_s_nonpad"] for run in ok]
         out["tokens_per_s"] = statistics.median(rates)
         out["repeat_cv"] = statistics.pstdev(rates) / statistics.fmean(rates) if len(rates) > 1 else None
         out["peak_reserved_gb"] = max(run["result"]["metrics"]["peak_mem_reserved_gb"] for run in ok)
+        out["peak_allocated_gb"] = max(run["result"]["metrics"]["peak_mem_allocated_gb"] for run in ok)
         out["mfu"] = statistics.median(run["result"]["metrics"]["median_mfu"] or 0.0 for run in ok)
         agreements, full_cycle_rates = [], []
         for run in ok:
-            measured = [s for s in run["steps"] if not s["warmup"]]
+            measured = [s for s in run["steps"] if is_measured(s)]
             callback = statistics.median(s["step_time_s"] for s in measured)
             ends = run["independent_step_ends"]
             interval = statistics.median(b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True))
@@ -218,7 +260,8 @@ def summarize(cell: dict, warmup: int) -> dict:
         out["full_cycle_tokens_per_s"] = statistics.median(full_cycle_rates)
         out["losses"] = [[s["loss"] for s in run["steps"] if not s["warmup"]] for run in ok]
         steady_keys = ("steady_state", "drift", "settle_step", "steps_needed", "n_shapes", "n_first_shape_steps")
-        for key in (*steady_keys, "first_shape_excess_s"):
+        compile_keys = ("n_compile_steps", "compiled_graphs", "recompiles", "compile_time_s")
+        for key in (*steady_keys, "first_shape_excess_s", *compile_keys):
             out[key] = [run["result"]["metrics"].get(key) for run in ok]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok":
@@ -226,12 +269,13 @@ def summarize(cell: dict, warmup: int) -> dict:
         out["ceiling_tokens_per_s"] = _median_measured(rates, warmup)
         out["ceiling_peak_reserved_gb"] = max(ceiling["peak_reserved_gb"])
     out["ceiling_status"] = ceiling["status"]
+    out["ceiling_reason"] = ceiling.get("reason", "")
     return out
 
 
-def loss_parity(liger: dict, vanilla: dict) -> float | None:
+def loss_parity(variant: dict, baseline: dict) -> float | None:
     """Largest relative per-step loss difference between paired repeats (measured steps)."""
-    pairs = zip(liger.get("losses", []), vanilla.get("losses", []), strict=False)  # a variant may have OOMed
+    pairs = zip(variant.get("losses", []), baseline.get("losses", []), strict=False)  # a variant may have OOMed
     diffs = [abs(a - b) / abs(b) for la, lb in pairs for a, b in zip(la, lb, strict=True) if a is not None and b]
     return max(diffs) if diffs else None
 
@@ -241,51 +285,64 @@ def _fmt(value, spec: str = ".0f", suffix: str = "") -> str:
 
 
 def print_table(summary: dict, batch_sizes: list[int]) -> list[str]:
-    """The result table, printed and returned as markdown lines."""
+    """The result table, one row per (batch size, variant), printed and returned as markdown lines."""
     header = (
-        "| bs | vanilla tok/s | liger tok/s | vanilla/ceil | liger/ceil | full cycle/ceil v / l | Liger gain | "
-        "ceiling gain | vanilla GiB | liger GiB | MFU v / l | loss parity | timer agreement | repeat CV v / l |"
+        "| bs | variant | tok/s | /ceiling | full cycle/ceiling | vs baseline | ceiling vs baseline | peak alloc GiB | "
+        "peak reserved GiB | MFU | loss parity vs baseline | timer agreement | compile s | recompiles | status |"
     )
-    lines = [header, "|" + "---|" * 14]
+    lines = [header, "|" + "---|" * 15]
     for bs in batch_sizes:
-        v, lg = summary[f"vanilla-bs{bs}"], summary[f"liger-bs{bs}"]
-        gain = lg["tokens_per_s"] / v["tokens_per_s"] - 1 if "tokens_per_s" in v and "tokens_per_s" in lg else None
-        ceiling_gain = None
-        if v.get("ceiling_tokens_per_s") and lg.get("ceiling_tokens_per_s"):
-            ceiling_gain = lg["ceiling_tokens_per_s"] / v["ceiling_tokens_per_s"] - 1
+        base = summary.get(f"{BASELINE}-bs{bs}", {})
+        for variant in VARIANTS:
+            cell = summary.get(f"{variant}-bs{bs}")
+            if cell is None:
+                continue
 
-        def ratio(cell, key="tokens_per_s"):
-            if cell.get(key) and cell.get("ceiling_tokens_per_s"):
-                return cell[key] / cell["ceiling_tokens_per_s"]
-            return None
+            def ratio(cell, key="tokens_per_s"):
+                if cell.get(key) and cell.get("ceiling_tokens_per_s"):
+                    return cell[key] / cell["ceiling_tokens_per_s"]
+                return None
 
-        full_v, full_l = ratio(v, "full_cycle_tokens_per_s"), ratio(lg, "full_cycle_tokens_per_s")
-
-        def rate(cell):
-            return _fmt(cell.get("tokens_per_s")) if cell["status"] == "ok" else cell["status"].upper()
-
-        agreement = [c.get("callback_vs_timer") for c in (v, lg) if c.get("callback_vs_timer") is not None]
-        lines.append(
-            f"| {bs} | {rate(v)} | {rate(lg)} | {_fmt(ratio(v), '.1%')} | {_fmt(ratio(lg), '.1%')} | "
-            f"{_fmt(full_v, '.1%')} / {_fmt(full_l, '.1%')} | {_fmt(gain, '+.1%')} | {_fmt(ceiling_gain, '+.1%')} | "
-            f"{_fmt(v.get('peak_reserved_gb'), '.1f')} | "
-            f"{_fmt(lg.get('peak_reserved_gb'), '.1f')} | {_fmt(v.get('mfu'), '.1%')} / {_fmt(lg.get('mfu'), '.1%')} | "
-            f"{_fmt(loss_parity(lg, v), '.2%')} | {_fmt(max(agreement, key=abs) if agreement else None, '+.2%')} | "
-            f"{_fmt(v.get('repeat_cv'), '.2%')} / {_fmt(lg.get('repeat_cv'), '.2%')} |"
-        )
+            gain = None
+            if cell.get("tokens_per_s") and base.get("tokens_per_s"):
+                gain = cell["tokens_per_s"] / base["tokens_per_s"]
+            ceiling_gain = None
+            if cell.get("ceiling_tokens_per_s") and base.get("ceiling_tokens_per_s"):
+                ceiling_gain = cell["ceiling_tokens_per_s"] / base["ceiling_tokens_per_s"]
+            compile_s = [x for x in cell.get("compile_time_s", []) if x is not None]
+            recompiles = [x for x in cell.get("recompiles", []) if x is not None]
+            reason = (cell["reason"] or "").split("\n")[0]  # a CUDA error's advice runs on for lines
+            status = cell["status"] if cell["status"] == "ok" else f"{cell['status'].upper()}: {reason[:160]}"
+            if cell["ceiling_status"] not in ("ok", "not run"):
+                status += f"; ceiling {cell['ceiling_status']}: {cell['ceiling_reason'][:120]}"
+            lines.append(
+                f"| {bs} | {variant} | {_fmt(cell.get('tokens_per_s'))} | {_fmt(ratio(cell), '.1%')} | "
+                f"{_fmt(ratio(cell, 'full_cycle_tokens_per_s'), '.1%')} | "
+                f"{_fmt(gain - 1 if gain else None, '+.1%')} | "
+                f"{_fmt(ceiling_gain - 1 if ceiling_gain else None, '+.1%')} | "
+                f"{_fmt(cell.get('peak_allocated_gb'), '.1f')} | {_fmt(cell.get('peak_reserved_gb'), '.1f')} | "
+                f"{_fmt(cell.get('mfu'), '.1%')} | "
+                f"{_fmt(loss_parity(cell, base) if variant != BASELINE else None, '.2%')} | "
+                f"{_fmt(cell.get('callback_vs_timer'), '+.2%')} | "
+                f"{_fmt(statistics.median(compile_s) if compile_s else None, '.1f')} | "
+                f"{_fmt(max(recompiles) if recompiles else None, 'd')} | {status} |"
+            )
     frontier = {
-        variant: max((bs for bs in batch_sizes if summary[f"{variant}-bs{bs}"]["status"] == "ok"), default=None)
-        for variant in ("vanilla", "liger")
+        variant: max(
+            (bs for bs in batch_sizes if summary.get(f"{variant}-bs{bs}", {}).get("status") == "ok"), default=None
+        )
+        for variant in VARIANTS
     }
     lines.append("")
-    lines.append(f"OOM frontier (largest batch that trained): vanilla {frontier['vanilla']}, liger {frontier['liger']}")
+    lines.append("OOM frontier (largest batch that trained): " + ", ".join(f"{v} {b}" for v, b in frontier.items()))
     for key, cell in summary.items():
         if cell.get("steady_state"):
             lines.append(
                 f"{key}: steady state {cell['steady_state']}, drift {[_fmt(d, '+.1%') for d in cell['drift']]}, "
                 f"settle step {cell['settle_step']}, shapes {cell['n_shapes']}, first-shape steps after warm-up "
                 f"{cell['n_first_shape_steps']}, their excess "
-                f"{[_fmt(x, '.2f', ' s') for x in cell['first_shape_excess_s']]}"
+                f"{[_fmt(x, '.2f', ' s') for x in cell['first_shape_excess_s']]}, compile steps "
+                f"{cell['n_compile_steps']}, graphs {cell['compiled_graphs']}"
             )
     print("\n".join(lines), flush=True)
     return lines
@@ -313,8 +370,11 @@ def main() -> None:
         help="combine the benchmark.json of several calls (e.g. split by batch size)",
     )
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--use-liger", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--dataset-dir", help=argparse.SUPPRESS)
@@ -322,6 +382,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.ceiling:
+        ceiling_worker(args)
         return
     if args.prepare:
         prepare_assets(args.cache, args.preset, args.workload)
@@ -355,14 +418,14 @@ def main() -> None:
 
     cells = {}
     for bs in args.batch_sizes:
-        for use_liger in (False, True):
-            key = f"{'liger' if use_liger else 'vanilla'}-bs{bs}"
+        for variant in args.variants:
+            use_liger, torch_compile = variant_parts(variant)
+            key = f"{variant}-bs{bs}"
             worker_out = args.cache / "cells" / f"{key}.json"
             worker_out.parent.mkdir(parents=True, exist_ok=True)
             command = [
                 sys.executable,
                 __file__,
-                "--worker",
                 "--batch-size",
                 str(bs),
                 "--seq-len",
@@ -376,7 +439,6 @@ def main() -> None:
                 "--pad-to-multiple-of",
                 str(args.pad_to_multiple_of),
                 *(["--packing"] if args.packing else []),
-                *(["--no-ceiling"] if args.no_ceiling else []),
                 *(["--optim", args.optim] if args.optim else []),
                 "--model-dir",
                 str(model_dir),
@@ -384,10 +446,19 @@ def main() -> None:
                 str(dataset_dir),
                 "--worker-out",
                 str(worker_out),
-            ] + (["--use-liger"] if use_liger else [])
+                *(["--use-liger"] if use_liger else []),
+                *(["--torch-compile"] if torch_compile else []),
+            ]
             print(f"{key} ...", flush=True)
-            subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            cells[key] = json.loads(worker_out.read_text())
+            record, crash = run_worker([*command, "--worker"], worker_out)
+            cell = {"runs": (record or {}).get("runs", []), "crash": crash}
+            if args.no_ceiling:
+                cell["ceiling"] = {"status": "not run"}
+            else:
+                ceiling, crash = run_worker([*command, "--ceiling"], worker_out)
+                cell["ceiling"] = ceiling if ceiling and not crash else {"status": "failed", "reason": crash}
+            cells[key] = cell
+            (args.out / "cells.json").write_text(json.dumps(cells))  # what a later crash or timeout leaves
 
     summary = {key: summarize(cell, args.warmup) for key, cell in cells.items()}
     lines = print_table(summary, args.batch_sizes)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole pipeline through kfp's local runner on one GPU, as a workstation user runs it:
-# Phi-3-mini's architecture (3.8B, random weights) on alpaca-like variable-length rows
-# (gpu_benchmark.py's "variable" workload), both variants at batch 8 and 16, one repeat, the
-# pipeline's defaults otherwise (100 steps, 3 skipped). Copies the report, summary, table and log
+# Phi-3-mini's architecture (3.8B, random weights) on one of gpu_benchmark.py's workloads
+# (WORKLOAD, default "variable": alpaca-like variable-length rows), the four variants (the
+# pipeline's use_liger × torch_compile defaults) at BATCH_SIZES (default "8, 16"), one repeat,
+# MAX_STEPS steps (default the pipeline's 100), 3 skipped. Copies the report, summary, table and log
 # to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
 set -euo pipefail
 out=$1
-read -r model dataset < <(python3 - <<'PY'
+read -r model dataset < <(python3 - "${WORKLOAD:-variable}" <<'PY'
 import sys
 from pathlib import Path
 
@@ -15,13 +16,13 @@ from gpu_benchmark import WORKLOADS
 
 from liger_bench.inputs.embedded import ensure_embedded
 
-print(*ensure_embedded(Path("/tmp/cache"), preset="phi3-mini", **WORKLOADS["variable"]))
+print(*ensure_embedded(Path("/tmp/cache"), preset="phi3-mini", **WORKLOADS[sys.argv[1]]))
 PY
 )
 python3 -m liger_bench.cli.main local --output-dir /tmp/local-run \
   --param model_name="\"$model\"" --param dataset_name="\"$dataset\"" \
-  --param 'per_device_train_batch_size=[8, 16]' --param 'max_seq_length=[512]' \
-  --param n_runs=1 --param max_steps=100 --param warmup_steps_to_skip=3 >"$out/local-run.log" 2>&1 || status=$?
+  --param "per_device_train_batch_size=[${BATCH_SIZES:-8, 16}]" --param 'max_seq_length=[512]' \
+  --param n_runs=1 --param "max_steps=${MAX_STEPS:-100}" --param warmup_steps_to_skip=3 >"$out/local-run.log" 2>&1 || status=$?
 grep -a "\[liger-bench\]" "$out/local-run.log" || true
 results=$(dirname "$(ls -d /tmp/local-run/pipeline_root/*/analyze-results/report | tail -1)")
 cp "$results/report" "$out/report.html"

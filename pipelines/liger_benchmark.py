@@ -87,7 +87,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         dataset_split: str = "train",
         dataset_revision: str = "",
         use_liger: list = [True, False],
-        per_device_train_batch_size: list = [4, 8, 16, 24, 32],
+        torch_compile: list = [False, True],
+        per_device_train_batch_size: list = [8, 16],
         max_seq_length: list = [512],
         n_runs: int = 3,
         max_steps: int = 100,
@@ -110,7 +111,9 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             dataset_name: Hugging Face dataset id or a local file/folder (alpaca or prompt/completion columns).
             dataset_split: Dataset split to train on.
             dataset_revision: Dataset branch, tag or commit; empty: default branch (local path: content hash).
-            use_liger: Variants to compare: true (Liger) and/or false (stock transformers).
+            use_liger: Liger on and/or off: true (Liger kernels) and/or false (stock transformers).
+            torch_compile: torch.compile on and/or off, crossed with use_liger: up to four variants (baseline,
+                liger, compile, liger-compile), each compared with the baseline (stock, eager).
             per_device_train_batch_size: Batch sizes to measure, per GPU (one GPU per run unless compiled otherwise).
             max_seq_length: Sequence lengths to measure (rows are truncated to this).
             n_runs: Repeats of every (variant, batch size, sequence length) cell.
@@ -146,6 +149,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             model=model,
             dataset=dataset,
             use_liger=use_liger,
+            torch_compile=torch_compile,
             per_device_train_batch_size=per_device_train_batch_size,
             max_seq_length=max_seq_length,
             n_runs=n_runs,

@@ -46,6 +46,7 @@ def local_pipeline_run(tmp_path_factory, embedded_assets):
     overrides = {
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
+        "torch_compile": [False],  # the compile arm's own tests and the CLI demo train it
         "per_device_train_batch_size": [2, 4],
         "n_runs": 2,
         "max_steps": 6,

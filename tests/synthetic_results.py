@@ -16,6 +16,7 @@ from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason
 from liger_bench.plan.config import TrainConfig
 from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
+from liger_bench.vocabulary import variant_of
 
 H100_ENV = {
     "python": "3.11.9",
@@ -54,6 +55,10 @@ class Run:
     loss_scale: float = 1.0
     reason: str = ""
     key: str = ""
+    torch_compile: bool = False
+    # A compiled run compiles in step 1 (warm-up) and recompiles in the first step after warm-up + 1,
+    # each costing this many seconds (the recompile half of it) on top of the step's own time.
+    compile_s: float = 0.0
 
 
 def loss_at(step: int, seq_len: int, repeat: int) -> float:
@@ -64,9 +69,11 @@ def loss_at(step: int, seq_len: int, repeat: int) -> float:
 def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = True) -> tuple[dict, dict]:
     """One ``(result, history)`` pair; non-ok runs carry the fields train_model gives them."""
     config = TrainConfig(
-        run_key=run.key or run_key(run.use_liger, run.batch_size, run.seq_len, run.repeat),
+        run_key=run.key
+        or run_key(variant_of(run.use_liger, run.torch_compile), run.batch_size, run.seq_len, run.repeat),
         repeat=run.repeat,
         use_liger=run.use_liger,
+        torch_compile=run.torch_compile,
         per_device_train_batch_size=run.batch_size,
         max_seq_length=run.seq_len,
         max_steps=max_steps,
@@ -123,9 +130,11 @@ def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
     counts = {"padded": padded, "nonpad": int(padded * NONPAD_FRACTION), "trained": int(padded * 0.5)}
     totals = dict.fromkeys(counts, 0)
     steps = []
+    compiles = {1: run.compile_s, warmup + 2: run.compile_s / 2} if run.torch_compile else {}
     for step in range(1, n_steps + 1):
-        step_time = counts["nonpad"] / run.tokens_per_s * (3.0 if step <= warmup else 1.0)
+        step_time = counts["nonpad"] / run.tokens_per_s * (3.0 if step <= warmup else 1.0) + compiles.get(step, 0.0)
         record = {"step": step, "warmup": step <= warmup, "step_time_s": step_time}
+        record["compiled_graphs"] = int(step in compiles)
         for kind, tokens in counts.items():
             totals[kind] += tokens
             record[f"tokens_{kind}"] = tokens
@@ -147,7 +156,7 @@ def build(runs: list[Run], **kwargs) -> tuple[list[dict], list[dict]]:
     return [p[0] for p in pairs], [p[1] for p in reversed(pairs)]
 
 
-def vanilla_rate(batch_size: int, repeat: int) -> float:
+def baseline_rate(batch_size: int, repeat: int) -> float:
     """Baseline tokens/s of the GPU scenario."""
     return 1000.0 * batch_size * (1 + 0.02 * repeat)
 
@@ -165,10 +174,10 @@ def gpu_scenario() -> list[Run]:
     runs = []
     for repeat in range(3):
         for batch in (8, 16, 24):
-            vanilla_oom = batch == 24
+            baseline_oom = batch == 24
             runs.append(
-                Run(False, batch, 512, repeat, status="oom" if vanilla_oom else "ok",
-                    tokens_per_s=vanilla_rate(batch, repeat), mem_reserved_gb=3.0 * batch)
+                Run(False, batch, 512, repeat, status="oom" if baseline_oom else "ok",
+                    tokens_per_s=baseline_rate(batch, repeat), mem_reserved_gb=3.0 * batch)
             )  # fmt: skip
             runs.append(
                 Run(True, batch, 512, repeat, status="failed" if (batch, repeat) == (8, 2) else "ok",

@@ -2,9 +2,9 @@ import math
 
 import pandas as pd
 import pytest
-from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
+from synthetic_results import Run, baseline_rate, build, cpu_scenario, gpu_scenario, liger_rate
 
-from liger_bench.analyse.analysis import analyze_results, check_success_ratio, success_ratio
+from liger_bench.analyse.analysis import analyze_results, check_success_ratio, payback_steps, success_ratio
 from liger_bench.analyse.intervals import mean_ci, t_quantile_975
 
 
@@ -39,7 +39,7 @@ def test_mean_ci_of_one_value_has_no_interval():
 
 
 def test_paired_gain_and_its_interval_match_a_hand_computation(gpu):
-    ratios = [liger_rate(16, r) / vanilla_rate(16, r) - 1 for r in range(3)]
+    ratios = [liger_rate(16, r) / baseline_rate(16, r) - 1 for r in range(3)]
     mean = sum(ratios) / 3
     sd = math.sqrt(sum((x - mean) ** 2 for x in ratios) / 2)
     gain = row(gpu.gains, batch_size=16)
@@ -53,35 +53,36 @@ def test_paired_gain_and_its_interval_match_a_hand_computation(gpu):
 
 def test_a_failed_repeat_leaves_its_pair_out(gpu):
     gain = row(gpu.gains, batch_size=8)
-    expected = sum(liger_rate(8, r) / vanilla_rate(8, r) - 1 for r in (0, 1)) / 2
-    assert (gain.n_pairs, gain.liger_outcome, gain.vanilla_outcome) == (2, "partial", "ok")
+    expected = sum(liger_rate(8, r) / baseline_rate(8, r) - 1 for r in (0, 1)) / 2
+    assert (gain.variant, gain.against) == ("liger", "baseline")
+    assert (gain.n_pairs, gain.variant_outcome, gain.against_outcome) == (2, "partial", "ok")
     assert gain.gain_pct == pytest.approx(100 * expected)
 
 
 def test_cell_throughput_is_the_mean_over_repeats_with_memory_peaks(gpu):
-    cell = row(gpu.cells, variant="vanilla", batch_size=16)
+    cell = row(gpu.cells, variant="baseline", batch_size=16)
     assert (cell.n_runs, cell.n_ok, cell.outcome) == (3, 3, "ok")
-    assert cell.tokens_per_s_nonpad == pytest.approx(sum(vanilla_rate(16, r) for r in range(3)) / 3)
+    assert cell.tokens_per_s_nonpad == pytest.approx(sum(baseline_rate(16, r) for r in range(3)) / 3)
     assert cell.tokens_per_s_nonpad_ci_low < cell.tokens_per_s_nonpad < cell.tokens_per_s_nonpad_ci_high
     assert cell.tokens_per_s_padded == pytest.approx(cell.tokens_per_s_nonpad / 0.8, rel=1e-3)
     assert cell.peak_mem_reserved_gb == pytest.approx(48.0)
     assert cell.peak_mem_allocated_gb == pytest.approx(43.2)
     assert cell.mfu > 0
-    oom = row(gpu.cells, variant="vanilla", batch_size=24)
+    oom = row(gpu.cells, variant="baseline", batch_size=24)
     assert (oom.n_oom, oom.outcome) == (3, "oom") and math.isnan(oom.tokens_per_s_nonpad)
 
 
 def test_oom_frontier(gpu):
-    liger, vanilla = row(gpu.frontier, variant="liger"), row(gpu.frontier, variant="vanilla")
+    liger, baseline = row(gpu.frontier, variant="liger"), row(gpu.frontier, variant="baseline")
     assert (liger.largest_ok_batch, liger.smallest_oom_batch is pd.NA) == (24, True)
-    assert (vanilla.largest_ok_batch, vanilla.smallest_oom_batch) == (16, 24)
+    assert (baseline.largest_ok_batch, baseline.smallest_oom_batch) == (16, 24)
 
 
 def test_frontier_and_cell_memory_over_several_oom_batches_and_uneven_repeats():
     runs = [Run(False, 8, 256, repeat, mem_reserved_gb=gb) for repeat, gb in enumerate((30.0, 50.0, 40.0))]
     runs += [Run(False, batch, 256, status="oom") for batch in (16, 24, 32)]
     analysis = analyze_results(*build(runs))
-    frontier = row(analysis.frontier, variant="vanilla")
+    frontier = row(analysis.frontier, variant="baseline")
     assert (frontier.largest_ok_batch, frontier.smallest_oom_batch) == (8, 16)
     assert row(analysis.cells, batch_size=8).peak_mem_reserved_gb == 50.0
 
@@ -96,7 +97,7 @@ def test_parity_holds_to_the_tolerance_and_not_beyond(drift, passed):
 def test_parity_flags_the_drifting_pair_and_only_it(gpu):
     assert len(gpu.parity) == 5  # 3 repeats × bs 16, 2 × bs 8 (one Liger run failed), none at bs 24
     failing = gpu.parity[gpu.parity["passed"] == False]  # noqa: E712
-    assert failing[["batch_size", "repeat", "liger_run"]].values.tolist() == [[16, 1, "liger-bs16-seq512-r1"]]
+    assert failing[["batch_size", "repeat", "variant_run"]].values.tolist() == [[16, 1, "liger-bs16-seq512-r1"]]
     assert failing.iloc[0].max_rel_diff == pytest.approx(0.05)
     assert (gpu.parity["n_steps_compared"] == 17).all()  # 20 steps - 3 warm-up
     relaxed = analyze_results(*build(gpu_scenario()), parity_tolerance=0.06)
@@ -129,12 +130,12 @@ def test_histories_join_by_run_key_in_any_order(gpu):
 
 def test_cpu_run_with_liger_skipped():
     analysis = analyze_results(*build(cpu_scenario(), cuda=False))
-    assert set(analysis.gains["liger_outcome"]) == {"skipped"}
+    assert set(analysis.gains["variant_outcome"]) == {"skipped"}
     assert (analysis.gains["n_pairs"] == 0).all() and analysis.parity.empty
     assert analysis.cells["peak_mem_reserved_gb"].isna().all()
     assert row(analysis.frontier, variant="liger").largest_ok_batch is pd.NA
-    assert row(analysis.frontier, variant="vanilla").largest_ok_batch == 4
-    assert math.isnan(row(analysis.cells, variant="vanilla", batch_size=4).tokens_per_s_nonpad_ci_low)
+    assert row(analysis.frontier, variant="baseline").largest_ok_batch == 4
+    assert math.isnan(row(analysis.cells, variant="baseline", batch_size=4).tokens_per_s_nonpad_ci_low)
 
 
 def test_zero_ok_runs_and_no_runs_at_all():
@@ -147,18 +148,18 @@ def test_zero_ok_runs_and_no_runs_at_all():
 
 def test_only_one_variant():
     analysis = analyze_results(*build([Run(False, 8, 256, r) for r in range(3)]))
-    assert list(analysis.gains["liger_outcome"]) == ["not run"]
-    assert analysis.parity.empty and list(analysis.frontier["variant"]) == ["vanilla"]
+    assert analysis.gains.empty  # nothing to compare with
+    assert analysis.parity.empty and list(analysis.frontier["variant"]) == ["baseline"]
 
 
 def test_kfp_float_axes_are_restored_and_bad_input_is_named():
     results, histories = build([Run(False, 8, 256)])
     results[0]["config"]["per_device_train_batch_size"] = 8.0
     assert analyze_results(results, histories).runs.iloc[0].batch_size == 8
-    with pytest.raises(ValueError, match="duplicate run_key.*vanilla-bs8-seq256-r0"):
+    with pytest.raises(ValueError, match="duplicate run_key.*baseline-bs8-seq256-r0"):
         analyze_results(results * 2, histories)
     del results[0]["config"]["max_seq_length"]
-    with pytest.raises(ValueError, match="vanilla-bs8-seq256-r0"):
+    with pytest.raises(ValueError, match="baseline-bs8-seq256-r0"):
         analyze_results(results, histories)
     with pytest.raises(ValueError, match="parity_tolerance"):
         analyze_results([], [], parity_tolerance=-0.1)
@@ -183,7 +184,7 @@ def test_runs_of_several_gpus_show_their_gpus_and_throughput_per_gpu():
     for result in results:
         result["config"].update(gpus_per_run=4, nodes_per_run=2)
     analysis = analyze_results(results, histories)
-    cell = row(analysis.cells, variant="vanilla", batch_size=16)
+    cell = row(analysis.cells, variant="baseline", batch_size=16)
     assert cell.gpus == 8
     assert cell.tokens_per_s_nonpad_per_gpu == pytest.approx(cell.tokens_per_s_nonpad / 8)
     assert set(analysis.runs["gpus"]) == {8}
@@ -200,7 +201,7 @@ def diverging_scenario() -> list[Run]:
     return [
         Run(liger, batch, 512, repeat, status="diverged", tokens_per_s=1e9)
         if (liger, batch, repeat) in diverged
-        else Run(liger, batch, 512, repeat, tokens_per_s=(liger_rate if liger else vanilla_rate)(batch, repeat))
+        else Run(liger, batch, 512, repeat, tokens_per_s=(liger_rate if liger else baseline_rate)(batch, repeat))
         for batch in (8, 16)
         for repeat in (0, 1)
         for liger in (True, False)
@@ -210,17 +211,17 @@ def diverging_scenario() -> list[Run]:
 def test_diverged_runs_are_counted_listed_with_their_step_and_left_out_of_every_gain():
     analysis = analyze_results(*build(diverging_scenario()))
     gain8, gain16 = row(analysis.gains, batch_size=8), row(analysis.gains, batch_size=16)
-    assert (gain8.n_pairs, gain8.liger_outcome, gain8.vanilla_outcome) == (1, "partial", "ok")
-    assert gain8.gain_pct == pytest.approx(100 * (liger_rate(8, 0) / vanilla_rate(8, 0) - 1))
-    assert (gain16.n_pairs, gain16.liger_outcome) == (1, "partial")
+    assert (gain8.n_pairs, gain8.variant_outcome, gain8.against_outcome) == (1, "partial", "ok")
+    assert gain8.gain_pct == pytest.approx(100 * (liger_rate(8, 0) / baseline_rate(8, 0) - 1))
+    assert (gain16.n_pairs, gain16.variant_outcome) == (1, "partial")
     liger8 = row(analysis.cells, variant="liger", batch_size=8)
     assert (liger8.n_ok, liger8.n_diverged, liger8.n_runs) == (1, 1, 2)
     assert liger8.tokens_per_s_nonpad == pytest.approx(liger_rate(8, 0))
-    assert set(analysis.parity["liger_run"]) == {"liger-bs8-seq512-r0", "liger-bs16-seq512-r1"}
+    assert set(analysis.parity["variant_run"]) == {"liger-bs8-seq512-r0", "liger-bs16-seq512-r1"}
     divergences = analysis.divergences.set_index("run_key")
     assert divergences["pair_status"].to_dict() == {
         "liger-bs8-seq512-r1": "ok",
-        "vanilla-bs16-seq512-r0": "diverged",
+        "baseline-bs16-seq512-r0": "diverged",
         "liger-bs16-seq512-r0": "diverged",
     }
     assert (divergences["first_nonfinite_loss_step"] == 5).all()
@@ -234,7 +235,102 @@ def test_diverged_runs_are_counted_listed_with_their_step_and_left_out_of_every_
 
 def test_a_cell_whose_every_run_diverged_has_outcome_diverged_and_no_rate():
     analysis = analyze_results(*build([Run(False, 8, 512, status="diverged"), Run(True, 8, 512)]))
-    baseline = row(analysis.cells, variant="vanilla")
+    baseline = row(analysis.cells, variant="baseline")
     assert baseline.outcome == "diverged" and math.isnan(baseline.tokens_per_s_nonpad)
     assert row(analysis.gains, batch_size=8).n_pairs == 0
     assert analysis.divergences["pair_status"].tolist() == ["ok"]
+
+
+def four_variants(compile_s: float = 30.0, **liger_compile) -> list[Run]:
+    """Batch 8, 3 repeats: baseline 1,000, Liger 1,300, compile 1,400 tokens/s; Liger + compile as given."""
+    runs = []
+    for repeat in range(3):
+        runs += [
+            Run(False, 8, 256, repeat, tokens_per_s=1000.0 * (1 + 0.01 * repeat), mem_reserved_gb=40.0),
+            Run(True, 8, 256, repeat, tokens_per_s=1300.0 * (1 + 0.01 * repeat), mem_reserved_gb=30.0),
+            Run(False, 8, 256, repeat, tokens_per_s=1400.0 * (1 + 0.01 * repeat), mem_reserved_gb=32.0,
+                torch_compile=True, compile_s=compile_s),
+            Run(True, 8, 256, repeat, torch_compile=True, compile_s=compile_s, **liger_compile),
+        ]  # fmt: skip
+    return runs
+
+
+def test_every_variant_is_compared_with_the_baseline_and_liger_with_compile_head_to_head():
+    analysis = analyze_results(*build(four_variants(status="failed", reason="AcceleratorError: illegal memory access")))
+    pairs = analysis.gains[["variant", "against"]].values.tolist()
+    assert pairs == [
+        ["liger", "baseline"],
+        ["compile", "baseline"],
+        ["liger-compile", "baseline"],
+        ["liger", "compile"],
+    ]
+    assert row(analysis.gains, variant="compile", against="baseline").gain_pct == pytest.approx(40.0)
+    assert row(analysis.gains, variant="liger", against="compile").gain_pct == pytest.approx(100 * (13 / 14 - 1))
+    failed = row(analysis.gains, variant="liger-compile")
+    assert (failed.variant_outcome, failed.n_pairs) == ("failed", 0)
+    assert set(analysis.parity["variant"]) == {"liger", "compile"}  # each against its baseline run
+
+
+def test_compile_steps_are_kept_out_of_the_aggregates_and_their_cost_is_paid_back_at_the_gain():
+    analysis = analyze_results(*build(four_variants(compile_s=30.0)))
+    compiled = row(analysis.cells, variant="compile")
+    step_time = 8 * 256 * 0.8 / 1400.0  # nonpad tokens per step over the rate, repeat 0
+    # The rate is unchanged by the 30 s and 15 s compile steps: they are not measured steps.
+    assert compiled.tokens_per_s_nonpad == pytest.approx(1400.0 * 1.01)
+    assert (compiled.n_compile_steps, compiled.recompiles) == (2, 1)
+    # Step 1 (warm-up, 3x slower) and step 5 each beyond the measured step time, plus the compile seconds.
+    rates = [1400.0 * (1 + 0.01 * r) for r in range(3)]
+    expected = sum(2 * int(8 * 256 * 0.8) / rate + 45.0 for rate in rates) / 3
+    assert compiled.compile_time_s == pytest.approx(expected)
+    gain = row(analysis.gains, variant="compile", against="baseline")
+    assert gain.payback_steps == pytest.approx(compiled.compile_time_s / (compiled.step_time_s * 0.40))
+    assert compiled.step_time_s == pytest.approx(step_time * 1400.0 / 1414.0, rel=0.02)
+    assert math.isnan(row(analysis.gains, variant="liger", against="baseline").payback_steps)  # nothing to pay back
+
+
+def test_payback_arithmetic():
+    assert payback_steps(60.0, 0.5, 0.2) == pytest.approx(600.0)  # 0.1 s saved per step
+    assert payback_steps(60.0, 0.5, 0.0) == math.inf and payback_steps(60.0, 0.5, -0.1) == math.inf
+    assert math.isnan(payback_steps(math.nan, 0.5, 0.2))
+    assert payback_steps(-1.0, 0.5, 0.2) == 0.0  # a compile step faster than steady costs nothing
+
+
+def test_the_recommendation_never_names_an_unsteady_failed_or_skipped_cell():
+    """Liger + compile is the fastest on paper in each case, but failed, was skipped, or never settled."""
+    for changes, verdict in (
+        ({"status": "failed", "reason": "AcceleratorError: illegal memory access"}, "failed"),
+        ({"status": "skipped", "reason": "no CUDA"}, "skipped"),
+        ({"tokens_per_s": 5000.0}, "unsteady"),
+    ):
+        runs = four_variants(**changes)
+        results, histories = build(runs)
+        if verdict == "unsteady":  # its second half is 20% slower than its first
+            for history in histories:
+                if history["run_key"].startswith("liger-compile"):
+                    for step in history["steps"][12:]:
+                        step["step_time_s"] *= 1.2
+            results = [_reaggregated(r, histories) for r in results]
+        [advice] = analyze_results(results, histories).recommendations.itertuples()
+        assert advice.fastest == "compile" and advice.leanest == "liger"
+        assert advice.excluded.startswith(f"liger-compile: {verdict}"), advice.excluded
+        assert "liger-compile" not in (advice.fastest, advice.leanest, *advice.fastest_ties.split(", "))
+
+
+def test_variants_whose_intervals_overlap_are_indistinguishable_and_one_repeat_is_unranked():
+    runs = four_variants(status="failed")
+    for run in runs:
+        if run.torch_compile and not run.use_liger:
+            run.tokens_per_s = 1300.0 * (1 + 0.01 * run.repeat)  # compile now as fast as Liger
+    [advice] = analyze_results(*build(runs)).recommendations.itertuples()
+    assert advice.ranked and advice.fastest_ties.split(", ")[0] in {"liger", "compile"}
+    single = analyze_results(*build([r for r in four_variants(status="failed") if r.repeat == 0]))
+    [advice] = single.recommendations.itertuples()
+    assert (advice.fastest, advice.ranked, advice.fastest_ties) == ("compile", False, "")
+
+
+def _reaggregated(result: dict, histories: list[dict]) -> dict:
+    """``result`` with its aggregates recomputed from its (edited) history."""
+    from liger_bench.measure.metrics import aggregate
+
+    steps = next(h["steps"] for h in histories if h["run_key"] == result["run_key"])
+    return {**result, "metrics": {**result["metrics"], **aggregate(steps)}}

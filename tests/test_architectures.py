@@ -75,7 +75,9 @@ def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model):
     assert info["model_type"] == model_type
     spec = GridSpec()
     grid = _grid(info, model_dir, dataclasses.asdict(spec))
-    assert len(grid) == len(spec.use_liger) * len(spec.per_device_train_batch_size) * spec.n_runs
+    assert (
+        len(grid) == len(spec.use_liger) * len(spec.torch_compile) * len(spec.per_device_train_batch_size) * spec.n_runs
+    )
     assert {item["attn_implementation"] for item in grid} in ({"sdpa"}, {"eager"})  # one for every run
 
 
@@ -99,7 +101,13 @@ def _patched_by_default(model_type: str) -> set[str]:
 def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_dataset):
     """A grid item as prepare_grid makes it, trained as train_model trains it, with the attention it pinned."""
     model_dir, info = tiny_model(model_type)
-    axes = {"use_liger": [False], "per_device_train_batch_size": [2], "max_seq_length": [64], "n_runs": 1}
+    axes = {
+        "use_liger": [False],
+        "torch_compile": [False],
+        "per_device_train_batch_size": [2],
+        "max_seq_length": [64],
+        "n_runs": 1,
+    }
     # One batch shape (2x64), so the second step is measured, not a first-shape step.
     axes.update(max_steps=2, warmup_steps_to_skip=1, base_config={"pad_to_multiple_of": 64})
     (item,) = _grid(info, model_dir, axes)
@@ -159,7 +167,7 @@ def _train_pair_in_a_fresh_process(grid: list[dict], model_dir: Path, dataset_di
         out = {{}}
         for item in sorted(json.loads({json.dumps(json.dumps(grid))}), key=lambda item: item["use_liger"]):
             result, steps = run_training(TrainConfig.from_dict(item), {str(model_dir)!r}, {str(dataset_dir)!r})
-            out[variant_of(item["use_liger"])] = {{
+            out[variant_of(item["use_liger"], item["torch_compile"])] = {{
                 "status": result.status, "reason": result.reason, "liger_kernels": result.liger_kernels,
                 "attn_implementation": result.metrics.get("attn_implementation"),
                 "losses": [step["loss"] for step in steps],
@@ -214,7 +222,7 @@ class OutcomeTable:
             reason = row["reason"].replace("|", "/").replace("\n", " ")
             lines.append(
                 f"| {row['model_type']} | {row.get('architecture') or '—'} | {row.get('attn_implementation') or '—'} "
-                f"| {kernels} | {row['vanilla']} | {row['liger']} | {_percent(row.get('max_loss_rel_diff'))} "
+                f"| {kernels} | {row['baseline']} | {row['liger']} | {_percent(row.get('max_loss_rel_diff'))} "
                 f"| {reason} |"
             )
         (self.folder / "architectures.md").write_text("\n".join(lines) + "\n")
@@ -235,12 +243,18 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
 
     refusal = text_lm_refusal(model_type)
     if refusal:
-        outcome_table.add(model_type=model_type, vanilla="not run", liger="not run", reason=refusal)
+        outcome_table.add(model_type=model_type, baseline="not run", liger="not run", reason=refusal)
         pytest.skip(refusal)
     write_tiny_model(model_type, tmp_path / "source", embedded_assets[0])
     info = download_model(str(tmp_path / "source"), "", tmp_path / "model")
     architecture = ", ".join(info["architectures"])
-    axes = {"use_liger": [True, False], "per_device_train_batch_size": [4], "max_seq_length": [128], "n_runs": 1}
+    axes = {
+        "use_liger": [True, False],
+        "torch_compile": [False],
+        "per_device_train_batch_size": [4],
+        "max_seq_length": [128],
+        "n_runs": 1,
+    }
     try:
         steps = {"max_steps": 10, "warmup_steps_to_skip": 3}
         grid = _grid(info, tmp_path / "model", {**axes, **steps}, str(prepared_dataset))
@@ -249,7 +263,7 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
         outcome_table.add(
             model_type=model_type,
             architecture=architecture,
-            vanilla="refused by prepare_grid",
+            baseline="refused by prepare_grid",
             liger="refused by prepare_grid",
             reason=str(err),
         )
@@ -259,24 +273,24 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
         outcome_table.add(
             model_type=model_type,
             architecture=architecture,
-            vanilla="crashed",
+            baseline="crashed",
             liger="crashed",
             reason=f"the training process exited with {err.returncode}: {last[0]}",
         )
         raise
-    vanilla, liger = runs["vanilla"], runs["liger"]
+    baseline, liger = runs["baseline"], runs["liger"]
     outcome_table.add(
         model_type=model_type,
         architecture=architecture,
-        attn_implementation=vanilla["attn_implementation"] or liger["attn_implementation"],
+        attn_implementation=baseline["attn_implementation"] or liger["attn_implementation"],
         liger_kernels=liger["liger_kernels"],
-        vanilla=vanilla["status"],
+        baseline=baseline["status"],
         liger=liger["status"],
         max_loss_rel_diff=max(
-            (abs(a - b) / b for a, b in zip(liger["losses"], vanilla["losses"], strict=False) if b), default=None
+            (abs(a - b) / b for a, b in zip(liger["losses"], baseline["losses"], strict=False) if b), default=None
         ),
-        reason="; ".join(r for r in (vanilla["reason"], liger["reason"]) if r),
+        reason="; ".join(r for r in (baseline["reason"], liger["reason"]) if r),
     )
-    assert vanilla["status"] == "ok" and liger["status"] == "ok", (vanilla["reason"], liger["reason"])
-    assert vanilla["attn_implementation"] == liger["attn_implementation"]
+    assert baseline["status"] == "ok" and liger["status"] == "ok", (baseline["reason"], liger["reason"])
+    assert baseline["attn_implementation"] == liger["attn_implementation"]
     assert {kernel for kernel, count in liger["liger_kernels"].items() if count} == _patched_by_default(model_type)

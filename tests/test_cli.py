@@ -188,14 +188,14 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
     now = [0.0]
     progress = ProgressLog(log, terminal, total_runs=2, clock=lambda: now[0])
     now[0] = 5.0
-    progress.write("kfp noise\n    [liger-bench] grid of 2 runs: vanilla-bs2-seq128-r0, liger-bs2-seq128-r0\n")
+    progress.write("kfp noise\n    [liger-bench] grid of 2 runs: baseline-bs2-seq128-r0, liger-bs2-seq128-r0\n")
     now[0] = 35.0
-    progress.write("\x1b[96m    [liger-bench] vanilla-bs2-seq128-r0: ok, 1,234 tokens/s\x1b[0m\n")
+    progress.write("\x1b[96m    [liger-bench] baseline-bs2-seq128-r0: ok, 1,234 tokens/s\x1b[0m\n")
     progress.write("    [liger-bench] liger-bs2-seq128-r0: skipped")
     progress.write(" (Liger kernels are Triton GPU kernels and this node has no CUDA device; the run was skipped)\n")
     progress.write("liger_bench.plan.grid.GridError: max_seq_length: 9000 exceeds the context length\n")
     assert terminal.getvalue().splitlines() == [
-        "[liger-bench] [1/2] vanilla-bs2-seq128-r0: ok, 1,234 tokens/s  ETA 30 s",
+        "[liger-bench] [1/2] baseline-bs2-seq128-r0: ok, 1,234 tokens/s  ETA 30 s",
         "[liger-bench] [2/2] liger-bs2-seq128-r0: skipped (Liger kernels are Triton GPU kernels and this node has "
         "no CUDA device)",
     ]
@@ -282,11 +282,12 @@ def test_compile_without_a_registry_warns_with_the_image_names(tmp_path):
 
 @pytest.mark.slow
 def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli_local_run):
-    """README's first command. Without CUDA the CPU demo's 18 runs; with CUDA the pipeline's defaults, 30 runs."""
+    """README's first command. Without CUDA the CPU demo's 16 runs (the compile arm trains, Liger is skipped);
+    with CUDA the pipeline's defaults, 24 runs."""
     import torch
 
     cuda = torch.cuda.is_available()
-    runs = 30 if cuda else 18
+    runs = 24 if cuda else 16
     done, output_dir = cli_local_run
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -297,14 +298,15 @@ def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli
     assert lines[1] == "[liger-bench] " + (
         "a CUDA GPU is present: the pipeline's defaults hold"
         if cuda
-        else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8], max_seq_length [128], "
-        "max_steps 10) and the pipeline's for the rest"
+        else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], max_seq_length [128], "
+        "max_steps 10, n_runs 2) and the pipeline's for the rest"
     )
     finished = [line for line in lines if f"/{runs}] " in line]
     assert len(finished) == runs and all("ETA" in line for line in finished[:-1])
     report, log = Path(lines[-2].removeprefix("[liger-bench] report: ")), Path(lines[-1].split(": ", 1)[1])
     assert report == output_dir.resolve() / "report.html" and report.read_text().startswith("<!DOCTYPE html>")
-    assert cuda or "not a Liger measurement" in done.stdout
+    assert cuda or "not a Liger or GPU measurement" in done.stdout
+    assert [line for line in finished if "] compile-bs" in line and ": ok, " in line]  # the compile arm trained
     assert "DockerRunner" in log.read_text() and "DockerRunner" not in done.stdout  # kfp's warnings: log only
 
 
@@ -484,11 +486,11 @@ def test_local_uses_the_pipelines_defaults_with_cuda_and_the_cpu_demos_without()
     without, said = local_defaults(False, {})
     assert without == {"max_concurrency": 1, **CPU_DEMO_OVERRIDES}
     assert said == (
-        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8], max_seq_length [128], "
-        "max_steps 10) and the pipeline's for the rest"
+        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], max_seq_length [128], "
+        "max_steps 10, n_runs 2) and the pipeline's for the rest"
     )
     _, said = local_defaults(False, {"max_steps": 50, "max_seq_length": [64]})
-    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [2, 4, 8]) and")
+    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], n_runs 2) and")
     _, said = local_defaults(False, dict(CPU_DEMO_OVERRIDES))
     assert said == "no CUDA GPU: the pipeline's defaults"
 

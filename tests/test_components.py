@@ -19,6 +19,7 @@ from liger_bench.cluster import ClusterOptions
 
 GRID_AXES = {
     "use_liger": [True, False],
+    "torch_compile": [False],
     "per_device_train_batch_size": [2],
     "max_seq_length": [64],
     "n_runs": 1,
@@ -76,7 +77,7 @@ def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):
 def test_prepare_grid_expands_and_validates_against_the_model(downloaded):
     model, dataset = downloaded
     grid = prepare_grid.python_func(model=model, dataset=dataset, **GRID_AXES)
-    assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "vanilla-bs2-seq64-r0"]
+    assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "baseline-bs2-seq64-r0"]
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
     model, dataset = downloaded
     result, history = Artifact(uri=str(tmp_path / "result")), Artifact(uri=str(tmp_path / "history"))
     config = {
-        "run_key": "vanilla-bs2-seq64-r0",
+        "run_key": "baseline-bs2-seq64-r0",
         "per_device_train_batch_size": 2,
         "max_seq_length": 64,
         "max_steps": 4,

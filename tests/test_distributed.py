@@ -23,7 +23,7 @@ def _config(run_key: str, max_steps: int = 6) -> TrainConfig:
 
 def test_two_ranks_train_one_grid_point_sharded_and_measure_it_together(embedded_assets, prepared_dataset):
     model_dir, _ = embedded_assets
-    config = _config("vanilla-bs2-seq64-r0")
+    config = _config("baseline-bs2-seq64-r0")
     result, steps = train_supervised(config, str(model_dir), str(prepared_dataset), timeout_s=600)
 
     assert result.status == "ok", result.reason
@@ -77,7 +77,7 @@ def test_an_out_of_memory_on_one_rank_ends_every_rank_and_is_the_runs_oom(
     (tmp_path / "sitecustomize.py").write_text(IMPOSSIBLE_ALLOCATION_ON_RANK_1)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{__import__('os').environ.get('PYTHONPATH', '')}")
     model_dir, _ = embedded_assets
-    config = _config("vanilla-bs2-seq64-r1", max_steps=2000)
+    config = _config("baseline-bs2-seq64-r1", max_steps=2000)
     result, steps = train_supervised(config, str(model_dir), str(prepared_dataset), timeout_s=600)
 
     assert result.status == "oom", result.reason

@@ -39,6 +39,7 @@ from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 # A small valid experiment; each grid case changes one thing in it.
 VALID_AXES = {
     "use_liger": [True, False],
+    "torch_compile": [False],
     "per_device_train_batch_size": [2],
     "max_seq_length": [64],
     "n_runs": 1,
@@ -54,7 +55,13 @@ GRID_TASK_ARGS = {
     **ClusterOptions().grid_scale(),
 }
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
-SMALL_PIPELINE = {"use_liger": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
+SMALL_PIPELINE = {
+    "use_liger": [False],
+    "torch_compile": [False],
+    "per_device_train_batch_size": [2],
+    "n_runs": 1,
+    "max_steps": 5,
+}
 
 
 def _train_config(**changes) -> TrainConfig:
@@ -118,6 +125,14 @@ GRID_CASES = [
         "base-config-bad-value",
         {"base_config": {"learning_rate": "fast"}},
         r"base_config: learning_rate: expected float, got 'fast'",
+    ),
+    GridCase(
+        "base-config-bad-compile-mode",
+        {"base_config": {"torch_compile_mode": "fastest"}},
+        r"base_config: torch_compile_mode: 'fastest' is not a mode; accepted: \('', 'default', 'reduce-overhead'",
+    ),
+    GridCase(
+        "torch-compile-not-a-boolean", {"torch_compile": ["on"]}, r"torch_compile: 'on' is not valid; accepted: true"
     ),
     GridCase(
         "base-config-bad-precision",
@@ -1490,7 +1505,7 @@ def test_a_diverged_run_through_the_local_runner_is_reported_as_diverged(tmp_pat
     report = run_local(tmp_path, overrides)
     run_dir = report.parent.parent
     (result,) = _run_results(run_dir)
-    assert (result["run_key"], result["status"]) == ("vanilla-bs2-seq64-r0", "diverged")
+    assert (result["run_key"], result["status"]) == ("baseline-bs2-seq64-r0", "diverged")
     assert result["reason"].startswith(f"loss nan at step {result['metrics']['first_nonfinite_loss_step']} of ")
     (history,) = [json.loads(path.read_text()) for path in run_dir.glob("for-loop-*/train-model/history")]
     assert len(history["steps"]) == result["metrics"]["first_nonfinite_loss_step"] < 20
@@ -1501,7 +1516,7 @@ def test_a_diverged_run_through_the_local_runner_is_reported_as_diverged(tmp_pat
     assert "No run trained successfully (1 diverged of 1 runs)" in text
     assert "1 of 1 runs diverged (their loss became NaN or infinite" in text
     terminal = capfd.readouterr().out  # the terminal's line for the run: its status and the reason's first part
-    assert f"[1/1] vanilla-bs2-seq64-r0: diverged ({result['reason'].partition('; ')[0]})\n" in terminal
+    assert f"[1/1] baseline-bs2-seq64-r0: diverged ({result['reason'].partition('; ')[0]})\n" in terminal
     assert ": 1 diverged\n" in terminal
 
 
@@ -1528,12 +1543,12 @@ def faulty_pipeline_run(embedded_assets, tmp_path_factory) -> dict:
 def test_a_failed_run_does_not_stop_the_others_or_the_report(faulty_pipeline_run):
     run_dir = faulty_pipeline_run["report"].parent.parent
     failed, ok = _run_results(run_dir)
-    assert (failed["run_key"], failed["status"]) == ("vanilla-bs2-seq2048-r0", "failed")
+    assert (failed["run_key"], failed["status"]) == ("baseline-bs2-seq2048-r0", "failed")
     assert failed["reason"].startswith(
         "DatasetError: after tokenising and packing at max_seq_length=2048, 15 rows give 7 batches of 2 per epoch, "
         "not a multiple of gradient_accumulation_steps=2"
     )
-    assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
+    assert (ok["run_key"], ok["status"]) == ("baseline-bs2-seq64-r0", "ok")
     assert ok["data"]["n_truncated"] > 0 and ok["data"]["n_dropped_no_completion_tokens"] > 0
     outputs = json.loads((run_dir / "analyze-results" / "executor_output.json").read_text())["artifacts"]
     metrics = outputs["metrics"]["artifacts"][0]["metadata"]
@@ -1558,7 +1573,7 @@ def test_mlflow_down_costs_a_bounded_wait_and_loses_nothing(faulty_pipeline_run)
     histories = [json.loads(path.read_text()) for path in run_dir.glob("for-loop-*/train-model/history")]
     assert sorted(len(history["steps"]) for history in histories) == [0, 5]
     report = faulty_pipeline_run["report"].read_text()
-    assert "vanilla-bs2-seq64-r0" in report and "vanilla-bs2-seq2048-r0" in report
+    assert "baseline-bs2-seq64-r0" in report and "baseline-bs2-seq2048-r0" in report
 
 
 def test_the_same_pipeline_run_again_reuses_downloads_and_gives_the_same_structure(faulty_pipeline_run):
@@ -1589,19 +1604,19 @@ def test_a_training_process_killed_during_a_local_run_is_reported_and_the_rest_a
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
     }
-    killer = _in_thread(_kill_after_steps, "vanilla-bs4-seq64-r0", 3, signal.SIGKILL)
+    killer = _in_thread(_kill_after_steps, "baseline-bs4-seq64-r0", 3, signal.SIGKILL)
     report = run_local(tmp_path, overrides)
     killer.join()
     ok, killed = _run_results(report.parent.parent)
-    assert (ok["run_key"], ok["status"]) == ("vanilla-bs2-seq64-r0", "ok")
-    assert (killed["run_key"], killed["status"]) == ("vanilla-bs4-seq64-r0", "failed")
+    assert (ok["run_key"], ok["status"]) == ("baseline-bs2-seq64-r0", "ok")
+    assert (killed["run_key"], killed["status"]) == ("baseline-bs4-seq64-r0", "failed")
     assert killed["reason"] == "training process killed by signal SIGKILL (9)"
     assert killed["metrics"]["steps_completed"] >= 3
     histories = [json.loads(path.read_text()) for path in report.parent.parent.glob("for-loop-*/train-model/history")]
     (history,) = [history for history in histories if history["run_key"] == killed["run_key"]]
     assert len(history["steps"]) == killed["metrics"]["steps_completed"]  # the steps before the kill are kept
     text = report.read_text()
-    assert "training process killed by signal SIGKILL (9)" in text and "vanilla-bs2-seq64-r0" in text
+    assert "training process killed by signal SIGKILL (9)" in text and "baseline-bs2-seq64-r0" in text
 
 
 def test_disk_full_while_writing_the_history_leaves_no_partial_file(tmp_path):
@@ -1693,7 +1708,7 @@ def test_an_interrupted_local_run_stops_all_its_processes_and_marks_the_output_i
     with log.open("wb") as handle:
         cli = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        trainer = training_process("vanilla-bs2-seq128-r0", ancestor=cli.pid)
+        trainer = training_process("baseline-bs2-seq128-r0", ancestor=cli.pid)
         wait_for_steps(trainer, 1)
         descendants = psutil.Process(cli.pid).children(recursive=True)
         started = time.monotonic()
@@ -1836,3 +1851,63 @@ def test_every_test_and_case_named_in_the_failure_matrix_exists():
     tables = (GRID_CASES, TRAINING_ARGUMENT_CASES, MODEL_GRID_CASES, DATA_GRID_CASES, SOURCE_CASES)
     case_ids = [case.id for cases in tables for case in cases]
     assert [case_id for case_id in case_ids if not re.search(rf"[`\[]{re.escape(case_id)}[`\]]", text)] == []
+
+
+# A child that crashes by itself: sitecustomize.py on the child's PYTHONPATH (the supervisor passes its
+# environment on) starts a thread in the training process named by CRASH_RUN_KEY that, once the child
+# has streamed CRASH_AFTER_STEPS steps, dereferences NULL through ctypes (a real SIGSEGV, as a faulting
+# compiled kernel gives), or, with CRASH_AT_EXIT, segfaults at interpreter exit after the record is written.
+CRASHER = """
+import atexit, ctypes, os, sys, threading, time
+from pathlib import Path
+
+cmdline = Path("/proc/self/cmdline").read_bytes().split(b"\\0")
+if os.environ.get("CRASH_RUN_KEY", "").encode() in cmdline and b"liger_bench.measure.supervisor" in cmdline:
+    if os.environ.get("CRASH_AT_EXIT"):
+        atexit.register(lambda: ctypes.string_at(0))
+    else:
+        steps = Path(cmdline[-2].decode()) / "steps.jsonl"
+
+        def crash():
+            while not steps.is_file() or len(steps.read_text().splitlines()) < int(os.environ["CRASH_AFTER_STEPS"]):
+                time.sleep(0.02)
+            ctypes.string_at(0)
+
+        threading.Thread(target=crash, daemon=True).start()
+"""
+
+
+def _crashing_children(monkeypatch, tmp_path, run_key: str, **env: str) -> None:
+    (tmp_path / "sitecustomize.py").write_text(CRASHER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("CRASH_RUN_KEY", run_key)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_training_process_that_segfaults_by_itself_is_failed_and_the_next_grid_point_trains(
+    embedded_assets, prepared_dataset, monkeypatch, tmp_path
+):
+    from liger_bench.measure.supervisor import train_supervised
+
+    _crashing_children(monkeypatch, tmp_path, "segfault-bs2-seq64-r0", CRASH_AFTER_STEPS="2")
+    crashed = _train_config(run_key="segfault-bs2-seq64-r0", max_steps=2000)
+    result, steps = train_supervised(crashed, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, result.reason) == ("failed", "training process killed by signal SIGSEGV (11)")
+    assert len(steps) >= 2 and "Fatal Python error: Segmentation fault" in result.metrics["stderr_tail"]
+    following = _train_config(run_key="next-bs2-seq64-r0", max_steps=4)
+    result, steps = train_supervised(following, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, len(steps)) == ("ok", 4), result.reason
+
+
+def test_a_record_written_before_the_training_process_crashes_at_exit_is_kept(
+    embedded_assets, prepared_dataset, monkeypatch, tmp_path
+):
+    """A device fault poisons the CUDA context, and the interpreter's teardown can then crash too: the record
+    the child wrote before stands, with the exit code beside it."""
+    from liger_bench.measure.supervisor import train_supervised
+
+    _crashing_children(monkeypatch, tmp_path, "crash-at-exit-bs2-seq64-r0", CRASH_AT_EXIT="1")
+    config = _train_config(run_key="crash-at-exit-bs2-seq64-r0", max_steps=4)
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, len(steps), result.metrics["exit_code"]) == ("ok", 4, -11), result.reason

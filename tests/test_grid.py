@@ -1,28 +1,48 @@
 """Grid expansion: keys, order, types. (Every rejected input is in test_failure_matrix.py.)"""
 
+import itertools
+
 from liger_bench.plan.config import LIGER_KERNELS, TrainConfig
 from liger_bench.plan.grid import GridSpec, expand_grid, run_key
+from liger_bench.vocabulary import VARIANTS, variant_of, variant_parts
 
 
 def test_grid_is_the_cartesian_product_times_repeats_in_repeat_major_order():
-    grid = expand_grid(GridSpec(use_liger=[True, False], per_device_train_batch_size=[8, 16], n_runs=2))
+    grid = expand_grid(
+        GridSpec(use_liger=[True, False], torch_compile=[False], per_device_train_batch_size=[8, 16], n_runs=2)
+    )
     assert len(grid) == 8
     assert [item["run_key"] for item in grid[:4]] == [
         "liger-bs8-seq512-r0",
-        "vanilla-bs8-seq512-r0",
+        "baseline-bs8-seq512-r0",
         "liger-bs16-seq512-r0",
-        "vanilla-bs16-seq512-r0",
+        "baseline-bs16-seq512-r0",
     ]
-    assert grid[-1]["run_key"] == "vanilla-bs16-seq512-r1" and grid[-1]["repeat"] == 1
+    assert grid[-1]["run_key"] == "baseline-bs16-seq512-r1" and grid[-1]["repeat"] == 1
     assert len({item["run_key"] for item in grid}) == 8
+
+
+def test_torch_compile_crosses_use_liger_into_four_variants_named_after_their_parts():
+    grid = expand_grid(GridSpec(use_liger=[False, True], torch_compile=[False, True], per_device_train_batch_size=[8]))
+    first_repeat = [item for item in grid if item["repeat"] == 0]
+    assert [(item["run_key"], item["use_liger"], item["torch_compile"]) for item in first_repeat] == [
+        ("baseline-bs8-seq512-r0", False, False),
+        ("liger-bs8-seq512-r0", True, False),
+        ("compile-bs8-seq512-r0", False, True),
+        ("liger-compile-bs8-seq512-r0", True, True),
+    ]
+    assert [TrainConfig.from_dict(item).variant for item in first_repeat] == list(VARIANTS)
+    assert all(variant_parts(variant_of(*parts)) == parts for parts in itertools.product((False, True), repeat=2))
 
 
 def test_run_keys_are_unique_and_name_their_own_point_across_sequence_lengths():
     grid = expand_grid(GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[256, 1024], n_runs=2))
-    assert len(grid) == 16 and len({item["run_key"] for item in grid}) == 16
+    assert len(grid) == 32 and len({item["run_key"] for item in grid}) == 32
     for item in grid:
-        point = (item["use_liger"], item["per_device_train_batch_size"], item["max_seq_length"], item["repeat"])
-        assert item["run_key"] == run_key(*point)
+        variant = variant_of(item["use_liger"], item["torch_compile"])
+        assert item["run_key"] == run_key(
+            variant, item["per_device_train_batch_size"], item["max_seq_length"], item["repeat"]
+        )
     assert {(item["max_seq_length"], item["repeat"]) for item in grid} == {(s, r) for s in (256, 1024) for r in (0, 1)}
 
 
@@ -41,8 +61,9 @@ def test_base_config_reaches_every_item():
 
 
 def test_run_key_format():
-    assert run_key(True, 16, 512, 2) == "liger-bs16-seq512-r2"
-    assert run_key(False, 4, 128, 0) == "vanilla-bs4-seq128-r0"
+    assert run_key("liger", 16, 512, 2) == "liger-bs16-seq512-r2"
+    assert run_key("baseline", 4, 128, 0) == "baseline-bs4-seq128-r0"
+    assert run_key("liger-compile", 8, 512, 1) == "liger-compile-bs8-seq512-r1"
 
 
 def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_floats():
@@ -53,7 +74,8 @@ def test_describe_experiment_gives_axes_repeats_and_shared_settings_with_kfp_flo
     described = describe_experiment(as_kfp_delivers)
     assert described["per_device_train_batch_size"] == [8, 16]
     assert described["use_liger"] == [False, True]
-    assert described["n_runs"] == 2 and described["grid_size"] == 8
+    assert described["torch_compile"] == [False, True]
+    assert described["n_runs"] == 2 and described["grid_size"] == 16
     assert described["learning_rate"] == 1e-5 and described["max_steps"] == GridSpec().max_steps
     assert "run_key" not in described and "repeat" not in described
 
@@ -82,7 +104,9 @@ def test_grid_and_config_defaults_are_the_pipelines_and_the_compile_options():
     assert (config.max_steps, config.warmup_steps_to_skip) == (spec.max_steps, spec.warmup_steps_to_skip)
     assert (config.gpus_per_run, config.nodes_per_run) == (compiled.gpus_per_run, compiled.nodes_per_run)
     # A lone config is the smallest point of the default grid: the baseline, the smallest batch, the shortest sequence.
-    smallest = [min(declared[axis].default) for axis in ("use_liger", "per_device_train_batch_size", "max_seq_length")]
-    assert [config.use_liger, config.per_device_train_batch_size, config.max_seq_length] == smallest == [False, 4, 512]
+    axes = ("use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length")
+    smallest = [min(declared[axis].default) for axis in axes]
+    assert [getattr(config, axis) for axis in axes] == smallest == [False, False, 8, 512]
+    assert config.variant == "baseline"
     spec.per_device_train_batch_size.append(64)
     assert GridSpec().per_device_train_batch_size == declared["per_device_train_batch_size"].default  # not shared

@@ -4,7 +4,7 @@ import re
 
 import pandas as pd
 import pytest
-from synthetic_results import Run, build, cpu_scenario, gpu_scenario, liger_rate, vanilla_rate
+from synthetic_results import Run, baseline_rate, build, cpu_scenario, gpu_scenario, liger_rate
 
 from liger_bench.render.report import ReportBundle, build_report, write_bundle
 
@@ -18,12 +18,14 @@ def gpu() -> ReportBundle:
     return build_report(*build(runs))
 
 
-def test_gpu_headline_states_gain_memory_frontier_and_parity_failure(gpu):
+def test_gpu_headline_recommends_with_intervals_and_states_frontier_and_parity_failure(gpu):
+    """Batch 16 is the largest batch where the baseline trained too; batch 8's Liger cell lost a repeat."""
     assert gpu.headline.startswith(
-        "Liger: +29% tokens/s and \u221225% peak memory at batch 16; trains batch 24 where the baseline runs "
-        "out of memory."
+        "At batch 16 the fastest variant that trained is Liger: 21,008 tokens/s (95% CI 20,491 to 21,525), +29% "
+        "vs the baseline (95% CI 25.6% to 31.8%). Leanest: Liger, 36.0 GiB peak reserved. Liger trains batch 24 "
+        "where the baseline runs out of memory."
     )
-    assert "Loss parity FAILED for 1 of 5 Liger/baseline pairs (max relative difference 5.0%, tolerance 2%)" in (
+    assert "Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference 5.0%, tolerance 2%)" in (
         gpu.headline
     )
 
@@ -42,15 +44,14 @@ def test_the_architecture_its_attention_and_the_kernels_liger_applied_are_named(
 
 def test_metrics_are_flat_finite_floats_with_the_known_numbers(gpu):
     assert all(isinstance(v, float) and math.isfinite(v) for v in gpu.metrics.values())
-    gain = 100 * sum(liger_rate(16, r) / vanilla_rate(16, r) - 1 for r in range(3)) / 3
-    assert gpu.metrics["liger_gain_pct_bs16_seq512"] == pytest.approx(gain)
-    assert gpu.metrics["headline_gain_pct"] == pytest.approx(gain)
-    assert gpu.metrics["mem_reduction_pct_bs16_seq512"] == pytest.approx(25.0)
-    assert "liger_gain_pct_bs24_seq512" not in gpu.metrics  # no pair there: left out, not NaN
+    gain = 100 * sum(liger_rate(16, r) / baseline_rate(16, r) - 1 for r in range(3)) / 3
+    assert gpu.metrics["gain_pct_liger_vs_baseline_bs16_seq512"] == pytest.approx(gain)
+    assert gpu.metrics["mem_reduction_pct_liger_vs_baseline_bs16_seq512"] == pytest.approx(25.0)
+    assert "gain_pct_liger_vs_baseline_bs24_seq512" not in gpu.metrics  # no pair there: left out, not NaN
     expected = {"n_runs": 19, "n_ok": 14, "n_oom": 3, "n_failed": 2, "n_skipped": 0, "parity_failures": 1}
     assert {k: gpu.metrics[k] for k in expected} == expected
     assert gpu.metrics["largest_ok_batch_liger_seq512"] == 24
-    assert gpu.metrics["largest_ok_batch_vanilla_seq512"] == 16
+    assert gpu.metrics["largest_ok_batch_baseline_seq512"] == 16
 
 
 def test_html_is_self_contained_and_escapes_result_text(gpu):
@@ -80,7 +81,7 @@ def test_html_sections_show_frontier_parity_problems_environment_and_grid(gpu):
         "dce01c9b08f87459cf36a430d809084718273017",
         "library liger-kernel",
         "8, 16, 24, 32",
-        "Loss parity failed: liger-bs16-seq512-r1 vs vanilla-bs16-seq512-r1",
+        "Loss parity failed: liger-bs16-seq512-r1 vs baseline-bs16-seq512-r1",
     ):
         assert expected in text, expected
 
@@ -88,7 +89,7 @@ def test_html_sections_show_frontier_parity_problems_environment_and_grid(gpu):
 def test_markdown_summary_has_the_tables_and_cannot_be_hijacked(gpu):
     md = gpu.markdown
     assert "## Out-of-memory frontier" in md and "| baseline | 512 | 16 | 24 |" in md
-    assert "| 16 | 512 | 1 | liger-bs16-seq512-r1 | vanilla-bs16-seq512-r1 | 17 | 5.00 | 19 | FAIL |" in md
+    assert "| Liger | 16 | 512 | 1 | liger-bs16-seq512-r1 | baseline-bs16-seq512-r1 | 17 | 5.00 | 19 | FAIL |" in md
     assert "\\[click\\]" in md and "\\| " in md and "&lt;img" in md and "<img" not in md
 
 
@@ -116,9 +117,13 @@ def test_table_is_the_per_cell_analysis_and_write_bundle_round_trips(gpu, tmp_pa
 
 def test_cpu_run_says_liger_was_skipped_and_memory_is_missing():
     bundle = build_report(*build(cpu_scenario(), cuda=False))
-    assert bundle.headline == (
+    assert bundle.headline.startswith(
         "Liger was not measured: this was a CPU run. CPU numbers check the pipeline's plumbing and are not a "
-        "Liger measurement (Liger's Triton kernels need a CUDA GPU, so its 2 runs were skipped)."
+        "Liger or GPU measurement (Liger's Triton kernels need a CUDA GPU, so its 2 runs were skipped). "
+    )
+    assert bundle.headline.endswith(
+        "Not recommended at batch 4: liger: skipped (Liger kernels are Triton GPU kernels and this node has no "
+        "CUDA device; the run was skipped rather than silently trained without Liger)."
     )
     assert "it is not a Liger measurement" in bundle.html
     assert "Peak GPU memory was not measured" in bundle.html
@@ -138,14 +143,18 @@ def test_headline_without_any_successful_run_and_without_any_run():
     assert (
         bundle.headline == "No run trained successfully (2 out of memory, 1 failed of 3 runs); see the reasons below."
     )
-    assert "No Liger/baseline pair" in bundle.html
+    assert "No variant/baseline pair" in bundle.html
     empty = build_report([], [])
     assert empty.headline == "No run results were collected." and empty.metrics["n_runs"] == 0.0
 
 
 def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
     single = build_report(*build([Run(False, 8, 256, tokens_per_s=5000.0), Run(False, 16, 256, tokens_per_s=9000.0)]))
-    assert single.headline == "Only the baseline was run, so there is no comparison: 9,000 tokens/s at batch 16."
+    assert single.headline == (
+        "At batch 16 the fastest variant that trained is baseline: 9,000 tokens/s (no 95% CI: one repeat); one "
+        "repeat, so the ranking has no confidence interval (use n_runs >= 3). Leanest: baseline, 40.0 GiB peak "
+        "reserved. Only the baseline was run, so there is no comparison."
+    )
     runs = [
         Run(v, b, s, tokens_per_s=1000.0 * b * (1.2 if v else 1.0))
         for v in (True, False)
@@ -156,7 +165,10 @@ def test_headline_with_one_variant_one_repeat_and_several_sequence_lengths():
     runs.append(Run(False, 32, 512, status="oom"))
     bundle = build_report(*build(runs))
     assert bundle.headline.startswith(
-        "Liger: +20% tokens/s and +0% peak memory at batch 16 (seq 512); trains batch 32 (seq 512)"
+        "At batch 16 (seq 512) the fastest variant that trained is Liger: 19,200 tokens/s (no 95% CI: one "
+        "repeat), +20% vs the baseline (no 95% CI: one repeat); one repeat, so the ranking has no confidence "
+        "interval (use n_runs >= 3). Leanest: baseline, 40.0 GiB peak reserved. Liger trains batch 32 (seq 512) "
+        "where the baseline runs out of memory."
     )
     assert "One repeat per cell: confidence intervals are unavailable" in bundle.html
     assert "unavailable" in bundle.markdown
@@ -168,8 +180,8 @@ def test_one_name_for_the_baseline_whole_numbers_and_percent_variation():
         result["model"].update(vocab_size=512.0, context_length=4096.0)
     bundle = build_report(results, histories)
     text = re.sub(r"<[^>]+>", " ", bundle.html)
-    assert text.count("stock transformers") == 1  # the baseline's definition, once
-    assert "vanilla" not in re.sub(r"vanilla-\S*", "", text)  # run keys keep the data name
+    assert text.count("stock, eager transformers") == 1  # the baseline's definition, once
+    assert "vanilla" not in text
     assert re.search(r"\b512\b", text) and "512.0" not in text and "4096.0" not in text
     assert "max step CV %" in text and "step CV %" in text
 
@@ -193,12 +205,11 @@ def test_headline_names_the_largest_paired_batch_even_where_it_exists_at_one_seq
     ]  # fmt: skip
     runs.append(Run(False, 32, 1024, status="oom", mem_reserved_gb=None))
     bundle = build_report(*build(runs))
-    assert bundle.headline.startswith(
-        "Liger: +40% tokens/s and \u221250% peak memory at batch 32 (seq 256); trains batch 32 (seq 1024) where "
-        "the baseline runs out of memory."
-    )
-    assert bundle.metrics["headline_gain_pct"] == pytest.approx(40.0)
-    assert bundle.metrics["liger_gain_pct_bs16_seq1024"] == pytest.approx(60.0)
+    assert bundle.headline.startswith("At batch 32 (seq 256) the fastest variant that trained is Liger: 44,800")
+    assert "+40% vs the baseline" in bundle.headline
+    assert "Liger trains batch 32 (seq 1024) where the baseline runs out of memory." in bundle.headline
+    assert bundle.metrics["gain_pct_liger_vs_baseline_bs32_seq256"] == pytest.approx(40.0)
+    assert bundle.metrics["gain_pct_liger_vs_baseline_bs16_seq1024"] == pytest.approx(60.0)
 
 
 def test_headline_frontier_names_the_largest_batch_only_liger_trained():
@@ -206,7 +217,8 @@ def test_headline_frontier_names_the_largest_batch_only_liger_trained():
     for batch in (16, 24):
         runs += [Run(True, batch, 512), Run(False, batch, 512, status="oom")]
     headline = build_report(*build(runs)).headline
-    assert headline.startswith("Liger: +30% tokens/s and +0% peak memory at batch 8; trains batch 24 where")
+    assert headline.startswith("At batch 8 the fastest variant that trained is Liger: 1,300 tokens/s")
+    assert "+30% vs the baseline" in headline and "Liger trains batch 24 where the baseline runs out" in headline
 
 
 def test_diverged_runs_are_named_with_their_step_and_a_lone_divergence_makes_the_headline():
@@ -218,12 +230,12 @@ def test_diverged_runs_are_named_with_their_step_and_a_lone_divergence_makes_the
         " Liger diverged where the baseline trained (batch 8 repeat 1): the variants differ numerically."
     )
     assert bundle.metrics["n_diverged"] == 3 and bundle.metrics["success_ratio"] == pytest.approx(5 / 8)
-    assert bundle.metrics["headline_gain_pct"] == pytest.approx(100 * (liger_rate(16, 1) / vanilla_rate(16, 1) - 1))
+    assert bundle.metrics["headline_gain_pct"] == pytest.approx(100 * (liger_rate(16, 1) / baseline_rate(16, 1) - 1))
     text = re.sub(r"<[^>]+>", " ", bundle.html)
     assert "3 of 8 runs diverged (their loss became NaN or infinite; training stopped at that step)" in text
     assert (
         "Diverged runs are left out of every gain, the headline and loss parity; the first non-finite loss: "
-        "liger-bs8-seq512-r1 at step 5, vanilla-bs16-seq512-r0 at step 5, liger-bs16-seq512-r0 at step 5." in text
+        "liger-bs8-seq512-r1 at step 5, baseline-bs16-seq512-r0 at step 5, liger-bs16-seq512-r0 at step 5." in text
     )
     problems = bundle.markdown.split("## Runs that did not finish")[1]
     assert "| liger-bs8-seq512-r1 | Liger | 8 | 512 | 1 | diverged | loss nan at step 5 of max\\_steps=20" in problems

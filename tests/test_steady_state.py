@@ -179,11 +179,11 @@ def test_unsteady_cells_never_make_the_headline():
     results, histories = [r for r, _ in runs], [h for _, h in runs]
     assert all(r["metrics"]["steady_state"] == "unsteady" for r in results if r["run_key"].startswith("liger-bs16"))
     bundle = build_report(results, histories)
-    assert bundle.headline.startswith("Liger: +30% tokens/s")
-    assert "at batch 8" in bundle.headline.split(".")[0]
-    assert "left out of the headline: batch 16" in bundle.headline
+    assert bundle.headline.startswith("At batch 16 the fastest variant that trained is baseline")
+    assert "Not recommended at batch 16: liger: unsteady." in bundle.headline
+    assert "Not at steady state, so never recommended: batch 16" in bundle.headline
     assert "<li>Not steady: Liger at batch 16" in bundle.html
-    assert bundle.metrics["headline_gain_pct"] == pytest.approx(30.0, abs=0.5)
+    assert bundle.metrics["gain_pct_liger_vs_baseline_bs8_seq512"] == pytest.approx(30.0, abs=0.5)
 
 
 def test_no_headline_when_every_paired_cell_is_unsteady():
@@ -196,6 +196,6 @@ def test_no_headline_when_every_paired_cell_is_unsteady():
 
     analysis = analyze_results([r for r, _ in runs], [h for _, h in runs])
     headline = make_headline(analysis)
-    assert headline.startswith("No Liger/baseline comparison reached a steady state")
-    assert "Liger: +" not in headline
+    assert headline.startswith("No variant trained at steady state in every repeat, so none is recommended")
+    assert "fastest" not in headline
     assert math.isfinite(analysis.cells["drift"].iloc[0])

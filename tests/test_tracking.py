@@ -371,7 +371,7 @@ def test_a_diverged_child_run_ends_failed_with_its_status_and_its_nan_loss_left_
     parent = tracking.start_parent_run(mlflow_server, experiment, "bench", {}, {})
     steps = step_records(4)
     steps[-1]["loss"] = math.nan
-    result = run_result("vanilla-bs4-r0", "diverged", reason="loss nan at step 4 of max_steps=10: …")
+    result = run_result("baseline-bs4-r0", "diverged", reason="loss nan at step 4 of max_steps=10: …")
     result["metrics"].update(final_loss=math.nan, first_nonfinite_loss_step=4)
     child = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], result, steps, None)
     assert child["available"], child["message"]

@@ -13,7 +13,7 @@ def _config(**kwargs):
     )
 
 
-def test_vanilla_run_on_cpu_is_ok_and_fully_measured(embedded_assets, prepared_dataset):
+def test_baseline_run_on_cpu_is_ok_and_fully_measured(embedded_assets, prepared_dataset):
     result, steps = run_training(_config(), str(embedded_assets[0]), str(prepared_dataset))
     assert result.status == "ok", result.reason
     assert len(steps) == 5 and result.metrics["n_measured_steps"] == 2
@@ -64,8 +64,35 @@ def test_a_run_on_a_large_dataset_tokenises_only_its_rows(embedded_assets):
     assert sum(len(row["input_ids"]) for row in packed.rows[:-1]) < 10 * 64
 
 
+@pytest.mark.slow
+def test_the_compile_arm_trains_through_the_trainer_and_its_compile_steps_stay_out_of_the_aggregates(
+    embedded_assets, prepared_dataset
+):
+    """torch.compile through TrainingArguments.torch_compile (inductor on the CPU, with the machine's C compiler),
+    on rows of mixed lengths: the first step compiles, a new batch shape recompiles once (torch's automatic
+    dynamic shapes), torch's own counter marks those steps, and no compile step counts in the rate.
+    Slow: inductor compiles for a minute or more on two busy cores."""
+    from liger_bench.measure.metrics import is_measured
+
+    config = _config(torch_compile=True, max_seq_length=512, pad_to_multiple_of=8, max_steps=12)
+    result, steps = run_training(config, str(embedded_assets[0]), str(prepared_dataset))
+    assert result.status == "ok", result.reason
+    assert config.variant == "compile" and result.config["torch_compile"] is True
+    compiling = [s for s in steps if s["compiled_graphs"]]
+    assert compiling[0]["step"] == 1 and len({s["shape"] for s in steps}) > 1  # mixed lengths: several shapes
+    assert result.metrics["recompiles"] == sum(s["compiled_graphs"] for s in compiling[1:]) >= 1
+    # Bounded: the first shape compiles static graphs, the next marks the sequence length dynamic; no more.
+    assert result.metrics["n_compile_steps"] == len(compiling) <= 2
+    measured = [s for s in steps if is_measured(s)]
+    assert measured and not any(s["compiled_graphs"] for s in measured)
+    assert result.metrics["n_measured_steps"] == len(measured)
+    rate = sum(s["tokens_nonpad"] for s in measured) / sum(s["step_time_s"] for s in measured)
+    assert result.metrics["tokens_per_s_nonpad"] == pytest.approx(rate)
+    assert result.metrics["compile_time_s"] > 0
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
-def test_liger_without_cuda_is_skipped_not_run_as_vanilla(embedded_assets, prepared_dataset):
+def test_liger_without_cuda_is_skipped_not_run_as_the_baseline(embedded_assets, prepared_dataset):
     result, steps = run_training(_config(use_liger=True), str(embedded_assets[0]), str(prepared_dataset))
     assert result.status == "skipped"
     assert result.reason == NO_CUDA_REASON
@@ -239,7 +266,7 @@ def test_the_fused_loss_is_still_seen_through_the_trainers_mixed_precision_wrapp
 
 
 def test_a_baseline_never_inherits_liger_patches(embedded_assets, prepared_dataset):
-    """After Liger patched this process's classes, a vanilla run refuses to pose as the baseline."""
+    """After Liger patched this process's classes, a run without Liger refuses to pose as the baseline."""
     out = _fresh_process(
         f"""
         from liger_bench.measure.training import run_training
@@ -272,14 +299,14 @@ def test_liger_trains_on_gpu_with_loss_parity(embedded_assets, prepared_dataset)
         config = _config(use_liger=use_liger, max_steps=8, run_key=f"gpu-{use_liger}")
         seen[use_liger] = TrainedAs()
         runs[use_liger] = run_training(config, str(embedded_assets[0]), str(prepared_dataset), [seen[use_liger]])
-    (vanilla, vanilla_steps), (liger, liger_steps) = runs[False], runs[True]
-    assert vanilla.status == "ok" and liger.status == "ok", (vanilla.reason, liger.reason)
+    (baseline, baseline_steps), (liger, liger_steps) = runs[False], runs[True]
+    assert baseline.status == "ok" and liger.status == "ok", (baseline.reason, liger.reason)
     for use_liger in (False, True):
         assert seen[use_liger].dtypes == {"bfloat16"} and seen[use_liger].bf16 == {True}
         assert runs[use_liger][0].metrics["precision"] == "bf16"
     assert liger.liger_kernels["rms_norm"] > 0 and liger.liger_kernels["fused_linear_cross_entropy"] == 1
     assert liger.metrics["peak_mem_reserved_gb"] > 0
-    for a, b in zip(liger_steps[3:], vanilla_steps[3:], strict=True):
+    for a, b in zip(liger_steps[3:], baseline_steps[3:], strict=True):
         assert abs(a["loss"] - b["loss"]) / b["loss"] <= 0.02
 
 

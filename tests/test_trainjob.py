@@ -30,7 +30,7 @@ def _settings(tmp_path: Path, **overrides) -> TrainerSettings:
     return TrainerSettings(**{**values, **overrides})
 
 
-def _config(run_key: str = "vanilla-bs2-seq64-r0", **overrides) -> TrainConfig:
+def _config(run_key: str = "baseline-bs2-seq64-r0", **overrides) -> TrainConfig:
     values = {"per_device_train_batch_size": 2, "max_seq_length": 64, "max_steps": 6, "nodes_per_run": 2}
     return TrainConfig(run_key=run_key, **{**values, **overrides})
 
@@ -100,7 +100,7 @@ def test_a_failed_trainjob_is_recorded_with_the_failing_rank_and_kept_when_asked
     api = fake_api()
     model_dir, _ = embedded_assets
     # max_seq_length beyond the model's context: every rank fails in training and writes its record.
-    config = _config("vanilla-bs2-seq8192-r0", max_seq_length=8192)
+    config = _config("baseline-bs2-seq8192-r0", max_seq_length=8192)
     result, _ = train_on_trainer(
         config, str(model_dir), str(prepared_dataset), 600, _settings(tmp_path, keep_jobs=True), api.api_client()
     )

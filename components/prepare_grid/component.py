@@ -10,6 +10,7 @@ def prepare_grid(
     model: Input[Model],
     dataset: Input[Dataset],
     use_liger: list[bool],
+    torch_compile: list[bool],
     per_device_train_batch_size: list[int],
     max_seq_length: list[int],
     n_runs: int,
@@ -34,6 +35,7 @@ def prepare_grid(
         dataset: The downloaded dataset (its rows must fill every batch; its token lengths tell
             which sequence lengths differ).
         use_liger: Liger on/off axis.
+        torch_compile: torch.compile on/off axis (crossed with use_liger).
         per_device_train_batch_size: Batch-size axis.
         max_seq_length: Sequence-length axis.
         n_runs: Repeats of every grid cell.
@@ -58,6 +60,7 @@ def prepare_grid(
         dataset_info=dict(dataset.metadata),
         axes={
             "use_liger": use_liger,
+            "torch_compile": torch_compile,
             "per_device_train_batch_size": per_device_train_batch_size,
             "max_seq_length": max_seq_length,
             "n_runs": n_runs,

@@ -48,6 +48,7 @@ class StepRecord(StepMetrics):
     warmup: bool
     shape: str  # padded input shape per micro-batch, "BxS", "+"-joined with gradient accumulation
     first_shape: bool  # the first step of this shape in the run
+    compiled_graphs: int  # graphs torch.compile compiled during the step (torch's own counter; 0 uncompiled)
     tokens_padded: int
     tokens_nonpad: int
     tokens_trained: int

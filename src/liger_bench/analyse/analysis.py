@@ -1,9 +1,12 @@
-"""Statistics over all runs of a grid: throughput, memory, Liger's paired gain, OOM frontier, loss parity.
+"""Statistics over all runs of a grid: throughput, memory, paired gains, compile cost, frontier, parity, advice.
 
 Each run contributes its own aggregates (median over its measured steps, see ``metrics.aggregate``).
 A grid cell is one (variant, batch size, sequence length); its throughput is the mean of its ok
-runs with a 95% Student-t interval over repeats. Liger and baseline runs of the same cell and repeat
-form a pair; the gain is the mean of the per-pair ratios, again with a t-interval.
+runs with a 95% Student-t interval over repeats. Runs of two variants at the same batch size,
+sequence length and repeat form a pair; a gain is the mean of the per-pair ratios, again with a
+t-interval. Every variant is compared with the baseline (stock, eager), and Liger with compile head
+to head. One room although it is long: the recommendation reads the cells, gains and compile cost
+exactly as the tables show them, so that no sentence says what a table does not.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ import pandas as pd
 from liger_bench.analyse.intervals import mean_ci
 from liger_bench.analyse.runtables import CELL, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
-from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, RunStatus, Variant, variant_of
+from liger_bench.vocabulary import BASELINE, RUN_STATUSES, VARIANTS, RunStatus, Variant
 
 DEFAULT_PARITY_TOLERANCE = 0.02
 PAIR = ["batch_size", "seq_len"]
 # Config keys that tell the runs of a grid apart; every other key is a setting they share.
-RUN_AXES = {"run_key", "repeat", "use_liger", "per_device_train_batch_size", "max_seq_length"}
+RUN_AXES = {"run_key", "repeat", "use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length"}
+# The comparisons the report makes, (variant, against): every variant with the baseline, then Liger with
+# compile head to head (a positive gain: Liger is the faster).
+COMPARISONS: tuple[tuple[Variant, Variant], ...] = (
+    *((variant, BASELINE) for variant in VARIANTS[1:]),
+    ("liger", "compile"),
+)
 
 
 @dataclass
@@ -34,9 +43,10 @@ class Analysis:
     runs: pd.DataFrame  # one row per run: axes, status, reason, the run's aggregates
     steps: pd.DataFrame  # one row per recorded step of every run, with the run's axes
     cells: pd.DataFrame  # one row per grid cell
-    gains: pd.DataFrame  # one row per (batch size, seq len): Liger vs baseline over paired repeats
+    gains: pd.DataFrame  # one row per (variant, against, batch size, seq len): paired gain, COMPARISONS' order
+    recommendations: pd.DataFrame  # one row per (batch size, seq len): fastest and leanest variant that trained
     frontier: pd.DataFrame  # one row per (variant, seq len): largest batch that trained
-    parity: pd.DataFrame  # one row per Liger/baseline pair of ok runs: loss agreement
+    parity: pd.DataFrame  # one row per (variant, baseline) pair of ok runs: loss agreement
     problems: pd.DataFrame  # runs that did not finish ok (oom, failed, skipped, diverged) with their reasons
     divergences: pd.DataFrame  # one row per diverged run: where, and what its pair's other variant did
     environments: list[dict[str, Any]]  # environment of each run, in run order
@@ -64,16 +74,19 @@ def _outcome(statuses: pd.Series) -> str:
 
 def _cells(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (use_liger, batch, seq), group in runs.groupby(CELL, sort=True):
+    for (variant, batch, seq), group in runs.groupby(CELL, sort=False):  # runs come sorted, baseline first
         ok = group[group["status"] == "ok"]
         row = {
-            "variant": variant_of(use_liger),
-            "use_liger": use_liger,
+            "variant": variant,
+            "use_liger": bool(group["use_liger"].iloc[0]),
+            "torch_compile": bool(group["torch_compile"].iloc[0]),
             "batch_size": batch,
             "seq_len": seq,
         }
         row.update({f"n_{s}": int((group["status"] == s).sum()) for s in RUN_STATUSES})
         row["n_runs"], row["outcome"] = len(group), _outcome(group["status"])
+        # The first line of the first reason: a CUDA error's message goes on for lines of advice.
+        row["reason"] = next((r.splitlines()[0] for r in group["reason"] if r), "")
         for kind in ("nonpad", "padded"):
             mean, low, high = mean_ci(ok[f"tokens_per_s_{kind}"])
             # A rate is never negative; a t-interval over a few noisy repeats can still reach below zero.
@@ -94,10 +107,15 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["steps_needed"] = ok["steps_needed"].max()
         row["n_first_shape_steps"] = ok["n_first_shape_steps"].max()
         row["first_shape_excess_s"] = ok["first_shape_excess_s"].mean()
+        row["n_compile_steps"] = ok["n_compile_steps"].max()
+        row["recompiles"] = ok["recompiles"].max()
+        row["compile_time_s"] = ok["compile_time_s"].mean()
         rows.append(row)
-    columns = ["variant", "use_liger", "batch_size", "seq_len", "n_runs", *(f"n_{s}" for s in RUN_STATUSES)]
+    columns = ["variant", "use_liger", "torch_compile", "batch_size", "seq_len", "n_runs"]
+    columns += [f"n_{s}" for s in RUN_STATUSES]
     columns += [
         "outcome",
+        "reason",
         *(f"tokens_per_s_{k}{s}" for k in ("nonpad", "padded") for s in ("", "_ci_low", "_ci_high")),
     ]
     columns += [
@@ -115,6 +133,9 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         "steps_needed",
         "n_first_shape_steps",
         "first_shape_excess_s",
+        "n_compile_steps",
+        "recompiles",
+        "compile_time_s",
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -126,55 +147,148 @@ def _steady_state(states: pd.Series) -> str:
     return "steady" if len(states) and (states == "steady").all() else "unknown"
 
 
-def _pairs(runs: pd.DataFrame) -> pd.DataFrame:
+def _pairs(runs: pd.DataFrame, variant: Variant, against: Variant) -> pd.DataFrame:
+    """Ok runs of ``variant`` joined with ``against``'s of the same cell and repeat (``against``'s suffixed)."""
     ok = runs[runs["status"] == "ok"]
-    return ok[ok["use_liger"]].merge(ok[~ok["use_liger"]], on=[*PAIR, "repeat"], suffixes=("_liger", "_vanilla"))
+    return ok[ok["variant"] == variant].merge(
+        ok[ok["variant"] == against], on=[*PAIR, "repeat"], suffixes=("", "_against")
+    )
 
 
-def _gains(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+def payback_steps(compile_time_s: float, step_time_s: float, gain: float) -> float:
+    """Steps after which a compiled variant's faster steps have paid its one-off compile time back.
+
+    A step of the variant takes ``step_time_s``; the baseline needs ``1 + gain`` times as long for the
+    same tokens, so each step saves ``step_time_s × gain``. Infinite when the variant is not faster
+    (it never pays back), NaN when a number is missing.
+
+    Args:
+        compile_time_s: The variant's compile time (its compile steps beyond their steady time).
+        step_time_s: The variant's steady step time.
+        gain: The variant's tokens/s over the baseline's, minus one.
+    """
+    if not all(math.isfinite(x) for x in (compile_time_s, step_time_s, gain)):
+        return math.nan
+    if gain <= 0:
+        return math.inf
+    return max(compile_time_s, 0.0) / (step_time_s * gain)
+
+
+def _gains(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    outcomes = cells.set_index(["variant", *PAIR])["outcome"]
-    steadiness = cells.set_index(["variant", *PAIR])["steady_state"]
-    for batch, seq in sorted(set(zip(cells["batch_size"], cells["seq_len"], strict=True))):
-        group = pairs[(pairs["batch_size"] == batch) & (pairs["seq_len"] == seq)]
-        gain = group["tokens_per_s_nonpad_liger"] / group["tokens_per_s_nonpad_vanilla"] - 1.0
-        reserved = 1.0 - group["peak_mem_reserved_gb_liger"] / group["peak_mem_reserved_gb_vanilla"]
-        allocated = 1.0 - group["peak_mem_allocated_gb_liger"] / group["peak_mem_allocated_gb_vanilla"]
-        mean, low, high = (100.0 * v for v in mean_ci(gain))
-        rows.append(
-            {
-                "batch_size": batch,
-                "seq_len": seq,
-                **{f"{v}_outcome": outcomes.get((v, batch, seq), "not run") for v in VARIANTS},
-                # A gain is only as steady as the less steady of its two cells.
-                "steady_state": _steady_state(
-                    pd.Series([steadiness.get((v, batch, seq), "unknown") for v in VARIANTS])
-                ),
-                "n_pairs": len(group),
-                "gain_pct": mean,
-                "gain_ci_low_pct": low,
-                "gain_ci_high_pct": high,
-                "mem_reserved_reduction_pct": 100.0 * mean_ci(reserved)[0],
-                "mem_allocated_reduction_pct": 100.0 * mean_ci(allocated)[0],
-            }
-        )
-    columns = [
-        "batch_size",
-        "seq_len",
-        "liger_outcome",
-        "vanilla_outcome",
-        "steady_state",
-        "n_pairs",
-        "gain_pct",
-        "gain_ci_low_pct",
-    ]
-    columns += ["gain_ci_high_pct", "mem_reserved_reduction_pct", "mem_allocated_reduction_pct"]
+    by_cell = cells.set_index(["variant", *PAIR])
+    present = set(cells["variant"])
+    for variant, against in COMPARISONS:
+        if not {variant, against} <= present:
+            continue
+        pairs = _pairs(runs, variant, against)
+        for batch, seq in sorted(set(zip(cells["batch_size"], cells["seq_len"], strict=True))):
+            group = pairs[(pairs["batch_size"] == batch) & (pairs["seq_len"] == seq)]
+            gain = group["tokens_per_s_nonpad"] / group["tokens_per_s_nonpad_against"] - 1.0
+            reserved = 1.0 - group["peak_mem_reserved_gb"] / group["peak_mem_reserved_gb_against"]
+            allocated = 1.0 - group["peak_mem_allocated_gb"] / group["peak_mem_allocated_gb_against"]
+            mean, low, high = (100.0 * v for v in mean_ci(gain))
+            cell = by_cell.loc[(variant, batch, seq)] if (variant, batch, seq) in by_cell.index else None
+            payback = math.nan
+            if against == BASELINE and cell is not None:
+                payback = payback_steps(cell["compile_time_s"], cell["step_time_s"], mean / 100.0)
+
+            def outcome(name: Variant, batch: int = batch, seq: int = seq) -> str:
+                return by_cell["outcome"].get((name, batch, seq), "not run")
+
+            def steadiness(name: Variant, batch: int = batch, seq: int = seq) -> str:
+                return by_cell["steady_state"].get((name, batch, seq), "unknown")
+
+            rows.append(
+                {
+                    "variant": variant,
+                    "against": against,
+                    "batch_size": batch,
+                    "seq_len": seq,
+                    "variant_outcome": outcome(variant),
+                    "against_outcome": outcome(against),
+                    # A gain is only as steady as the less steady of its two cells.
+                    "steady_state": _steady_state(pd.Series([steadiness(variant), steadiness(against)])),
+                    "n_pairs": len(group),
+                    "gain_pct": mean,
+                    "gain_ci_low_pct": low,
+                    "gain_ci_high_pct": high,
+                    "mem_reserved_reduction_pct": 100.0 * mean_ci(reserved)[0],
+                    "mem_allocated_reduction_pct": 100.0 * mean_ci(allocated)[0],
+                    "payback_steps": payback,
+                }
+            )
+    columns = ["variant", "against", "batch_size", "seq_len", "variant_outcome", "against_outcome", "steady_state"]
+    columns += ["n_pairs", "gain_pct", "gain_ci_low_pct", "gain_ci_high_pct", "mem_reserved_reduction_pct"]
+    columns += ["mem_allocated_reduction_pct", "payback_steps"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _has_ci(cell: pd.Series) -> bool:
+    return math.isfinite(cell["tokens_per_s_nonpad_ci_low"]) and math.isfinite(cell["tokens_per_s_nonpad_ci_high"])
+
+
+def _overlaps(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two cells' 95% CIs of tokens/s overlap (both have one)."""
+    return (
+        a["tokens_per_s_nonpad_ci_low"] <= b["tokens_per_s_nonpad_ci_high"]
+        and b["tokens_per_s_nonpad_ci_low"] <= a["tokens_per_s_nonpad_ci_high"]
+    )
+
+
+def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per (batch size, seq len): the fastest and the leanest variant among those that trained at steady state.
+
+    A candidate cell trained in every repeat (outcome ``ok``) and is not ``unsteady``; failed, out of
+    memory, skipped, partly failed and unsteady cells are never recommended, and are named with why.
+    A variant whose tokens/s 95% CI overlaps the fastest's cannot be told apart from it and is listed
+    as a tie; ``ranked`` is False when some candidate has no CI (one repeat), so the order is not
+    established. The leanest is the smallest peak reserved memory.
+    """
+    rows = []
+    for (batch, seq), group in cells.groupby(PAIR, sort=True):
+        candidates = group[(group["outcome"] == "ok") & (group["steady_state"] != "unsteady")]
+        left_out = group.drop(candidates.index)
+        why: dict[str, list[str]] = {}  # variants sharing one verdict and reason are named together
+        for r in left_out.itertuples():
+            verdict = ("unsteady" if r.outcome == "ok" else r.outcome) + (f" ({r.reason})" if r.reason else "")
+            why.setdefault(verdict, []).append(r.variant)
+        excluded = "; ".join(f"{', '.join(variants)}: {verdict}" for verdict, variants in why.items())
+        row: dict[str, Any] = {"batch_size": batch, "seq_len": seq, "fastest": "", "fastest_tokens_per_s": math.nan}
+        row.update(fastest_ci_low=math.nan, fastest_ci_high=math.nan, fastest_ties="", ranked=False, leanest="")
+        row.update(leanest_peak_mem_reserved_gb=math.nan, excluded=excluded)
+        if len(candidates):
+            fastest = candidates.loc[candidates["tokens_per_s_nonpad"].idxmax()]
+            ranked = all(_has_ci(r) for _, r in candidates.iterrows())
+            ties = [
+                r["variant"]
+                for _, r in candidates.iterrows()
+                if ranked and r.name != fastest.name and _overlaps(r, fastest)
+            ]
+            leanest = (
+                candidates.loc[candidates["peak_mem_reserved_gb"].idxmin()]
+                if candidates["peak_mem_reserved_gb"].notna().any()
+                else None
+            )
+            row.update(
+                fastest=fastest["variant"],
+                fastest_tokens_per_s=fastest["tokens_per_s_nonpad"],
+                fastest_ci_low=fastest["tokens_per_s_nonpad_ci_low"],
+                fastest_ci_high=fastest["tokens_per_s_nonpad_ci_high"],
+                fastest_ties=", ".join(ties),
+                ranked=ranked,
+                leanest=leanest["variant"] if leanest is not None else "",
+                leanest_peak_mem_reserved_gb=leanest["peak_mem_reserved_gb"] if leanest is not None else math.nan,
+            )
+        rows.append(row)
+    columns = ["batch_size", "seq_len", "fastest", "fastest_tokens_per_s", "fastest_ci_low", "fastest_ci_high"]
+    columns += ["fastest_ties", "ranked", "leanest", "leanest_peak_mem_reserved_gb", "excluded"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def _frontier(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (variant, seq), group in cells.groupby(["variant", "seq_len"], sort=True):
+    for (variant, seq), group in cells.groupby(["variant", "seq_len"], sort=False):
         trained = group.loc[group["n_ok"] > 0, "batch_size"]
         oom = group.loc[group["n_oom"] > 0, "batch_size"]
         rows.append(
@@ -190,42 +304,56 @@ def _frontier(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _divergences(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per diverged run: the step its loss became non-finite, and the status of its pair's other run."""
-    keys = [*PAIR, "repeat", "use_liger"]
-    partners = runs[keys + ["status"]].assign(use_liger=~runs["use_liger"]).rename(columns={"status": "pair_status"})
-    diverged = runs[runs["status"] == "diverged"].merge(partners, on=keys, how="left")
+    """One row per diverged run: the step its loss became non-finite, and the status of its pair's other run.
+
+    A variant's pair is the baseline run of the same cell and repeat; the baseline's is the Liger run.
+    """
+    keys = [*PAIR, "repeat"]
+    diverged = runs[runs["status"] == "diverged"]
+    partner = diverged["variant"].map(lambda variant: "liger" if variant == BASELINE else BASELINE)
+    others = runs[[*keys, "variant", "status"]].rename(columns={"variant": "partner", "status": "pair_status"})
+    diverged = diverged.assign(partner=partner).merge(others, on=[*keys, "partner"], how="left")
     diverged["pair_status"] = diverged["pair_status"].fillna("not run")
     columns = ["run_key", "variant", *PAIR, "repeat", "first_nonfinite_loss_step", "pair_status"]
     return diverged[columns].reset_index(drop=True)
 
 
-def _parity(steps: pd.DataFrame, pairs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+def _parity(steps: pd.DataFrame, runs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Loss agreement of every pair of ok runs of a variant and the baseline, over their measured steps."""
     keys = [*PAIR, "repeat"]
-    columns = [*keys, "liger_run", "vanilla_run", "n_steps_compared", "max_rel_diff", "step_of_max", "passed"]
+    columns = ["variant", *keys, "variant_run", "baseline_run", "n_steps_compared", "max_rel_diff", "step_of_max"]
+    columns += ["passed"]
+    pairs = pd.concat(
+        [_pairs(runs, variant, BASELINE) for variant, against in COMPARISONS if against == BASELINE]
+        + [pd.DataFrame(columns=["variant", *keys, "run_key", "run_key_against"])]
+    )
     if pairs.empty:
         return pd.DataFrame(columns=columns)
+    pairs = pairs.rename(columns={"run_key": "variant_run", "run_key_against": "baseline_run"})
     measured = steps[steps["measured"] & steps["loss"].notna()][["run_key", "step", "loss"]]
-    joined = pairs[[*keys, "run_key_liger", "run_key_vanilla"]]
-    joined = joined.merge(measured.add_suffix("_l"), left_on="run_key_liger", right_on="run_key_l")
+    joined = pairs[["variant", *keys, "variant_run", "baseline_run"]]
+    joined = joined.merge(measured.add_suffix("_v"), left_on="variant_run", right_on="run_key_v")
     joined = joined.merge(
-        measured.add_suffix("_v"), left_on=["run_key_vanilla", "step_l"], right_on=["run_key_v", "step_v"]
+        measured.add_suffix("_b"), left_on=["baseline_run", "step_v"], right_on=["run_key_b", "step_b"]
     )
-    joined["rel_diff"] = (joined["loss_l"] - joined["loss_v"]).abs() / joined["loss_v"].abs().clip(lower=1e-12)
+    joined["rel_diff"] = (joined["loss_v"] - joined["loss_b"]).abs() / joined["loss_b"].abs().clip(lower=1e-12)
+    pair_keys = ["variant", *keys]
     worst = (
-        joined.loc[joined.groupby(keys)["rel_diff"].idxmax(), [*keys, "rel_diff", "step_l"]] if len(joined) else None
+        joined.loc[joined.groupby(pair_keys)["rel_diff"].idxmax(), [*pair_keys, "rel_diff", "step_v"]]
+        if len(joined)
+        else None
     )
-    counts = joined.groupby(keys).size().rename("n_steps_compared").reset_index()
-    out = pairs[[*keys, "run_key_liger", "run_key_vanilla"]].merge(counts, on=keys, how="left")
+    counts = joined.groupby(pair_keys).size().rename("n_steps_compared").reset_index()
+    out = pairs[[*pair_keys, "variant_run", "baseline_run"]].merge(counts, on=pair_keys, how="left")
     if worst is not None:
-        out = out.merge(worst, on=keys, how="left")
+        out = out.merge(worst, on=pair_keys, how="left")
     else:
-        out["rel_diff"], out["step_l"] = math.nan, math.nan
-    out = out.rename(
-        columns={"run_key_liger": "liger_run", "run_key_vanilla": "vanilla_run", "rel_diff": "max_rel_diff"}
-    ).rename(columns={"step_l": "step_of_max"})
+        out["rel_diff"], out["step_v"] = math.nan, math.nan
+    out = out.rename(columns={"rel_diff": "max_rel_diff", "step_v": "step_of_max"})
     out["n_steps_compared"] = out["n_steps_compared"].fillna(0).astype(int)
     out["passed"] = (out["max_rel_diff"] <= tolerance).astype("boolean").mask(out["n_steps_compared"] == 0)
-    return out[columns].sort_values(keys, ignore_index=True)
+    out["variant_order"] = out["variant"].map(VARIANTS.index)
+    return out.sort_values([*keys, "variant_order"], ignore_index=True)[columns]
 
 
 def analyze_results(
@@ -241,7 +369,7 @@ def analyze_results(
         histories: One history dict per run (``{"run_key", "warmup_steps_to_skip", "steps"}``), any
             order; a run without a history simply has no steps.
         parity_tolerance: Largest relative difference of per-step losses (measured steps only) at
-            which a Liger/baseline pair still passes loss parity.
+            which a variant/baseline pair still passes loss parity.
 
     Returns:
         Everything the report shows: the tables, and what the runs trained on what.
@@ -261,7 +389,6 @@ def analyze_results(
     runs = runs_table(parsed)
     steps = steps_table(runs, [StepHistory.from_dict(h) for h in histories])
     cells = _cells(runs)
-    pairs = _pairs(runs)
     problems = runs.loc[runs["status"] != "ok", ["run_key", "variant", *PAIR, "repeat", "status", "reason"]]
     liger_keys = set(runs.loc[runs["use_liger"], "run_key"])
     settings, varying = _settings([r.config for r in parsed])
@@ -269,9 +396,10 @@ def analyze_results(
         runs=runs,
         steps=steps,
         cells=cells,
-        gains=_gains(cells, pairs),
+        gains=_gains(cells, runs),
+        recommendations=_recommendations(cells),
         frontier=_frontier(cells),
-        parity=_parity(steps, pairs, parity_tolerance),
+        parity=_parity(steps, runs, parity_tolerance),
         problems=problems.reset_index(drop=True),
         divergences=_divergences(runs),
         environments=[r.environment for r in parsed],

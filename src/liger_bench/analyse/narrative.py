@@ -1,6 +1,9 @@
-"""What the numbers say, in words: the headline, the caveats, the baseline's definition and the KFP metrics.
+"""What the numbers say, in words: headline, recommendation, caveats, the baseline's definition, KFP metrics.
 
-The page's names of the variants live here ("baseline" for ``vanilla``); the data keeps its names.
+The page's names of the variants live here ("Liger + compile" for ``liger-compile``); the data keeps its names.
+Every sentence is read off the analysis' tables (cells, gains, recommendations): a variant is recommended
+only from a cell that trained in every repeat at steady state, and two variants whose 95% intervals
+overlap are said to be indistinguishable.
 """
 
 from __future__ import annotations
@@ -11,14 +14,26 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analyse.analysis import Analysis, status_counts, success_ratio
-from liger_bench.vocabulary import RUN_STATUSES, VARIANTS, RunStatus, Variant
+from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant
 
 HIGH_CV = 0.10
-# The page's names of the variants; "vanilla" stays the data name (run keys, CSV, metrics).
-LABELS: dict[Variant, str] = {"liger": "Liger", "vanilla": "baseline"}
+# The page's names of the variants; the data names stay in run keys, CSV and metrics.
+LABELS: dict[Variant, str] = {
+    "baseline": "baseline",
+    "liger": "Liger",
+    "compile": "torch.compile",
+    "liger-compile": "Liger + torch.compile",
+}
 BASELINE_DEFINITION = (
-    "The baseline is stock transformers: the same model, data and settings without Liger "
-    "(its run keys start with vanilla-)."
+    "The baseline is stock, eager transformers: the same model, data and settings without Liger and without "
+    "torch.compile (its run keys start with baseline-). Every gain is against it; Liger is also compared with "
+    "torch.compile head to head."
+)
+RECOMMENDATION_RULE = (
+    "Per batch size and sequence length: the fastest variant (mean non-padding tokens/s, 95% CI over repeats) "
+    "and the leanest (peak reserved memory) among those that trained in every repeat at steady state; a "
+    "variant whose CI overlaps the fastest's cannot be told apart from it. Failed, out-of-memory, skipped and "
+    "unsteady variants are never recommended and are named with the reason."
 )
 PROBLEMS_HEADING = "Runs that did not finish"
 # How a caveat counts the runs of each status but ok: "3 of 24 runs ran out of memory".
@@ -47,24 +62,91 @@ def number(value: Any, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _label(variant: Variant) -> str:
+    return LABELS[variant]
+
+
 def _headline_cell(analysis: Analysis) -> pd.Series | None:
-    """The largest paired batch (then the longest sequence) whose gain was measured at steady state."""
+    """The recommendation the headline states: of the largest (batch, then seq) cell with one.
+
+    Cells where the baseline trained too come first, so that a gain can be stated.
+    """
+    recommended = analysis.recommendations[analysis.recommendations["fastest"] != ""]
+    cells = analysis.cells
+    baseline = cells[
+        (cells["variant"] == BASELINE) & (cells["outcome"] == "ok") & (cells["steady_state"] != "unsteady")
+    ]
+    compared = recommended.merge(baseline[["batch_size", "seq_len"]], on=["batch_size", "seq_len"])
+    chosen = compared if len(compared) else recommended
+    return chosen.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(chosen) else None
+
+
+def _gain_row(analysis: Analysis, variant: Variant, against: Variant, batch: int, seq: int) -> pd.Series | None:
     gains = analysis.gains
-    paired = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] != "unsteady")]
-    return paired.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(paired) else None
+    rows = gains[
+        (gains["variant"] == variant)
+        & (gains["against"] == against)
+        & (gains["batch_size"] == batch)
+        & (gains["seq_len"] == seq)
+        & (gains["n_pairs"] > 0)
+    ]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _ci(low: float, high: float, digits: int = 0, unit: str = "") -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no 95% CI: one repeat"
+    return f"95% CI {low:,.{digits}f}{unit} to {high:,.{digits}f}{unit}"
+
+
+def recommendation(analysis: Analysis, row: pd.Series) -> str:
+    """The recommendation of one (batch, seq) row of ``analysis.recommendations``, in sentences.
+
+    Args:
+        analysis: The analysed runs.
+        row: A row of ``analysis.recommendations``.
+    """
+    where = _where(analysis, row.batch_size, row.seq_len)
+    parts = []
+    if row.fastest:
+        text = (
+            f"At {where} the fastest variant that trained is {_label(row.fastest)}: "
+            f"{number(row.fastest_tokens_per_s, 0)} tokens/s ({_ci(row.fastest_ci_low, row.fastest_ci_high)})"
+        )
+        gain = _gain_row(analysis, row.fastest, BASELINE, row.batch_size, row.seq_len)
+        if gain is not None:
+            text += (
+                f", {percent(gain.gain_pct)} vs the baseline "
+                f"({_ci(gain.gain_ci_low_pct, gain.gain_ci_high_pct, 1, '%')})"
+            )
+        ties = [variant for variant in row.fastest_ties.split(", ") if variant]
+        if ties:
+            text += f"; indistinguishable from {_join([_label(v) for v in ties])} (overlapping 95% CIs)"
+        elif not row.ranked:
+            text += "; one repeat, so the ranking has no confidence interval (use n_runs >= 3)"
+        parts.append(text + ".")
+        if row.leanest:
+            parts.append(
+                f"Leanest: {_label(row.leanest)}, {number(row.leanest_peak_mem_reserved_gb, 1)} GiB peak reserved."
+            )
+    if row.excluded:
+        parts.append(f"Not recommended at {where}: {row.excluded}.")
+    return " ".join(parts)
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _unsteady_phrase(analysis: Analysis) -> str:
-    """Which paired cells were left out of the headline for not being steady, and what they need."""
-    gains = analysis.gains
-    unsteady = gains[(gains["n_pairs"] > 0) & (gains["steady_state"] == "unsteady")]
-    if unsteady.empty:
+    """Which cells were left out of the recommendation for not being steady, and what they need."""
+    cells = analysis.cells[(analysis.cells["steady_state"] == "unsteady") & (analysis.cells["outcome"] == "ok")]
+    if cells.empty:
         return ""
-    cells = analysis.cells[analysis.cells["steady_state"] == "unsteady"]
     needed = cells["steps_needed"].max()
-    where = ", ".join(_where(analysis, row.batch_size, row.seq_len) for row in unsteady.itertuples())
+    where = _join(sorted({_where(analysis, row.batch_size, row.seq_len) for row in cells.itertuples()}))
     advice = f"about {int(needed)} steps would be needed" if math.isfinite(needed) else "run more steps"
-    return f" Not at steady state, so left out of the headline: {where} ({advice})."
+    return f" Not at steady state, so never recommended: {where} ({advice})."
 
 
 def _where(analysis: Analysis, batch: int, seq: int) -> str:
@@ -77,90 +159,64 @@ def _lone_divergence_phrase(analysis: Analysis) -> str:
     lone = analysis.divergences[analysis.divergences["pair_status"] == "ok"]
     phrases = []
     for variant, rows in lone.groupby("variant", sort=False):
-        other = "the baseline" if variant == "liger" else LABELS["liger"]
+        other = "the baseline" if variant != BASELINE else LABELS["liger"]
         where = ", ".join(f"{_where(analysis, r.batch_size, r.seq_len)} repeat {r.repeat}" for r in rows.itertuples())
         phrases.append(f" {LABELS[variant]} diverged where {other} trained ({where}): the variants differ numerically.")
     return "".join(phrases)
 
 
 def _memory_frontier_phrase(analysis: Analysis) -> str:
-    gains = analysis.gains
-    liger_only = gains[(gains["liger_outcome"].isin(["ok", "partial"])) & (gains["vanilla_outcome"] == "oom")]
-    vanilla_only = gains[(gains["vanilla_outcome"].isin(["ok", "partial"])) & (gains["liger_outcome"] == "oom")]
-    if len(liger_only):
-        row = liger_only.sort_values(["batch_size", "seq_len"]).iloc[-1]
-        return f"trains {_where(analysis, row.batch_size, row.seq_len)} where the baseline runs out of memory"
-    if len(vanilla_only):
-        row = vanilla_only.sort_values(["batch_size", "seq_len"]).iloc[-1]
-        return f"runs out of memory at {_where(analysis, row.batch_size, row.seq_len)} where the baseline trains"
-    return ""
-
-
-def _best_ok(analysis: Analysis, variant: Variant) -> pd.Series | None:
-    ok = analysis.cells[(analysis.cells["variant"] == variant) & (analysis.cells["n_ok"] > 0)]
-    return ok.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(ok) else None
+    """The largest batch some variant trains where the baseline runs out of memory."""
+    gains = analysis.gains[analysis.gains["against"] == BASELINE]
+    beyond = gains[(gains["variant_outcome"].isin(["ok", "partial"])) & (gains["against_outcome"] == "oom")]
+    if beyond.empty:
+        return ""
+    batch, seq = beyond.sort_values(["batch_size", "seq_len"]).iloc[-1][["batch_size", "seq_len"]]
+    variants = beyond[(beyond["batch_size"] == batch) & (beyond["seq_len"] == seq)]["variant"]
+    return (
+        f" {_join([_label(v) for v in variants])} {'trains' if len(variants) == 1 else 'train'} "
+        f"{_where(analysis, batch, seq)} where the baseline runs out of memory."
+    )
 
 
 def make_headline(analysis: Analysis) -> str:
-    """One or two plain sentences: what Liger did to throughput, memory and the largest batch."""
-    runs, cells = analysis.runs, analysis.cells
+    """A few plain sentences: which variant to turn on at the largest measured batch, and why, from the numbers."""
+    runs = analysis.runs
     if runs.empty:
         return "No run results were collected."
     counts = runs["status"].value_counts()
     if counts.get("ok", 0) == 0:
         parts = [f"{counts[s]} {'out of memory' if s == 'oom' else s}" for s in RUN_STATUSES[1:] if s in counts]
         return f"No run trained successfully ({', '.join(parts)} of {len(runs)} runs); see the reasons below."
-    cell = _headline_cell(analysis)
-    variants = set(cells["variant"])
+    text = ""
     if is_cpu(analysis):
-        liger = runs[runs["variant"] == "liger"]
+        liger = runs[runs["use_liger"]]
         skipped = (
             f", so its {len(liger)} runs were skipped" if len(liger) and (liger["status"] == "skipped").all() else ""
         )
         text = (
             "Liger was not measured: this was a CPU run. CPU numbers check the pipeline's plumbing and are not "
-            f"a Liger measurement (Liger's Triton kernels need a CUDA GPU{skipped})."
+            f"a Liger or GPU measurement (Liger's Triton kernels need a CUDA GPU{skipped}). "
         )
-    elif cell is not None:
-        text = f"Liger: {percent(cell.gain_pct)} tokens/s"
-        if math.isfinite(cell.mem_reserved_reduction_pct):
-            text += f" and {percent(-cell.mem_reserved_reduction_pct)} peak memory"
-        text += f" at {_where(analysis, cell.batch_size, cell.seq_len)}"
-        frontier = _memory_frontier_phrase(analysis)
-        text += f"; {frontier}." if frontier else "."
-    elif (analysis.gains["n_pairs"] > 0).any():
-        text = "No Liger/baseline comparison reached a steady state; see the caveats."
-    elif variants == set(VARIANTS):
-        liger = runs[runs["variant"] == "liger"]
-        baseline = _best_ok(analysis, "vanilla")
-        if (liger["status"] == "skipped").all() and baseline is not None:
-            text = (
-                f"Liger was not measured: all its {len(liger)} runs were skipped (see the reasons below). "
-                f"Baseline only: {number(baseline.tokens_per_s_nonpad, 0)} tokens/s at "
-                f"{_where(analysis, baseline.batch_size, baseline.seq_len)}."
-            )
-        else:
-            frontier = _memory_frontier_phrase(analysis)
-            text = "No batch size trained with both Liger and the baseline" + (
-                f"; Liger {frontier}." if frontier else "."
-            )
+    cell = _headline_cell(analysis)
+    if cell is not None:
+        text += recommendation(analysis, cell)
+    elif (analysis.cells["outcome"] == "ok").any():
+        text += "No variant trained at steady state in every repeat, so none is recommended; see the caveats."
     else:
-        variant = next(iter(variants))
-        best = _best_ok(analysis, variant)
-        text = (
-            f"Only {'the baseline' if variant == 'vanilla' else LABELS[variant]} was run, so there is no comparison: "
-            f"{number(best.tokens_per_s_nonpad, 0)} tokens/s "
-            f"at {_where(analysis, best.batch_size, best.seq_len)}."
-        )
+        text += "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
+    text += _memory_frontier_phrase(analysis)
+    if set(analysis.cells["variant"]) == {BASELINE}:
+        text += " Only the baseline was run, so there is no comparison."
     text += _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)
     failures = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712 - nullable boolean column
     if len(failures):
         text += (
-            f" Loss parity FAILED for {len(failures)} of {len(analysis.parity)} Liger/baseline pairs "
+            f" Loss parity FAILED for {len(failures)} of {len(analysis.parity)} variant/baseline pairs "
             f"(max relative difference {failures['max_rel_diff'].max():.1%}, tolerance "
             f"{analysis.parity_tolerance:.0%})."
         )
-    return text
+    return text.strip()
 
 
 def is_cpu(analysis: Analysis) -> bool:
@@ -173,22 +229,19 @@ def headline_metrics(analysis: Analysis) -> dict[str, float]:
     out: dict[str, Any] = {f"n_{status}": count for status, count in status_counts(analysis).items()}
     out["n_runs"] = len(analysis.runs)
     out["success_ratio"] = success_ratio(analysis)
-    cell = _headline_cell(analysis)
-    if cell is not None:
-        out["headline_gain_pct"], out["headline_mem_reduction_pct"] = (
-            cell.gain_pct,
-            cell.mem_reserved_reduction_pct,
-        )
     for row in analysis.gains.itertuples():
-        suffix = f"bs{row.batch_size}_seq{row.seq_len}"
-        out[f"liger_gain_pct_{suffix}"] = row.gain_pct
-        out[f"liger_gain_ci_low_pct_{suffix}"] = row.gain_ci_low_pct
-        out[f"liger_gain_ci_high_pct_{suffix}"] = row.gain_ci_high_pct
+        suffix = f"{row.variant}_vs_{row.against}_bs{row.batch_size}_seq{row.seq_len}"
+        out[f"gain_pct_{suffix}"] = row.gain_pct
+        out[f"gain_ci_low_pct_{suffix}"] = row.gain_ci_low_pct
+        out[f"gain_ci_high_pct_{suffix}"] = row.gain_ci_high_pct
         out[f"mem_reduction_pct_{suffix}"] = row.mem_reserved_reduction_pct
+        out[f"payback_steps_{suffix}"] = row.payback_steps
     for row in analysis.cells.itertuples():
         suffix = f"{row.variant}_bs{row.batch_size}_seq{row.seq_len}"
         out[f"tokens_per_s_{suffix}"] = row.tokens_per_s_nonpad
         out[f"peak_mem_reserved_gb_{suffix}"] = row.peak_mem_reserved_gb
+        out[f"compile_time_s_{suffix}"] = row.compile_time_s
+        out[f"recompiles_{suffix}"] = row.recompiles
     for row in analysis.frontier.itertuples():
         if row.largest_ok_batch is not pd.NA:
             out[f"largest_ok_batch_{row.variant}_seq{row.seq_len}"] = row.largest_ok_batch
@@ -205,7 +258,7 @@ def caveats(analysis: Analysis) -> list[str]:
         notes.append(
             "CPU run: Liger skipped (its kernels need a CUDA GPU); no GPU memory was measured, and the "
             "throughput checks the pipeline's plumbing: it is not a Liger measurement and says nothing about "
-            "GPU training."
+            "GPU training, nor about torch.compile on a GPU."
         )
     if analysis.model.get("embedded"):
         notes.append(
@@ -214,7 +267,7 @@ def caveats(analysis: Analysis) -> list[str]:
         )
     for row in analysis.parity[analysis.parity["passed"] == False].itertuples():  # noqa: E712
         notes.append(
-            f"Loss parity failed: {row.liger_run} vs {row.vanilla_run} differ by up to "
+            f"Loss parity failed: {row.variant_run} vs {row.baseline_run} differ by up to "
             f"{row.max_rel_diff:.1%} "
             f"(step {row.step_of_max}; tolerance {analysis.parity_tolerance:.0%})."
         )
@@ -237,6 +290,7 @@ def caveats(analysis: Analysis) -> list[str]:
             "Steps whose batch shape was new in the run (compilation, autotuning, allocation for that shape) are "
             f"left out of every aggregate and cost once: {'; '.join(parts)} (mean over cells)."
         )
+    notes += _compile_notes(analysis)
     noisy = runs[runs["step_time_cv"] > HIGH_CV]
     if len(noisy):
         notes.append(
@@ -268,4 +322,26 @@ def caveats(analysis: Analysis) -> list[str]:
     if analysis.untracked:
         first = next(iter(analysis.untracked.values()))
         notes.append(f"{len(analysis.untracked)} of {len(runs)} runs not in MLflow. {first}.")
+    return notes
+
+
+def _compile_notes(analysis: Analysis) -> list[str]:
+    """torch.compile's one-off cost per compiled cell: time, recompiles, and the steps that pay it back."""
+    compiled = analysis.cells[analysis.cells["torch_compile"] & (analysis.cells["n_ok"] > 0)]
+    gains = analysis.gains[analysis.gains["against"] == BASELINE].set_index(["variant", "batch_size", "seq_len"])
+    notes = []
+    for row in compiled.itertuples():
+        key = (row.variant, row.batch_size, row.seq_len)
+        payback = gains["payback_steps"].get(key, math.nan)
+        if math.isinf(payback):
+            paid = "it never pays back: its steady rate is not above the baseline's"
+        elif math.isfinite(payback):
+            paid = f"paid back after about {math.ceil(payback):,} steps at its gain over the baseline's steady rate"
+        else:
+            paid = "no payback without a baseline to compare with"
+        notes.append(
+            f"torch.compile's one-off cost, left out of every aggregate: {_label(row.variant)} at "
+            f"{_where(analysis, row.batch_size, row.seq_len)} spent {number(row.compile_time_s, 1)} s compiling "
+            f"({number(row.n_compile_steps, 0)} steps, {number(row.recompiles, 0)} recompiles per run); {paid}."
+        )
     return notes

@@ -15,9 +15,9 @@ import pandas as pd
 from liger_bench.measure.metrics import is_measured
 from liger_bench.plan.config import coerce
 from liger_bench.records import STEP_METRICS, RunResult, StepHistory
-from liger_bench.vocabulary import variant_of
+from liger_bench.vocabulary import VARIANTS, variant_of
 
-CELL = ["use_liger", "batch_size", "seq_len"]
+CELL = ["variant", "batch_size", "seq_len"]
 # The run's column, then the name of the aggregate ``metrics.aggregate`` writes for it.
 RUN_METRICS = {
     "tokens_per_s_nonpad": "tokens_per_s_nonpad",
@@ -38,6 +38,9 @@ RUN_METRICS = {
     "first_shape_excess_s": "first_shape_excess_s",
     "first_nonfinite_loss_step": "first_nonfinite_loss_step",
     "peak_tflops": "peak_tflops",  # the GPU's dense bf16 peak MFU was computed with; NaN: unknown
+    "n_compile_steps": "n_compile_steps",
+    "recompiles": "recompiles",
+    "compile_time_s": "compile_time_s",
 }
 STEADY_STATES = ("steady", "unsteady", "unknown")
 RUN_COLUMNS = [
@@ -45,6 +48,7 @@ RUN_COLUMNS = [
     "status",
     "reason",
     "use_liger",
+    "torch_compile",
     "batch_size",
     "seq_len",
     "repeat",
@@ -62,6 +66,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
             "status": result.status,
             "reason": result.reason or "",
             "use_liger": coerce("use_liger", config["use_liger"], bool),
+            "torch_compile": coerce("torch_compile", config.get("torch_compile", False), bool),
             "batch_size": coerce("per_device_train_batch_size", config["per_device_train_batch_size"], int),
             "seq_len": coerce("max_seq_length", config["max_seq_length"], int),
             "repeat": coerce("repeat", config.get("repeat", 0), int),
@@ -69,7 +74,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
         }
     except (KeyError, ValueError) as err:
         raise ValueError(f"run result {result.run_key!r} lacks a valid config value: {err}") from err
-    row["variant"] = variant_of(row["use_liger"])
+    row["variant"] = variant_of(row["use_liger"], row["torch_compile"])
     for column, name in RUN_METRICS.items():
         value = metrics.get(name)
         row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
@@ -87,7 +92,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
 
 
 def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per run: its grid axes, status, reason and aggregates, sorted by sequence, batch, variant, repeat.
+    """One row per run: grid axes, status, reason, aggregates; by sequence, batch, variant (baseline first), repeat.
 
     Args:
         results: The parsed run results.
@@ -100,8 +105,12 @@ def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
 
     """
     runs = pd.DataFrame([_run_row(r) for r in results], columns=RUN_COLUMNS)
-    return runs.astype({"use_liger": bool}).sort_values(
-        ["seq_len", "batch_size", "use_liger", "repeat"], ignore_index=True
+    runs = runs.astype({"use_liger": bool, "torch_compile": bool})
+    order = runs["variant"].map(VARIANTS.index).rename("variant_order")
+    return (
+        pd.concat([runs, order], axis=1)
+        .sort_values(["seq_len", "batch_size", "variant_order", "repeat"], ignore_index=True)
+        .drop(columns="variant_order")
     )
 
 
@@ -130,7 +139,7 @@ def steps_table(runs: pd.DataFrame, histories: Sequence[StepHistory]) -> pd.Data
     for column in STEP_METRICS:
         steps[column] = pd.to_numeric(steps[column], errors="coerce").astype(float)
     steps["step"] = pd.to_numeric(steps["step"]).astype(int)
-    axes = runs[["run_key", "variant", *CELL, "repeat", "warmup_steps_to_skip"]]
+    axes = runs[["run_key", *CELL, "use_liger", "torch_compile", "repeat", "warmup_steps_to_skip"]]
     steps = steps.merge(axes, on="run_key", how="inner")
     steps["measured"] = steps["measured"].astype(bool)
     return steps

@@ -5,9 +5,11 @@ the clock is read only after ``torch.cuda.synchronize()`` at both ends of a step
 counted separately from real tokens; every warm-up step (``warmup_steps_to_skip``) is excluded from
 every aggregate, not just the first one; a step whose padded batch shape is new in the run (a
 *first-shape* step: kernel selection, autotuning and allocator growth for that shape) is excluded
-too and reported on its own; a run whose measured steps still speed up or slow down is flagged
-``unsteady`` (``steady_state``) instead of being averaged as if it had settled; and a loss that
-becomes NaN or infinite stops training at once and marks the step where the run diverged.
+too and reported on its own; so is a *compile* step, in which ``torch.compile`` compiled or
+recompiled graphs (torch's own counter), whose one-off cost ``compile_cost`` reports; a run whose
+measured steps still speed up or slow down is flagged ``unsteady`` (``steady_state``) instead of
+being averaged as if it had settled; and a loss that becomes NaN or infinite stops training at
+once and marks the step where the run diverged.
 
 The callback and the aggregates share this module: what the callback records and what
 ``aggregate`` counts are one definition of a measured step (``is_measured``), and the steady-state
@@ -50,6 +52,13 @@ def count_tokens(inputs: dict[str, Any]) -> dict[str, int]:
     return {"tokens_padded": padded, "tokens_nonpad": nonpad, "tokens_trained": trained}
 
 
+def compiled_graph_count() -> int:
+    """Graphs ``torch.compile`` has compiled in this process so far (torch's own counter of unique graphs)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def synchronize_cuda() -> None:
     """Wait for all queued CUDA work; a no-op without a CUDA device."""
     import torch
@@ -86,6 +95,7 @@ class StepMetricsCallback(TrainerCallback):
         self._tokens = dict.fromkeys(TOKEN_KINDS, 0)
         self._totals = dict(self._tokens)
         self._start = 0.0
+        self._graphs_at_start = 0
         self._shapes: list[str] = []
         self._seen_shapes: set[str] = set()
         self._clock = clock
@@ -118,6 +128,7 @@ class StepMetricsCallback(TrainerCallback):
         self._flops = 0.0
         self._shapes = []
         self._barrier()
+        self._graphs_at_start = compiled_graph_count()
         self._start = self._clock()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -127,6 +138,7 @@ class StepMetricsCallback(TrainerCallback):
         self._sync()
         self._barrier()
         local: dict[str, Any] = {"step_time_s": self._clock() - self._start, "flops": self._flops}
+        local["compiled_graphs"] = compiled_graph_count() - self._graphs_at_start
         local.update({f"tokens_{kind}": count for kind, count in self._tokens.items()})
         local["shape"] = "+".join(self._shapes)
         cuda = torch.cuda.is_available()
@@ -155,6 +167,7 @@ class StepMetricsCallback(TrainerCallback):
             warmup=step <= self.warmup_steps_to_skip,
             shape=shape,
             first_shape=shape not in self._seen_shapes,
+            compiled_graphs=max(r["compiled_graphs"] for r in ranks),
             step_time_s=elapsed,
             tokens_padded=tokens["padded"],
             tokens_per_s_padded=rate(tokens["padded"]),
@@ -200,8 +213,8 @@ def _stat(values: list[float], fn) -> float | None:
 
 
 def is_measured(step: dict[str, Any]) -> bool:
-    """A step that counts in the aggregates: past warm-up, and of a shape seen earlier in the run."""
-    return not step["warmup"] and not step.get("first_shape", False)
+    """A step that counts in the aggregates: past warm-up, of a shape seen earlier in the run, nothing compiled."""
+    return not step["warmup"] and not step.get("first_shape", False) and not step.get("compiled_graphs", 0)
 
 
 def _times_by_shape(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -267,18 +280,10 @@ def first_shape_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
     for a shape that never repeated, the median measured time per padded token times its tokens).
     """
     after_warmup = [s for s in steps if not s["warmup"]]
-    first = [s for s in after_warmup if s.get("first_shape")]
-    measured = [s for s in after_warmup if not s.get("first_shape")]
-    by_shape = _times_by_shape(measured)
-    per_token = _stat(
-        [s["step_time_s"] / s["tokens_padded"] for s in measured if s["tokens_padded"]], statistics.median
-    )
-    excess = 0.0
-    for s in first:
-        if s.get("shape") in by_shape:
-            excess += s["step_time_s"] - statistics.median(by_shape[s["shape"]])
-        elif per_token is not None:
-            excess += s["step_time_s"] - per_token * s["tokens_padded"]
+    # A first-shape step that compiled is a compile step: its cost is compile_cost's, counted once.
+    first = [s for s in after_warmup if s.get("first_shape") and not s.get("compiled_graphs", 0)]
+    measured = [s for s in after_warmup if is_measured(s)]
+    excess = _excess_time(first, measured)
     return {
         "n_shapes": len({s.get("shape", "") for s in steps}),
         "n_first_shape_steps": len(first),
@@ -293,8 +298,44 @@ def first_nonfinite_loss_step(steps: list[dict[str, Any]]) -> int | None:
     return next((s["step"] for s in steps if s.get("loss") is not None and not math.isfinite(s["loss"])), None)
 
 
+def _excess_time(one_off: list[dict[str, Any]], measured: list[dict[str, Any]]) -> float:
+    """Time of the ``one_off`` steps beyond what measured steps of their shape take (see ``first_shape_cost``)."""
+    by_shape = _times_by_shape(measured)
+    per_token = _stat(
+        [s["step_time_s"] / s["tokens_padded"] for s in measured if s["tokens_padded"]], statistics.median
+    )
+    excess = 0.0
+    for s in one_off:
+        if s.get("shape") in by_shape:
+            excess += s["step_time_s"] - statistics.median(by_shape[s["shape"]])
+        elif per_token is not None:
+            excess += s["step_time_s"] - per_token * s["tokens_padded"]
+    return excess
+
+
+def compile_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-off cost of ``torch.compile``: the steps that compiled (warm-up included), graphs, recompiles, time.
+
+    ``compile_time_s`` is the compile steps' time beyond what measured steps of their shape take
+    (like ``first_shape_excess_s``). A recompile is a graph compiled in a later step than the first
+    one that compiled (a guard failed, e.g. on a new batch shape); the graphs of the first compile
+    step are one compilation (several graphs where the model has graph breaks). All None for a run
+    that compiled nothing.
+    """
+    compiling = [s for s in steps if s.get("compiled_graphs", 0) > 0]
+    if not compiling:
+        return {"n_compile_steps": 0, "compiled_graphs": 0, "recompiles": None, "compile_time_s": None}
+    measured = [s for s in steps if is_measured(s)]
+    return {
+        "n_compile_steps": len(compiling),
+        "compiled_graphs": sum(s["compiled_graphs"] for s in compiling),
+        "recompiles": sum(s["compiled_graphs"] for s in compiling[1:]),
+        "compile_time_s": _excess_time(compiling, measured) if measured else None,
+    }
+
+
 def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregates over the measured steps (see ``is_measured``), the steady-state verdict and first-shape cost."""
+    """Aggregates over the measured steps (``is_measured``), the steady-state verdict, first-shape and compile cost."""
     measured = [s for s in steps if is_measured(s)]
     times = [s["step_time_s"] for s in measured]
     out: dict[str, Any] = {"n_steps": len(steps), "n_measured_steps": len(measured)}
@@ -318,4 +359,5 @@ def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
     out["first_nonfinite_loss_step"] = first_nonfinite_loss_step(steps)
     out.update(steady_state(measured))
     out.update(first_shape_cost(steps))
+    out.update(compile_cost(steps))
     return out

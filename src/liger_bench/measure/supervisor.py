@@ -99,11 +99,16 @@ def train_supervised(
             relay.join(timeout=STOP_GRACE_S)
         elapsed = time.monotonic() - started
         outcome = work_dir / OUTCOME
-        if child.returncode == 0 and outcome.is_file() and not timed_out:
-            document = read_json(outcome)
-            return RunResult.from_dict(document["result"]), document["steps"]
-        steps = read_steps(work_dir / STEPS)
         failed_rank = first_failed_rank(work_dir)
+        if outcome.is_file() and not timed_out and failed_rank is None:
+            # The child's own record is complete once written, also when the process then dies at exit
+            # (a CUDA context a device fault poisoned can crash the interpreter's teardown).
+            document = read_json(outcome)
+            result = RunResult.from_dict(document["result"])
+            if child.returncode:
+                result.metrics["exit_code"] = child.returncode
+            return result, document["steps"]
+        steps = read_steps(work_dir / STEPS)
         if failed_rank is not None and not timed_out:
             return failed_rank, steps
         oom_killed = oom_kill_count() > oom_kills_before and child.returncode == -signal.SIGKILL

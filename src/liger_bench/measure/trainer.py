@@ -2,8 +2,9 @@
 
 The baseline is the stock transformers model trained by transformers' ``Trainer`` (whose forward
 is the model's own); trl supplies the SFT collator. trl's SFTTrainer is not used because it
-wraps the forward with its own LM-head loss, which would make "vanilla" something else than stock
-transformers.
+wraps the forward with its own LM-head loss, which would make the baseline something else than stock
+transformers. ``torch.compile`` goes through the Trainer's own flag (accelerate compiles the model
+as it prepares it), never through a wrapper of ours.
 """
 
 from __future__ import annotations

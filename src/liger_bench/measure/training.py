@@ -1,7 +1,7 @@
-"""One grid point: fine-tune with or without Liger, measure every step, never raise for outcomes.
+"""One grid point: fine-tune one variant, measure every step, never raise for outcomes.
 
 The data, the model and its variant are prepared here; ``liger_bench.measure.trainer`` trains them with
-transformers' Trainer. The only difference between variants is ``apply_liger``.
+transformers' Trainer. Variants differ only by ``apply_liger`` and the Trainer's ``torch_compile``.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def run_training(
     from liger_bench.measure.metrics import StepMetricsCallback, aggregate
 
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
-    run, steps = None, []
+    run, steps, device_usable = None, [], True
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
@@ -286,11 +286,14 @@ def run_training(
                 result.status = "failed"
                 result.reason = f"{type(err).__name__}: {err}"
                 result.metrics["traceback"] = traceback.format_exc(limit=8)
+                # A device-side fault (an illegal memory access in a kernel) poisons this process's CUDA
+                # context: every later CUDA call raises it again, so none is made; the process ends anyway.
+                device_usable = not isinstance(err, torch.AcceleratorError)
     # The model (held by ``run``) and the exception (its frames hold it too) are let go here, so memory
     # can really be freed.
     del run
     gc.collect()
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and device_usable:
         torch.cuda.empty_cache()
     result.metrics["steps_completed"] = len(steps)
     result.metrics.update(aggregate(steps))

@@ -40,6 +40,10 @@ def training_arguments(config: TrainConfig, output_dir: str, bf16: bool, shardin
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverging loss must show as NaN/inf, not as 0.0
+        torch_compile=config.torch_compile,
+        # Only a compiled run names a mode or backend: either one alone turns torch_compile on in the Trainer.
+        torch_compile_mode=(config.torch_compile_mode or None) if config.torch_compile else None,
+        torch_compile_backend=(config.torch_compile_backend or None) if config.torch_compile else None,
         # accelerate forms a process group of CPU ranks (gloo) only when told the run is on the CPU.
         use_cpu=bool(sharding) and not torch.cuda.is_available(),
     )

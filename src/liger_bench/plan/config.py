@@ -19,6 +19,7 @@ from typing import Any
 
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.signature import pipeline_default
+from liger_bench.vocabulary import Variant, variant_of
 
 # Every kernel flag liger-kernel's per-architecture functions take (tests/test_architectures.py
 # checks this against its registry); which of them a model type offers, and their defaults, are
@@ -33,7 +34,9 @@ LIGER_KERNELS = (
     "fused_linear_cross_entropy",
     "cross_entropy",
 )
-EXPERIMENT_AXES = ("use_liger", "per_device_train_batch_size", "max_seq_length")
+EXPERIMENT_AXES = ("use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length")
+# The values transformers' TrainingArguments.torch_compile_mode accepts (torch.compile's modes); "" is torch's default.
+TORCH_COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # What transformers, torch and numpy accept for the numeric settings, checked before any GPU:
 # (lowest, highest, the accepted values in words). NaN and infinities are never accepted.
 NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
@@ -73,7 +76,7 @@ def _kernel_flag(help_text: str) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Everything one train_model task needs to know; only ``use_liger`` differs between variants."""
+    """Everything one train_model task needs to know; variants differ only by ``use_liger`` and ``torch_compile``."""
 
     # Identity of the grid point.
     run_key: str = field(default="run", metadata={"help": "Stable key, e.g. 'liger-bs16-seq512-r2'."})
@@ -81,6 +84,9 @@ class TrainConfig:
 
     # Experiment axes.
     use_liger: bool = _smallest_of_axis("use_liger", "Apply Liger kernels to the model.")
+    torch_compile: bool = _smallest_of_axis(
+        "torch_compile", "Compile the model with torch.compile through the Trainer's own torch_compile flag."
+    )
     per_device_train_batch_size: int = _smallest_of_axis("per_device_train_batch_size", "Sequences per step.")
     max_seq_length: int = _smallest_of_axis("max_seq_length", "Tokens per sequence after truncation.")
 
@@ -121,6 +127,17 @@ class TrainConfig:
         },
     )
 
+    # torch.compile, used when torch_compile is true: the Trainer's own options ("": torch's default).
+    # Dynamic shapes are torch's default (automatic: a dimension that changes is recompiled once as
+    # dynamic), so variable-length batches cost a bounded number of recompiles; pad_to_multiple_of
+    # keeps the number of shapes small.
+    torch_compile_mode: str = field(
+        default="", metadata={"help": f"torch.compile mode, one of {TORCH_COMPILE_MODES}; '': torch's default."}
+    )
+    torch_compile_backend: str = field(
+        default="", metadata={"help": "torch.compile backend, e.g. 'inductor'; '': the Trainer's default (inductor)."}
+    )
+
     # Training arguments of the reference experiment.
     max_steps: int = _pipeline_parameter("max_steps", "Optimizer steps per run.")
     learning_rate: float = field(default=6e-6, metadata={"help": "Peak learning rate."})
@@ -157,6 +174,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.torch_compile_mode not in TORCH_COMPILE_MODES:
+            raise ValueError(
+                f"torch_compile_mode: {self.torch_compile_mode!r} is not a mode; accepted: {TORCH_COMPILE_MODES}"
+            )
         for name, (low, high, accepted) in NUMBER_RANGES.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and low <= value <= high):
@@ -197,6 +218,11 @@ class TrainConfig:
         KFP parameters cannot carry null; ``from_dict`` restores a missing flag as unset.
         """
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @property
+    def variant(self) -> Variant:
+        """The variant this run measures, named after its parts (``vocabulary.variant_of``)."""
+        return variant_of(self.use_liger, self.torch_compile)
 
     @property
     def world_size(self) -> int:

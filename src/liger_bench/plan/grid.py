@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.config import EXPERIMENT_AXES, TrainConfig, coerce
 from liger_bench.plan.signature import pipeline_default
-from liger_bench.vocabulary import variant_of
+from liger_bench.vocabulary import Variant, variant_of
 
 if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
     from liger_bench.plan.architecture import ArchitectureTrial
@@ -46,6 +46,7 @@ class GridSpec:
     """
 
     use_liger: list = _pipeline_default("use_liger")
+    torch_compile: list = _pipeline_default("torch_compile")
     per_device_train_batch_size: list = _pipeline_default("per_device_train_batch_size")
     max_seq_length: list = _pipeline_default("max_seq_length")
     n_runs: int = _pipeline_default("n_runs")
@@ -59,9 +60,9 @@ class GridSpec:
     trainer_configured: bool = DEFAULT_CLUSTER.trainer_configured
 
 
-def run_key(use_liger: bool, batch_size: int, seq_len: int, repeat: int) -> str:
-    """Stable, readable key of a grid point, e.g. ``liger-bs16-seq512-r2``."""
-    return f"{variant_of(use_liger)}-bs{batch_size}-seq{seq_len}-r{repeat}"
+def run_key(variant: Variant, batch_size: int, seq_len: int, repeat: int) -> str:
+    """Stable, readable key of a grid point, e.g. ``liger-compile-bs16-seq512-r2``."""
+    return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"
 
 
 def _axis(name: str, values: Any, positive: bool) -> list:
@@ -103,9 +104,10 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     """Validate ``spec`` and return one TrainConfig dict per run, in a stable order.
 
     Order: repeat-major, so that with limited parallelism every cell gets its first run before any
-    cell gets its second, and Liger/vanilla runs of a cell alternate.
+    cell gets its second, and the variants of a cell alternate.
     """
     use_liger = _axis("use_liger", spec.use_liger, positive=False)
+    torch_compile = _axis("torch_compile", spec.torch_compile, positive=False)
     batch_sizes = _axis("per_device_train_batch_size", spec.per_device_train_batch_size, positive=True)
     seq_lengths = _axis("max_seq_length", spec.max_seq_length, positive=True)
     n_runs = _positive_int("n_runs", spec.n_runs)
@@ -117,10 +119,11 @@ def expand_grid(spec: GridSpec) -> list[dict]:
             f"accepted: max_steps > {warmup}"
         )
     max_grid_size = _positive_int("max_grid_size", spec.max_grid_size)
-    size = len(use_liger) * len(batch_sizes) * len(seq_lengths) * n_runs
+    size = len(use_liger) * len(torch_compile) * len(batch_sizes) * len(seq_lengths) * n_runs
     if size > max_grid_size:
         raise GridError(
-            f"grid size {size} (= {len(use_liger)} use_liger × {len(batch_sizes)} batch sizes × "
+            f"grid size {size} (= {len(use_liger)} use_liger × {len(torch_compile)} torch_compile × "
+            f"{len(batch_sizes)} batch sizes × "
             f"{len(seq_lengths)} sequence lengths × {n_runs} runs) exceeds max_grid_size={max_grid_size}; "
             "accepted: shorten an axis or n_runs, or raise max_grid_size"
         )
@@ -140,20 +143,21 @@ def expand_grid(spec: GridSpec) -> list[dict]:
         shared = TrainConfig.from_dict(base)  # the one conversion of base_config's values to their types
     except ValueError as err:
         raise GridError(f"base_config: {err}") from err
-    points = itertools.product(range(n_runs), seq_lengths, batch_sizes, use_liger)
+    points = itertools.product(range(n_runs), seq_lengths, batch_sizes, torch_compile, use_liger)
     return [
         dataclasses.replace(
             shared,
-            run_key=run_key(liger, batch_size, seq_len, repeat),
+            run_key=run_key(variant_of(liger, compiled), batch_size, seq_len, repeat),
             repeat=repeat,
             use_liger=liger,
+            torch_compile=compiled,
             per_device_train_batch_size=batch_size,
             max_seq_length=seq_len,
             max_steps=max_steps,
             warmup_steps_to_skip=warmup,
             **scale,
         ).to_dict()
-        for repeat, seq_len, batch_size, liger in points
+        for repeat, seq_len, batch_size, compiled, liger in points
     ]
 
 

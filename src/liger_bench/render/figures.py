@@ -72,7 +72,7 @@ def _bars(analysis: Analysis, value: str, ylabel: str, capacity: float = 0.0):
     cells = analysis.cells
     seqs = sorted(cells["seq_len"].unique())
     variants = [v for v in VARIANTS if v in set(cells["variant"])]
-    colors = dict(zip(VARIANTS, sns.color_palette("colorblind", 2), strict=True))
+    colors = dict(zip(VARIANTS, sns.color_palette("colorblind", len(VARIANTS)), strict=True))
     fig, axes = _figure(len(seqs), 2, 4.2)
     for ax, seq in zip(axes, seqs, strict=True):
         panel = cells[cells["seq_len"] == seq]
@@ -141,7 +141,7 @@ def _curve_runs(analysis: Analysis, paired: bool) -> list[tuple[int, int, int]]:
 def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, ylabel: str, shade: bool):
     import seaborn as sns
 
-    palette = dict(zip(VARIANTS, sns.color_palette("colorblind", 2), strict=True))
+    palette = dict(zip(VARIANTS, sns.color_palette("colorblind", len(VARIANTS)), strict=True))
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = _figure(len(picks), 3, 3.2)

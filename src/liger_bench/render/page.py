@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from liger_bench.analyse.analysis import Analysis
-from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS, PROBLEMS_HEADING
+from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS, PROBLEMS_HEADING, RECOMMENDATION_RULE
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
@@ -22,6 +22,7 @@ from liger_bench.render.tables import (
     GAINS,
     PARITY,
     PROBLEMS,
+    RECOMMENDATIONS,
     RUN_MEMORY,
     RUN_RATES,
     html_table,
@@ -156,11 +157,16 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         f'<p class="headline">{esc(headline)}</p>',
         f"<p>{esc(BASELINE_DEFINITION)}</p>",
         f'<h2>Caveats</h2><ul class="caveats">{caveat_html}</ul>',
-        "<h2>Liger vs baseline</h2>",
-        "<p>Gain: mean over repeats of the paired ratio of non-padding tokens/s (Liger run / baseline "
-        "run of the same cell and repeat, which train on the same batches in the same order) with a 95% "
-        "Student-t interval. A run's tokens/s is its non-padding tokens over the time of its measured steps: "
-        "warm-up steps and steps whose batch shape was new in the run are left out. A cell is steady when "
+        "<h2>Which variant to turn on</h2>",
+        f"<p>{esc(RECOMMENDATION_RULE)}</p>",
+        html_table(analysis.recommendations, RECOMMENDATIONS),
+        "<h2>Variants vs baseline, and Liger vs torch.compile</h2>",
+        "<p>Gain: mean over repeats of the paired ratio of non-padding tokens/s (variant run / run it is "
+        "compared with, of the same cell and repeat, which train on the same batches in the same order) with a "
+        "95% Student-t interval. A run's tokens/s is its non-padding tokens over the time of its measured steps: "
+        "warm-up steps, steps whose batch shape was new in the run and steps in which torch.compile compiled "
+        "are left out. A compiled variant's compile time is paid back after compile s / (its step time × its "
+        "gain) steps. A cell is steady when "
         f"every run's shape-normalised step time changed by at most {STEADY_DRIFT_TOLERANCE:.0%} between the "
         "first and second half of its measured steps. Memory: peak reserved and allocated CUDA memory after "
         "warm-up.</p>",
@@ -170,15 +176,16 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "<h2>Out-of-memory frontier</h2>",
         html_table(analysis.frontier, FRONTIER),
         f"<h2>Loss parity (tolerance {analysis.parity_tolerance:.1%})</h2>",
-        "<p>Relative difference of per-step losses of a Liger run and the baseline run of the same cell "
-        "and repeat, over the measured steps (after warm-up).</p>",
+        "<p>Relative difference of per-step losses of a variant's run and the baseline run of the same cell "
+        "and repeat, over the measured steps.</p>",
         html_table(analysis.parity, PARITY),
         loss_figure,
         steps_figure,
         "<h2>Per-cell results</h2>",
         "<p>Each run contributes its tokens/s over its measured steps; a cell shows the mean over its ok "
         "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
-        "the drift of its least steady run and its steps with a new batch shape.</p>",
+        "the drift of its least steady run, its steps with a new batch shape and torch.compile's one-off "
+        "cost (steps that compiled, recompiles, seconds beyond the steady step time).</p>",
         "<h3>Throughput</h3>",
         html_table(analysis.cells, CELL_RATES),
         "<h3>Memory, MFU and steadiness</h3>",
@@ -228,7 +235,10 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         f"# {md_escape(title)}",
         f"**{md_escape(headline)}**",
         md_escape(BASELINE_DEFINITION),
-        "## Liger vs baseline",
+        "## Which variant to turn on",
+        md_escape(RECOMMENDATION_RULE),
+        markdown_table(analysis.recommendations, RECOMMENDATIONS),
+        "## Variants vs baseline, and Liger vs torch.compile",
         markdown_table(analysis.gains, GAINS),
         "## Out-of-memory frontier",
         markdown_table(analysis.frontier, FRONTIER),

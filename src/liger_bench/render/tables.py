@@ -96,17 +96,36 @@ _FIRST_SHAPES = [
     Column("n_first_shape_steps", "first-shape steps", digits(0)),
     Column("first_shape_excess_s", "first-shape extra s", digits(2)),
 ]
+_COMPILE = [
+    Column("n_compile_steps", "compile steps", digits(0)),
+    Column("recompiles", "recompiles", digits(0)),
+    Column("compile_time_s", "compile s", digits(1)),
+]
 GAIN_COLUMNS = [
+    _variant(),
+    _text("against", "against", LABELS.get),
     Column("batch_size", "batch"),
     Column("seq_len", "seq len"),
-    _text("liger_outcome", LABELS["liger"]),
-    _text("vanilla_outcome", LABELS["vanilla"]),
+    _text("variant_outcome", "variant outcome"),
+    _text("against_outcome", "against outcome"),
     _text("steady_state", "steady state"),
     Column("n_pairs", "pairs"),
     Column("gain_pct", "tokens/s gain %", digits(1)),
     Column(("gain_ci_low_pct", "gain_ci_high_pct"), "95% CI %", interval(1)),
     Column("mem_reserved_reduction_pct", "reserved mem reduction %", digits(1)),
     Column("mem_allocated_reduction_pct", "allocated mem reduction %", digits(1)),
+    Column("payback_steps", "compile paid back after steps", digits(0)),
+]
+RECOMMENDATION_COLUMNS = [
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    _text("fastest", "fastest", lambda v: LABELS.get(v, "none")),
+    Column("fastest_tokens_per_s", "its tokens/s", digits(0)),
+    Column(("fastest_ci_low", "fastest_ci_high"), "95% CI", interval()),
+    _text("fastest_ties", "indistinguishable from", lambda v: ", ".join(LABELS[x] for x in v.split(", ") if x) or "–"),
+    _text("leanest", "leanest", lambda v: LABELS.get(v, "none")),
+    Column("leanest_peak_mem_reserved_gb", "its peak reserved GiB", digits(2)),
+    _text("excluded", "not recommended (why)", lambda v: v or "–", wraps=True),
 ]
 # The per-cell and per-run results are two tables each, so that every column fits a 1280 px window.
 _CELL_IDENTITY = [_variant(), Column("batch_size", "batch"), Column("seq_len", "seq len"), _text("outcome", "outcome")]
@@ -127,6 +146,7 @@ CELL_MEMORY_COLUMNS = [
     Column("step_time_cv_max", "max step CV %", percent_of(1)),
     *_STEADINESS,
     *_FIRST_SHAPES,
+    *_COMPILE,
 ]
 FRONTIER_COLUMNS = [
     _variant(),
@@ -135,11 +155,12 @@ FRONTIER_COLUMNS = [
     Column("smallest_oom_batch", "smallest batch out of memory", digits(0)),
 ]
 PARITY_COLUMNS = [
+    _variant(),
     Column("batch_size", "batch"),
     Column("seq_len", "seq len"),
     Column("repeat", "repeat"),
-    _text("liger_run", f"{LABELS['liger']} run"),
-    _text("vanilla_run", f"{LABELS['vanilla']} run"),
+    _text("variant_run", "variant run"),
+    _text("baseline_run", f"{LABELS['baseline']} run"),
     Column("n_steps_compared", "steps compared"),
     Column("max_rel_diff", "max rel. loss diff %", percent_of(2)),
     Column("step_of_max", "at step", digits(0)),
@@ -168,6 +189,7 @@ RUN_MEMORY_COLUMNS = [
     *_STEADINESS,
     Column("n_shapes", "batch shapes", digits(0)),
     *_FIRST_SHAPES,
+    *_COMPILE,
 ]
 
 
@@ -179,11 +201,12 @@ class Table:
     empty: str
 
 
-GAINS = Table(GAIN_COLUMNS, "No grid cell was run.")
+GAINS = Table(GAIN_COLUMNS, "No two variants were run.")
+RECOMMENDATIONS = Table(RECOMMENDATION_COLUMNS, "No grid cell was run.")
 CELL_RATES = Table(CELL_RATE_COLUMNS, "No grid cell was run.")
 CELL_MEMORY = Table(CELL_MEMORY_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
-PARITY = Table(PARITY_COLUMNS, "No Liger/baseline pair of successful runs to compare.")
+PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
 RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")
 RUN_MEMORY = Table(RUN_MEMORY_COLUMNS, "No run results were collected.")
