@@ -282,12 +282,12 @@ def test_compile_without_a_registry_warns_with_the_image_names(tmp_path):
 
 @pytest.mark.slow
 def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli_local_run):
-    """README's first command. Without CUDA the CPU demo's 16 runs (the compile arm trains, Liger is skipped);
+    """README's first command. Without CUDA the CPU demo's 12 runs (the compile arm trains, Liger is skipped);
     with CUDA the pipeline's defaults, 24 runs."""
     import torch
 
     cuda = torch.cuda.is_available()
-    runs = 24 if cuda else 16
+    runs = 24 if cuda else 12
     done, output_dir = cli_local_run
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -298,8 +298,8 @@ def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli
     assert lines[1] == "[liger-bench] " + (
         "a CUDA GPU is present: the pipeline's defaults hold"
         if cuda
-        else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], max_seq_length [128], "
-        "max_steps 10, n_runs 2) and the pipeline's for the rest"
+        else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], max_seq_length [128], "
+        "max_steps 10) and the pipeline's for the rest"
     )
     finished = [line for line in lines if f"/{runs}] " in line]
     assert len(finished) == runs and all("ETA" in line for line in finished[:-1])
@@ -486,11 +486,11 @@ def test_local_uses_the_pipelines_defaults_with_cuda_and_the_cpu_demos_without()
     without, said = local_defaults(False, {})
     assert without == {"max_concurrency": 1, **CPU_DEMO_OVERRIDES}
     assert said == (
-        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], max_seq_length [128], "
-        "max_steps 10, n_runs 2) and the pipeline's for the rest"
+        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], max_seq_length [128], "
+        "max_steps 10) and the pipeline's for the rest"
     )
     _, said = local_defaults(False, {"max_steps": 50, "max_seq_length": [64]})
-    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [4, 8], n_runs 2) and")
+    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8]) and")
     _, said = local_defaults(False, dict(CPU_DEMO_OVERRIDES))
     assert said == "no CUDA GPU: the pipeline's defaults"
 
