@@ -145,9 +145,9 @@ CELL_MEMORY_COLUMNS = [
     *_MEMORY_AND_MFU,
     Column("step_time_cv_max", "max step CV %", percent_of(1)),
     *_STEADINESS,
-    *_FIRST_SHAPES,
-    *_COMPILE,
 ]
+# One-off costs left out of the rates: steps of a new batch shape and steps in which torch.compile compiled.
+CELL_ONE_OFF_COLUMNS = [*_CELL_IDENTITY, *_FIRST_SHAPES, *_COMPILE]
 FRONTIER_COLUMNS = [
     _variant(),
     Column("seq_len", "seq len"),
@@ -187,10 +187,8 @@ RUN_MEMORY_COLUMNS = [
     Column("final_loss", "final loss", digits(4)),
     Column("n_measured_steps", "measured steps", digits(0)),
     *_STEADINESS,
-    Column("n_shapes", "batch shapes", digits(0)),
-    *_FIRST_SHAPES,
-    *_COMPILE,
 ]
+RUN_ONE_OFF_COLUMNS = [_RUN_KEY, _STATUS, Column("n_shapes", "batch shapes", digits(0)), *_FIRST_SHAPES, *_COMPILE]
 
 
 @dataclass(frozen=True)
@@ -205,11 +203,13 @@ GAINS = Table(GAIN_COLUMNS, "No two variants were run.")
 RECOMMENDATIONS = Table(RECOMMENDATION_COLUMNS, "No grid cell was run.")
 CELL_RATES = Table(CELL_RATE_COLUMNS, "No grid cell was run.")
 CELL_MEMORY = Table(CELL_MEMORY_COLUMNS, "No grid cell was run.")
+CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
 RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")
 RUN_MEMORY = Table(RUN_MEMORY_COLUMNS, "No run results were collected.")
+RUN_ONE_OFF = Table(RUN_ONE_OFF_COLUMNS, "No run results were collected.")
 
 
 def _cells(frame: pd.DataFrame, table: Table) -> list[list[tuple[Column, Any, str]]]:
