@@ -370,8 +370,8 @@ MUTANTS = [
     Mutant(
         "G1",
         "plan/grid.py",
-        'return f"{variant_of(use_liger)}-bs{batch_size}-seq{seq_len}-r{repeat}"',
-        'return f"{variant_of(use_liger)}-bs{batch_size}-r{repeat}"',
+        'return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"',
+        'return f"{variant}-bs{batch_size}-r{repeat}"',
         GRID,
         "run key without the sequence length",
     ),
