@@ -154,7 +154,8 @@ def test_the_report_html_of_a_local_run_opens_as_a_page(driver, cli_local_run):
     assert done.returncode == 0, done.stderr
     driver.get((output_dir / "report.html").as_uri())
     assert driver.find_element("css selector", ".headline").text.startswith("Liger was not measured: this was a CPU")
-    assert_page_is_self_contained(driver, expected_images=2)  # throughput and per-step charts; no memory, no pair
+    # Throughput, per-step and loss charts (the compile arm pairs with the baseline); no memory on a CPU.
+    assert_page_is_self_contained(driver, expected_images=3)
     text = driver.find_element("tag name", "body").text
     assert "The model is a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny'" in text
 
