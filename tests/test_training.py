@@ -162,7 +162,9 @@ def _delivered_grid_item(**base_config) -> dict:
     """The Liger grid item of ``base_config`` as the training task receives it (KFP turns ints into floats)."""
     from liger_bench.plan.grid import GridSpec, expand_grid
 
-    spec = GridSpec(use_liger=[True], per_device_train_batch_size=[2], max_seq_length=[64], n_runs=1)
+    spec = GridSpec(
+        use_liger=[True], torch_compile=[False], per_device_train_batch_size=[2], max_seq_length=[64], n_runs=1
+    )
     spec.max_steps, spec.base_config = 5, base_config
     [item] = expand_grid(spec)
     return {k: float(v) if type(v) is int else v for k, v in item.items()}
