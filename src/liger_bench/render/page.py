@@ -137,6 +137,19 @@ def _figure(drawing: Drawing) -> str:
     return f"<h3>{esc(drawing.caption)}</h3>{body}"
 
 
+def _split_table(frame: Any, rates: Any, memory: tuple[str, Any], one_off: Any) -> list[str]:
+    """One table of cells or runs as three that each fit the page: throughput, memory, one-off costs."""
+    memory_heading, memory_columns = memory
+    return [
+        "<h3>Throughput</h3>",
+        html_table(frame, rates),
+        f"<h3>{memory_heading}</h3>",
+        html_table(frame, memory_columns),
+        "<h3>One-off costs: new batch shapes and torch.compile</h3>",
+        html_table(frame, one_off),
+    ]
+
+
 def render_html(analysis: Analysis, title: str, headline: str, notes: list[str], drawings: list[Drawing]) -> str:
     """The self-contained report page.
 
@@ -188,21 +201,11 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "repeats with a 95% Student-t interval (unavailable with one repeat), the largest peak memory, "
         "the drift of its least steady run, its steps with a new batch shape and torch.compile's one-off "
         "cost (steps that compiled, recompiles, seconds beyond the steady step time).</p>",
-        "<h3>Throughput</h3>",
-        html_table(analysis.cells, CELL_RATES),
-        "<h3>Memory, MFU and steadiness</h3>",
-        html_table(analysis.cells, CELL_MEMORY),
-        "<h3>One-off costs: new batch shapes and torch.compile</h3>",
-        html_table(analysis.cells, CELL_ONE_OFF),
+        *_split_table(analysis.cells, CELL_RATES, ("Memory, MFU and steadiness", CELL_MEMORY), CELL_ONE_OFF),
         f"<h2>{PROBLEMS_HEADING}</h2>",
         html_table(analysis.problems, PROBLEMS),
         "<h2>All runs</h2>",
-        "<h3>Throughput</h3>",
-        html_table(analysis.runs, RUN_RATES),
-        "<h3>Memory, MFU, loss and steadiness</h3>",
-        html_table(analysis.runs, RUN_MEMORY),
-        "<h3>One-off costs: new batch shapes and torch.compile</h3>",
-        html_table(analysis.runs, RUN_ONE_OFF),
+        *_split_table(analysis.runs, RUN_RATES, ("Memory, MFU, loss and steadiness", RUN_MEMORY), RUN_ONE_OFF),
         "<h2>Environment</h2>",
         _key_values(_environment(analysis)),
         "<h3>Architecture</h3>",
