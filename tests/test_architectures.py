@@ -58,9 +58,9 @@ def tiny_model(embedded_assets, tmp_path_factory):
     return make
 
 
-def _grid(info: dict, model_dir, axes: dict, dataset_dir: str = "") -> list[dict]:
-    """prepare_grid's work on a tiny model and the embedded dataset's metadata (256 rows)."""
-    return prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), dataset_dir, 0.0, "")
+def _grid(info: dict, model_dir, axes: dict, dataset_dir) -> list[dict]:
+    """prepare_grid's work on a tiny model and the prepared embedded dataset (its rows are tokenised there)."""
+    return prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(dataset_dir), 0.0, "")
 
 
 def test_every_kernel_flag_of_liger_kernel_is_a_config_field():
@@ -70,11 +70,11 @@ def test_every_kernel_flag_of_liger_kernel_is_a_config_field():
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model):
+def test_prepare_grid_accepts_the_default_grid(model_type, tiny_model, prepared_dataset):
     model_dir, info = tiny_model(model_type)
     assert info["model_type"] == model_type
     spec = GridSpec()
-    grid = _grid(info, model_dir, dataclasses.asdict(spec))
+    grid = _grid(info, model_dir, dataclasses.asdict(spec), prepared_dataset)
     assert (
         len(grid) == len(spec.use_liger) * len(spec.torch_compile) * len(spec.per_device_train_batch_size) * spec.n_runs
     )
@@ -110,7 +110,7 @@ def test_stock_transformers_trains_a_few_steps(model_type, tiny_model, prepared_
     }
     # One batch shape (2x64), so the second step is measured, not a first-shape step.
     axes.update(max_steps=2, warmup_steps_to_skip=1, base_config={"pad_to_multiple_of": 64})
-    (item,) = _grid(info, model_dir, axes)
+    (item,) = _grid(info, model_dir, axes, prepared_dataset)
     result, steps = run_training(TrainConfig.from_dict(item), str(model_dir), str(prepared_dataset))
     assert result.status == "ok", result.reason
     assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
@@ -257,7 +257,7 @@ def test_both_variants_train_on_gpu(model_type, embedded_assets, prepared_datase
     }
     try:
         steps = {"max_steps": 10, "warmup_steps_to_skip": 3}
-        grid = _grid(info, tmp_path / "model", {**axes, **steps}, str(prepared_dataset))
+        grid = _grid(info, tmp_path / "model", {**axes, **steps}, prepared_dataset)
         runs = _train_pair_in_a_fresh_process(grid, tmp_path / "model", prepared_dataset)
     except GridError as err:
         outcome_table.add(
