@@ -129,6 +129,7 @@ def test_the_local_pipeline_trains_a_grid_point_on_two_ranks_and_reports_two_gpu
         "model_name": str(model_dir),
         "dataset_name": str(dataset_dir),
         "use_liger": [False],
+        "torch_compile": [False],
         "per_device_train_batch_size": [2],
         "max_seq_length": [64],
         "n_runs": 1,
