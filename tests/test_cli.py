@@ -316,7 +316,8 @@ def test_a_failed_local_run_ends_in_one_line_naming_the_task_its_error_the_repor
 
     if torch.cuda.is_available():
         pytest.skip("on a GPU the Liger run trains, so the run does not fail")
-    liger_only = ["--param", "use_liger=[true]", "--param", "per_device_train_batch_size=[2]", "--param", "n_runs=1"]
+    liger_only = ["--param", "use_liger=[true]", "--param", "torch_compile=[false]"]
+    liger_only += ["--param", "per_device_train_batch_size=[2]", "--param", "n_runs=1"]
     args = ["local", "--output-dir", str(tmp_path / "out"), *liger_only]
     done = subprocess.run(CLI + args, capture_output=True, text=True, timeout=900)
     assert done.returncode == 1
@@ -328,8 +329,8 @@ def test_a_failed_local_run_ends_in_one_line_naming_the_task_its_error_the_repor
     )
     assert "Traceback" in log.read_text() and "Traceback" not in done.stdout + done.stderr
     assert done.stdout.splitlines()[0] == (
-        "[liger-bench] 1 training run (use_liger [true] × per_device_train_batch_size [2] × max_seq_length [128] × "
-        "n_runs 1), one at a time"
+        "[liger-bench] 1 training run (use_liger [true] × torch_compile [false] × per_device_train_batch_size [2] × "
+        "max_seq_length [128] × n_runs 1), one at a time"
     )
 
 
@@ -572,7 +573,8 @@ def test_the_params_file_example_in_the_help_is_a_valid_inputs_file(tmp_path):
     check_names(list(params), declared)
     for name, value in params.items():
         check_type(name, value, declared[name].kfp_type)
-    assert check_grid(params) == 2 * 3 * 1 * 3 and params["base_config"] == {"learning_rate": 1e-5}
+    # use_liger × torch_compile (both defaults: two values each) × the three batch sizes × one length × n_runs 3
+    assert check_grid(params) == 2 * 2 * 3 * 1 * 3 and params["base_config"] == {"learning_rate": 1e-5}
 
 
 def test_the_kubeflow_guide_states_the_pipelines_defaults():
