@@ -9,7 +9,8 @@ train_model pod: its repeats go through ``liger_bench.measure.training.run_train
 process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer;
 ``torch.compile`` with torch's defaults for a compiled variant, as accelerate applies it) as the
 ceiling for that variant. A process that crashes (a device fault poisons its CUDA context) is
-recorded as ``failed`` with its exit code and last stderr line; the next cell runs regardless.
+recorded as ``failed`` with its exit code and last stderr line; the next cell runs regardless. A
+variant that trained in no repeat gets no ceiling (there is no rate to hold against it).
 
 Run on a GPU machine::
 
@@ -198,14 +199,16 @@ def run_worker(command: list[str], worker_out: Path) -> tuple[Any, str]:
 def merge(parts: list[Path], out: Path, warmup: int) -> None:
     """One table, JSON and report from the outputs of several calls of this script."""
     loaded = [json.loads(part.read_text()) for part in parts]
+    # A call cut short by its time limit leaves only cells.json: its cells, no command or environment.
+    loaded = [part if "cells" in part else {"cells": part} for part in loaded]
     cells = {key: cell for part in loaded for key, cell in part["cells"].items()}
     batch_sizes = sorted({int(key.split("-bs")[1]) for key in cells})
     summary = {key: summarize(cell, warmup) for key, cell in cells.items()}
     out.mkdir(parents=True, exist_ok=True)
     payload = {
-        "commands": [part["command"] for part in loaded],
-        "dates": sorted({part["date"] for part in loaded}),
-        "environment": loaded[0]["environment"],
+        "commands": [part["command"] for part in loaded if "command" in part],
+        "dates": sorted({part["date"] for part in loaded if "date" in part}),
+        "environment": next(part["environment"] for part in loaded if "environment" in part),
         "summary": summary,
         "table": print_table(summary, batch_sizes),
         "cells": cells,
@@ -450,14 +453,17 @@ def main() -> None:
                 *(["--torch-compile"] if torch_compile else []),
             ]
             print(f"{key} ...", flush=True)
+            cell_started = time.monotonic()
             record, crash = run_worker([*command, "--worker"], worker_out)
             cell = {"runs": (record or {}).get("runs", []), "crash": crash}
-            if args.no_ceiling:
+            trained = any(run["result"]["status"] == "ok" for run in cell["runs"])
+            if args.no_ceiling or not trained:  # a ceiling for a variant that did not train has no ratio to give
                 cell["ceiling"] = {"status": "not run"}
             else:
                 ceiling, crash = run_worker([*command, "--ceiling"], worker_out)
                 cell["ceiling"] = ceiling if ceiling and not crash else {"status": "failed", "reason": crash}
             cells[key] = cell
+            print(f"{key}: {time.monotonic() - cell_started:.0f} s", flush=True)
             (args.out / "cells.json").write_text(json.dumps(cells))  # what a later crash or timeout leaves
 
     summary = {key: summarize(cell, args.warmup) for key, cell in cells.items()}
