@@ -56,10 +56,35 @@ class IndependentTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
+def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
+    """The batches a run's Trainer feeds its model, in its order: its own dataloader, seeded as the run seeds it.
+
+    The ceiling must time the very batches the run timed. On variable-length rows the Trainer's
+    seeded shuffle decides each step's shape and token count, so rows taken in file order would make
+    another workload (and a ceiling of other shapes).
+    """
+    import tempfile
+
+    import torch
+    from transformers import Trainer, set_seed
+
+    from liger_bench.plan.arguments import training_arguments
+
+    set_seed(config.seed)
+    with tempfile.TemporaryDirectory(prefix="liger-bench-ceiling-") as output_dir:
+        trainer = Trainer(
+            model=torch.nn.Linear(1, 1),  # the dataloader does not depend on the model
+            args=training_arguments(config, output_dir, bf16),
+            train_dataset=rows,
+            data_collator=collate,
+        )
+        return trainer.get_train_dataloader()
+
+
 def plain_loop(
     model_dir: str, dataset_dir: str, variant: str, batch_size: int, seq_len: int, steps: int, pad_to_multiple_of: int
 ):
-    """The ceiling: the bare forward/backward/fused-AdamW loop on the same model and batches (compiled: compile)."""
+    """The ceiling: the bare forward/backward/fused-AdamW loop on the run's batches (compiled: compile)."""
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -73,6 +98,7 @@ def plain_loop(
     collate = DataCollatorForLanguageModeling(
         pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of if pad_to_multiple_of > 1 else None
     )
+    batches = iter(trainer_batches(config, rows, collate, bf16=True))
     model = load_model(model_dir, bf16=True).cuda()
     if "liger" in variant:
         apply_liger(model, config.liger_flags())
@@ -83,9 +109,8 @@ def plain_loop(
     )
     times, tokens, peaks, losses = [], [], [], []
     try:
-        for step in range(steps):
-            batch = collate(rows[step * batch_size : (step + 1) * batch_size])
-            batch = {k: v.cuda(non_blocking=True) for k, v in batch.items()}
+        for _ in range(steps):
+            batch = {k: v.cuda(non_blocking=True) for k, v in next(batches).items()}
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
@@ -208,7 +233,7 @@ def merge(parts: list[Path], out: Path, warmup: int) -> None:
     payload = {
         "commands": [part["command"] for part in loaded if "command" in part],
         "dates": sorted({part["date"] for part in loaded if "date" in part}),
-        "environment": next(part["environment"] for part in loaded if "environment" in part),
+        "environment": next((part["environment"] for part in loaded if "environment" in part), None),
         "summary": summary,
         "table": print_table(summary, batch_sizes),
         "cells": cells,
@@ -233,9 +258,16 @@ def write_report(cells: dict, out: Path) -> None:
     print(bundle.headline, flush=True)
 
 
-def _median_measured(values: list[float], warmup: int) -> float | None:
-    measured = values[warmup:]
-    return statistics.median(measured) if measured else None
+def ceiling_rate(ceiling: dict, run_steps: list[dict]) -> float | None:
+    """The plain loop's tokens/s over the steps the run measured, computed as the run computes its rate.
+
+    The plain loop times the run's batches in the run's order (``trainer_batches``), so step ``i`` of
+    both has one shape and token count: the ceiling sums the tokens and times of exactly the steps
+    the run counted (past warm-up, of a shape seen before, nothing compiled).
+    """
+    counted = [s["step"] - 1 for s in run_steps if is_measured(s) and s["step"] <= len(ceiling["step_times"])]
+    time_s = sum(ceiling["step_times"][i] for i in counted)
+    return sum(ceiling["tokens"][i] for i in counted) / time_s if time_s else None
 
 
 def summarize(cell: dict, warmup: int) -> dict:
@@ -267,9 +299,8 @@ def summarize(cell: dict, warmup: int) -> dict:
         for key in (*steady_keys, "first_shape_excess_s", *compile_keys):
             out[key] = [run["result"]["metrics"].get(key) for run in ok]
     ceiling = cell["ceiling"]
-    if ceiling["status"] == "ok":
-        rates = [t / dt for t, dt in zip(ceiling["tokens"], ceiling["step_times"], strict=True)]
-        out["ceiling_tokens_per_s"] = _median_measured(rates, warmup)
+    if ceiling["status"] == "ok" and ok:
+        out["ceiling_tokens_per_s"] = ceiling_rate(ceiling, ok[0]["steps"])
         out["ceiling_peak_reserved_gb"] = max(ceiling["peak_reserved_gb"])
     out["ceiling_status"] = ceiling["status"]
     out["ceiling_reason"] = ceiling.get("reason", "")
@@ -424,7 +455,7 @@ def main() -> None:
         for variant in args.variants:
             use_liger, torch_compile = variant_parts(variant)
             key = f"{variant}-bs{bs}"
-            worker_out = args.cache / "cells" / f"{key}.json"
+            worker_out = args.out / "workers" / f"{key}.json"  # under --out: a call cut short still returns it
             worker_out.parent.mkdir(parents=True, exist_ok=True)
             command = [
                 sys.executable,
@@ -455,14 +486,13 @@ def main() -> None:
             print(f"{key} ...", flush=True)
             cell_started = time.monotonic()
             record, crash = run_worker([*command, "--worker"], worker_out)
-            cell = {"runs": (record or {}).get("runs", []), "crash": crash}
+            cell = {"runs": (record or {}).get("runs", []), "crash": crash, "ceiling": {"status": "not run"}}
+            cells[key] = cell
+            (args.out / "cells.json").write_text(json.dumps(cells))  # what a later crash or timeout leaves
             trained = any(run["result"]["status"] == "ok" for run in cell["runs"])
-            if args.no_ceiling or not trained:  # a ceiling for a variant that did not train has no ratio to give
-                cell["ceiling"] = {"status": "not run"}
-            else:
+            if trained and not args.no_ceiling:  # a ceiling for a variant that did not train has no ratio to give
                 ceiling, crash = run_worker([*command, "--ceiling"], worker_out)
                 cell["ceiling"] = ceiling if ceiling and not crash else {"status": "failed", "reason": crash}
-            cells[key] = cell
             print(f"{key}: {time.monotonic() - cell_started:.0f} s", flush=True)
             (args.out / "cells.json").write_text(json.dumps(cells))  # what a later crash or timeout leaves
 
