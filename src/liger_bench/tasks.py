@@ -230,7 +230,7 @@ def train_model(
     )
     if mlflow_parent_run_id:
         say_if_not_logged(mirrored)
-    elif mlflow_tracking_error:
+    elif mlflow_tracking_error and not mirrored["available"]:  # the backend's own run can take it still
         mirrored["message"] = mlflow_tracking_error
     result = replace(trained, **inputs, mlflow={**mirrored, "parent_run_id": mlflow_parent_run_id})
     write_json_atomic(result_path, result.to_dict())

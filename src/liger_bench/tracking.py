@@ -1,5 +1,14 @@
 """MLflow logging of a benchmark: one parent run per pipeline run, one nested child run per grid point.
 
+Kubeflow Pipelines' own MLflow integration (KEP-12862, kubeflow/pipelines), when an administrator turns
+it on, opens a parent run per pipeline run and a nested run per task (a ParallelFor's iterations nest
+under a run of the loop), and gives each task container its run's id as ``MLFLOW_RUN_ID`` (and the
+server as ``MLFLOW_TRACKING_URI`` where ``injectUserEnvVars`` is set). Then these runs are the
+benchmark's: a task that finds its injected run on the server it logs to writes into it and into the
+pipeline's parent run found above it, creates none, and leaves ending them to the backend
+(``backend_run``). Without the integration, or with ``mlflow_tracking_uri`` naming another server
+(the injected run is not found there), the runs are created here as before.
+
 The only module that imports mlflow, and only inside functions. Tracking never costs a benchmark:
 every public function returns a status dict (``enabled``, ``available``, ``message``, ``run_id``)
 instead of raising, whatever the server, the network or mlflow do. With the server unreachable a
@@ -15,9 +24,10 @@ We log with ``MlflowClient`` after training rather than with transformers' ``MLf
 ``MLFLOW_NESTED_RUN=true`` that callback ends the active parent run when a Trainer is collected.
 
 One room although over the usual length: credential checks and redaction, the seam that was
-shared with the command line, live in ``liger_bench.credentials``; what remains is the four calls
-and the one outage guard (probe, bounded HTTP, deadline, catch-all) each goes through, a single
-promise, "tracking never costs a benchmark", better read in one file than across two.
+shared with the command line, live in ``liger_bench.credentials``; what remains is the four calls,
+the backend's runs they write into, and the one outage guard (probe, bounded HTTP, deadline,
+catch-all) each goes through, a single promise, "tracking never costs a benchmark", better read in
+one file than across two.
 """
 
 from __future__ import annotations
@@ -77,6 +87,14 @@ BOUNDED_HTTP_ENV = {
 }
 
 
+# What Kubeflow Pipelines' MLflow integration sets in a task's container (KEP-12862).
+BACKEND_RUN_ENV = "MLFLOW_RUN_ID"
+BACKEND_URI_ENV = "MLFLOW_TRACKING_URI"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+# Pipeline run, loop, iteration: three levels; more means a cycle or something not made by the backend.
+MAX_RUN_NESTING = 8
+
+
 class _OutOfTime(Exception):
     pass
 
@@ -86,11 +104,30 @@ def tracking_enabled(uri: str) -> bool:
     return bool(uri and uri.strip())
 
 
+def tracking_uri(uri: str) -> str:
+    """The server a task logs to: ``uri``, else the backend's when its MLflow integration gave the task a run.
+
+    Args:
+        uri: The pipeline's ``mlflow_tracking_uri``; empty leaves the choice to the backend.
+
+    Returns:
+        ``uri`` when set or without an injected run; else ``MLFLOW_TRACKING_URI`` ("" when the
+        backend injected the run id alone: then tracking stays off).
+
+    """
+    if tracking_enabled(uri) or not _injected_run_id():
+        return uri
+    return os.environ.get(BACKEND_URI_ENV, "")
+
+
 def start_parent_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict) -> dict[str, Any]:
     """Create the pipeline's parent run (experiment created when missing) and leave it RUNNING.
 
+    Under the backend's MLflow integration, the parent run the backend opened for the pipeline run
+    receives the params and tags instead, in the backend's experiment; none is created.
+
     Args:
-        uri: Tracking URI; empty turns tracking off.
+        uri: Tracking URI; empty turns tracking off (unless the backend injected a run: ``tracking_uri``).
         experiment: Experiment name, created when it does not exist.
         run_name: Name of the parent run, the pipeline run's name.
         params: Pipeline parameters; lists and dicts are logged as JSON strings.
@@ -101,12 +138,17 @@ def start_parent_run(uri: str, experiment: str, run_name: str, params: dict, tag
 
     """
 
-    def body(client) -> str:
+    def body(client) -> tuple[str, str]:
+        task_run = backend_run(client)
+        if task_run is not None:
+            parent = _root_run(client, task_run)
+            _log_batches(client, parent.info.run_id, params=params, tags=tags)
+            return parent.info.run_id, _backend_note(client, parent, "the pipeline run")
         run = client.create_run(_experiment_id(client, experiment), run_name=redact(run_name))
         _log_batches(client, run.info.run_id, params=params, tags=tags)
-        return run.info.run_id
+        return run.info.run_id, ""
 
-    return _guarded(uri, f"parent run {run_name!r}", body)
+    return _guarded(tracking_uri(uri), f"parent run {run_name!r}", body)
 
 
 def log_child_run(
@@ -120,11 +162,14 @@ def log_child_run(
     """Log one grid point as a finished child run of ``parent_run_id``.
 
     The run is FINISHED for ``ok``, FAILED for ``oom``, ``failed`` and ``diverged``, KILLED for ``skipped``.
+    Under the backend's MLflow integration, the run the backend opened for this task receives it all
+    (its name and nesting kept) and the backend ends it with the task; none is created.
 
     Args:
-        uri: Tracking URI; empty turns tracking off.
+        uri: Tracking URI; empty turns tracking off (unless the backend injected a run: ``tracking_uri``).
         experiment: Experiment name, created when it does not exist.
-        parent_run_id: Id of the parent run; "" (it could not be created) logs nothing.
+        parent_run_id: Id of the parent run; "" (it could not be created) logs nothing, unless the
+            backend injected a run.
         result: A ``RunResult.to_dict()``; its ``config`` becomes params, its finite ``metrics``
             become ``summary/*`` metrics, its status, reason and environment become tags.
         steps: Step records of ``StepMetricsCallback``; each metric in ``STEP_METRICS`` is logged at
@@ -137,23 +182,35 @@ def log_child_run(
 
     """
     what = f"child run {result.get('run_key')!r}"
-    if tracking_enabled(uri) and not parent_run_id:
+    uri = tracking_uri(uri)
+    if tracking_enabled(uri) and not parent_run_id and not _injected_run_id():
         return _no_parent(uri, what)
 
-    def body(client) -> str:
+    def body(client) -> tuple[str, str]:
         # Reading the result happens inside the guard too: no odd value of it can fail the task.
         if result.get("status") not in RUN_STATUSES:
             raise ValueError(f"result status must be one of {RUN_STATUSES}, got {result.get('status')!r}")
         if history_path is not None and not Path(history_path).is_file():
             raise ValueError(f"history_path {history_path!r} is not a file")
-        tags, metrics = _child_tags(result, parent_run_id), _child_metrics(result, steps)
-        run = client.create_run(_experiment_id(client, experiment), run_name=redact(result["run_key"]))
-        run_id = run.info.run_id
+        task_run = backend_run(client)
+        if task_run is None and not parent_run_id:
+            raise ValueError("there is no parent run")
+        # The backend's run keeps the nesting the backend gave it (under the loop's run).
+        tags = _child_tags(result, parent_run_id if task_run is None else "")
+        metrics = _child_metrics(result, steps)
+        if task_run is None:
+            run_id = client.create_run(
+                _experiment_id(client, experiment), run_name=redact(result["run_key"])
+            ).info.run_id
+        else:
+            run_id = task_run.info.run_id
         _log_batches(client, run_id, params=result.get("config", {}), tags=tags, metrics=metrics)
         if history_path is not None:
             client.log_artifact(run_id, history_path)
-        client.set_terminated(run_id, RUN_STATUS[result["status"]])
-        return run_id
+        if task_run is None:  # the backend's launcher ends its run when the task ends
+            client.set_terminated(run_id, RUN_STATUS[result["status"]])
+            return run_id, ""
+        return run_id, _backend_note(client, task_run, "this task")
 
     return _guarded(uri, what, body)
 
@@ -197,9 +254,13 @@ def log_analysis(
 ) -> dict:
     """Log the analysis's summary metrics and files to the parent run, then end it with ``status``.
 
+    Under the backend's MLflow integration, the parent run above the run the backend opened for this
+    task receives them, and the backend ends it with the pipeline run.
+
     Args:
-        uri: Tracking URI; empty turns tracking off.
-        parent_run_id: Id of the parent run; "" (never created) logs nothing.
+        uri: Tracking URI; empty turns tracking off (unless the backend injected a run: ``tracking_uri``).
+        parent_run_id: Id of the parent run; "" (never created) logs nothing, unless the backend
+            injected a run.
         metrics: Summary metrics; non-finite values are skipped.
         artifacts: Files (report HTML, tables) logged at the root of the run's artifacts, by the name
             each gets there (KFP's artifact files have no extension; MLflow's UI renders files by name).
@@ -210,21 +271,29 @@ def log_analysis(
         artifact path is not a file: its message says so).
 
     """
-    if tracking_enabled(uri) and not parent_run_id:
+    uri = tracking_uri(uri)
+    if tracking_enabled(uri) and not parent_run_id and not _injected_run_id():
         return _no_parent(uri, "analysis")
 
-    def body(client) -> str:
+    def body(client) -> tuple[str, str]:
         missing = [path for path in artifacts.values() if not Path(path).is_file()]
         if missing:
             raise ValueError(f"artifact paths are not files: {missing}")
+        task_run = backend_run(client)
+        parent = _root_run(client, task_run) if task_run is not None else None
+        if parent is None and not parent_run_id:
+            raise ValueError("there is no parent run")
+        run_id = parent.info.run_id if parent is not None else parent_run_id
         timestamp = int(time.time() * 1000)
         batch = [(name, value, timestamp, 0) for name, value in metrics.items() if _finite(value)]
-        _log_batches(client, parent_run_id, metrics=batch)
+        _log_batches(client, run_id, metrics=batch)
         with tempfile.TemporaryDirectory() as tmp:
             for name, path in artifacts.items():
-                client.log_artifact(parent_run_id, shutil.copyfile(path, Path(tmp) / name))
-        client.set_terminated(parent_run_id, status)
-        return parent_run_id
+                client.log_artifact(run_id, shutil.copyfile(path, Path(tmp) / name))
+        if parent is None:  # the backend ends its parent run when the pipeline run ends
+            client.set_terminated(run_id, status)
+            return run_id, ""
+        return run_id, _backend_note(client, parent, "the pipeline run")
 
     return _guarded(uri, "analysis", body)
 
@@ -246,16 +315,20 @@ def end_parent_run(uri: str, parent_run_id: str, status: str) -> dict[str, Any]:
     if not parent_run_id:
         return _status(tracking_enabled(uri), False, "there is no parent run", "")
 
-    def body(client) -> str:
+    def body(client) -> tuple[str, str]:
         if client.get_run(parent_run_id).info.status == "RUNNING":
             client.set_terminated(parent_run_id, status)
-        return parent_run_id
+        return parent_run_id, ""
 
     return _guarded(uri, f"end of parent run ({status})", body)
 
 
-def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
-    """Probe the server, then run ``body`` with bounded HTTP; any failure at all becomes a status."""
+def _guarded(uri: str, what: str, body: Callable[[Any], tuple[str, str]]) -> dict[str, Any]:
+    """Probe the server, then run ``body`` with bounded HTTP; any failure at all becomes a status.
+
+    ``body`` returns the id of the run it logged to and a note on that run for the message ("" or
+    `` (into …)``).
+    """
     if not tracking_enabled(uri):
         return _status(False, False, "tracking off: no MLflow tracking URI", "")
     problem = tracking_uri_problem(uri)
@@ -272,13 +345,52 @@ def _guarded(uri: str, what: str, body: Callable[[Any], str]) -> dict[str, Any]:
         from mlflow import MlflowClient
 
         with _bounded_http():
-            run_id = body(_BoundedClient(MlflowClient(tracking_uri=uri), deadline))
+            run_id, note = body(_BoundedClient(MlflowClient(tracking_uri=uri), deadline))
     except Exception as error:  # noqa: BLE001 (whatever mlflow, requests or the server do must not cost the run)
         reason = f"{type(error).__name__}: {str(error)[:500]}"
         if "Invalid Host header" in str(error):
             reason += " (add this host to the server's --allowed-hosts)"
         return _unavailable(uri, what, reason)
-    return _status(True, True, f"{what} logged to {shown_uri(uri)}", run_id)
+    return _status(True, True, f"{what} logged to {shown_uri(uri)}{note}", run_id)
+
+
+def _injected_run_id() -> str:
+    return os.environ.get(BACKEND_RUN_ENV, "").strip()
+
+
+def backend_run(client) -> Any:
+    """The run the backend's MLflow integration opened for this task, when it is on ``client``'s server.
+
+    None without the integration, and when ``MLFLOW_RUN_ID`` names no run there: the pipeline's
+    ``mlflow_tracking_uri`` points at another server, which gets the runs this module creates.
+    """
+    from mlflow.exceptions import MlflowException
+
+    run_id = _injected_run_id()
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def _root_run(client, run) -> Any:
+    """The run at the top of ``run``'s nesting: the backend's parent run of the pipeline run."""
+    for _ in range(MAX_RUN_NESTING):
+        parent_id = run.data.tags.get(PARENT_RUN_TAG)
+        if not parent_id:
+            return run
+        run = client.get_run(parent_id)
+    raise ValueError(f"run {run.info.run_id} is nested more than {MAX_RUN_NESTING} deep (a cycle?)")
+
+
+def _backend_note(client, run, owner: str) -> str:
+    """Where the runs went, for the status message: the backend's run and its experiment."""
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return f" (into the run Kubeflow Pipelines opened for {owner}, {run.info.run_id}, in experiment {experiment!r})"
 
 
 class _BoundedClient:
