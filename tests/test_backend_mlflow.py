@@ -226,3 +226,17 @@ def test_an_injected_run_id_without_a_server_leaves_tracking_off(monkeypatch):
     as_task(monkeypatch, uuid.uuid4().hex, None)
     status = tracking.start_parent_run("", "exp", "name", {}, {})
     assert (status["enabled"], status["run_id"]) == (False, "")
+
+
+def test_a_cycle_in_the_runs_nesting_is_a_status_and_logs_nothing(mlflow_server, monkeypatch):
+    """Runs that name each other as parent (no backend makes them): the walk up stops, the call reports it."""
+    client = client_for(mlflow_server)
+    experiment_id = client.create_experiment(f"cycle-{uuid.uuid4().hex[:8]}")
+    first, second = (client.create_run(experiment_id).info.run_id for _ in range(2))
+    client.set_tag(first, tracking.PARENT_RUN_TAG, second)
+    client.set_tag(second, tracking.PARENT_RUN_TAG, first)
+    as_task(monkeypatch, first, mlflow_server, experiment_id)
+    status = tracking.start_parent_run("", "unused", "name", {"grid_size": 1}, {})
+    assert (status["available"], status["run_id"]) == (False, ""), status
+    assert f"is nested more than {tracking.MAX_RUN_NESTING} deep" in status["message"]
+    assert [client.get_run(run_id).data.params for run_id in (first, second)] == [{}, {}]

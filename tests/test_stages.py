@@ -17,7 +17,7 @@ SOURCES = {
     "liger_bench.components": ROOT / "components",
     "liger_bench.pipelines": ROOT / "pipelines",
 }
-SHARED = {"records", "vocabulary", "versions", "cluster", "package", "tracking", "credentials"}
+SHARED = {"records", "vocabulary", "versions", "cluster", "package", "tracking", "credentials", "kfp_backend"}
 STAGES = ("inputs", "plan", "measure", "analyse", "render")
 ORDER = ("shared", *STAGES, "tasks", "components", "pipelines", "cli")
 

@@ -34,6 +34,9 @@ PINS: dict[str, str] = {
 TORCH_CPU = "2.13.0"
 TORCH_CUDA = "2.13.0"
 CUDA_BASE_IMAGE = "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"
+# The oldest Linux NVIDIA driver of the base image's CUDA (CUDA 12.8 Update 1: NVIDIA's CUDA Toolkit
+# release notes, Table 3); a new base image needs its own entry (tests/test_kfp_backend.py).
+CUDA_MIN_DRIVER = {"12.8.1": "570.124.06"}
 CPU_BASE_IMAGE = "python:3.11-slim-bookworm"
 MLFLOW_SERVER_IMAGE = "ghcr.io/mlflow/mlflow:v" + PINS["mlflow"]
 
