@@ -123,7 +123,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             base_config: Other training settings for every run, e.g. {"learning_rate": 1e-5, "liger_swiglu": false}.
             max_grid_size: Refuse grids with more runs than this.
             min_success_ratio: Fail the pipeline (after writing the report) when fewer runs are ok (diverged: not ok).
-            mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off.
+            mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off
+                (or the server of Kubeflow Pipelines' own MLflow integration, whose runs are then filled).
             mlflow_experiment: MLflow experiment that receives the runs.
             hf_token_secret: Kubernetes Secret with key HF_TOKEN, for gated models (optional).
             mlflow_secret: Kubernetes Secret with MLflow credentials (MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD).

@@ -24,7 +24,8 @@ def analyze_results(
         results: Result records of all runs (collected from train_model).
         histories: Step histories of all runs (collected from train_model).
         min_success_ratio: Fail the task when a smaller fraction of runs has status ``ok``.
-        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off, unless Kubeflow Pipelines' own MLflow
+            integration gave the task its run (liger_bench.tracking.tracking_uri).
         tracking: From start_tracking: the MLflow parent run that receives the report, then ends.
         report: Self-contained HTML report.
         summary: Markdown summary.

@@ -18,6 +18,8 @@ def start_tracking(
 ):
     """Open the MLflow parent run of this pipeline run; its id goes into ``tracking``.
 
+    Under Kubeflow Pipelines' own MLflow integration it fills the parent run the backend opened instead.
+
     A task of its own, never cached, so that prepare_grid stays a pure, cacheable function. The id
     travels as an artifact, not a parameter: kfp 2.17's local runner replaces every task-output
     parameter inside a ParallelFor with the loop item.
@@ -26,7 +28,8 @@ def start_tracking(
         grid: The validated grid from prepare_grid (its axes and settings become the run's params).
         model: The downloaded model (name and resolved revision become params).
         dataset: The prepared dataset (name, split and resolved revision become params).
-        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off, unless Kubeflow Pipelines' own MLflow
+            integration gave the task its run (liger_bench.tracking.tracking_uri).
         mlflow_experiment: MLflow experiment name.
         pipeline_run_name: Name of the pipeline run (names the MLflow parent run).
         pipeline_run_id: Id of the pipeline run (an MLflow tag).

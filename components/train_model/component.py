@@ -32,7 +32,8 @@ def train_model(
         config: One grid item from prepare_grid (a TrainConfig as a dict).
         model: Model folder from download_model.
         dataset: Prepared dataset from download_dataset.
-        mlflow_tracking_uri: MLflow server; empty turns tracking off.
+        mlflow_tracking_uri: MLflow server; empty turns tracking off, unless Kubeflow Pipelines' own MLflow
+            integration gave the task its run (liger_bench.tracking.tracking_uri).
         mlflow_experiment: MLflow experiment name.
         tracking: From start_tracking: the MLflow parent run to nest this run under.
         train_timeout_s: Stop training and record it as failed when it has not finished after this long.
