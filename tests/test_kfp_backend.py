@@ -84,8 +84,8 @@ def test_a_feature_outside_the_table_is_caught(tmp_path):
 
 @pytest.mark.parametrize("folder", sorted((ROOT / "components").glob("*/metadata.yaml")), ids=lambda p: p.parent.name)
 def test_each_component_states_the_minimum_in_its_catalog_metadata(folder):
-    kubeflow = {dependency["name"]: dependency["version"] for dependency in yaml.safe_load(folder.read_text())
-                ["dependencies"]["kubeflow"]}  # fmt: skip
+    dependencies = yaml.safe_load(folder.read_text())["dependencies"]["kubeflow"]
+    kubeflow = {dependency["name"]: dependency["version"] for dependency in dependencies}
     assert kubeflow["Pipelines"] == f">={MIN_BACKEND}"
 
 

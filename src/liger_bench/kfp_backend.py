@@ -40,7 +40,9 @@ class Feature:
 
 
 _V2 = "kubeflow/pipelines 2.0.0, the first release of the v2 backend (pipeline spec schema 2.1.0)"
-_SPEC_TYPES = [f"parameterType={kind}" for kind in ("STRING", "NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN")]
+_SPEC_TYPES = [
+    f"parameterType={kind}" for kind in ("STRING", "NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN", "LIST", "STRUCT")
+]
 _ARTIFACT_TYPES = [
     f"schemaTitle=system.{kind}" for kind in ("Artifact", "Model", "Dataset", "Metrics", "HTML", "Markdown")
 ]
@@ -50,8 +52,7 @@ def _under(prefixes: tuple[str, ...], fields: list[str]) -> tuple[str, ...]:
     return tuple(f"{prefix}.{field}" for prefix in prefixes for field in fields)
 
 
-_DEFINITIONS = ("components.*.inputDefinitions", "components.*.outputDefinitions", "root.inputDefinitions",
-                "root.outputDefinitions")  # fmt: skip
+_DEFINITIONS = tuple(f"{owner}.{side}Definitions" for owner in ("components.*", "root") for side in ("input", "output"))
 _TASKS = ("components.*.dag.tasks.*", "root.dag.tasks.*")
 
 FEATURES: tuple[Feature, ...] = (
@@ -70,10 +71,8 @@ FEATURES: tuple[Feature, ...] = (
             "deploymentSpec.executors.*.container.command",
             "deploymentSpec.executors.*.container.image",
             "deploymentSpec.executors.*.container.env",
-            *_under(_DEFINITIONS, ["parameters.*.description", "parameters.*.defaultValue"]),
-            *_under(_DEFINITIONS, ["parameters.*.isOptional"]),
+            *_under(_DEFINITIONS, ["parameters.*.description", "parameters.*.defaultValue", "parameters.*.isOptional"]),
             *_under(_DEFINITIONS, [f"parameters.*.{kind}" for kind in _SPEC_TYPES]),
-            *_under(_DEFINITIONS, ["parameters.*.parameterType=LIST", "parameters.*.parameterType=STRUCT"]),
             *_under(_DEFINITIONS, ["artifacts.*.description", "artifacts.*.artifactType.schemaVersion"]),
             *_under(_DEFINITIONS, [f"artifacts.*.artifactType.{kind}" for kind in _ARTIFACT_TYPES]),
             *_under(
