@@ -38,6 +38,20 @@ def reads_the_hub(task: dsl.PipelineTask, hf_token_secret: str, options: Cluster
         task.set_env_variable("HF_HOME", options.hf_cache_mount)
 
 
+def reads_staged_inputs(task: dsl.PipelineTask, options: ClusterOptions) -> None:
+    """A task that writes or reads the model and dataset: the model volume mounted, when compiled with one.
+
+    kfp-kubernetes 2.17 mounts a PVC read-write only (its ``PvcMount`` has no read-only field); the
+    reading tasks open the staged folders and write nothing there.
+
+    Args:
+        task: A download, prepare_grid or train_model task.
+        options: The compile-time settings (``model_volume``, ``model_volume_mount``).
+    """
+    if options.model_volume:
+        kubernetes.mount_pvc(task, options.model_volume, options.model_volume_mount)
+
+
 def writes_to_mlflow(task: dsl.PipelineTask, mlflow_secret: str, cache: bool) -> None:
     """A task that logs to MLflow: the credentials from their optional Secret; cached only when ``cache``.
 
@@ -134,16 +148,21 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         # Retries happen inside the download tasks, for network errors only: a kfp retry policy
         # would also repeat errors that cannot change (a missing path, a parse error, a gated model).
         model_task = download_model(
-            model_name=model_name, model_revision=model_revision, network_retries=options.download_retries
+            model_name=model_name,
+            model_revision=model_revision,
+            network_retries=options.download_retries,
+            staging_dir=options.staging_dir,
         )
         dataset_task = download_dataset(
             dataset_name=dataset_name,
             dataset_split=dataset_split,
             dataset_revision=dataset_revision,
             network_retries=options.download_retries,
+            staging_dir=options.staging_dir,
         )
         for task in (model_task, dataset_task):
             reads_the_hub(task, hf_token_secret, options)
+            reads_staged_inputs(task, options)
         model, dataset = model_task.outputs["model"], dataset_task.outputs["dataset"]
 
         grid_task = prepare_grid(
@@ -163,6 +182,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             **options.grid_scale(),
         )
         grid_task.set_caching_options(True)
+        reads_staged_inputs(grid_task, options)
         tracking_task = start_tracking(
             grid=grid_task.output,
             model=model,
@@ -189,6 +209,11 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             )
             writes_to_mlflow(train_task, mlflow_secret, cache=options.cache_training)
             trains_on_gpus(train_task, options, gpu_node_selector, gpu_tolerations)
+            reads_staged_inputs(train_task, options)
+            # train_model records every grid point's own failure and succeeds: a failed task is a lost pod
+            # or node, so a re-run repeats nothing that could not change (docs/run-on-kubeflow.md#lost-pods).
+            if options.train_retries:
+                train_task.set_retry(num_retries=options.train_retries)
 
         analyze_task = analyze_results(
             results=dsl.Collected(train_task.outputs["result"]),

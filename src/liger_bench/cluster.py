@@ -41,9 +41,22 @@ class ClusterOptions:
         "seconds before a training run is stopped as hung and recorded as failed "
         f"(the pod's own deadline is {TRAIN_POD_GRACE_S} s later)",
     )
+    train_retries: int = _option(
+        2,
+        "re-runs of a training task that failed, which only a lost pod or node causes (a grid point's own "
+        "failure is a record); KFP backends that drop a retry inside a ParallelFor (kubeflow/pipelines#13897) "
+        "ignore it",
+    )
     cache_training: bool = _option(False, "let KFP reuse cached training results")
     hf_cache_pvc: str = _option("", "PVC mounted as HF_HOME in download tasks")
     hf_cache_mount: str = _option("/cache/huggingface", "where download tasks mount --hf-cache-pvc")
+    model_volume: str = _option(
+        "",
+        "ReadWriteMany PVC that receives the model and dataset once (a folder named by content) and that "
+        "prepare_grid and every training pod mount and read them from; empty: they travel as KFP artifacts, "
+        "copied into every pod",
+    )
+    model_volume_mount: str = _option("/mnt/liger-bench-inputs", "where tasks mount --model-volume")
     shm_size: str = _option("16Gi", "size of each training pod's /dev/shm (in memory)")
     download_retries: int = _option(
         2, "retries of a hub download after a network error (20 s, then 40 s); other errors are not retried"
@@ -61,6 +74,11 @@ class ClusterOptions:
         "/mnt/liger-bench-trainjobs", "where training tasks and TrainJob nodes mount --trainer-pvc"
     )
     keep_trainjobs: bool = _option(False, "keep finished TrainJobs (for their logs)")
+
+    @property
+    def staging_dir(self) -> str:
+        """The folder download tasks stage the inputs in, as every task sees it; '' without a model volume."""
+        return self.model_volume_mount if self.model_volume else ""
 
     @property
     def trainer_configured(self) -> bool:
@@ -94,3 +112,5 @@ class ClusterOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: {value!r} is not valid; accepted: integers >= 1")
+        if isinstance(self.train_retries, bool) or not isinstance(self.train_retries, int) or self.train_retries < 0:
+            raise ValueError(f"train_retries: {self.train_retries!r} is not valid; accepted: integers >= 0")

@@ -15,6 +15,7 @@ from typing import Any
 from liger_bench import tracking
 from liger_bench.inputs.data import load_raw, save_prepared, to_prompt_completion
 from liger_bench.inputs.modelio import CONFIG_SOURCE, describe_model, fetch_model
+from liger_bench.inputs.staging import input_folder, staged_name, write_inputs
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, history_document, read_json, write_json_atomic
 
@@ -31,45 +32,65 @@ def say_if_not_logged(status: dict[str, Any]) -> None:
 
 
 def download_dataset(
-    name: str, split: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
+    name: str,
+    split: str,
+    revision: str,
+    destination: str | os.PathLike,
+    network_retries: int = 0,
+    staging_dir: str = "",
 ) -> dict[str, Any]:
     """Load a split, check and normalise it to prompt/completion rows, save it; return the artifact metadata.
 
     ``rows`` counts the rows with a completion, the ones the runs draw from; when rows were dropped
-    the task log (and ``liger-bench local``'s terminal) says how many are left.
+    the task log (and ``liger-bench local``'s terminal) says how many are left. With a
+    ``staging_dir`` the rows are saved there once and ``destination`` points to them (``inputs.staging``).
     """
-    raw, resolved = load_raw(name, split, revision, network_retries)
-    prepared, fmt = to_prompt_completion(raw, name)
-    save_prepared(prepared, destination)
-    if len(prepared) < len(raw):
-        progress(
-            f"dataset {name!r}: training draws from {len(prepared):,} of its {len(raw):,} rows "
-            f"({len(raw) - len(prepared):,} dropped: empty completion/output/text)"
-        )
-    return {
-        "name": name,
-        "split": split,
-        "revision": resolved,
-        "source_format": fmt,
-        "source_rows": len(raw),
-        "rows": len(prepared),
-    }
+    from liger_bench.versions import package_version
+
+    def save(folder) -> dict[str, Any]:
+        raw, resolved = load_raw(name, split, revision, network_retries)
+        prepared, fmt = to_prompt_completion(raw, name)
+        save_prepared(prepared, folder)
+        if len(prepared) < len(raw):
+            progress(
+                f"dataset {name!r}: training draws from {len(prepared):,} of its {len(raw):,} rows "
+                f"({len(raw) - len(prepared):,} dropped: empty completion/output/text)"
+            )
+        return {
+            "name": name,
+            "split": split,
+            "revision": resolved,
+            "source_format": fmt,
+            "source_rows": len(raw),
+            "rows": len(prepared),
+        }
+
+    def folder_name(info: dict[str, Any]) -> str:
+        # The rows are this project's conversion of the split: its version is part of their content.
+        return staged_name(name, info["revision"], split, f"liger-bench-{package_version()}")
+
+    return write_inputs(save, destination, staging_dir, "datasets", folder_name)
 
 
 def download_model(
-    name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0
+    name: str, revision: str, destination: str | os.PathLike, network_retries: int = 0, staging_dir: str = ""
 ) -> dict[str, Any]:
     """Fetch and check the model; return the artifact metadata.
 
     The task log (and ``liger-bench local``'s terminal) warns when the model's config states no
     context length: prepare_grid then checks ``max_seq_length`` against the fallback, or not at all.
+    With a ``staging_dir`` the files are written there once and ``destination`` points to them.
     """
-    resolved = fetch_model(name, destination, revision, network_retries)
-    described = describe_model(destination)
-    if not described["context_length_source"].startswith(CONFIG_SOURCE):
-        fallback = described["context_length_source"] or "none: max_seq_length cannot be checked against one"
+
+    def fetch(folder) -> dict[str, Any]:
+        resolved = fetch_model(name, folder, revision, network_retries)
+        return {"name": name, "revision": resolved, **describe_model(folder)}
+
+    info = write_inputs(fetch, destination, staging_dir, "models", lambda info: staged_name(name, info["revision"]))
+    if not info["context_length_source"].startswith(CONFIG_SOURCE):
+        fallback = info["context_length_source"] or "none: max_seq_length cannot be checked against one"
         progress(f"warning: model {name!r}: its config states no context length; fallback: {fallback}")
-    return {"name": name, "revision": resolved, **described}
+    return info
 
 
 def prepare_grid(
@@ -83,8 +104,9 @@ def prepare_grid(
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
 
-    Every item gets the attention implementation the architecture trial resolved, so both
-    variants use the same one whatever the training node would pick. A tracking URI holding
+    ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
+    folders (``inputs.staging``). Every item gets the attention implementation the architecture trial
+    resolved, so both variants use the same one whatever the training node would pick. A tracking URI holding
     credentials is refused here, before a training task could log it.
     """
     from liger_bench.credentials import check_tracking_uri
@@ -98,6 +120,7 @@ def prepare_grid(
 
     check_tracking_uri(mlflow_tracking_uri)
     check_min_success_ratio(min_success_ratio)
+    model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     grid = expand_grid(GridSpec(**axes))
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
@@ -204,15 +227,18 @@ def train_model(
 ) -> RunResult:
     """Train one grid point, write its history and result, mirror them to MLflow.
 
-    One node: in a supervised child process (torchrun's ranks for several GPUs). Several nodes: a
-    Kubeflow Trainer TrainJob (``trainer``: ``trainjob.TrainerSettings`` as a dict), placed on
-    GPU nodes by ``gpu_placement`` (``node_selector``, ``tolerations``). MLflow failures never
-    fail it: a run without a parent run (``mlflow_tracking_error`` says why, start_tracking said it)
-    is not logged, and a child run that cannot be logged is said in the progress and the result.
+    ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
+    folders (``inputs.staging``). One node: in a supervised child process (torchrun's ranks for
+    several GPUs). Several nodes: a Kubeflow Trainer TrainJob (``trainer``:
+    ``trainjob.TrainerSettings`` as a dict), placed on GPU nodes by ``gpu_placement`` (``node_selector``,
+    ``tolerations``). MLflow failures never fail it: a run without a parent run (``mlflow_tracking_error``
+    says why, start_tracking said it) is not logged, and a child run that cannot be logged is said in the
+    progress and the result.
     """
     from liger_bench.measure.supervisor import train_supervised
 
     train_config = TrainConfig.from_dict(config)
+    model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     if train_config.nodes_per_run > 1:
         from liger_bench.measure.trainjob import TrainerSettings, train_on_trainer
 
