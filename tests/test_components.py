@@ -44,9 +44,15 @@ def downloaded(embedded_assets, tmp_path_factory):
     root = tmp_path_factory.mktemp("components")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    model = download_model(model_name=str(embedded_assets[0]), model_revision="", network_retries=0).outputs["model"]
+    model = download_model(
+        model_name=str(embedded_assets[0]), model_revision="", network_retries=0, staging_dir=""
+    ).outputs["model"]
     dataset = download_dataset(
-        dataset_name=str(embedded_assets[1]), dataset_split="train", dataset_revision="", network_retries=0
+        dataset_name=str(embedded_assets[1]),
+        dataset_split="train",
+        dataset_revision="",
+        network_retries=0,
+        staging_dir="",
     ).outputs["dataset"]
     return model, dataset
 

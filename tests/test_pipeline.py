@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from liger_bench.cli.main import compile_pipeline
-from liger_bench.cluster import TRAIN_POD_GRACE_S
+from liger_bench.cluster import TRAIN_POD_GRACE_S, ClusterOptions
+from liger_bench.inputs.staging import POINTER_KEY
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +235,64 @@ def test_a_run_of_several_nodes_submits_a_trainjob_and_asks_for_no_gpu_itself(tm
     trainer = train["trainer"]["runtimeValue"]["constant"]
     assert trainer["runtime"] == "torch-distributed" and trainer["pvc"] == "liger-bench-trainjobs"
     assert trainer["image"].split("/")[-1].startswith("liger-bench-cuda:")
+
+
+def test_the_model_volume_is_mounted_on_the_tasks_that_stage_or_read_the_inputs_only_when_given(compiled, tmp_path):
+    path = compile_pipeline(tmp_path / "p.yaml", {"model_volume": "liger-inputs"})
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mount = ClusterOptions().model_volume_mount
+    readers = {"exec-download-model", "exec-download-dataset", "exec-prepare-grid", "exec-train-model"}
+    for name in readers:
+        mounts = [m for m in executors[name]["pvcMount"] if m["mountPath"] == mount]
+        assert [m["pvcNameParameter"]["runtimeValue"]["constant"] for m in mounts] == ["liger-inputs"], name
+    for name in set(executors) - readers:
+        assert not [m for m in executors[name].get("pvcMount", []) if m["mountPath"] == mount], name
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in ("download-model", "download-dataset"):
+        assert tasks[name]["inputs"]["parameters"]["staging_dir"]["runtimeValue"]["constant"] == mount
+    # Without the option: no such mount anywhere, and the artifacts hold the files (staging_dir empty).
+    _, default_spec, default_executors = compiled
+    assert not [m for e in default_executors.values() for m in e.get("pvcMount", []) if m["mountPath"] == mount]
+    default_tasks = default_spec["root"]["dag"]["tasks"]
+    assert default_tasks["download-model"]["inputs"]["parameters"]["staging_dir"]["runtimeValue"]["constant"] == ""
+
+
+def test_the_training_task_is_retried_only_as_often_as_compiled(compiled, tmp_path):
+    _, spec, _ = compiled
+    train = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"]
+    assert train["retryPolicy"]["maxRetryCount"] == ClusterOptions().train_retries == 2
+    path = compile_pipeline(tmp_path / "p.yaml", {"train_retries": 0})
+    spec, _ = yaml.safe_load_all(path.read_text())
+    assert "retryPolicy" not in spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-model"]
+
+
+@pytest.mark.slow
+def test_a_local_run_with_a_model_volume_trains_from_the_staged_folder(embedded_assets, tmp_path):
+    """The training task's input artifacts are pointers of a few hundred bytes; the weights come from the folder."""
+    from liger_bench.cli.localrun import run_local
+
+    volume = tmp_path / "volume"
+    overrides = {
+        "model_name": str(embedded_assets[0]),
+        "dataset_name": str(embedded_assets[1]),
+        "use_liger": [False],
+        "torch_compile": [False],
+        "per_device_train_batch_size": [2],
+        "n_runs": 1,
+        "max_steps": 4,
+    }
+    report = run_local(tmp_path / "out", overrides, model_volume=volume)
+    run_root = report.parent.parent
+    # train_model's input artifacts are download_model's and download_dataset's outputs: what a
+    # cluster's launcher copies into every training pod.
+    for task, name, kind in (("download-model", "model", "models"), ("download-dataset", "dataset", "datasets")):
+        pointer = run_root / task / name
+        assert pointer.is_file() and pointer.stat().st_size < 400, name  # bytes, not the files
+        staged = Path(json.loads(pointer.read_text())[POINTER_KEY])
+        assert staged.parent == volume.resolve() / kind, name
+    assert any((volume / "models").glob("*/*.safetensors"))
+    (result_path,) = run_root.glob("for-loop-1-*/train-model/result")
+    result = json.loads(result_path.read_text())
+    assert result["status"] == "ok" and result["metrics"]["tokens_per_s_nonpad"] > 0, result["reason"]
+    assert result["model"]["staged_folder"].startswith(str(volume.resolve()))

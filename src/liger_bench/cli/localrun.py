@@ -82,7 +82,7 @@ def with_embedded(params: dict) -> dict:
     return params
 
 
-def run_local(output_dir: Path, overrides: dict) -> Path:
+def run_local(output_dir: Path, overrides: dict, model_volume: Path | None = None) -> Path:
     """Run the whole pipeline with kfp's local runner; return the path of the report artifact.
 
     The terminal gets what runs, one line per finished run and where the report and the log are;
@@ -93,6 +93,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         output_dir: Where the pipeline root, the logs and ``report.html`` go.
         overrides: Parameters given (``local --param``); ``local_defaults``, then the pipeline's
             defaults, hold for the others.
+        model_volume: Folder that receives the model and dataset once and that the tasks read them
+            from (``local --model-volume``); None: the artifacts hold the files.
 
     Raises:
         UserError: An unknown parameter, a bad grid value or option, a local path that does not
@@ -107,12 +109,19 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
     check_names(list(overrides), types)
     check_local_paths(overrides)
     check_writable_folder(output_dir, "--output-dir")
+    if model_volume is not None:
+        check_writable_folder(model_volume, "--model-volume")
+        # The local runner mounts nothing: the folder is both the volume and where the tasks see it.
+        folder = str(model_volume.expanduser().resolve())
+        build_volume = {"model_volume": folder, "model_volume_mount": folder}
+    else:
+        build_volume = {}
     cuda = cuda_available()
     defaults, defaults_line = local_defaults(cuda, overrides)
     merged = {**defaults, **overrides}
     build = {key: merged.pop(key) for key in LOCAL_COMPILE_OPTIONS if key in merged}
     try:
-        options = ClusterOptions(**build)
+        options = ClusterOptions(**build, **build_volume)
     except ValueError as error:  # max_concurrency=0, which kfp would read as "no limit"
         raise UserError(str(error)) from None
     total_runs = check_grid(merged)
@@ -122,6 +131,8 @@ def run_local(output_dir: Path, overrides: dict) -> Path:
         raise UserError(str(error)) from None
 
     output_dir = output_dir.expanduser().resolve()
+    if options.model_volume:
+        Path(options.model_volume).mkdir(parents=True, exist_ok=True)
     with one_run_at_a_time(output_dir):
         return _run_locked(output_dir, merged, options, total_runs, defaults_line, cuda)
 

@@ -170,6 +170,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     local_cmd.add_argument("--output-dir", type=Path, default=Path("liger-bench-output"), help="where outputs go")
     local_cmd.add_argument(
+        "--model-volume",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder that receives the model and dataset once (named by content) and that the training tasks read "
+        "them from, as a cluster's --model-volume PVC (default: each task's artifacts hold the files)",
+    )
+    local_cmd.add_argument(
         "--param",
         action="append",
         default=argparse.SUPPRESS,
@@ -202,6 +210,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     upload_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user Kubeflow)")
     upload_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
+    add_model_volume_option(upload_cmd)
 
     run_help = "compile the pipeline and start a run with an inputs file"
     run_cmd = sub.add_parser(
@@ -224,7 +233,22 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user Kubeflow)")
     run_cmd.add_argument("--package", type=Path, default=None, help="package from 'compile' (default: compile now)")
+    add_model_volume_option(run_cmd)
     return parser
+
+
+def add_model_volume_option(parser: argparse.ArgumentParser) -> None:
+    """``--model-volume`` for a command that compiles the package itself (``upload``, ``run``).
+
+    Args:
+        parser: The command's parser.
+    """
+    parser.add_argument(
+        "--model-volume",
+        default=argparse.SUPPRESS,
+        metavar="PVC",
+        help=f"compile with this model volume: {ClusterOptions.__dataclass_fields__['model_volume'].metadata['help']}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         if args.command == "local":
-            run_local(args.output_dir, parse_params(getattr(args, "param", []), local_parameter_types()))
+            params = parse_params(getattr(args, "param", []), local_parameter_types())
+            run_local(args.output_dir, params, args.model_volume)
         elif args.command == "compile":
             check_writable_file(args.output, "--output")
             started = time.monotonic()
@@ -283,6 +308,11 @@ def _remote(args: argparse.Namespace) -> None:
     params = {}
     if args.package and not args.package.is_file():
         raise UserError(f"--package {args.package}: no such file; write one with 'liger-bench compile --output'")
+    if args.package and hasattr(args, "model_volume"):
+        raise UserError(
+            f"--model-volume applies when {args.command} compiles the package; --package {args.package} was "
+            "compiled already: give --model-volume to 'liger-bench compile' instead"
+        )
     if args.command == "run":
         if not args.params.is_file():
             raise UserError(f"--params {args.params}: no such file")
@@ -291,7 +321,7 @@ def _remote(args: argparse.Namespace) -> None:
         except ValueError as error:
             raise UserError(str(error)) from None
     with tempfile.TemporaryDirectory() as tmp:
-        package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", {})
+        package = args.package or compile_pipeline(Path(tmp) / "liger_benchmark.yaml", compile_options(args))
         if args.command == "upload":
             info = kfp_client.upload_pipeline(args.host, str(package), args.name, args.version, args.namespace)
         else:

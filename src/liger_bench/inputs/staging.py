@@ -22,7 +22,7 @@ from typing import Any
 
 # The pointer document's marker: an artifact file with this key points to a staged folder.
 POINTER_KEY = "liger_bench_staged_folder"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
 
 
 class StagingError(ValueError):
