@@ -129,6 +129,34 @@ MISTAKES = [
         ],
     ),
     Mistake(
+        "model-volume-is-a-file",
+        ["local", "--model-volume", "a-file"],
+        ["--model-volume a-file: is a file, not a folder"],
+    ),
+    Mistake(
+        "model-volume-with-a-compiled-package",
+        [
+            "run",
+            "--host",
+            "http://127.0.0.1:{port}",
+            "--params",
+            "inputs.yaml",
+            "--package",
+            "inputs.yaml",
+            "--model-volume",
+            "liger-inputs",
+        ],
+        [
+            "--model-volume applies when run compiles the package; --package inputs.yaml was compiled already: "
+            "give --model-volume to 'liger-bench compile' instead"
+        ],
+    ),
+    Mistake(
+        "negative-train-retries",
+        ["compile", "--train-retries", "-1"],
+        ["train_retries: -1 is not valid; accepted: integers >= 0"],
+    ),
+    Mistake(
         "missing-package",
         ["upload", "--host", "http://127.0.0.1:{port}", "--package", "missing.yaml"],
         ["--package missing.yaml: no such file"],
@@ -202,6 +230,20 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
     assert "kfp noise" in log.getvalue() and "GridError" in log.getvalue()
     assert progress.counts() == "1 ok, 1 skipped"
     assert progress.last_error == "GridError: max_seq_length: 9000 exceeds the context length"
+
+
+def test_progress_counts_a_run_whose_task_was_re_run_once_with_its_last_status():
+    log, terminal = io.StringIO(), io.StringIO()
+    progress = ProgressLog(log, terminal, total_runs=2)
+    progress.write("[liger-bench] baseline-bs2-seq128-r0: ok, 1,000 tokens/s\n")  # its task was lost after this
+    progress.write("[liger-bench] baseline-bs2-seq128-r0: ok, 1,100 tokens/s\n")
+    progress.write("[liger-bench] baseline-bs2-seq128-r1: ok, 1,200 tokens/s\n")
+    assert terminal.getvalue().splitlines() == [
+        "[liger-bench] [1/2] baseline-bs2-seq128-r0: ok, 1,000 tokens/s",
+        "[liger-bench] [1/2] baseline-bs2-seq128-r0: ok, 1,100 tokens/s (again: its task was re-run)",
+        "[liger-bench] [2/2] baseline-bs2-seq128-r1: ok, 1,200 tokens/s",
+    ]
+    assert progress.counts() == "2 ok"
 
 
 def test_help_shows_defaults_parameter_names_and_the_quoting_rule():

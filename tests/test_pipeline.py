@@ -1,6 +1,8 @@
 """The pipeline: compiled package contents, and one whole run through kfp's local runner."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -296,3 +298,83 @@ def test_a_local_run_with_a_model_volume_trains_from_the_staged_folder(embedded_
     result = json.loads(result_path.read_text())
     assert result["status"] == "ok" and result["metrics"]["tokens_per_s_nonpad"] > 0, result["reason"]
     assert result["model"]["staged_folder"].startswith(str(volume.resolve()))
+
+
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """Every live process here: pid to (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                found[int(entry.name)] = (parent, (entry / "cmdline").read_bytes())
+            except (OSError, ValueError, IndexError):  # it ended while being read
+                continue
+    return found
+
+
+def _descendants(root: int, processes: dict[int, tuple[int, bytes]]) -> set[int]:
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, (parent, _) in processes.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _kill_the_first_training_task_once_it_trains(cli: subprocess.Popen, deadline: float) -> int:
+    """SIGKILL the first train_model task's process (as a lost pod) once its training child runs; its pid."""
+    import signal
+
+    while time.monotonic() < deadline and cli.poll() is None:
+        processes = _processes()
+        mine = _descendants(cli.pid, processes)
+        for pid in sorted(mine):
+            parent, cmdline = processes[pid]
+            is_task = b"kfp.dsl.executor_main" in cmdline and b"--function_to_execute\0train_model\0" in cmdline
+            if is_task and any(processes[child][0] == pid for child in mine if child in processes):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        time.sleep(0.2)
+    raise AssertionError("no training task started")
+
+
+@pytest.mark.slow
+def test_a_training_task_killed_like_a_lost_pod_is_retried_and_the_report_has_every_grid_point(
+    embedded_assets, tmp_path
+):
+    """The kfp local runner honours the retry policy inside the ParallelFor, as a backend with #13897 fixed would."""
+    args = [
+        "local",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--param",
+        f"model_name={json.dumps(str(embedded_assets[0]))}",
+        "--param",
+        f"dataset_name={json.dumps(str(embedded_assets[1]))}",
+        "--param",
+        "use_liger=[false]",
+        "--param",
+        "torch_compile=[false]",
+        "--param",
+        "per_device_train_batch_size=[2]",
+        "--param",
+        "n_runs=2",
+        "--param",
+        "max_steps=6",
+    ]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "liger_bench.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    killed = _kill_the_first_training_task_once_it_trains(cli, time.monotonic() + 300)
+    stdout, stderr = cli.communicate(timeout=600)
+    assert cli.returncode == 0, stderr
+    assert "finished in" in stdout and ": 2 ok" in stdout  # the re-run grid point counts once
+    (run_root,) = (tmp_path / "out" / "pipeline_root").glob("liger-benchmark-*")
+    results = [json.loads(p.read_text()) for p in run_root.glob("for-loop-1-*/train-model/result")]
+    assert sorted(r["run_key"] for r in results) == ["baseline-bs2-seq128-r0", "baseline-bs2-seq128-r1"]
+    assert all(r["status"] == "ok" for r in results)
+    (log,) = (tmp_path / "out" / "logs").glob("local-*.log")
+    train_ends = re.findall(r"Task \S*'train-model'\S* finished with status \S*(SUCCESS|FAILURE)", log.read_text())
+    assert train_ends == ["FAILURE", "SUCCESS", "SUCCESS"]  # the killed attempt, its re-run, the other run
+    assert killed not in _processes()
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -4,9 +4,7 @@ from liger_bench.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def download_model(
-    model_name: str, model_revision: str, network_retries: int, staging_dir: str, model: Output[Model]
-):
+def download_model(model_name: str, model_revision: str, network_retries: int, staging_dir: str, model: Output[Model]):
     """Materialise a hub model or a local model folder as a self-contained model artifact, or stage it once.
 
     Args:
@@ -19,6 +17,4 @@ def download_model(
     """
     from liger_bench import tasks
 
-    model.metadata.update(
-        tasks.download_model(model_name, model_revision, model.path, network_retries, staging_dir)
-    )
+    model.metadata.update(tasks.download_model(model_name, model_revision, model.path, network_retries, staging_dir))

@@ -13,6 +13,7 @@ import io
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
@@ -45,7 +46,8 @@ class ProgressLog(io.TextIOBase):
 
     def __init__(self, log: TextIO, terminal: TextIO, total_runs: int, clock: Callable[[], float] = time.monotonic):
         self.log, self.terminal, self.total_runs, self.clock = log, terminal, total_runs, clock
-        self.finished: dict[str, int] = {}
+        # Run key to its last status: a training task re-run after its process was lost reports its run again.
+        self.finished: dict[str, str] = {}
         self.last_error = ""
         self._training_start: float | None = None
         self._pending = ""
@@ -99,8 +101,9 @@ class ProgressLog(io.TextIOBase):
 
     def _run_finished(self, finished: re.Match) -> None:
         status, reason = finished["status"], (finished["reason"] or "").partition("; ")[0]
-        self.finished[status] = self.finished.get(status, 0) + 1
-        done = sum(self.finished.values())
+        again = " (again: its task was re-run)" if finished["key"] in self.finished else ""
+        self.finished[finished["key"]] = status
+        done = len(self.finished)
         eta = ""
         if self._training_start is not None and done < self.total_runs:
             elapsed = self.clock() - self._training_start
@@ -109,11 +112,13 @@ class ProgressLog(io.TextIOBase):
             reason = reason[:REASON_CHARS].rsplit(" ", 1)[0] + " ..."
         detail = finished["rate"] or (f" ({reason})" if reason else "")
         width = len(str(self.total_runs))
-        self.terminal.write(f"{MARKER}[{done:>{width}}/{self.total_runs}] {finished['key']}: {status}{detail}{eta}\n")
+        counter = f"[{done:>{width}}/{self.total_runs}]"
+        self.terminal.write(f"{MARKER}{counter} {finished['key']}: {status}{detail}{again}{eta}\n")
 
     def counts(self) -> str:
         """'9 ok, 9 skipped'."""
-        return ", ".join(f"{n} {status}" for status, n in sorted(self.finished.items())) or "no run finished"
+        tally = Counter(self.finished.values())
+        return ", ".join(f"{n} {status}" for status, n in sorted(tally.items())) or "no run finished"
 
 
 @contextlib.contextmanager
