@@ -24,18 +24,20 @@ MLFLOW_CREDENTIAL_KEYS = {
 
 
 def reads_the_hub(task: dsl.PipelineTask, hf_token_secret: str, options: ClusterOptions) -> None:
-    """A download task: cached; the hub token from its optional Secret; the shared hub cache when compiled with one.
+    """A download task: cached; the hub token from its optional Secret; the hub cache and mirror when compiled in.
 
     Args:
         task: A download_model or download_dataset task.
         hf_token_secret: Name of the Kubernetes Secret with key HF_TOKEN.
-        options: The compile-time settings (``hf_cache_pvc``, ``hf_cache_mount``).
+        options: The compile-time settings (``hf_cache_pvc``, ``hf_cache_mount``, ``hf_endpoint``).
     """
     task.set_caching_options(True)
     kubernetes.use_secret_as_env(task, hf_token_secret, HF_TOKEN_KEYS, optional=True)
     if options.hf_cache_pvc:
         kubernetes.mount_pvc(task, options.hf_cache_pvc, options.hf_cache_mount)
         task.set_env_variable("HF_HOME", options.hf_cache_mount)
+    if options.hf_endpoint:
+        task.set_env_variable("HF_ENDPOINT", options.hf_endpoint)
 
 
 def reads_staged_inputs(task: dsl.PipelineTask, options: ClusterOptions) -> None:

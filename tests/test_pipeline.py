@@ -378,3 +378,20 @@ def test_a_training_task_killed_like_a_lost_pod_is_retried_and_the_report_has_ev
     assert train_ends == ["FAILURE", "SUCCESS", "SUCCESS"]  # the killed attempt, its re-run, the other run
     assert killed not in _processes()
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_the_hub_mirror_reaches_the_download_tasks_only_when_given(compiled, tmp_path):
+    path = compile_pipeline(tmp_path / "p.yaml", {"hf_endpoint": "http://hf-mirror.internal:8080"})
+    spec, _ = yaml.safe_load_all(path.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    for name, container in ((name, e["container"]) for name, e in executors.items()):
+        endpoints = [env["value"] for env in container.get("env", []) if env["name"] == "HF_ENDPOINT"]
+        expected = (
+            ["http://hf-mirror.internal:8080"] if name in ("exec-download-model", "exec-download-dataset") else []
+        )
+        assert endpoints == expected, name
+    _, default_spec, _ = compiled
+    default_envs = [
+        e for x in default_spec["deploymentSpec"]["executors"].values() for e in x["container"].get("env", [])
+    ]
+    assert "HF_ENDPOINT" not in {env["name"] for env in default_envs}

@@ -50,6 +50,9 @@ class ClusterOptions:
     cache_training: bool = _option(False, "let KFP reuse cached training results")
     hf_cache_pvc: str = _option("", "PVC mounted as HF_HOME in download tasks")
     hf_cache_mount: str = _option("/cache/huggingface", "where download tasks mount --hf-cache-pvc")
+    hf_endpoint: str = _option(
+        "", "Hugging Face hub or mirror the download tasks use (their HF_ENDPOINT); empty: https://huggingface.co"
+    )
     model_volume: str = _option(
         "",
         "ReadWriteMany PVC that receives the model and dataset once (a folder named by content) and that "
