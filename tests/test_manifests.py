@@ -227,6 +227,8 @@ def test_the_volumes_and_secrets_the_pipeline_names_exist(rendered: dict) -> Non
     secrets = {d["metadata"]["name"]: d for d in find(rendered[OVERLAY], "Secret")}
 
     assert "liger-bench-hf-cache" in claims
+    # --model-volume's volume: every training pod, on any node, mounts it while the others do.
+    assert claims["liger-bench-inputs"]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert set(secrets) == set(SECRET_KEYS)  # exact names: no hash suffix
     assert all(not secret.get("data") for secret in secrets.values()), "the templates must hold no values"
 
