@@ -5,9 +5,11 @@ the component runs: a training task receives download_model's and download_datas
 This script runs the download tasks' work (``tasks.download_model``, ``tasks.download_dataset``) on
 the embedded model and dataset twice, as the pipeline does without and with ``--model-volume``, and
 prints the bytes of the artifacts a training pod would receive each way, what the volume holds, and
-the arithmetic of a sweep of ``--runs`` training pods for a model of ``--model-gb``. CPU only::
+the arithmetic of a sweep of ``--runs`` training pods (default: the pipeline's default grid) for a
+model of ``--model-gb``. CPU only::
 
-    python benchmarks/staged_inputs.py                     # the tiny embedded model, Phi-3-mini's arithmetic
+    python benchmarks/staged_inputs.py                     # the tiny embedded model; Phi-3-mini's arithmetic
+    python benchmarks/staged_inputs.py --runs 30           # the sweep of issue 26
     python benchmarks/staged_inputs.py --preset phi3-mini  # writes a 3.8B-parameter random model first
 """
 
@@ -27,12 +29,15 @@ def main() -> None:
     """Download the inputs both ways and print the bytes a training pod receives."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", help="embedded model preset (liger_bench.inputs.embedded)")
-    parser.add_argument("--runs", type=int, default=30, help="training pods of the sweep (the default grid: 30)")
+    parser.add_argument("--runs", type=int, default=None, help="training pods (default: the default grid's)")
     parser.add_argument("--model-gb", type=float, default=7.6, help="model size for the arithmetic (Phi-3-mini)")
     args = parser.parse_args()
 
     from liger_bench.inputs.embedded import ensure_embedded
+    from liger_bench.plan.grid import GridSpec, expand_grid
     from liger_bench.tasks import download_dataset, download_model
+
+    runs = args.runs or len(expand_grid(GridSpec()))
 
     model_source, dataset_source = ensure_embedded(preset=args.preset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,9 +62,9 @@ def main() -> None:
     pointer = sum(received["--model-volume"])
     gb = 1e9
     print(
-        f"a sweep of {args.runs} training pods, model of {args.model_gb} GB: "
-        f"{args.runs * args.model_gb:,.0f} GB copied from the object store without a volume; "
-        f"with one, {args.model_gb} GB written once and {args.runs * pointer / gb * 1e6:,.0f} kB of pointers"
+        f"a sweep of {runs} training pods, model of {args.model_gb} GB: "
+        f"{runs * args.model_gb:,.0f} GB copied from the object store without a volume; "
+        f"with one, {args.model_gb} GB written once and {runs * pointer / gb * 1e6:,.1f} kB of pointers"
     )
 
 
