@@ -525,9 +525,10 @@ def test_local_uses_the_pipelines_defaults_with_cuda_and_the_cpu_demos_without()
     from liger_bench.cli.localrun import CPU_DEMO_OVERRIDES, local_defaults
 
     with_cuda, said = local_defaults(True, {})
-    assert with_cuda == {"max_concurrency": 1} and said == "a CUDA GPU is present: the pipeline's defaults hold"
+    assert with_cuda == {"max_concurrency": 1, "train_retries": 0}
+    assert said == "a CUDA GPU is present: the pipeline's defaults hold"
     without, said = local_defaults(False, {})
-    assert without == {"max_concurrency": 1, **CPU_DEMO_OVERRIDES}
+    assert without == {"max_concurrency": 1, "train_retries": 0, **CPU_DEMO_OVERRIDES}
     assert said == (
         "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], max_seq_length [128], "
         "max_steps 10) and the pipeline's for the rest"

@@ -361,6 +361,8 @@ def test_a_training_task_killed_like_a_lost_pod_is_retried_and_the_report_has_ev
         "n_runs=2",
         "--param",
         "max_steps=6",
+        "--param",
+        "train_retries=2",  # the cluster's default; a local run's is 0
     ]
     cli = subprocess.Popen(
         [sys.executable, "-m", "liger_bench.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -22,9 +22,11 @@ from liger_bench.cli.userinput import UserError, check_grid, check_local_paths, 
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.signature import KFP_TYPES, pipeline_parameters
 
-# The local run's own default: one training at a time, since runs sharing a GPU, or a few CPU cores,
-# would measure each other. Every other parameter keeps the pipeline's (and ClusterOptions') default.
-LOCAL_OVERRIDES = {"max_concurrency": 1}
+# The local run's own defaults: one training at a time, since runs sharing a GPU, or a few CPU cores,
+# would measure each other; and no re-run of a failed training task, which here is no lost pod but
+# an interrupt (kfp's runner would start the re-run while the interrupt stops the run's processes).
+# Every other parameter keeps the pipeline's (and ClusterOptions') default.
+LOCAL_OVERRIDES = {"max_concurrency": 1, "train_retries": 0}
 # Without CUDA, the CPU demo's defaults: small enough for two CPU cores in a few minutes, same pipeline
 # as a cluster. With CUDA they would measure the transient of 10-step runs, so there the pipeline's hold.
 # One batch size and three repeats (12 runs, half of them Liger's, skipped on a CPU): the compile arm's
@@ -32,7 +34,7 @@ LOCAL_OVERRIDES = {"max_concurrency": 1}
 # cache), so the demo's batch axis went to keep it at the time of the demo before the compile arm.
 CPU_DEMO_OVERRIDES = {"per_device_train_batch_size": [8], "max_seq_length": [128], "max_steps": 10}
 # Compile options that ``local --param`` takes too (the local run compiles the pipeline itself).
-LOCAL_COMPILE_OPTIONS = ("max_concurrency", "gpus_per_run")
+LOCAL_COMPILE_OPTIONS = ("max_concurrency", "gpus_per_run", "train_retries")
 
 
 def local_parameter_types() -> dict[str, str]:

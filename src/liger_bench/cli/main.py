@@ -161,7 +161,7 @@ def make_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Run the whole pipeline with kfp's local runner, on the embedded model and data unless model_name "
             "and dataset_name name others. --param takes the pipeline parameters and the compile options "
-            f"{' and '.join(LOCAL_COMPILE_OPTIONS)}. With a CUDA GPU the pipeline's defaults hold; without one, "
+            f"{', '.join(LOCAL_COMPILE_OPTIONS)}. With a CUDA GPU the pipeline's defaults hold; without one, "
             f"the CPU demo's make a run of a few minutes. --param {QUOTING_RULE}.",
             HELP_WIDTH,
         ),
