@@ -212,8 +212,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             writes_to_mlflow(train_task, mlflow_secret, cache=options.cache_training)
             trains_on_gpus(train_task, options, gpu_node_selector, gpu_tolerations)
             reads_staged_inputs(train_task, options)
-            # train_model records every grid point's own failure and succeeds: a failed task is a lost pod
-            # or node, so a re-run repeats nothing that could not change (docs/run-on-kubeflow.md#lost-pods).
+            # train_model records every grid point's own failure and succeeds: a failed task is lost
+            # infrastructure, so a re-run repeats no outcome (docs/run-on-kubeflow.md, "When a training pod is lost").
             if options.train_retries:
                 train_task.set_retry(num_retries=options.train_retries)
 

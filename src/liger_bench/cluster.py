@@ -43,9 +43,9 @@ class ClusterOptions:
     )
     train_retries: int = _option(
         2,
-        "re-runs of a training task that failed, which only a lost pod or node causes (a grid point's own "
-        "failure is a record); KFP backends that drop a retry inside a ParallelFor (kubeflow/pipelines#13897) "
-        "ignore it",
+        "re-runs of a training task that failed: a grid point's own failure is a record, so a failed task means "
+        "lost infrastructure (its pod or node, a full disk); KFP backends that drop a retry inside a ParallelFor "
+        "(kubeflow/pipelines#13897) ignore it",
     )
     cache_training: bool = _option(False, "let KFP reuse cached training results")
     hf_cache_pvc: str = _option("", "PVC mounted as HF_HOME in download tasks")
