@@ -127,6 +127,21 @@ FEATURES: tuple[Feature, ...] = (
         ),
     ),
     Feature(
+        "A task's retry policy (set_retry: the training task's --train-retries); inside a ParallelFor no release "
+        "applies it yet (#13897), and older backends ignore the field",
+        "2.14",
+        "CHANGELOG 2.14.0: backend: parameterize retryStrategy input in Argo workflow (#11861)",
+        _under(
+            _TASKS,
+            [
+                "retryPolicy.backoffDuration",
+                "retryPolicy.backoffFactor",
+                "retryPolicy.backoffMaxDuration",
+                "retryPolicy.maxRetryCount",
+            ],
+        ),
+    ),
+    Feature(
         "Pod timeout (kfp-kubernetes set_timeout: activeDeadlineSeconds)",
         "2.1",
         "CHANGELOG 2.1.0: Backend + SDK: Add Backend and SDK support for timeout in pod spec (#10481)",
