@@ -2,8 +2,10 @@
 
 Each mutant is one small, plausible bug: a textual replacement that must match exactly once. The
 script applies it, runs the narrowly selected tests that should catch it, restores the file and
-prints one Markdown table row. It is not part of CI (a full pass takes about ten minutes on two
-cores); run it after changing the measured code or its tests:
+prints one Markdown table row. It is not part of CI (the 42 hand-picked mutants take about ten
+minutes on two cores; each of issue 23's ``INDEPENDENT`` ones runs every test file that imports its
+module, up to half an hour for one that survives on a loaded machine); run it after changing the
+measured code or its tests:
 
     .venv/bin/python scripts/mutation_audit.py            # every mutant
     .venv/bin/python scripts/mutation_audit.py S1 M3      # some of them
