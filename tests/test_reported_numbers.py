@@ -1,0 +1,465 @@
+"""Every number of the analysis' tables, the headline and the KFP metrics, pinned to a value computed by hand.
+
+Issue 23: a test that checks "a number is present" lets a wrong number through. Each expected value
+here is computed from the fixture's own inputs (the rates, memory and step counts asked of
+``synthetic_results``, whose docstring says how its quantities are kept apart), never read back from
+the code under test; each table's test also checks that it covers every column the table has, so a
+new column cannot appear unpinned. docs/number-map.md maps every reported number to its test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from synthetic_results import (
+    DIVERGED_AT_STEP,
+    FLOPS_PER_TOKEN,
+    JITTER,
+    LIGER_FAILED,
+    NONPAD_FRACTION,
+    NOISY,
+    Run,
+    allocated_fraction,
+    baseline_memory,
+    baseline_rate,
+    build,
+    gpu_scenario,
+    liger_memory,
+    liger_rate,
+    loss_at,
+)
+
+from liger_bench.analyse.analysis import analyze_results
+from liger_bench.analyse.narrative import caveats, headline_metrics, make_headline
+
+SEQ = 512
+STEPS, WARMUP = 20, 3  # make_run's defaults
+MEASURED = STEPS - WARMUP
+PEAK_TFLOPS = 989.0
+# Published two-sided 95% Student-t quantiles, by number of values (dof + 1).
+T975 = {2: 12.706, 3: 4.303}
+OOM_REASON = "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
+FAILED_REASON = "RuntimeError: NCCL watchdog timeout"
+NAN = math.nan
+
+
+def ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval, by hand."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, NAN, NAN
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = T975[len(values)] * sd / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def tokens(batch: int, seq: int = SEQ) -> dict[str, int]:
+    padded = batch * seq
+    return {"padded": padded, "nonpad": int(padded * NONPAD_FRACTION)}
+
+
+def rate(variant: str, batch: int, repeat: int) -> float:
+    return (liger_rate if variant == "liger" else baseline_rate)(batch, repeat)
+
+
+def memory(variant: str, batch: int, repeat: int) -> float:
+    return (liger_memory if variant == "liger" else baseline_memory)(batch, repeat)
+
+
+def ok_repeats(variant: str, batch: int) -> list[int]:
+    if variant == "baseline":
+        return [] if batch == 24 else [0, 1, 2]
+    return [r for r in range(3) if (batch, r) not in LIGER_FAILED]
+
+
+def run_of(variant: str, batch: int, repeat: int) -> dict[str, float]:
+    """The aggregates of one ok run of the GPU scenario, by hand."""
+    counts = tokens(batch)
+    nominal = counts["nonpad"] / rate(variant, batch, repeat)  # the mean measured step time
+    # 16 measured steps at jitter × nominal, the last one making up the rest: CV = (1 - jitter) × sqrt(16).
+    jitter = NOISY[3] if (variant, batch, repeat) == NOISY[:3] else JITTER
+    median = jitter * nominal
+    return {
+        "tokens_per_s_nonpad": rate(variant, batch, repeat),
+        "tokens_per_s_padded": counts["padded"] / nominal,
+        "step_time_s": median,
+        "mean_step_time_s": nominal,
+        "step_time_cv": (1 - jitter) * math.sqrt(MEASURED - 1),
+        "peak_mem_reserved_gb": memory(variant, batch, repeat),
+        "peak_mem_allocated_gb": allocated_fraction(variant == "liger") * memory(variant, batch, repeat),
+        # The median step's padded rate (the median time's), not the run's rate.
+        "mfu": counts["padded"] / median * FLOPS_PER_TOKEN / (PEAK_TFLOPS * 1e12),
+        "final_loss": loss_at(STEPS, SEQ, repeat) * (1.05 if (variant, batch, repeat) == ("liger", 16, 1) else 1.0),
+    }
+
+
+def assert_row(actual: pd.Series, expected: dict) -> None:
+    """Every column of ``actual`` equals ``expected``'s (numbers to 1e-9 relative, NaN for NaN)."""
+    assert set(actual.index) == set(expected), set(actual.index) ^ set(expected)
+    for column, want in expected.items():
+        got = actual[column]
+        if isinstance(want, float) and math.isnan(want):
+            assert got is pd.NA or (isinstance(got, float) and math.isnan(got)), (column, got)
+        elif isinstance(want, float):
+            assert got == pytest.approx(want, rel=1e-9), column
+        else:
+            assert got == want, (column, got, want)
+
+
+def one(frame: pd.DataFrame, **where) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    assert mask.sum() == 1, where
+    return frame[mask].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return analyze_results(*build(gpu_scenario()))
+
+
+CELLS = [(variant, batch) for batch in (8, 16, 24) for variant in ("baseline", "liger")]
+
+
+@pytest.mark.parametrize(("variant", "batch"), CELLS, ids=[f"{v}-bs{b}" for v, b in CELLS])
+def test_every_column_of_a_cell(gpu, variant, batch):
+    repeats = ok_repeats(variant, batch)
+    runs = [run_of(variant, batch, r) for r in repeats]
+    oom = variant == "baseline" and batch == 24
+    n_failed = sum((batch, r) in LIGER_FAILED for r in range(3)) if variant == "liger" else 0
+    nonpad, low, high = ci([r["tokens_per_s_nonpad"] for r in runs]) if runs else (NAN, NAN, NAN)
+    padded, padded_low, padded_high = ci([r["tokens_per_s_padded"] for r in runs]) if runs else (NAN, NAN, NAN)
+
+    def over_runs(key: str, fn) -> float:
+        return fn([r[key] for r in runs]) if runs else NAN
+
+    expected = {
+        "variant": variant,
+        "use_liger": variant == "liger",
+        "torch_compile": False,
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "n_runs": 3,
+        "n_ok": len(repeats),
+        "n_oom": 3 if oom else 0,
+        "n_failed": n_failed,
+        "n_skipped": 0,
+        "n_diverged": 0,
+        "outcome": "oom" if oom else "partial" if n_failed else "ok",
+        "reason": OOM_REASON if oom else FAILED_REASON if n_failed else "",
+        "tokens_per_s_nonpad": nonpad,
+        "tokens_per_s_nonpad_ci_low": low,
+        "tokens_per_s_nonpad_ci_high": high,
+        "tokens_per_s_padded": padded,
+        "tokens_per_s_padded_ci_low": padded_low,
+        "tokens_per_s_padded_ci_high": padded_high,
+        "gpus": 1,
+        "tokens_per_s_nonpad_per_gpu": nonpad,
+        "step_time_s": over_runs("step_time_s", statistics.median),
+        "step_time_cv_max": over_runs("step_time_cv", max),
+        "peak_mem_allocated_gb": over_runs("peak_mem_allocated_gb", max),
+        "peak_mem_reserved_gb": over_runs("peak_mem_reserved_gb", max),
+        "mfu": over_runs("mfu", statistics.fmean),
+        "peak_tflops": PEAK_TFLOPS,
+        "final_loss": over_runs("final_loss", statistics.fmean),
+        "steady_state": "unknown" if oom else "steady",
+        "drift": NAN if oom else 0.0,
+        "steps_needed": NAN,
+        "n_first_shape_steps": NAN if oom else 0.0,
+        "first_shape_excess_s": NAN,
+        "n_compile_steps": NAN if oom else 0.0,
+        "recompiles": NAN,
+        "compile_time_s": NAN,
+    }
+    assert_row(one(gpu.cells, variant=variant, batch_size=batch), expected)
+
+
+@pytest.mark.parametrize("batch", [8, 16, 24])
+def test_every_column_of_a_gain(gpu, batch):
+    pairs = sorted(set(ok_repeats("liger", batch)) & set(ok_repeats("baseline", batch)))
+    ratios = [rate("liger", batch, r) / rate("baseline", batch, r) - 1 for r in pairs]
+    reserved = [1 - memory("liger", batch, r) / memory("baseline", batch, r) for r in pairs]
+    allocated = [1 - 0.8 * memory("liger", batch, r) / (0.9 * memory("baseline", batch, r)) for r in pairs]
+    gain, low, high = (100 * v for v in ci(ratios)) if pairs else (NAN, NAN, NAN)
+    expected = {
+        "variant": "liger",
+        "against": "baseline",
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "variant_outcome": "partial" if batch in (8, 24) else "ok",
+        "against_outcome": "oom" if batch == 24 else "ok",
+        "steady_state": "unknown" if batch == 24 else "steady",  # the baseline's cell has no ok run at 24
+        "n_pairs": len(pairs),
+        "gain_pct": gain,
+        "gain_ci_low_pct": low,
+        "gain_ci_high_pct": high,
+        "mem_reserved_reduction_pct": 100 * statistics.fmean(reserved) if pairs else NAN,
+        "mem_allocated_reduction_pct": 100 * statistics.fmean(allocated) if pairs else NAN,
+        "payback_steps": NAN,  # nothing compiled: nothing to pay back
+    }
+    assert_row(one(gpu.gains, batch_size=batch), expected)
+
+
+def test_every_column_of_the_recommendations(gpu):
+    def cell_ci(variant: str, batch: int) -> tuple[float, float, float]:
+        return ci([rate(variant, batch, r) for r in ok_repeats(variant, batch)])
+
+    rows = {batch: one(gpu.recommendations, batch_size=batch) for batch in (8, 16, 24)}
+    # Batch 8: Liger lost a repeat, so the baseline is the only candidate.
+    mean, low, high = cell_ci("baseline", 8)
+    assert_row(
+        rows[8],
+        {
+            "batch_size": 8,
+            "seq_len": SEQ,
+            "fastest": "baseline",
+            "fastest_tokens_per_s": mean,
+            "fastest_ci_low": low,
+            "fastest_ci_high": high,
+            "fastest_ties": "",
+            "ranked": True,
+            "leanest": "baseline",
+            "leanest_peak_mem_reserved_gb": baseline_memory(8, 2),
+            "excluded": f"liger: partial ({FAILED_REASON})",
+        },
+    )
+    mean, low, high = cell_ci("liger", 16)
+    assert high > low > cell_ci("baseline", 16)[2]  # the intervals do not overlap: no tie
+    assert_row(
+        rows[16],
+        {
+            "batch_size": 16,
+            "seq_len": SEQ,
+            "fastest": "liger",
+            "fastest_tokens_per_s": mean,
+            "fastest_ci_low": low,
+            "fastest_ci_high": high,
+            "fastest_ties": "",
+            "ranked": True,
+            "leanest": "liger",
+            "leanest_peak_mem_reserved_gb": liger_memory(16, 2),
+            "excluded": "",
+        },
+    )
+    assert_row(
+        rows[24],
+        {
+            "batch_size": 24,
+            "seq_len": SEQ,
+            "fastest": "",
+            "fastest_tokens_per_s": NAN,
+            "fastest_ci_low": NAN,
+            "fastest_ci_high": NAN,
+            "fastest_ties": "",
+            "ranked": False,
+            "leanest": "",
+            "leanest_peak_mem_reserved_gb": NAN,
+            "excluded": f"baseline: oom ({OOM_REASON}); liger: partial ({FAILED_REASON})",
+        },
+    )
+
+
+def test_every_column_of_the_frontier(gpu):
+    """Liger's top cell trained in two of three repeats: it still counts as a batch that trained."""
+    assert_row(
+        one(gpu.frontier, variant="liger"),
+        {"variant": "liger", "seq_len": SEQ, "largest_ok_batch": 24, "smallest_oom_batch": NAN},
+    )
+    assert_row(
+        one(gpu.frontier, variant="baseline"),
+        {"variant": "baseline", "seq_len": SEQ, "largest_ok_batch": 16, "smallest_oom_batch": 24},
+    )
+
+
+def test_every_column_of_the_parity_table(gpu):
+    keys = [(batch, r) for batch in (8, 16) for r in ok_repeats("liger", batch)]
+    assert [(row.batch_size, row.repeat) for row in gpu.parity.itertuples()] == keys
+    for batch, repeat in keys:
+        drifting = (batch, repeat) == (16, 1)
+        actual = one(gpu.parity, batch_size=batch, repeat=repeat)
+        expected = {
+            "variant": "liger",
+            "batch_size": batch,
+            "seq_len": SEQ,
+            "repeat": repeat,
+            "variant_run": f"liger-bs{batch}-seq{SEQ}-r{repeat}",
+            "baseline_run": f"baseline-bs{batch}-seq{SEQ}-r{repeat}",
+            "n_steps_compared": MEASURED,
+            "max_rel_diff": 0.05 if drifting else 0.0,
+            "passed": not drifting,
+        }
+        # Every step differs by the same 5%, so the step of the largest is float noise: pin the set it is in.
+        assert WARMUP < actual["step_of_max"] <= STEPS
+        assert_row(actual.drop("step_of_max"), {k: v for k, v in expected.items() if k != "max_rel_diff"} | {
+            "max_rel_diff": pytest.approx(expected["max_rel_diff"], abs=1e-12)})  # fmt: skip
+
+
+def run_columns(variant: str, batch: int, repeat: int, status: str) -> dict:
+    """Every column of the runs table for one run of the GPU scenario, by hand."""
+    trained = status == "ok"
+    measured = run_of(variant, batch, repeat) if trained else {}
+
+    def value(key: str) -> float:
+        return measured.get(key, NAN)
+
+    return {
+        "run_key": f"{variant}-bs{batch}-seq{SEQ}-r{repeat}",
+        "status": status,
+        "reason": {"ok": "", "oom": OOM_REASON, "failed": FAILED_REASON}[status],
+        "use_liger": variant == "liger",
+        "torch_compile": False,
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "repeat": repeat,
+        "warmup_steps_to_skip": WARMUP,
+        "variant": variant,
+        "tokens_per_s_nonpad": value("tokens_per_s_nonpad"),
+        "tokens_per_s_padded": value("tokens_per_s_padded"),
+        "tokens_per_s_nonpad_per_gpu": value("tokens_per_s_nonpad"),
+        "step_time_s": value("step_time_s"),
+        "step_time_cv": value("step_time_cv"),
+        "peak_mem_allocated_gb": value("peak_mem_allocated_gb"),
+        "peak_mem_reserved_gb": value("peak_mem_reserved_gb"),
+        "mfu": value("mfu"),
+        "final_loss": value("final_loss") if trained else loss_at(2, SEQ, repeat) if status == "failed" else NAN,
+        "n_measured_steps": float(MEASURED if trained else 0),
+        "oom_peak_mem_reserved_gb": 78.6 if status == "oom" else NAN,
+        "drift": 0.0 if trained else NAN,
+        "steps_needed": NAN,
+        "n_shapes": 1.0 if trained or status == "failed" else 0.0,  # one shape ("") in every history with steps
+        "n_first_shape_steps": 0.0,
+        "first_shape_excess_s": NAN,
+        "first_nonfinite_loss_step": NAN,
+        "peak_tflops": PEAK_TFLOPS,
+        "n_compile_steps": 0.0,
+        "recompiles": NAN,
+        "compile_time_s": NAN,
+        "steady_state": "steady" if trained else "unknown",
+        "pad_to_multiple_of": 16,
+        "packing": False,
+        "precision": "bf16",
+        "n_truncated": 12,
+        "gpus": 1,
+        "attn_implementation": "sdpa",
+    }
+
+
+@pytest.mark.parametrize(
+    ("variant", "batch", "repeat", "status"),
+    [("baseline", 16, 2, "ok"), ("liger", 16, 1, "ok"), ("baseline", 24, 0, "oom"), ("liger", 24, 2, "failed")],
+)
+def test_every_column_of_a_run(gpu, variant, batch, repeat, status):
+    assert_row(one(gpu.runs, run_key=f"{variant}-bs{batch}-seq{SEQ}-r{repeat}"), run_columns(variant, batch, repeat, status))
+
+
+def test_every_kfp_metric(gpu):
+    expected = {"n_ok": 13.0, "n_oom": 3.0, "n_failed": 2.0, "n_skipped": 0.0, "n_diverged": 0.0, "n_runs": 18.0}
+    expected["success_ratio"] = 13 / 18
+    for batch in (8, 16):
+        pairs = sorted(set(ok_repeats("liger", batch)) & set(ok_repeats("baseline", batch)))
+        gain, low, high = ci([rate("liger", batch, r) / rate("baseline", batch, r) - 1 for r in pairs])
+        suffix = f"liger_vs_baseline_bs{batch}_seq{SEQ}"
+        expected[f"gain_pct_{suffix}"] = 100 * gain
+        expected[f"gain_ci_low_pct_{suffix}"] = 100 * low
+        expected[f"gain_ci_high_pct_{suffix}"] = 100 * high
+        expected[f"mem_reduction_pct_{suffix}"] = 100 * statistics.fmean(
+            1 - memory("liger", batch, r) / memory("baseline", batch, r) for r in pairs
+        )
+    for variant, batch in CELLS:
+        repeats = ok_repeats(variant, batch)
+        if repeats:
+            suffix = f"{variant}_bs{batch}_seq{SEQ}"
+            expected[f"tokens_per_s_{suffix}"] = statistics.fmean(rate(variant, batch, r) for r in repeats)
+            expected[f"peak_mem_reserved_gb_{suffix}"] = max(memory(variant, batch, r) for r in repeats)
+    expected |= {f"largest_ok_batch_liger_seq{SEQ}": 24.0, f"largest_ok_batch_baseline_seq{SEQ}": 16.0}
+    expected |= {"parity_pairs": 5.0, "parity_failures": 1.0, "parity_max_rel_diff": 0.05}
+    assert headline_metrics(gpu) == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_number_of_the_headline(gpu):
+    mean, low, high = ci([rate("liger", 16, r) for r in range(3)])
+    gain, gain_low, gain_high = ci([rate("liger", 16, r) / rate("baseline", 16, r) - 1 for r in range(3)])
+    assert make_headline(gpu) == (
+        f"At batch 16 the fastest variant that trained is Liger: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
+        f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%). "
+        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Liger trains batch 24 where the baseline runs "
+        "out of memory. Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference 5.0%, "
+        "tolerance 2%)."
+    )
+
+
+def test_every_number_of_the_caveats(gpu):
+    assert caveats(gpu) == [
+        "Loss parity failed: liger-bs16-seq512-r1 vs baseline-bs16-seq512-r1 differ by up to 5.0% "
+        f"(step {one(gpu.parity, batch_size=16, repeat=1).step_of_max}; tolerance 2%).",
+        "High step-time variation (step CV > 10%) in 1 runs, e.g. baseline-bs16-seq512-r0: the node may have been "
+        "shared or throttled.",
+        "3 of 18 runs ran out of memory; their reasons are listed under 'Runs that did not finish'.",
+        "2 of 18 runs failed; their reasons are listed under 'Runs that did not finish'.",
+        "Up to 12 training rows were truncated at max_seq_length.",
+    ]
+
+
+def unsteady_scenario() -> list[Run]:
+    """40 steps, 3 warm-up: 37 measured. Liger's runs are still speeding up: their first slow_first measured
+    steps take twice as long. The baseline is steady."""
+    runs = []
+    for batch, slow in ((8, (10, 10)), (16, (10, 14))):
+        for repeat in (0, 1):
+            runs.append(Run(False, batch, SEQ, repeat, tokens_per_s=1000.0 * batch))
+            runs.append(Run(True, batch, SEQ, repeat, tokens_per_s=1300.0 * batch, slow_first=slow[repeat]))
+    return runs
+
+
+def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_needs():
+    """Hand computation of ``steady_state`` over 37 measured steps (halves of 18), times normalised by their median.
+
+    10 slow steps: the first half's median is slow (10 of 18), the second half's fast: drift 1/2 - 1 = -50%.
+    The run has settled from the measured step whose remaining window's first half (floor(L/2) of L steps)
+    holds at most (half - 1) // 2 slow steps: 10 slow steps, from the 3rd (step 6: 8 slow in 17) → 6 - 1 + 37 = 42;
+    14 slow steps, from the 8th (step 11: 7 slow in 15) → 11 - 1 + 37 = 47.
+    """
+    analysis = analyze_results(*build(unsteady_scenario(), max_steps=40))
+    runs = analysis.runs.set_index("run_key")
+    assert runs.loc["liger-bs16-seq512-r0", "steps_needed"] == 42
+    assert runs.loc["liger-bs16-seq512-r1", "steps_needed"] == 47
+    for batch, needed in ((8, 42), (16, 47)):
+        cell = one(analysis.cells, variant="liger", batch_size=batch)
+        assert (cell.steady_state, cell.steps_needed) == ("unsteady", needed)
+        assert cell.drift == pytest.approx(-0.5)
+        # 37 measured steps, the first `slow` of them twice as long: the rate over all of them.
+        slow = (10, 14) if batch == 16 else (10, 10)
+        assert cell.tokens_per_s_nonpad == pytest.approx(statistics.fmean(1300.0 * batch * 37 / (37 + s) for s in slow))
+        assert one(analysis.gains, batch_size=batch).steady_state == "unsteady"
+    headline = make_headline(analysis)
+    assert headline.endswith(
+        "Not at steady state, so never recommended: batch 16 and batch 8 (about 47 steps would be needed)."
+    )
+    notes = [note for note in caveats(analysis) if note.startswith("Not steady")]
+    assert notes == [
+        f"Not steady: Liger at batch {batch} still changed speed by \u221250.0% (shape-normalised step time, second "
+        f"half of the measured steps vs the first); about {needed} steps would be needed (raise max_steps and "
+        "warmup_steps_to_skip)."
+        for batch, needed in ((8, 42), (16, 47))
+    ]
+
+
+def test_a_diverged_run_reports_the_step_its_loss_became_nonfinite():
+    analysis = analyze_results(*build([Run(False, 8, SEQ), Run(True, 8, SEQ, status="diverged")]))
+    run = one(analysis.runs, variant="liger")
+    assert (run.first_nonfinite_loss_step, run.n_measured_steps) == (DIVERGED_AT_STEP, DIVERGED_AT_STEP - WARMUP)
+    assert analysis.divergences.to_dict("records") == [
+        {
+            "run_key": "liger-bs8-seq512-r0",
+            "variant": "liger",
+            "batch_size": 8,
+            "seq_len": SEQ,
+            "repeat": 0,
+            "first_nonfinite_loss_step": float(DIVERGED_AT_STEP),
+            "pair_status": "ok",
+        }
+    ]
