@@ -19,8 +19,8 @@ from synthetic_results import (
     FLOPS_PER_TOKEN,
     JITTER,
     LIGER_FAILED,
-    NONPAD_FRACTION,
     NOISY,
+    NONPAD_FRACTION,
     Run,
     allocated_fraction,
     baseline_memory,
@@ -353,7 +353,8 @@ def run_columns(variant: str, batch: int, repeat: int, status: str) -> dict:
     [("baseline", 16, 2, "ok"), ("liger", 16, 1, "ok"), ("baseline", 24, 0, "oom"), ("liger", 24, 2, "failed")],
 )
 def test_every_column_of_a_run(gpu, variant, batch, repeat, status):
-    assert_row(one(gpu.runs, run_key=f"{variant}-bs{batch}-seq{SEQ}-r{repeat}"), run_columns(variant, batch, repeat, status))
+    actual = one(gpu.runs, run_key=f"{variant}-bs{batch}-seq{SEQ}-r{repeat}")
+    assert_row(actual, run_columns(variant, batch, repeat, status))
 
 
 def test_every_kfp_metric(gpu):
@@ -463,3 +464,17 @@ def test_a_diverged_run_reports_the_step_its_loss_became_nonfinite():
             "pair_status": "ok",
         }
     ]
+
+
+def test_a_sharded_run_reports_its_gpus_its_rate_per_gpu_and_mfu_over_all_of_them():
+    """Two GPUs per run, with the H100's peak FLOP/s: tokens are summed over the ranks, MFU divides by both peaks."""
+    analysis = analyze_results(*build([Run(False, 8, SEQ, r, tokens_per_s=5000.0 + 100 * r, gpus=2) for r in range(3)]))
+    cell = one(analysis.cells, variant="baseline")
+    rates = [5000.0 + 100 * r for r in range(3)]
+    assert (cell.gpus, cell.tokens_per_s_nonpad) == (2, pytest.approx(5100.0))
+    assert cell.tokens_per_s_nonpad_per_gpu == pytest.approx(5100.0 / 2)
+    medians = [JITTER * tokens(8)["nonpad"] / rate for rate in rates]
+    mfus = [tokens(8)["padded"] / median * FLOPS_PER_TOKEN / (PEAK_TFLOPS * 1e12 * 2) for median in medians]
+    assert cell.mfu == pytest.approx(statistics.fmean(mfus))
+    assert analysis.runs["tokens_per_s_nonpad_per_gpu"].tolist() == pytest.approx([rate / 2 for rate in rates])
+    assert analysis.runs["gpus"].tolist() == [2, 2, 2]
