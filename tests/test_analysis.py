@@ -9,6 +9,7 @@ from synthetic_results import (
     baseline_rate,
     build,
     cpu_scenario,
+    four_variant_scenario,
     gpu_scenario,
     liger_memory,
     liger_rate,
@@ -253,22 +254,10 @@ def test_a_cell_whose_every_run_diverged_has_outcome_diverged_and_no_rate():
     assert analysis.divergences["pair_status"].tolist() == ["ok"]
 
 
-def four_variants(compile_s: float = 30.0, **liger_compile) -> list[Run]:
-    """Batch 8, 3 repeats: baseline 1,000, Liger 1,300, compile 1,400 tokens/s; Liger + compile as given."""
-    runs = []
-    for repeat in range(3):
-        runs += [
-            Run(False, 8, 256, repeat, tokens_per_s=1000.0 * (1 + 0.01 * repeat), mem_reserved_gb=40.0),
-            Run(True, 8, 256, repeat, tokens_per_s=1300.0 * (1 + 0.01 * repeat), mem_reserved_gb=30.0),
-            Run(False, 8, 256, repeat, tokens_per_s=1400.0 * (1 + 0.01 * repeat), mem_reserved_gb=32.0,
-                torch_compile=True, compile_s=compile_s),
-            Run(True, 8, 256, repeat, torch_compile=True, compile_s=compile_s, **liger_compile),
-        ]  # fmt: skip
-    return runs
-
-
 def test_every_variant_is_compared_with_the_baseline_and_liger_with_compile_head_to_head():
-    analysis = analyze_results(*build(four_variants(status="failed", reason="AcceleratorError: illegal memory access")))
+    analysis = analyze_results(
+        *build(four_variant_scenario(status="failed", reason="AcceleratorError: illegal memory access"))
+    )
     pairs = analysis.gains[["variant", "against"]].values.tolist()
     assert pairs == [
         ["liger", "baseline"],
@@ -284,7 +273,7 @@ def test_every_variant_is_compared_with_the_baseline_and_liger_with_compile_head
 
 
 def test_compile_steps_are_kept_out_of_the_aggregates_and_their_cost_is_paid_back_at_the_gain():
-    analysis = analyze_results(*build(four_variants(compile_s=30.0)))
+    analysis = analyze_results(*build(four_variant_scenario(compile_s=30.0)))
     compiled = row(analysis.cells, variant="compile")
     nonpad = int(8 * 256 * 0.8)
     # The rate is unchanged by the 30 s and 15 s compile steps: they are not measured steps.
@@ -317,7 +306,7 @@ def test_the_recommendation_never_names_an_unsteady_failed_or_skipped_cell():
         ({"status": "skipped", "reason": "no CUDA"}, "skipped"),
         ({"tokens_per_s": 5000.0}, "unsteady"),
     ):
-        runs = four_variants(**changes)
+        runs = four_variant_scenario(**changes)
         results, histories = build(runs)
         if verdict == "unsteady":  # its second half is 20% slower than its first
             for history in histories:
@@ -332,13 +321,13 @@ def test_the_recommendation_never_names_an_unsteady_failed_or_skipped_cell():
 
 
 def test_variants_whose_intervals_overlap_are_indistinguishable_and_one_repeat_is_unranked():
-    runs = four_variants(status="failed")
+    runs = four_variant_scenario(status="failed")
     for run in runs:
         if run.torch_compile and not run.use_liger:
             run.tokens_per_s = 1300.0 * (1 + 0.01 * run.repeat)  # compile now as fast as Liger
     [advice] = analyze_results(*build(runs)).recommendations.itertuples()
     assert advice.ranked and advice.fastest_ties.split(", ")[0] in {"liger", "compile"}
-    single = analyze_results(*build([r for r in four_variants(status="failed") if r.repeat == 0]))
+    single = analyze_results(*build([r for r in four_variant_scenario(status="failed") if r.repeat == 0]))
     [advice] = single.recommendations.itertuples()
     assert (advice.fastest, advice.ranked, advice.fastest_ties) == ("compile", False, "")
 

@@ -26,6 +26,7 @@ from synthetic_results import (
     baseline_memory,
     baseline_rate,
     build,
+    four_variant_scenario,
     gpu_scenario,
     liger_memory,
     liger_rate,
@@ -34,6 +35,8 @@ from synthetic_results import (
 
 from liger_bench.analyse.analysis import analyze_results
 from liger_bench.analyse.narrative import caveats, headline_metrics, make_headline
+from liger_bench.render import tables
+from liger_bench.render.tables import markdown_table
 
 SEQ = 512
 STEPS, WARMUP = 20, 3  # make_run's defaults
@@ -478,3 +481,131 @@ def test_a_sharded_run_reports_its_gpus_its_rate_per_gpu_and_mfu_over_all_of_the
     assert cell.mfu == pytest.approx(statistics.fmean(mfus))
     assert analysis.runs["tokens_per_s_nonpad_per_gpu"].tolist() == pytest.approx([rate / 2 for rate in rates])
     assert analysis.runs["gpus"].tolist() == [2, 2, 2]
+
+
+def test_every_compile_number_of_the_cells_gains_kfp_metrics_and_caveats():
+    """Four variants at batch 8, seq 256; compile at 1,400 tokens/s (30 s + 15 s compiling), Liger + compile at
+    1,600 (40 s + 20 s). Compile steps: the warm-up step 1 (3 graphs, 3x the nominal time) and step 5 (1 graph)."""
+    analysis = analyze_results(*build(four_variant_scenario(compile_s=30.0, tokens_per_s=1600.0)))
+    nonpad = tokens(8, 256)["nonpad"]
+    expected = {}
+    for variant, base_rate, compile_s in (("compile", 1400.0, 30.0), ("liger-compile", 1600.0, 30.0)):
+        rates = [base_rate * (1 + 0.01 * r) if variant == "compile" else base_rate for r in range(3)]
+        # Beyond the measured steps' median (JITTER × nominal): 3 nominal + 30 s, and 1 nominal + 15 s.
+        compile_time = statistics.fmean((4 - 2 * JITTER) * nonpad / rate + 1.5 * compile_s for rate in rates)
+        step_time = statistics.median(JITTER * nonpad / rate for rate in rates)
+        gain = statistics.fmean(rate / (1000.0 * (1 + 0.01 * r)) - 1 for r, rate in enumerate(rates))
+        cell = one(analysis.cells, variant=variant)
+        assert (cell.n_compile_steps, cell.recompiles) == (2, 1)
+        assert cell.compile_time_s == pytest.approx(compile_time)
+        assert cell.step_time_s == pytest.approx(step_time)
+        payback = compile_time / (step_time * gain)
+        assert one(analysis.gains, variant=variant, against="baseline").payback_steps == pytest.approx(payback)
+        expected[variant] = (compile_time, payback)
+    runs = analysis.runs.set_index("run_key")
+    assert runs.loc["compile-bs8-seq256-r0", ["n_compile_steps", "recompiles"]].tolist() == [2, 1]
+    assert runs.loc["compile-bs8-seq256-r0", "compile_time_s"] == pytest.approx((4 - 2 * JITTER) * nonpad / 1400 + 45)
+    liger_vs_compile = one(analysis.gains, variant="liger", against="compile")
+    assert liger_vs_compile.gain_pct == pytest.approx(100 * (1300 / 1400 - 1))
+    assert math.isnan(liger_vs_compile.payback_steps)  # paid back against the baseline only
+    metrics = headline_metrics(analysis)
+    for variant, (compile_time, payback) in expected.items():
+        assert metrics[f"compile_time_s_{variant}_bs8_seq256"] == pytest.approx(compile_time)
+        assert metrics[f"recompiles_{variant}_bs8_seq256"] == 1
+        assert metrics[f"payback_steps_{variant}_vs_baseline_bs8_seq256"] == pytest.approx(payback)
+    assert (
+        "compile_time_s_liger_bs8_seq256" not in metrics and "payback_steps_liger_vs_baseline_bs8_seq256" not in metrics
+    )
+    notes = [note for note in caveats(analysis) if note.startswith("torch.compile's one-off cost")]
+    labels = ("torch.compile", "Liger + torch.compile")
+    assert notes == [
+        f"torch.compile's one-off cost, left out of every aggregate: {label} at batch 8 spent {compile_time:.1f} s "
+        f"compiling (2 steps, 1 recompiles per run); paid back after about {math.ceil(payback):,} steps at its gain "
+        "over the baseline's steady rate."
+        for label, (compile_time, payback) in zip(labels, expected.values(), strict=True)
+    ]
+
+
+def md_row(frame: pd.DataFrame, table) -> str:
+    """The one data line of ``frame`` (one row) rendered as a Markdown table of ``table``."""
+    lines = markdown_table(frame, table).splitlines()
+    assert len(lines) == 3, lines
+    return lines[2]
+
+
+def test_every_column_of_the_per_cell_and_per_run_tables_as_rendered(gpu):
+    """The HTML page's per-cell and per-run tables (the Markdown rendering of the same columns), formatted by hand."""
+    runs = [run_of("baseline", 16, r) for r in range(3)]
+    mean, low, high = ci([r["tokens_per_s_nonpad"] for r in runs])
+    padded = statistics.fmean(r["tokens_per_s_padded"] for r in runs)
+    median = statistics.median(r["step_time_s"] for r in runs)  # repeat 0's, the noisy run's
+    cell = gpu.cells[(gpu.cells["variant"] == "baseline") & (gpu.cells["batch_size"] == 16)]
+    identity = "| baseline | 16 | 512 | ok |"
+    assert md_row(cell, tables.CELL_RATES) == (
+        f"{identity} 3 | 3 | {mean:,.0f} | {low:,.0f} to {high:,.0f} | {padded:,.0f} | 1 | {mean:,.0f} | {median:.3f} |"
+    )
+    alloc, reserved = 0.9 * baseline_memory(16, 2), baseline_memory(16, 2)
+    mfu, cv = statistics.fmean(r["mfu"] for r in runs), max(r["step_time_cv"] for r in runs)
+    assert md_row(cell, tables.CELL_MEMORY) == (
+        f"{identity} {alloc:.2f} | {reserved:.2f} | {mfu:.3f} | {100 * cv:.1f} | steady | 0.0 |"
+    )
+    assert md_row(cell, tables.CELL_ONE_OFF) == f"{identity} 0 | – | 0 | – | – |"
+
+    noisy = run_of("baseline", 16, 0)
+    run = gpu.runs[gpu.runs["run_key"] == "baseline-bs16-seq512-r0"]
+    key = "| baseline-bs16-seq512-r0 | ok |"
+    assert md_row(run, tables.RUN_RATES) == (
+        f"{key} baseline | 16 | 512 | 0 | 16,000 | {noisy['tokens_per_s_padded']:,.0f} | 1 | 16,000 | "
+        f"{noisy['step_time_s']:.3f} | {100 * noisy['step_time_cv']:.1f} |"
+    )
+    assert md_row(run, tables.RUN_MEMORY) == (
+        f"{key} {0.9 * baseline_memory(16, 0):.2f} | {baseline_memory(16, 0):.2f} | {noisy['mfu']:.3f} | "
+        f"{noisy['final_loss']:.4f} | 17 | steady | 0.0 |"
+    )
+    assert md_row(run, tables.RUN_ONE_OFF) == f"{key} 1 | 0 | – | 0 | – | – |"
+
+    analysis = analyze_results(*build(four_variant_scenario()))
+    compiled = analysis.cells[analysis.cells["variant"] == "compile"]
+    nonpad = tokens(8, 256)["nonpad"]
+    compile_time = statistics.fmean((4 - 2 * JITTER) * nonpad / (1400 * (1 + 0.01 * r)) + 45 for r in range(3))
+    assert (
+        md_row(compiled, tables.CELL_ONE_OFF)
+        == f"| torch.compile | 8 | 256 | ok | 0 | – | 2 | 1 | {compile_time:.1f} |"
+    )
+
+
+def test_every_column_of_the_summary_tables_as_rendered(gpu):
+    """The Markdown summary's gains, recommendations, frontier, parity and problems rows, formatted by hand."""
+    pairs = ok_repeats("liger", 8)
+    gain, low, high = (100 * v for v in ci([rate("liger", 8, r) / rate("baseline", 8, r) - 1 for r in pairs]))
+    reserved = 100 * statistics.fmean(1 - memory("liger", 8, r) / memory("baseline", 8, r) for r in pairs)
+    allocated = 100 * statistics.fmean(
+        1 - 0.8 * memory("liger", 8, r) / (0.9 * memory("baseline", 8, r)) for r in pairs
+    )
+    assert md_row(gpu.gains[gpu.gains["batch_size"] == 8], tables.GAINS) == (
+        f"| Liger | baseline | 8 | 512 | partial | ok | steady | 2 | {gain:.1f} | {low:.1f} to {high:.1f} | "
+        f"{reserved:.1f} | {allocated:.1f} | – |"
+    )
+    mean, low, high = ci([rate("baseline", 8, r) for r in range(3)])
+    assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 8], tables.RECOMMENDATIONS) == (
+        f"| 8 | 512 | baseline | {mean:,.0f} | {low:,.0f} to {high:,.0f} | – | baseline | "
+        f"{baseline_memory(8, 2):.2f} | liger: partial ({FAILED_REASON}) |"
+    )
+    assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 24], tables.RECOMMENDATIONS) == (
+        f"| 24 | 512 | none | – | unavailable | – | none | – | baseline: oom ({OOM_REASON}); liger: partial "
+        f"({FAILED_REASON}) |"
+    )
+    assert (
+        md_row(gpu.frontier[gpu.frontier["variant"] == "baseline"], tables.FRONTIER) == "| baseline | 512 | 16 | 24 |"
+    )
+    assert md_row(gpu.frontier[gpu.frontier["variant"] == "liger"], tables.FRONTIER) == "| Liger | 512 | 24 | – |"
+    failing = gpu.parity[gpu.parity["passed"] == False]  # noqa: E712 - nullable boolean column
+    assert md_row(failing, tables.PARITY) == (
+        "| Liger | 16 | 512 | 1 | liger-bs16-seq512-r1 | baseline-bs16-seq512-r1 | 17 | 5.00 | "
+        f"{failing.iloc[0].step_of_max} | FAIL |"
+    )
+    problem = gpu.problems[gpu.problems["run_key"] == "liger-bs24-seq512-r2"]
+    assert (
+        md_row(problem, tables.PROBLEMS)
+        == f"| liger-bs24-seq512-r2 | Liger | 24 | 512 | 2 | failed | {FAILED_REASON} |"
+    )
