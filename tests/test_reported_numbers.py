@@ -26,6 +26,7 @@ from synthetic_results import (
     baseline_memory,
     baseline_rate,
     build,
+    cpu_scenario,
     four_variant_scenario,
     gpu_scenario,
     liger_memory,
@@ -427,7 +428,10 @@ def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_
     holds at most (half - 1) // 2 slow steps: 10 slow steps, from the 3rd (step 6: 8 slow in 17) → 6 - 1 + 37 = 42;
     14 slow steps, from the 8th (step 11: 7 slow in 15) → 11 - 1 + 37 = 47.
     """
-    analysis = analyze_results(*build(unsteady_scenario(), max_steps=40))
+    results, histories = build(unsteady_scenario(), max_steps=40)
+    settled = {r["run_key"]: r["metrics"]["settle_step"] for r in results if r["run_key"].startswith("liger-bs16")}
+    assert settled == {"liger-bs16-seq512-r0": 6, "liger-bs16-seq512-r1": 11}
+    analysis = analyze_results(results, histories)
     runs = analysis.runs.set_index("run_key")
     assert runs.loc["liger-bs16-seq512-r0", "steps_needed"] == 42
     assert runs.loc["liger-bs16-seq512-r1", "steps_needed"] == 47
@@ -609,3 +613,24 @@ def test_every_column_of_the_summary_tables_as_rendered(gpu):
         md_row(problem, tables.PROBLEMS)
         == f"| liger-bs24-seq512-r2 | Liger | 24 | 512 | 2 | failed | {FAILED_REASON} |"
     )
+
+
+def test_every_kfp_metric_of_a_cpu_run_whose_liger_runs_were_all_skipped():
+    """Skipped runs count in the success ratio's denominator: half the runs trained."""
+    analysis = analyze_results(*build(cpu_scenario(), cuda=False))
+    assert headline_metrics(analysis) == {
+        "n_ok": 2.0,
+        "n_oom": 0.0,
+        "n_failed": 0.0,
+        "n_skipped": 2.0,
+        "n_diverged": 0.0,
+        "n_runs": 4.0,
+        "success_ratio": 0.5,
+        "tokens_per_s_baseline_bs2_seq128": pytest.approx(600.0),
+        "tokens_per_s_baseline_bs4_seq128": pytest.approx(1200.0),
+        "largest_ok_batch_baseline_seq128": 4.0,
+        "parity_pairs": 0.0,
+        "parity_failures": 0.0,
+    }
+    cell = one(analysis.cells, variant="baseline", batch_size=4)
+    assert math.isnan(cell.mfu) and math.isnan(cell.peak_mem_reserved_gb) and math.isnan(cell.peak_tflops)
