@@ -159,7 +159,7 @@ def test_a_training_process_that_fails_outside_training_is_recorded_with_its_las
 
 
 def test_a_crashed_runs_record_keeps_what_its_completed_steps_measured():
-    """Steps streamed before a crash (synthetic, at 2,000 non-padding tokens/s over two GPUs) make the record's numbers."""
+    """Steps streamed before a crash (synthetic, 2,000 non-padding tokens/s on two GPUs) make the record's numbers."""
     from dataclasses import replace
 
     from synthetic_results import Run, make_run
