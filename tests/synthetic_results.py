@@ -81,6 +81,12 @@ class Run:
     jitter: float = JITTER
     # GPUs that train the run together (gpus_per_run): tokens are summed over them, MFU is per GPU.
     gpus: int = 1
+    # The GPU's dense bf16 peak; None: unknown (no MFU).
+    peak_tflops: float | None = 989.0
+    # A measured step whose batch shape is new in the run (a shape that never repeats), taking
+    # ``first_shape_s`` beyond the nominal step time; left out of the aggregates, reported as a one-off cost.
+    first_shape_step: int | None = None
+    first_shape_s: float = 0.0
 
 
 def allocated_fraction(use_liger: bool) -> float:
@@ -138,7 +144,7 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
             "attn_implementation": "sdpa",
             "model_flops_per_token": FLOPS_PER_TOKEN,
         }
-        result.metrics.update(peak_tflops=989.0 if cuda else None, steps_completed=n_steps)
+        result.metrics.update(peak_tflops=run.peak_tflops if cuda else None, steps_completed=n_steps)
     if run.status == "oom":
         result.reason = run.reason or "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
         result.metrics.update(oom_peak_mem_reserved_gb=78.6, oom_peak_mem_allocated_gb=76.2)
@@ -165,14 +171,20 @@ def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
     steps = []
     compiles = {1: run.compile_s, warmup + 2: run.compile_s / 2} if run.torch_compile else {}
     nominal = counts["nonpad"] / run.tokens_per_s
-    measured = [step for step in range(warmup + 1, n_steps + 1) if step not in compiles]
+    one_off = set(compiles) | {run.first_shape_step}
+    measured = [step for step in range(warmup + 1, n_steps + 1) if step not in one_off]
     times = {step: nominal * (run.slow_factor if i < run.slow_first else 1.0) for i, step in enumerate(measured)}
     if len(measured) > 1:
         saved = sum(times[step] * (1 - run.jitter) for step in measured[:-1])
         times = {step: t * run.jitter for step, t in times.items()} | {measured[-1]: times[measured[-1]] + saved}
     for step in range(1, n_steps + 1):
         step_time = times.get(step, nominal * (3.0 if step <= warmup else 1.0)) + compiles.get(step, 0.0)
+        new_shape = step == run.first_shape_step
+        step_time += run.first_shape_s if new_shape else 0.0
         record = {"step": step, "warmup": step <= warmup, "step_time_s": step_time}
+        # Shapes are "BxS"; the new shape's rows are 16 tokens shorter (its token counts are kept, for simple sums).
+        record["shape"] = f"{run.batch_size}x{run.seq_len - 16 if new_shape else run.seq_len}"
+        record["first_shape"] = step == 1 or new_shape
         record["compiled_graphs"] = (FIRST_COMPILE_GRAPHS if step == 1 else 1) if step in compiles else 0
         for kind, tokens in counts.items():
             totals[kind] += tokens
@@ -183,7 +195,8 @@ def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
         reserved = run.mem_reserved_gb * scale if cuda and run.mem_reserved_gb is not None else None
         record["peak_mem_allocated_gb"] = None if reserved is None else allocated_fraction(run.use_liger) * reserved
         record["peak_mem_reserved_gb"] = reserved
-        record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / (989e12 * run.gpus) if cuda else None
+        peak = run.peak_tflops if cuda else None
+        record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / (peak * 1e12 * run.gpus) if peak else None
         record["loss"] = loss_at(step, run.seq_len, run.repeat) * run.loss_scale
         record["learning_rate"] = 6e-6 * min(1.0, step / 2)
         steps.append(record)

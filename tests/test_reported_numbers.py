@@ -634,3 +634,79 @@ def test_every_kfp_metric_of_a_cpu_run_whose_liger_runs_were_all_skipped():
     }
     cell = one(analysis.cells, variant="baseline", batch_size=4)
     assert math.isnan(cell.mfu) and math.isnan(cell.peak_mem_reserved_gb) and math.isnan(cell.peak_tflops)
+
+
+def test_the_headline_names_a_variant_whose_interval_overlaps_the_fastests():
+    runs = four_variant_scenario()
+    for run in runs:
+        if run.torch_compile and not run.use_liger:
+            run.tokens_per_s = 1310.0 * (1 + 0.01 * run.repeat)  # as fast as Liger, within the CIs
+        elif run.torch_compile:
+            run.status = "failed"
+    analysis = analyze_results(*build(runs))
+    mean, low, high = ci([1310.0 * (1 + 0.01 * r) for r in range(3)])
+    gain, gain_low, gain_high = ci([1310.0 * (1 + 0.01 * r) / (1000.0 * (1 + 0.01 * r)) - 1 for r in range(3)])
+    assert make_headline(analysis) == (
+        f"At batch 8 the fastest variant that trained is torch.compile: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
+        f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%); "
+        f"indistinguishable from Liger (overlapping 95% CIs). Leanest: Liger, 30.0 GiB peak reserved. Not "
+        f"recommended at batch 8: liger-compile: failed ({FAILED_REASON})."
+    )
+    [note] = [note for note in caveats(analysis) if note.startswith("torch.compile's one-off cost")]
+    assert note.endswith("(2 steps, 1 recompiles per run); paid back after about " + (
+        f"{math.ceil(one(analysis.gains, variant='compile', against='baseline').payback_steps):,} steps at its gain "
+        "over the baseline's steady rate.")
+    )  # fmt: skip
+
+
+def test_the_headline_says_when_no_cell_trained_in_every_repeat():
+    runs = [Run(liger, 8, SEQ, r, status="failed" if r else "ok") for liger in (False, True) for r in (0, 1)]
+    assert make_headline(analyze_results(*build(runs))) == (
+        "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
+    )
+
+
+def test_caveats_for_mixed_gpus_an_unknown_peak_new_shapes_and_compiles_that_never_pay_back():
+    """Baseline and compile at batch 8, 2 repeats. The baseline's repeat 1 ran on another GPU, whose peak is not
+    known; compile is slower than the baseline (it never pays back), and has a first-shape step 6 costing 2 s."""
+    runs = [
+        Run(False, 8, SEQ, 0, peak_tflops=None),
+        Run(False, 8, SEQ, 1, peak_tflops=None),
+        Run(False, 8, SEQ, 0, torch_compile=True, compile_s=10.0, tokens_per_s=9000.0, first_shape_step=6,
+            first_shape_s=2.0, peak_tflops=None),
+        Run(False, 8, SEQ, 1, torch_compile=True, compile_s=10.0, tokens_per_s=9000.0, first_shape_step=6,
+            first_shape_s=2.0, peak_tflops=None),
+        Run(True, 16, SEQ, 0, torch_compile=True, compile_s=10.0),  # a compiled cell without a baseline
+    ]  # fmt: skip
+    results, histories = build(runs)
+    results[1]["environment"]["gpu_name"] = "NVIDIA A100-SXM4-80GB"
+    analysis = analyze_results(results, histories)
+    notes = caveats(analysis)
+    nominal = tokens(8)["nonpad"] / 9000.0
+    excess = (1 - JITTER) * nominal + 2.0  # step 6 beyond the measured steps' median time per padded token
+    cell = one(analysis.cells, variant="compile")
+    assert (cell.n_first_shape_steps, cell.first_shape_excess_s) == (1, pytest.approx(excess))
+    assert analysis.runs.set_index("run_key").loc["compile-bs8-seq512-r0", "n_shapes"] == 2
+    assert (
+        f"Steps whose batch shape was new in the run (compilation, autotuning, allocation for that shape) are left "
+        f"out of every aggregate and cost once: torch.compile 1 steps, {excess:.1f} s extra per run (mean over cells)."
+    ) in notes
+    compile_time = (4 - 2 * JITTER) * nominal + 15.0
+    assert (
+        f"torch.compile's one-off cost, left out of every aggregate: torch.compile at batch 8 spent "
+        f"{compile_time:.1f} s compiling (2 steps, 1 recompiles per run); it never pays back: its steady rate is not "
+        "above the baseline's."
+    ) in notes
+    assert any(
+        note.startswith("torch.compile's one-off cost, left out of every aggregate: Liger + torch.compile at batch 16")
+        and note.endswith("no payback without a baseline to compare with.")
+        for note in notes
+    )
+    assert (
+        "Runs ran on different GPUs (NVIDIA A100-SXM4-80GB, NVIDIA H100 80GB HBM3); compare cells with care." in notes
+    )
+    assert "MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops)." not in notes  # Liger's has a peak
+    without_peak = analyze_results(*build(runs[:2]))
+    assert "MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops)." in caveats(without_peak)
+    row = without_peak.cells[without_peak.cells["variant"] == "baseline"]
+    assert md_row(row, tables.CELL_MEMORY).split(" | ")[6] == "unknown"  # the MFU column: not a measured zero
