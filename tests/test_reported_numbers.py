@@ -710,3 +710,22 @@ def test_caveats_for_mixed_gpus_an_unknown_peak_new_shapes_and_compiles_that_nev
     assert "MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops)." in caveats(without_peak)
     row = without_peak.cells[without_peak.cells["variant"] == "baseline"]
     assert md_row(row, tables.CELL_MEMORY).split(" | ")[6] == "unknown"  # the MFU column: not a measured zero
+
+
+def test_a_row_exactly_max_seq_length_long_is_not_truncated_and_one_token_longer_is(embedded_assets):
+    """n_truncated ("Up to N training rows were truncated") at the boundary: max_seq_length equal to the longest row."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from liger_bench.inputs.data import tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
+    rows = [{"prompt": "Say hi. ", "completion": " ".join(["hi"] * n)} for n in (3, 9, 6)]
+    data = datasets.Dataset.from_list(rows)
+    lengths = [len(row["input_ids"]) for row in tokenize(data, tokenizer, 10_000, 3, False, 0).rows]
+    longest = max(lengths)
+    assert lengths.count(longest) == 1 and sorted(lengths)[-2] < longest - 1
+    whole = tokenize(data, tokenizer, longest, 3, False, 0)
+    assert whole.summary()["n_truncated"] == 0 and max(len(r["input_ids"]) for r in whole.rows) == longest
+    cut = tokenize(data, tokenizer, longest - 1, 3, False, 0)
+    assert cut.summary()["n_truncated"] == 1 and max(len(r["input_ids"]) for r in cut.rows) == longest - 1
