@@ -110,3 +110,25 @@ def test_grid_and_config_defaults_are_the_pipelines_and_the_compile_options():
     assert config.variant == "baseline"
     spec.per_device_train_batch_size.append(64)
     assert GridSpec().per_device_train_batch_size == declared["per_device_train_batch_size"].default  # not shared
+
+
+def test_every_limit_accepts_its_own_value():
+    """The boundaries of the grid's checks: each limit is allowed, one past it is refused (test_failure_matrix)."""
+    import pytest
+
+    from liger_bench.plan.grid import GridError
+
+    spec = GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[128], n_runs=3, max_grid_size=24)
+    assert len(expand_grid(spec)) == 24  # 2 use_liger × 2 torch_compile × 2 batches × 1 length × 3 runs
+    with pytest.raises(GridError, match=r"grid size 24 \(= 2 use_liger × 2 torch_compile × 2 batch sizes × 1 "):
+        expand_grid(GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[128], n_runs=3, max_grid_size=23))
+    one = {"use_liger": [False], "torch_compile": [False], "per_device_train_batch_size": [4], "max_seq_length": [128]}
+    one["n_runs"] = 1
+    grid = expand_grid(GridSpec(**one, max_steps=1, warmup_steps_to_skip=0))
+    assert [(item["max_steps"], item["warmup_steps_to_skip"]) for item in grid] == [(1, 0)]
+    grid = expand_grid(GridSpec(**one, max_steps=7, warmup_steps_to_skip=6))
+    assert [(item["max_steps"], item["warmup_steps_to_skip"]) for item in grid] == [(7, 6)]
+    grid = expand_grid(GridSpec(**one, gpus_per_run=4, max_gpus_per_run=4))
+    assert [(item["gpus_per_run"], item["nodes_per_run"]) for item in grid] == [(4, 1)]
+    with pytest.raises(GridError, match=r"= 4 × 1 = 4 GPUs per run exceeds max_gpus_per_run=3"):
+        expand_grid(GridSpec(gpus_per_run=4, max_gpus_per_run=3))
