@@ -729,3 +729,19 @@ def test_a_row_exactly_max_seq_length_long_is_not_truncated_and_one_token_longer
     assert whole.summary()["n_truncated"] == 0 and max(len(r["input_ids"]) for r in whole.rows) == longest
     cut = tokenize(data, tokenizer, longest - 1, 3, False, 0)
     assert cut.summary()["n_truncated"] == 1 and max(len(r["input_ids"]) for r in cut.rows) == longest - 1
+
+
+def test_the_grid_and_environment_sections_count_the_runs_and_repeats_and_name_the_peak():
+    import html
+    import re
+
+    from liger_bench.render.report import build_report
+
+    bundle = build_report(*build(gpu_scenario()))
+    pairs = dict(re.findall(r'<tr><th class="text">([^<]+)</th><td class="text wrap">([^<]*)</td></tr>', bundle.html))
+    shown = {html.unescape(key): html.unescape(value) for key, value in pairs.items()}
+    expected = {"variants": "baseline, Liger", "per_device_train_batch_size": "8, 16, 24", "max_seq_length": "512"}
+    expected |= {"repeats": "3", "runs": "18", "peak_tflops": "989 (0 given: looked up from the GPU's name)"}
+    expected |= {"max_steps": "20", "warmup_steps_to_skip": "3", "gpu_name": "NVIDIA H100 80GB HBM3", "gpu_count": "1"}
+    expected |= {"gpu_memory_gb": "79.19", "library liger-kernel": "0.8.5", "model type": "phi3"}
+    assert {key: shown.get(key) for key in expected} == expected
