@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from synthetic_results import (
     DIVERGED_AT_STEP,
+    FIRST_COMPILE_GRAPHS,
     FLOPS_PER_TOKEN,
     JITTER,
     LIGER_FAILED,
@@ -410,20 +411,25 @@ def test_every_number_of_the_caveats(gpu):
 
 
 def unsteady_scenario() -> list[Run]:
-    """40 steps, 3 warm-up: 37 measured. Liger's runs are still speeding up: their first slow_first measured
-    steps take twice as long. The baseline is steady."""
+    """40 steps, 3 warm-up: 37 measured. Liger's runs are still speeding up: their first ``slow_first`` measured
+    steps take ``slow_factor`` times as long (UNSTEADY: batch to (slow_first, slow_factor) per repeat). The
+    baseline is steady."""
     runs = []
-    for batch, slow in ((8, (10, 10)), (16, (10, 14))):
-        for repeat in (0, 1):
+    for batch, repeats in UNSTEADY.items():
+        for repeat, (slow, factor) in enumerate(repeats):
             runs.append(Run(False, batch, SEQ, repeat, tokens_per_s=1000.0 * batch))
-            runs.append(Run(True, batch, SEQ, repeat, tokens_per_s=1300.0 * batch, slow_first=slow[repeat]))
+            runs.append(Run(True, batch, SEQ, repeat, tokens_per_s=1300.0 * batch, slow_first=slow, slow_factor=factor))
     return runs
+
+
+UNSTEADY = {8: ((10, 2.0), (10, 2.0)), 16: ((10, 2.0), (14, 4.0))}
 
 
 def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_needs():
     """Hand computation of ``steady_state`` over 37 measured steps (halves of 18), times normalised by their median.
 
-    10 slow steps: the first half's median is slow (10 of 18), the second half's fast: drift 1/2 - 1 = -50%.
+    10 or 14 slow steps: the first half's median is slow (10 of 18), the second half's fast: drift 1/factor - 1
+    (-50% for twice as slow, -75% for four times; a cell reports its runs' drift of largest magnitude).
     The run has settled from the measured step whose remaining window's first half (floor(L/2) of L steps)
     holds at most (half - 1) // 2 slow steps: 10 slow steps, from the 3rd (step 6: 8 slow in 17) → 6 - 1 + 37 = 42;
     14 slow steps, from the 8th (step 11: 7 slow in 15) → 11 - 1 + 37 = 47.
@@ -438,10 +444,10 @@ def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_
     for batch, needed in ((8, 42), (16, 47)):
         cell = one(analysis.cells, variant="liger", batch_size=batch)
         assert (cell.steady_state, cell.steps_needed) == ("unsteady", needed)
-        assert cell.drift == pytest.approx(-0.5)
-        # 37 measured steps, the first `slow` of them twice as long: the rate over all of them.
-        slow = (10, 14) if batch == 16 else (10, 10)
-        assert cell.tokens_per_s_nonpad == pytest.approx(statistics.fmean(1300.0 * batch * 37 / (37 + s) for s in slow))
+        assert cell.drift == pytest.approx(-0.75 if batch == 16 else -0.5)
+        # 37 measured steps, the first `slow` of them `factor` times as long: the rate over all of them.
+        rates = [1300.0 * batch * 37 / (37 + (factor - 1) * slow) for slow, factor in UNSTEADY[batch]]
+        assert cell.tokens_per_s_nonpad == pytest.approx(statistics.fmean(rates))
         assert one(analysis.gains, batch_size=batch).steady_state == "unsteady"
     headline = make_headline(analysis)
     assert headline.endswith(
@@ -449,10 +455,10 @@ def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_
     )
     notes = [note for note in caveats(analysis) if note.startswith("Not steady")]
     assert notes == [
-        f"Not steady: Liger at batch {batch} still changed speed by \u221250.0% (shape-normalised step time, second "
+        f"Not steady: Liger at batch {batch} still changed speed by \u2212{drift} (shape-normalised step time, second "
         f"half of the measured steps vs the first); about {needed} steps would be needed (raise max_steps and "
         "warmup_steps_to_skip)."
-        for batch, needed in ((8, 42), (16, 47))
+        for batch, needed, drift in ((8, 42, "50.0%"), (16, 47, "75.0%"))
     ]
 
 
@@ -490,8 +496,11 @@ def test_a_sharded_run_reports_its_gpus_its_rate_per_gpu_and_mfu_over_all_of_the
 def test_every_compile_number_of_the_cells_gains_kfp_metrics_and_caveats():
     """Four variants at batch 8, seq 256; compile at 1,400 tokens/s (30 s + 15 s compiling), Liger + compile at
     1,600 (40 s + 20 s). Compile steps: the warm-up step 1 (3 graphs, 3x the nominal time) and step 5 (1 graph)."""
-    analysis = analyze_results(*build(four_variant_scenario(compile_s=30.0, tokens_per_s=1600.0)))
+    results, histories = build(four_variant_scenario(compile_s=30.0, tokens_per_s=1600.0))
+    analysis = analyze_results(results, histories)
     nonpad = tokens(8, 256)["nonpad"]
+    compiled = {r["run_key"]: r["metrics"]["compiled_graphs"] for r in results if r["config"]["torch_compile"]}
+    assert set(compiled.values()) == {FIRST_COMPILE_GRAPHS + 1}  # the first compile step's graphs and one recompile
     expected = {}
     for variant, base_rate, compile_s in (("compile", 1400.0, 30.0), ("liger-compile", 1600.0, 30.0)):
         rates = [base_rate * (1 + 0.01 * r) if variant == "compile" else base_rate for r in range(3)]
