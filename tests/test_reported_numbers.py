@@ -83,7 +83,7 @@ def ok_repeats(variant: str, batch: int) -> list[int]:
 def run_of(variant: str, batch: int, repeat: int) -> dict[str, float]:
     """The aggregates of one ok run of the GPU scenario, by hand."""
     counts = tokens(batch)
-    nominal = counts["nonpad"] / rate(variant, batch, repeat)  # the mean measured step time (not reported)
+    nominal = counts["nonpad"] / rate(variant, batch, repeat)  # the mean measured step time
     # 16 measured steps at jitter × nominal, the last one making up the rest: CV = (1 - jitter) × sqrt(16).
     jitter = NOISY[3] if (variant, batch, repeat) == NOISY[:3] else JITTER
     median = jitter * nominal
