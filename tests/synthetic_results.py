@@ -3,6 +3,13 @@
 Results are ``RunResult.to_dict()`` with metrics from the real ``metrics.aggregate`` over step
 records that carry exactly the keys ``StepMetricsCallback`` writes. Numbers are deterministic:
 throughput and memory are what the caller asks for, so tests can compute expected gains by hand.
+
+Quantities a bug could confuse differ here (issue 23): measured step times are uneven, so the
+median step time (``JITTER`` times the nominal) differs from the mean (the nominal) and the CV is
+not 0, while the rate stays the one asked for; allocated memory is a different fraction of reserved
+memory for Liger and for the rest (``allocated_fraction``); warm-up steps peak higher and the run's
+peak step is neither its first nor its last measured step; and the GPU scenario's memory and rates
+differ from repeat to repeat, with a partly failed Liger cell at the top of its batch range.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import random
 from dataclasses import dataclass
 
 from liger_bench.measure.metrics import aggregate
-from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason
+from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason, world_metrics
 from liger_bench.plan.config import TrainConfig
 from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
@@ -39,6 +46,15 @@ DATASET = {"name": "tatsu-lab/alpaca", "revision": "dce01c9b08f87459cf36a430d809
 FLOPS_PER_TOKEN = 2.3e10
 DIVERGED_AT_STEP = 5
 NONPAD_FRACTION = 0.8
+# Every measured step but the last takes JITTER times its nominal time; the last makes up the rest.
+# With m measured steps the CV is then (1 - JITTER) * sqrt(m - 1): 0.04 for 17.
+JITTER = 0.99
+# Warm-up steps reserve this much more than the run's peak (left out of it); measured steps other than
+# the second reserve OFF_PEAK of it.
+WARMUP_MEMORY = 1.1
+OFF_PEAK = 0.97
+# Graphs a compiled run's first step compiles (graph breaks): compiled graphs, compile steps and recompiles differ.
+FIRST_COMPILE_GRAPHS = 3
 
 
 @dataclass
@@ -56,9 +72,26 @@ class Run:
     reason: str = ""
     key: str = ""
     torch_compile: bool = False
-    # A compiled run compiles in step 1 (warm-up) and recompiles in the first step after warm-up + 1,
-    # each costing this many seconds (the recompile half of it) on top of the step's own time.
+    # A compiled run compiles FIRST_COMPILE_GRAPHS graphs in step 1 (warm-up) and recompiles one in the first
+    # step after warm-up + 1, costing this many seconds (the recompile half of it) on top of the step's own time.
     compile_s: float = 0.0
+    # The first ``slow_first`` measured steps take ``slow_factor`` times as long: a run still speeding up.
+    slow_first: int = 0
+    slow_factor: float = 2.0
+    jitter: float = JITTER
+    # GPUs that train the run together (gpus_per_run): tokens are summed over them, MFU is per GPU.
+    gpus: int = 1
+    # The GPU's dense bf16 peak; None: unknown (no MFU).
+    peak_tflops: float | None = 989.0
+    # A measured step whose batch shape is new in the run (a shape that never repeats), taking
+    # ``first_shape_s`` beyond the nominal step time; left out of the aggregates, reported as a one-off cost.
+    first_shape_step: int | None = None
+    first_shape_s: float = 0.0
+
+
+def allocated_fraction(use_liger: bool) -> float:
+    """Peak allocated over peak reserved memory of a run: Liger's allocator keeps less of its reserve in use."""
+    return 0.8 if use_liger else 0.9
 
 
 def loss_at(step: int, seq_len: int, repeat: int) -> float:
@@ -78,6 +111,7 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
         max_seq_length=run.seq_len,
         max_steps=max_steps,
         warmup_steps_to_skip=warmup,
+        gpus_per_run=run.gpus,
     )
     result = RunResult(config.run_key, run.status, config.to_dict(), reason=run.reason)
     result.environment = dict(H100_ENV if cuda else CPU_ENV)
@@ -110,7 +144,7 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
             "attn_implementation": "sdpa",
             "model_flops_per_token": FLOPS_PER_TOKEN,
         }
-        result.metrics.update(peak_tflops=989.0 if cuda else None, steps_completed=n_steps)
+        result.metrics.update(peak_tflops=run.peak_tflops if cuda else None, steps_completed=n_steps)
     if run.status == "oom":
         result.reason = run.reason or "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
         result.metrics.update(oom_peak_mem_reserved_gb=78.6, oom_peak_mem_allocated_gb=76.2)
@@ -120,30 +154,49 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     if run.status == "diverged":
         result.reason = run.reason or diverged_reason(steps, DIVERGED_AT_STEP, config)
     result.metrics.update(aggregate(steps))
+    result.metrics.update(world_metrics(config, result.metrics))
     history = {"run_key": config.run_key, "warmup_steps_to_skip": warmup, "steps": steps}
     return result.to_dict(), history
 
 
 def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
-    """Step records with the keys of ``StepMetricsCallback``; warm-up steps are three times slower."""
+    """Step records with the keys of ``StepMetricsCallback``; warm-up steps are three times slower.
+
+    Measured steps (past warm-up, nothing compiled) are uneven (``JITTER``) with the same total time,
+    so the run's rate is ``tokens_per_s`` (``slow_first`` steps aside) while its median step time is not its mean.
+    """
     padded = run.batch_size * run.seq_len
     counts = {"padded": padded, "nonpad": int(padded * NONPAD_FRACTION), "trained": int(padded * 0.5)}
     totals = dict.fromkeys(counts, 0)
     steps = []
     compiles = {1: run.compile_s, warmup + 2: run.compile_s / 2} if run.torch_compile else {}
+    nominal = counts["nonpad"] / run.tokens_per_s
+    one_off = set(compiles) | {run.first_shape_step}
+    measured = [step for step in range(warmup + 1, n_steps + 1) if step not in one_off]
+    times = {step: nominal * (run.slow_factor if i < run.slow_first else 1.0) for i, step in enumerate(measured)}
+    if len(measured) > 1:
+        saved = sum(times[step] * (1 - run.jitter) for step in measured[:-1])
+        times = {step: t * run.jitter for step, t in times.items()} | {measured[-1]: times[measured[-1]] + saved}
     for step in range(1, n_steps + 1):
-        step_time = counts["nonpad"] / run.tokens_per_s * (3.0 if step <= warmup else 1.0) + compiles.get(step, 0.0)
+        step_time = times.get(step, nominal * (3.0 if step <= warmup else 1.0)) + compiles.get(step, 0.0)
+        new_shape = step == run.first_shape_step
+        step_time += run.first_shape_s if new_shape else 0.0
         record = {"step": step, "warmup": step <= warmup, "step_time_s": step_time}
-        record["compiled_graphs"] = int(step in compiles)
+        # Shapes are "BxS"; the new shape's rows are 16 tokens shorter (its token counts are kept, for simple sums).
+        record["shape"] = f"{run.batch_size}x{run.seq_len - 16 if new_shape else run.seq_len}"
+        record["first_shape"] = step == 1 or new_shape
+        record["compiled_graphs"] = (FIRST_COMPILE_GRAPHS if step == 1 else 1) if step in compiles else 0
         for kind, tokens in counts.items():
             totals[kind] += tokens
             record[f"tokens_{kind}"] = tokens
             record[f"tokens_per_s_{kind}"] = tokens / step_time
             record[f"total_tokens_{kind}"] = totals[kind]
-        reserved = run.mem_reserved_gb if cuda else None
-        record["peak_mem_allocated_gb"] = None if reserved is None else 0.9 * reserved
+        scale = WARMUP_MEMORY if step <= warmup else 1.0 if step == warmup + 2 else OFF_PEAK
+        reserved = run.mem_reserved_gb * scale if cuda and run.mem_reserved_gb is not None else None
+        record["peak_mem_allocated_gb"] = None if reserved is None else allocated_fraction(run.use_liger) * reserved
         record["peak_mem_reserved_gb"] = reserved
-        record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / 989e12 if cuda else None
+        peak = run.peak_tflops if cuda else None
+        record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / (peak * 1e12 * run.gpus) if peak else None
         record["loss"] = loss_at(step, run.seq_len, run.repeat) * run.loss_scale
         record["learning_rate"] = 6e-6 * min(1.0, step / 2)
         steps.append(record)
@@ -166,10 +219,25 @@ def liger_rate(batch_size: int, repeat: int) -> float:
     return 1300.0 * batch_size * (1 + 0.01 * ((repeat * 7) % 3))
 
 
+def baseline_memory(batch_size: int, repeat: int) -> float:
+    """Baseline peak reserved GiB of the GPU scenario; the last repeat reserves the most."""
+    return 3.0 * batch_size * (1 + 0.01 * repeat)
+
+
+def liger_memory(batch_size: int, repeat: int) -> float:
+    """Liger peak reserved GiB of the GPU scenario: about 25% less, growing faster from repeat to repeat."""
+    return 2.25 * batch_size * (1 + 0.02 * repeat)
+
+
+LIGER_FAILED = ((8, 2), (24, 2))  # (batch, repeat) of the GPU scenario's failed Liger runs
+NOISY = ("baseline", 16, 0, 0.97)  # (variant, batch, repeat, jitter) of its one run with a CV of 0.12
+
+
 def gpu_scenario() -> list[Run]:
     """H100, seq 512, batches 8/16/24, 3 repeats: the baseline runs out of memory at 24, Liger does not.
 
-    Liger bs8 r2 failed, and Liger bs16 r1 drifts 5% in loss (a parity failure).
+    Liger bs8 r2 and bs24 r2 failed (a partly failed cell at the top of the batch range), Liger
+    bs16 r1 drifts 5% in loss (a parity failure), and baseline bs16 r0 is noisy (``NOISY``).
     """
     runs = []
     for repeat in range(3):
@@ -177,13 +245,28 @@ def gpu_scenario() -> list[Run]:
             baseline_oom = batch == 24
             runs.append(
                 Run(False, batch, 512, repeat, status="oom" if baseline_oom else "ok",
-                    tokens_per_s=baseline_rate(batch, repeat), mem_reserved_gb=3.0 * batch)
+                    tokens_per_s=baseline_rate(batch, repeat), mem_reserved_gb=baseline_memory(batch, repeat),
+                    jitter=NOISY[3] if ("baseline", batch, repeat) == NOISY[:3] else JITTER)
             )  # fmt: skip
             runs.append(
-                Run(True, batch, 512, repeat, status="failed" if (batch, repeat) == (8, 2) else "ok",
-                    tokens_per_s=liger_rate(batch, repeat), mem_reserved_gb=2.25 * batch,
+                Run(True, batch, 512, repeat, status="failed" if (batch, repeat) in LIGER_FAILED else "ok",
+                    tokens_per_s=liger_rate(batch, repeat), mem_reserved_gb=liger_memory(batch, repeat),
                     loss_scale=1.05 if (batch, repeat) == (16, 1) else 1.0)
             )  # fmt: skip
+    return runs
+
+
+def four_variant_scenario(compile_s: float = 30.0, **liger_compile) -> list[Run]:
+    """Batch 8, seq 256, 3 repeats: baseline 1,000, Liger 1,300, compile 1,400 tokens/s; Liger + compile as given."""
+    runs = []
+    for repeat in range(3):
+        runs += [
+            Run(False, 8, 256, repeat, tokens_per_s=1000.0 * (1 + 0.01 * repeat), mem_reserved_gb=40.0),
+            Run(True, 8, 256, repeat, tokens_per_s=1300.0 * (1 + 0.01 * repeat), mem_reserved_gb=30.0),
+            Run(False, 8, 256, repeat, tokens_per_s=1400.0 * (1 + 0.01 * repeat), mem_reserved_gb=32.0,
+                torch_compile=True, compile_s=compile_s),
+            Run(True, 8, 256, repeat, torch_compile=True, compile_s=compile_s, **liger_compile),
+        ]  # fmt: skip
     return runs
 
 

@@ -154,8 +154,21 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         **outputs,
     )
     assert "<html" in Path(outputs["report"].path).read_text().lower()
-    assert outputs["metrics"].metadata  # headline numbers logged through Metrics.log_metric
-    assert Path(outputs["table"].path).read_text().startswith(tuple("abcdefghijklmnopqrstuvwxyz"))
+    rate = record["metrics"]["tokens_per_s_nonpad"]
+    # Every KFP metric of one ok CPU run, logged through Metrics.log_metric (no memory, MFU or compile on a CPU).
+    assert outputs["metrics"].metadata == {
+        **{f"n_{status}": 0.0 for status in ("oom", "failed", "skipped", "diverged")},
+        "n_ok": 1.0,
+        "n_runs": 1.0,
+        "success_ratio": 1.0,
+        "tokens_per_s_baseline_bs2_seq64": rate,
+        "largest_ok_batch_baseline_seq64": 2.0,
+        "parity_pairs": 0.0,
+        "parity_failures": 0.0,
+    }
+    table = Path(outputs["table"].path).read_text().splitlines()
+    assert len(table) == 2 and table[0].startswith("variant,use_liger,torch_compile,batch_size,seq_len,n_runs,")
+    assert table[1].startswith(f"baseline,False,False,2,64,1,1,0,0,0,0,ok,,{rate},")
     with pytest.raises(ValueError, match="min_success_ratio"):
         analyze_results.python_func(
             results=[result],

@@ -6,6 +6,8 @@ backend differs.
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import textwrap
 
 import pytest
@@ -23,7 +25,8 @@ def _config(run_key: str, max_steps: int = 6) -> TrainConfig:
 
 def test_two_ranks_train_one_grid_point_sharded_and_measure_it_together(embedded_assets, prepared_dataset):
     model_dir, _ = embedded_assets
-    config = _config("baseline-bs2-seq64-r0")
+    # A peak FLOP/s as a GPU's table entry would give one (none is known for a CPU): MFU is then measured.
+    config = dataclasses.replace(_config("baseline-bs2-seq64-r0"), peak_tflops=0.5)
     result, steps = train_supervised(config, str(model_dir), str(prepared_dataset), timeout_s=600)
 
     assert result.status == "ok", result.reason
@@ -40,10 +43,17 @@ def test_two_ranks_train_one_grid_point_sharded_and_measure_it_together(embedded
             assert ranks[0][kind] > 0 and ranks[1][kind] > 0
         assert step["tokens_padded"] == 2 * config.per_device_train_batch_size * 64
         assert step["step_time_s"] == max(rank["step_time_s"] for rank in ranks)
+        # Both ranks' batches are padded to max_seq_length (the rows are longer), so their FLOPs per token are
+        # the run's model_flops_per_token; MFU is over both GPUs' peak.
+        assert [rank["shape"] for rank in ranks] == ["2x64", "2x64"]
+        flops = step["tokens_padded"] * result.metrics["model_flops_per_token"]
+        assert step["mfu"] == pytest.approx(flops / step["step_time_s"] / (0.5e12 * 2))
     measured = [s for s in steps if not s["warmup"] and not s["first_shape"]]
     rate = sum(s["tokens_nonpad"] for s in measured) / sum(s["step_time_s"] for s in measured)
     assert result.metrics["tokens_per_s_nonpad"] == pytest.approx(rate)
     assert result.metrics["tokens_per_s_nonpad_per_gpu"] == pytest.approx(rate / 2)
+    assert result.metrics["peak_tflops"] == 0.5
+    assert result.metrics["median_mfu"] == pytest.approx(statistics.median(s["mfu"] for s in measured))
 
 
 # A test-only trigger, put on the ranks' PYTHONPATH by the test below and nowhere else: Python imports
@@ -144,3 +154,32 @@ def test_the_local_pipeline_trains_a_grid_point_on_two_ranks_and_reports_two_gpu
     assert result["metrics"]["world_size"] == 2 and result["metrics"]["sharded_parameter_fraction"] == 1.0
     text = report.read_text()
     assert "GPUs per run" in text and "tokens/s non-pad per GPU" in text
+
+
+def test_a_rank_out_of_memory_names_the_runs_outcome_though_another_rank_failed_first(tmp_path):
+    """Rank 0 fails first (say, a collective timed out waiting for rank 1), then rank 1 reports running out of
+    memory: the run is ``oom``, named after rank 1, with rank 1's steps. Real outcome files, as the ranks write them."""
+    import os
+
+    from liger_bench.measure.distributed import rank_outcome_file
+    from liger_bench.measure.supervisor import first_failed_rank
+    from liger_bench.records import RunResult, write_json_atomic
+
+    for rank, status, reason, written_at in (
+        (0, "failed", "DistBackendError: wait timeout", 1_000.0),
+        (1, "oom", "OutOfMemoryError: CUDA out of memory.", 2_000.0),
+    ):
+        result = RunResult(f"baseline-bs2-seq64-r{rank}", status, {}, reason=reason)
+        result.metrics["steps_completed"] = 3 + rank
+        path = rank_outcome_file(tmp_path, rank)
+        write_json_atomic(path, {"result": result.to_dict(), "steps": [], "rank": rank})
+        os.utime(path, (written_at, written_at))
+    outcome = first_failed_rank(tmp_path)
+    assert (outcome.status, outcome.reason) == ("oom", "rank 1: OutOfMemoryError: CUDA out of memory.")
+    assert outcome.metrics["steps_completed"] == 4
+    # Without an out-of-memory rank, the rank that failed first (by its file's time, not its number) names the run.
+    failed = RunResult("baseline-bs2-seq64-r1", "failed", {}, reason="RuntimeError: NaN in all-reduce")
+    write_json_atomic(rank_outcome_file(tmp_path, 1), {"result": failed.to_dict(), "steps": [], "rank": 1})
+    os.utime(rank_outcome_file(tmp_path, 1), (500.0, 500.0))
+    outcome = first_failed_rank(tmp_path)
+    assert (outcome.status, outcome.reason) == ("failed", "rank 1: RuntimeError: NaN in all-reduce")

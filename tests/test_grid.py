@@ -110,3 +110,51 @@ def test_grid_and_config_defaults_are_the_pipelines_and_the_compile_options():
     assert config.variant == "baseline"
     spec.per_device_train_batch_size.append(64)
     assert GridSpec().per_device_train_batch_size == declared["per_device_train_batch_size"].default  # not shared
+
+
+def test_every_limit_accepts_its_own_value():
+    """The boundaries of the grid's checks: each limit is allowed, one past it is refused (test_failure_matrix)."""
+    import pytest
+
+    from liger_bench.plan.grid import GridError
+
+    spec = GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[128], n_runs=3, max_grid_size=24)
+    assert len(expand_grid(spec)) == 24  # 2 use_liger × 2 torch_compile × 2 batches × 1 length × 3 runs
+    with pytest.raises(GridError, match=r"grid size 24 \(= 2 use_liger × 2 torch_compile × 2 batch sizes × 1 "):
+        expand_grid(GridSpec(per_device_train_batch_size=[4, 8], max_seq_length=[128], n_runs=3, max_grid_size=23))
+    one = {"use_liger": [False], "torch_compile": [False], "per_device_train_batch_size": [4], "max_seq_length": [128]}
+    one["n_runs"] = 1
+    grid = expand_grid(GridSpec(**one, max_steps=1, warmup_steps_to_skip=0))
+    assert [(item["max_steps"], item["warmup_steps_to_skip"]) for item in grid] == [(1, 0)]
+    grid = expand_grid(GridSpec(**one, max_steps=7, warmup_steps_to_skip=6))
+    assert [(item["max_steps"], item["warmup_steps_to_skip"]) for item in grid] == [(7, 6)]
+    grid = expand_grid(GridSpec(**one, gpus_per_run=4, max_gpus_per_run=4))
+    assert [(item["gpus_per_run"], item["nodes_per_run"]) for item in grid] == [(4, 1)]
+    with pytest.raises(GridError, match=r"= 4 × 1 = 4 GPUs per run exceeds max_gpus_per_run=3"):
+        expand_grid(GridSpec(gpus_per_run=4, max_gpus_per_run=3))
+
+
+def test_the_data_checks_accept_their_limits_and_refuse_one_past_them():
+    """rows_problem, check_distinct_sequence_lengths and check_min_success_ratio at their boundaries."""
+    import pytest
+
+    from liger_bench.plan.grid import GridError
+    from liger_bench.plan.validation import check_distinct_sequence_lengths, check_min_success_ratio, rows_problem
+
+    config = TrainConfig(per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=5)
+    assert rows_problem(8, config) == ""  # one step's 2 × 4 rows: 2 batches per epoch, a multiple of 2
+    assert rows_problem(7, config).startswith(
+        "7 rows cannot fill one optimizer step of per_device_train_batch_size=4 × gradient_accumulation_steps=2 = 8 "
+        "rows; accepted: batch sizes <= 3"
+    )
+    assert rows_problem(12, config).startswith("12 rows give 3 batches of 4 per epoch, not a multiple of")
+    assert rows_problem(40, config) == ""  # 10 batches: one epoch holds all 5 steps
+    assert rows_problem(36, config) != ""  # 9 batches: a second epoch, and 9 is odd
+    assert rows_problem(44, config) == ""  # 11 batches, but one epoch already holds the 10 of the run
+    # A row as long as max_seq_length is not truncated: 300 and 512 both reach a longest row of 300.
+    check_distinct_sequence_lengths([299, 300], 300, "d")
+    with pytest.raises(GridError, match=r"max_seq_length: \[300, 512\] all reach the longest row of dataset 'd' "):
+        check_distinct_sequence_lengths([512, 300, 299], 300, "d")
+    assert (check_min_success_ratio(0), check_min_success_ratio(1)) == (0.0, 1.0)
+    with pytest.raises(GridError, match="min_success_ratio: 1.01 is out of range"):
+        check_min_success_ratio(1.01)

@@ -221,3 +221,50 @@ def test_the_step_clock_waits_for_queued_cuda_work():
     device_s = start.elapsed_time(end) / 1000
     assert device_s > 0.01
     assert callback.steps[0]["step_time_s"] >= device_s
+
+
+def test_a_sharded_step_sums_the_ranks_tokens_and_flops_and_takes_the_slowest_ranks_time_and_highest_peak():
+    """Two ranks with a real peak FLOP/s; ``gather`` hands the callback what each rank measured.
+
+    A fake process group: the real one (two processes, gloo) is what ``test_distributed`` trains with,
+    where the ranks' numbers cannot be chosen. Every number below differs between the ranks.
+    """
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    rank1 = {
+        "step_time_s": 2.5,
+        "flops": 6e12,
+        "compiled_graphs": 3,
+        "tokens_padded": 300,
+        "tokens_nonpad": 250,
+        "tokens_trained": 120,
+        "shape": "3x100",
+        "peak_mem_allocated_gb": 9.0,
+        "peak_mem_reserved_gb": 11.0,
+    }
+
+    def gather(local: dict) -> list[dict]:
+        rank0 = local | {"peak_mem_allocated_gb": 7.0, "peak_mem_reserved_gb": 12.0}  # no CUDA here: memory chosen
+        return [rank0, rank1]
+
+    device = FakeDevice()
+    callback = StepMetricsCallback(0, flop_model=FLOP_MODEL, peak_tflops=2.0, clock=device.clock, sync=device.sync,
+                                   barrier=lambda: None, gather=gather)  # fmt: skip
+    args, state, control = TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl()
+    callback.on_step_begin(args, state, control)
+    callback.record_batch({"input_ids": torch.ones(2, 50, dtype=torch.long), "attention_mask": torch.ones(2, 50)})
+    device.launch(0.0, 1.5)
+    state.global_step = 1
+    callback.on_step_end(args, state, control)
+    [step] = callback.steps
+    flops0 = FLOP_MODEL.per_token(50) * 100  # rank 0's 2 × 50 padded tokens at their padded length
+    assert step["step_time_s"] == 2.5  # rank 1's: the slower
+    assert (step["tokens_padded"], step["tokens_nonpad"], step["tokens_trained"]) == (400, 350, 220)
+    assert (step["tokens_per_s_padded"], step["tokens_per_s_nonpad"], step["tokens_per_s_trained"]) == (
+        400 / 2.5, 350 / 2.5, 220 / 2.5)  # fmt: skip
+    assert (step["peak_mem_allocated_gb"], step["peak_mem_reserved_gb"]) == (9.0, 12.0)  # each the highest rank's
+    assert step["mfu"] == pytest.approx((flops0 + 6e12) / 2.5 / (2.0e12 * 2))  # over both GPUs' peak
+    assert step["compiled_graphs"] == 3
+    assert step["shape"] == "2x50"  # rank 0's decides first-shape steps
+    assert [r["step_time_s"] for r in step["ranks"]] == [1.5, 2.5] and "flops" not in step["ranks"][0]

@@ -156,3 +156,22 @@ def test_a_training_process_that_fails_outside_training_is_recorded_with_its_las
         "ValueError: precision must be 'auto', 'bf16' or 'fp32', got 'fp8'"
     )
     assert result.metrics["stderr_tail"].startswith("Traceback")
+
+
+def test_a_crashed_runs_record_keeps_what_its_completed_steps_measured():
+    """Steps streamed before a crash (synthetic, 2,000 non-padding tokens/s on two GPUs) make the record's numbers."""
+    from dataclasses import replace
+
+    from synthetic_results import Run, make_run
+
+    _, history = make_run(Run(False, 2, 64, tokens_per_s=2000.0, gpus=2), max_steps=12, cuda=False)
+    config = replace(_config("crashed"), gpus_per_run=2)
+    result = crashed_result(
+        config, -signal.SIGSEGV, history["steps"], 42.5, None, oom_killed=False, stderr_tail=["", "Fatal", ""]
+    )
+    metrics = result.metrics
+    assert (result.status, result.reason) == ("failed", "training process killed by signal SIGSEGV (11)")
+    assert (metrics["steps_completed"], metrics["n_steps"], metrics["n_measured_steps"]) == (12, 12, 9)
+    assert (metrics["exit_code"], metrics["elapsed_s"], metrics["stderr_tail"]) == (-11, 42.5, "\nFatal\n")
+    assert (metrics["world_size"], metrics["tokens_per_s_nonpad"]) == (2, pytest.approx(2000.0))
+    assert metrics["tokens_per_s_nonpad_per_gpu"] == pytest.approx(1000.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import math
 import socket
 import sys
 import threading
@@ -485,3 +486,81 @@ def test_mlflow_failing_mid_run_keeps_the_result_and_says_so_on_the_terminal_and
     ]
     page = report.read_text()
     assert "1 of 1 runs not in MLflow." in page and f"MLflow at {server.uri} unreachable" in page
+
+
+@pytest.mark.slow
+def test_every_tag_and_metric_of_a_child_run_over_several_metric_batches(mlflow_server, tmp_path):
+    """A GPU run of the synthetic results: 120 steps × 9 step metrics is more than one MLflow batch (1,000)."""
+    from synthetic_results import DATASET, FLOPS_PER_TOKEN, JITTER, MODEL, NONPAD_FRACTION, Run, loss_at, make_run
+
+    from liger_bench.records import STEP_METRICS
+
+    result, history = make_run(Run(True, 8, 512, repeat=1, tokens_per_s=12_345.0, mem_reserved_gb=30.0), max_steps=120)
+    steps = history["steps"]
+    assert len(steps) * len(STEP_METRICS) > tracking.METRICS_PER_BATCH
+    parent = tracking.start_parent_run(mlflow_server, f"child-{uuid.uuid4().hex[:8]}", "run", {}, {})
+    child = tracking.log_child_run(mlflow_server, "unused", parent["run_id"], result, steps, None)
+    client = client_for(mlflow_server)
+    run = client.get_run(child["run_id"])
+    tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.") or "parent" in key}
+    assert tags == {
+        "mlflow.parentRunId": parent["run_id"],
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "gpu_count": "1",
+        "gpu_memory_gb": "79.19",
+        "driver": "570.124.06",
+        "cuda": "12.8",
+        "python": "3.11.9",
+        "version.torch": "2.7.1",
+        "version.transformers": "5.24.0",
+        "version.trl": "1.16.0",
+        "version.liger-kernel": "0.8.5",
+        "status": "ok",
+        "reason": "",
+        "run_key": "liger-bs8-seq512-r1",
+        "steady_state": "steady",
+        "attn_implementation": "sdpa",
+        "precision": "bf16",
+        "model.name": MODEL["name"],
+        "model.revision": MODEL["revision"],
+        "dataset.name": DATASET["name"],
+        "dataset.revision": DATASET["revision"],
+        "liger.rope": "1",
+        "liger.rms_norm": "65",
+        "liger.swiglu": "32",
+        "liger.fused_linear_cross_entropy": "1",
+        "liger.cross_entropy": "0",
+    }
+    nominal = int(8 * 512 * NONPAD_FRACTION) / 12_345.0  # the mean measured step time
+    summary = {  # every finite aggregate of the run, by hand
+        "tokens_per_s_nonpad": 12_345.0,
+        "tokens_per_s_padded": 8 * 512 / nominal,
+        "tokens_per_s_trained": 8 * 512 // 2 / nominal,
+        "tokens_per_s_nonpad_per_gpu": 12_345.0,
+        "world_size": 1,
+        "median_step_time_s": JITTER * nominal,
+        "mean_step_time_s": nominal,
+        "step_time_cv": (1 - JITTER) * math.sqrt(117 - 1),
+        "peak_mem_reserved_gb": 30.0,
+        "peak_mem_allocated_gb": 0.8 * 30.0,
+        "median_mfu": 8 * 512 / (JITTER * nominal) * FLOPS_PER_TOKEN / 989e12,
+        "final_loss": loss_at(120, 512, 1),
+        "drift": 0.0,
+        "n_steps": 120,
+        "n_measured_steps": 117,
+        "steps_completed": 120,
+        "n_shapes": 1,
+        "n_first_shape_steps": 0,
+        "first_shape_time_s": 0.0,
+        "warmup_time_s": 3 * 3 * nominal,
+        "n_compile_steps": 0,
+        "compiled_graphs": 0,
+        "model_flops_per_token": FLOPS_PER_TOKEN,
+        "peak_tflops": 989.0,
+    }
+    expected = {f"summary/{key}": value for key, value in summary.items()}
+    expected |= {name: steps[-1][name] for name in STEP_METRICS}  # the latest value of each step metric
+    assert run.data.metrics == pytest.approx(expected, rel=1e-9)
+    for name in STEP_METRICS:
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(child["run_id"], name))
+        assert logged == [(s["step"], pytest.approx(s[name])) for s in steps], name

@@ -1,0 +1,755 @@
+"""Every number of the analysis' tables, the headline and the KFP metrics, pinned to a value computed by hand.
+
+Issue 23: a test that checks "a number is present" lets a wrong number through. Each expected value
+here is computed from the fixture's own inputs (the rates, memory and step counts asked of
+``synthetic_results``, whose docstring says how its quantities are kept apart), never read back from
+the code under test; each table's test also checks that it covers every column the table has, so a
+new column cannot appear unpinned. docs/number-map.md maps every reported number to its test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from synthetic_results import (
+    DIVERGED_AT_STEP,
+    FIRST_COMPILE_GRAPHS,
+    FLOPS_PER_TOKEN,
+    JITTER,
+    LIGER_FAILED,
+    NOISY,
+    NONPAD_FRACTION,
+    Run,
+    allocated_fraction,
+    baseline_memory,
+    baseline_rate,
+    build,
+    cpu_scenario,
+    four_variant_scenario,
+    gpu_scenario,
+    liger_memory,
+    liger_rate,
+    loss_at,
+)
+
+from liger_bench.analyse.analysis import analyze_results
+from liger_bench.analyse.narrative import caveats, headline_metrics, make_headline
+from liger_bench.render import tables
+from liger_bench.render.tables import markdown_table
+
+SEQ = 512
+STEPS, WARMUP = 20, 3  # make_run's defaults
+MEASURED = STEPS - WARMUP
+PEAK_TFLOPS = 989.0
+# Published two-sided 95% Student-t quantiles, by number of values (dof + 1).
+T975 = {2: 12.706, 3: 4.303}
+OOM_REASON = "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
+FAILED_REASON = "RuntimeError: NCCL watchdog timeout"
+NAN = math.nan
+
+
+def ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval, by hand."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, NAN, NAN
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = T975[len(values)] * sd / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def tokens(batch: int, seq: int = SEQ) -> dict[str, int]:
+    padded = batch * seq
+    return {"padded": padded, "nonpad": int(padded * NONPAD_FRACTION)}
+
+
+def rate(variant: str, batch: int, repeat: int) -> float:
+    return (liger_rate if variant == "liger" else baseline_rate)(batch, repeat)
+
+
+def memory(variant: str, batch: int, repeat: int) -> float:
+    return (liger_memory if variant == "liger" else baseline_memory)(batch, repeat)
+
+
+def ok_repeats(variant: str, batch: int) -> list[int]:
+    if variant == "baseline":
+        return [] if batch == 24 else [0, 1, 2]
+    return [r for r in range(3) if (batch, r) not in LIGER_FAILED]
+
+
+def run_of(variant: str, batch: int, repeat: int) -> dict[str, float]:
+    """The aggregates of one ok run of the GPU scenario, by hand."""
+    counts = tokens(batch)
+    nominal = counts["nonpad"] / rate(variant, batch, repeat)  # the mean measured step time
+    # 16 measured steps at jitter × nominal, the last one making up the rest: CV = (1 - jitter) × sqrt(16).
+    jitter = NOISY[3] if (variant, batch, repeat) == NOISY[:3] else JITTER
+    median = jitter * nominal
+    return {
+        "tokens_per_s_nonpad": rate(variant, batch, repeat),
+        "tokens_per_s_padded": counts["padded"] / nominal,
+        "step_time_s": median,
+        "step_time_cv": (1 - jitter) * math.sqrt(MEASURED - 1),
+        "peak_mem_reserved_gb": memory(variant, batch, repeat),
+        "peak_mem_allocated_gb": allocated_fraction(variant == "liger") * memory(variant, batch, repeat),
+        # The median step's padded rate (the median time's), not the run's rate.
+        "mfu": counts["padded"] / median * FLOPS_PER_TOKEN / (PEAK_TFLOPS * 1e12),
+        "final_loss": loss_at(STEPS, SEQ, repeat) * (1.05 if (variant, batch, repeat) == ("liger", 16, 1) else 1.0),
+    }
+
+
+def assert_row(actual: pd.Series, expected: dict) -> None:
+    """Every column of ``actual`` equals ``expected``'s (numbers to 1e-9 relative, NaN for NaN)."""
+    assert set(actual.index) == set(expected), set(actual.index) ^ set(expected)
+    for column, want in expected.items():
+        got = actual[column]
+        if isinstance(want, float) and math.isnan(want):
+            assert got is pd.NA or (isinstance(got, float) and math.isnan(got)), (column, got)
+        elif isinstance(want, float):
+            assert got == pytest.approx(want, rel=1e-9), column
+        else:
+            assert got == want, (column, got, want)
+
+
+def one(frame: pd.DataFrame, **where) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    assert mask.sum() == 1, where
+    return frame[mask].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return analyze_results(*build(gpu_scenario()))
+
+
+CELLS = [(variant, batch) for batch in (8, 16, 24) for variant in ("baseline", "liger")]
+
+
+@pytest.mark.parametrize(("variant", "batch"), CELLS, ids=[f"{v}-bs{b}" for v, b in CELLS])
+def test_every_column_of_a_cell(gpu, variant, batch):
+    repeats = ok_repeats(variant, batch)
+    runs = [run_of(variant, batch, r) for r in repeats]
+    oom = variant == "baseline" and batch == 24
+    n_failed = sum((batch, r) in LIGER_FAILED for r in range(3)) if variant == "liger" else 0
+    nonpad, low, high = ci([r["tokens_per_s_nonpad"] for r in runs]) if runs else (NAN, NAN, NAN)
+    padded, padded_low, padded_high = ci([r["tokens_per_s_padded"] for r in runs]) if runs else (NAN, NAN, NAN)
+
+    def over_runs(key: str, fn) -> float:
+        return fn([r[key] for r in runs]) if runs else NAN
+
+    expected = {
+        "variant": variant,
+        "use_liger": variant == "liger",
+        "torch_compile": False,
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "n_runs": 3,
+        "n_ok": len(repeats),
+        "n_oom": 3 if oom else 0,
+        "n_failed": n_failed,
+        "n_skipped": 0,
+        "n_diverged": 0,
+        "outcome": "oom" if oom else "partial" if n_failed else "ok",
+        "reason": OOM_REASON if oom else FAILED_REASON if n_failed else "",
+        "tokens_per_s_nonpad": nonpad,
+        "tokens_per_s_nonpad_ci_low": low,
+        "tokens_per_s_nonpad_ci_high": high,
+        "tokens_per_s_padded": padded,
+        "tokens_per_s_padded_ci_low": padded_low,
+        "tokens_per_s_padded_ci_high": padded_high,
+        "gpus": 1,
+        "tokens_per_s_nonpad_per_gpu": nonpad,
+        "step_time_s": over_runs("step_time_s", statistics.median),
+        "step_time_cv_max": over_runs("step_time_cv", max),
+        "peak_mem_allocated_gb": over_runs("peak_mem_allocated_gb", max),
+        "peak_mem_reserved_gb": over_runs("peak_mem_reserved_gb", max),
+        "mfu": over_runs("mfu", statistics.fmean),
+        "peak_tflops": PEAK_TFLOPS,
+        "final_loss": over_runs("final_loss", statistics.fmean),
+        "steady_state": "unknown" if oom else "steady",
+        "drift": NAN if oom else 0.0,
+        "steps_needed": NAN,
+        "n_first_shape_steps": NAN if oom else 0.0,
+        "first_shape_excess_s": NAN,
+        "n_compile_steps": NAN if oom else 0.0,
+        "recompiles": NAN,
+        "compile_time_s": NAN,
+    }
+    assert_row(one(gpu.cells, variant=variant, batch_size=batch), expected)
+
+
+@pytest.mark.parametrize("batch", [8, 16, 24])
+def test_every_column_of_a_gain(gpu, batch):
+    pairs = sorted(set(ok_repeats("liger", batch)) & set(ok_repeats("baseline", batch)))
+    ratios = [rate("liger", batch, r) / rate("baseline", batch, r) - 1 for r in pairs]
+    reserved = [1 - memory("liger", batch, r) / memory("baseline", batch, r) for r in pairs]
+    allocated = [1 - 0.8 * memory("liger", batch, r) / (0.9 * memory("baseline", batch, r)) for r in pairs]
+    gain, low, high = (100 * v for v in ci(ratios)) if pairs else (NAN, NAN, NAN)
+    expected = {
+        "variant": "liger",
+        "against": "baseline",
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "variant_outcome": "partial" if batch in (8, 24) else "ok",
+        "against_outcome": "oom" if batch == 24 else "ok",
+        "steady_state": "unknown" if batch == 24 else "steady",  # the baseline's cell has no ok run at 24
+        "n_pairs": len(pairs),
+        "gain_pct": gain,
+        "gain_ci_low_pct": low,
+        "gain_ci_high_pct": high,
+        "mem_reserved_reduction_pct": 100 * statistics.fmean(reserved) if pairs else NAN,
+        "mem_allocated_reduction_pct": 100 * statistics.fmean(allocated) if pairs else NAN,
+        "payback_steps": NAN,  # nothing compiled: nothing to pay back
+    }
+    assert_row(one(gpu.gains, batch_size=batch), expected)
+
+
+def test_every_column_of_the_recommendations(gpu):
+    def cell_ci(variant: str, batch: int) -> tuple[float, float, float]:
+        return ci([rate(variant, batch, r) for r in ok_repeats(variant, batch)])
+
+    rows = {batch: one(gpu.recommendations, batch_size=batch) for batch in (8, 16, 24)}
+    # Batch 8: Liger lost a repeat, so the baseline is the only candidate.
+    mean, low, high = cell_ci("baseline", 8)
+    assert_row(
+        rows[8],
+        {
+            "batch_size": 8,
+            "seq_len": SEQ,
+            "fastest": "baseline",
+            "fastest_tokens_per_s": mean,
+            "fastest_ci_low": low,
+            "fastest_ci_high": high,
+            "fastest_ties": "",
+            "ranked": True,
+            "leanest": "baseline",
+            "leanest_peak_mem_reserved_gb": baseline_memory(8, 2),
+            "excluded": f"liger: partial ({FAILED_REASON})",
+        },
+    )
+    mean, low, high = cell_ci("liger", 16)
+    assert high > low > cell_ci("baseline", 16)[2]  # the intervals do not overlap: no tie
+    assert_row(
+        rows[16],
+        {
+            "batch_size": 16,
+            "seq_len": SEQ,
+            "fastest": "liger",
+            "fastest_tokens_per_s": mean,
+            "fastest_ci_low": low,
+            "fastest_ci_high": high,
+            "fastest_ties": "",
+            "ranked": True,
+            "leanest": "liger",
+            "leanest_peak_mem_reserved_gb": liger_memory(16, 2),
+            "excluded": "",
+        },
+    )
+    assert_row(
+        rows[24],
+        {
+            "batch_size": 24,
+            "seq_len": SEQ,
+            "fastest": "",
+            "fastest_tokens_per_s": NAN,
+            "fastest_ci_low": NAN,
+            "fastest_ci_high": NAN,
+            "fastest_ties": "",
+            "ranked": False,
+            "leanest": "",
+            "leanest_peak_mem_reserved_gb": NAN,
+            "excluded": f"baseline: oom ({OOM_REASON}); liger: partial ({FAILED_REASON})",
+        },
+    )
+
+
+def test_every_column_of_the_frontier(gpu):
+    """Liger's top cell trained in two of three repeats: it still counts as a batch that trained."""
+    assert_row(
+        one(gpu.frontier, variant="liger"),
+        {"variant": "liger", "seq_len": SEQ, "largest_ok_batch": 24, "smallest_oom_batch": NAN},
+    )
+    assert_row(
+        one(gpu.frontier, variant="baseline"),
+        {"variant": "baseline", "seq_len": SEQ, "largest_ok_batch": 16, "smallest_oom_batch": 24},
+    )
+
+
+def test_every_column_of_the_parity_table(gpu):
+    keys = [(batch, r) for batch in (8, 16) for r in ok_repeats("liger", batch)]
+    assert [(row.batch_size, row.repeat) for row in gpu.parity.itertuples()] == keys
+    for batch, repeat in keys:
+        drifting = (batch, repeat) == (16, 1)
+        actual = one(gpu.parity, batch_size=batch, repeat=repeat)
+        expected = {
+            "variant": "liger",
+            "batch_size": batch,
+            "seq_len": SEQ,
+            "repeat": repeat,
+            "variant_run": f"liger-bs{batch}-seq{SEQ}-r{repeat}",
+            "baseline_run": f"baseline-bs{batch}-seq{SEQ}-r{repeat}",
+            "n_steps_compared": MEASURED,
+            "max_rel_diff": 0.05 if drifting else 0.0,
+            "passed": not drifting,
+        }
+        # Every step differs by the same 5%, so the step of the largest is float noise: pin the set it is in.
+        assert WARMUP < actual["step_of_max"] <= STEPS
+        assert_row(actual.drop("step_of_max"), {k: v for k, v in expected.items() if k != "max_rel_diff"} | {
+            "max_rel_diff": pytest.approx(expected["max_rel_diff"], abs=1e-12)})  # fmt: skip
+
+
+def run_columns(variant: str, batch: int, repeat: int, status: str) -> dict:
+    """Every column of the runs table for one run of the GPU scenario, by hand."""
+    trained = status == "ok"
+    measured = run_of(variant, batch, repeat) if trained else {}
+
+    def value(key: str) -> float:
+        return measured.get(key, NAN)
+
+    return {
+        "run_key": f"{variant}-bs{batch}-seq{SEQ}-r{repeat}",
+        "status": status,
+        "reason": {"ok": "", "oom": OOM_REASON, "failed": FAILED_REASON}[status],
+        "use_liger": variant == "liger",
+        "torch_compile": False,
+        "batch_size": batch,
+        "seq_len": SEQ,
+        "repeat": repeat,
+        "warmup_steps_to_skip": WARMUP,
+        "variant": variant,
+        "tokens_per_s_nonpad": value("tokens_per_s_nonpad"),
+        "tokens_per_s_padded": value("tokens_per_s_padded"),
+        "tokens_per_s_nonpad_per_gpu": value("tokens_per_s_nonpad"),
+        "step_time_s": value("step_time_s"),
+        "step_time_cv": value("step_time_cv"),
+        "peak_mem_allocated_gb": value("peak_mem_allocated_gb"),
+        "peak_mem_reserved_gb": value("peak_mem_reserved_gb"),
+        "mfu": value("mfu"),
+        "final_loss": value("final_loss") if trained else loss_at(2, SEQ, repeat) if status == "failed" else NAN,
+        "n_measured_steps": float(MEASURED if trained else 0),
+        "oom_peak_mem_reserved_gb": 78.6 if status == "oom" else NAN,
+        "drift": 0.0 if trained else NAN,
+        "steps_needed": NAN,
+        "n_shapes": 1.0 if trained or status == "failed" else 0.0,  # one shape ("") in every history with steps
+        "n_first_shape_steps": 0.0,
+        "first_shape_excess_s": NAN,
+        "first_nonfinite_loss_step": NAN,
+        "peak_tflops": PEAK_TFLOPS,
+        "n_compile_steps": 0.0,
+        "recompiles": NAN,
+        "compile_time_s": NAN,
+        "steady_state": "steady" if trained else "unknown",
+        "pad_to_multiple_of": 16,
+        "packing": False,
+        "precision": "bf16",
+        "n_truncated": 12,
+        "gpus": 1,
+        "attn_implementation": "sdpa",
+    }
+
+
+@pytest.mark.parametrize(
+    ("variant", "batch", "repeat", "status"),
+    [("baseline", 16, 2, "ok"), ("liger", 16, 1, "ok"), ("baseline", 24, 0, "oom"), ("liger", 24, 2, "failed")],
+)
+def test_every_column_of_a_run(gpu, variant, batch, repeat, status):
+    actual = one(gpu.runs, run_key=f"{variant}-bs{batch}-seq{SEQ}-r{repeat}")
+    assert_row(actual, run_columns(variant, batch, repeat, status))
+
+
+def test_every_kfp_metric(gpu):
+    expected = {"n_ok": 13.0, "n_oom": 3.0, "n_failed": 2.0, "n_skipped": 0.0, "n_diverged": 0.0, "n_runs": 18.0}
+    expected["success_ratio"] = 13 / 18
+    for batch in (8, 16):
+        pairs = sorted(set(ok_repeats("liger", batch)) & set(ok_repeats("baseline", batch)))
+        gain, low, high = ci([rate("liger", batch, r) / rate("baseline", batch, r) - 1 for r in pairs])
+        suffix = f"liger_vs_baseline_bs{batch}_seq{SEQ}"
+        expected[f"gain_pct_{suffix}"] = 100 * gain
+        expected[f"gain_ci_low_pct_{suffix}"] = 100 * low
+        expected[f"gain_ci_high_pct_{suffix}"] = 100 * high
+        expected[f"mem_reduction_pct_{suffix}"] = 100 * statistics.fmean(
+            1 - memory("liger", batch, r) / memory("baseline", batch, r) for r in pairs
+        )
+    for variant, batch in CELLS:
+        repeats = ok_repeats(variant, batch)
+        if repeats:
+            suffix = f"{variant}_bs{batch}_seq{SEQ}"
+            expected[f"tokens_per_s_{suffix}"] = statistics.fmean(rate(variant, batch, r) for r in repeats)
+            expected[f"peak_mem_reserved_gb_{suffix}"] = max(memory(variant, batch, r) for r in repeats)
+    expected |= {f"largest_ok_batch_liger_seq{SEQ}": 24.0, f"largest_ok_batch_baseline_seq{SEQ}": 16.0}
+    expected |= {"parity_pairs": 5.0, "parity_failures": 1.0, "parity_max_rel_diff": 0.05}
+    assert headline_metrics(gpu) == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_number_of_the_headline(gpu):
+    mean, low, high = ci([rate("liger", 16, r) for r in range(3)])
+    gain, gain_low, gain_high = ci([rate("liger", 16, r) / rate("baseline", 16, r) - 1 for r in range(3)])
+    assert make_headline(gpu) == (
+        f"At batch 16 the fastest variant that trained is Liger: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
+        f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%). "
+        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Liger trains batch 24 where the baseline runs "
+        "out of memory. Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference 5.0%, "
+        "tolerance 2%)."
+    )
+
+
+def test_every_number_of_the_caveats(gpu):
+    assert caveats(gpu) == [
+        "Loss parity failed: liger-bs16-seq512-r1 vs baseline-bs16-seq512-r1 differ by up to 5.0% "
+        f"(step {one(gpu.parity, batch_size=16, repeat=1).step_of_max}; tolerance 2%).",
+        "High step-time variation (step CV > 10%) in 1 runs, e.g. baseline-bs16-seq512-r0: the node may have been "
+        "shared or throttled.",
+        "3 of 18 runs ran out of memory; their reasons are listed under 'Runs that did not finish'.",
+        "2 of 18 runs failed; their reasons are listed under 'Runs that did not finish'.",
+        "Up to 12 training rows were truncated at max_seq_length.",
+    ]
+
+
+def unsteady_scenario() -> list[Run]:
+    """40 steps, 3 warm-up: 37 measured. Liger's runs are still speeding up: their first ``slow_first`` measured
+    steps take ``slow_factor`` times as long (UNSTEADY: batch to (slow_first, slow_factor) per repeat). The
+    baseline is steady."""
+    runs = []
+    for batch, repeats in UNSTEADY.items():
+        for repeat, (slow, factor) in enumerate(repeats):
+            runs.append(Run(False, batch, SEQ, repeat, tokens_per_s=1000.0 * batch))
+            runs.append(Run(True, batch, SEQ, repeat, tokens_per_s=1300.0 * batch, slow_first=slow, slow_factor=factor))
+    return runs
+
+
+UNSTEADY = {8: ((10, 2.0), (10, 2.0)), 16: ((10, 2.0), (14, 4.0))}
+
+
+def test_unsteady_cells_report_their_drift_and_the_most_steps_any_of_their_runs_needs():
+    """Hand computation of ``steady_state`` over 37 measured steps (halves of 18), times normalised by their median.
+
+    10 or 14 slow steps: the first half's median is slow (10 of 18), the second half's fast: drift 1/factor - 1
+    (-50% for twice as slow, -75% for four times; a cell reports its runs' drift of largest magnitude).
+    The run has settled from the measured step whose remaining window's first half (floor(L/2) of L steps)
+    holds at most (half - 1) // 2 slow steps: 10 slow steps, from the 3rd (step 6: 8 slow in 17) → 6 - 1 + 37 = 42;
+    14 slow steps, from the 8th (step 11: 7 slow in 15) → 11 - 1 + 37 = 47.
+    """
+    results, histories = build(unsteady_scenario(), max_steps=40)
+    settled = {r["run_key"]: r["metrics"]["settle_step"] for r in results if r["run_key"].startswith("liger-bs16")}
+    assert settled == {"liger-bs16-seq512-r0": 6, "liger-bs16-seq512-r1": 11}
+    analysis = analyze_results(results, histories)
+    runs = analysis.runs.set_index("run_key")
+    assert runs.loc["liger-bs16-seq512-r0", "steps_needed"] == 42
+    assert runs.loc["liger-bs16-seq512-r1", "steps_needed"] == 47
+    for batch, needed in ((8, 42), (16, 47)):
+        cell = one(analysis.cells, variant="liger", batch_size=batch)
+        assert (cell.steady_state, cell.steps_needed) == ("unsteady", needed)
+        assert cell.drift == pytest.approx(-0.75 if batch == 16 else -0.5)
+        # 37 measured steps, the first `slow` of them `factor` times as long: the rate over all of them.
+        rates = [1300.0 * batch * 37 / (37 + (factor - 1) * slow) for slow, factor in UNSTEADY[batch]]
+        assert cell.tokens_per_s_nonpad == pytest.approx(statistics.fmean(rates))
+        assert one(analysis.gains, batch_size=batch).steady_state == "unsteady"
+    headline = make_headline(analysis)
+    assert headline.endswith(
+        "Not at steady state, so never recommended: batch 16 and batch 8 (about 47 steps would be needed)."
+    )
+    notes = [note for note in caveats(analysis) if note.startswith("Not steady")]
+    assert notes == [
+        f"Not steady: Liger at batch {batch} still changed speed by \u2212{drift} (shape-normalised step time, second "
+        f"half of the measured steps vs the first); about {needed} steps would be needed (raise max_steps and "
+        "warmup_steps_to_skip)."
+        for batch, needed, drift in ((8, 42, "50.0%"), (16, 47, "75.0%"))
+    ]
+
+
+def test_a_diverged_run_reports_the_step_its_loss_became_nonfinite():
+    analysis = analyze_results(*build([Run(False, 8, SEQ), Run(True, 8, SEQ, status="diverged")]))
+    run = one(analysis.runs, variant="liger")
+    assert (run.first_nonfinite_loss_step, run.n_measured_steps) == (DIVERGED_AT_STEP, DIVERGED_AT_STEP - WARMUP)
+    assert analysis.divergences.to_dict("records") == [
+        {
+            "run_key": "liger-bs8-seq512-r0",
+            "variant": "liger",
+            "batch_size": 8,
+            "seq_len": SEQ,
+            "repeat": 0,
+            "first_nonfinite_loss_step": float(DIVERGED_AT_STEP),
+            "pair_status": "ok",
+        }
+    ]
+
+
+def test_a_sharded_run_reports_its_gpus_its_rate_per_gpu_and_mfu_over_all_of_them():
+    """Two GPUs per run, with the H100's peak FLOP/s: tokens are summed over the ranks, MFU divides by both peaks."""
+    analysis = analyze_results(*build([Run(False, 8, SEQ, r, tokens_per_s=5000.0 + 100 * r, gpus=2) for r in range(3)]))
+    cell = one(analysis.cells, variant="baseline")
+    rates = [5000.0 + 100 * r for r in range(3)]
+    assert (cell.gpus, cell.tokens_per_s_nonpad) == (2, pytest.approx(5100.0))
+    assert cell.tokens_per_s_nonpad_per_gpu == pytest.approx(5100.0 / 2)
+    medians = [JITTER * tokens(8)["nonpad"] / rate for rate in rates]
+    mfus = [tokens(8)["padded"] / median * FLOPS_PER_TOKEN / (PEAK_TFLOPS * 1e12 * 2) for median in medians]
+    assert cell.mfu == pytest.approx(statistics.fmean(mfus))
+    assert analysis.runs["tokens_per_s_nonpad_per_gpu"].tolist() == pytest.approx([rate / 2 for rate in rates])
+    assert analysis.runs["gpus"].tolist() == [2, 2, 2]
+
+
+def test_every_compile_number_of_the_cells_gains_kfp_metrics_and_caveats():
+    """Four variants at batch 8, seq 256; compile at 1,400 tokens/s (30 s + 15 s compiling), Liger + compile at
+    1,600 (40 s + 20 s). Compile steps: the warm-up step 1 (3 graphs, 3x the nominal time) and step 5 (1 graph)."""
+    results, histories = build(four_variant_scenario(compile_s=30.0, tokens_per_s=1600.0))
+    analysis = analyze_results(results, histories)
+    nonpad = tokens(8, 256)["nonpad"]
+    compiled = {r["run_key"]: r["metrics"]["compiled_graphs"] for r in results if r["config"]["torch_compile"]}
+    assert set(compiled.values()) == {FIRST_COMPILE_GRAPHS + 1}  # the first compile step's graphs and one recompile
+    expected = {}
+    for variant, base_rate, compile_s in (("compile", 1400.0, 30.0), ("liger-compile", 1600.0, 30.0)):
+        rates = [base_rate * (1 + 0.01 * r) if variant == "compile" else base_rate for r in range(3)]
+        # Beyond the measured steps' median (JITTER × nominal): 3 nominal + 30 s, and 1 nominal + 15 s.
+        compile_time = statistics.fmean((4 - 2 * JITTER) * nonpad / rate + 1.5 * compile_s for rate in rates)
+        step_time = statistics.median(JITTER * nonpad / rate for rate in rates)
+        gain = statistics.fmean(rate / (1000.0 * (1 + 0.01 * r)) - 1 for r, rate in enumerate(rates))
+        cell = one(analysis.cells, variant=variant)
+        assert (cell.n_compile_steps, cell.recompiles) == (2, 1)
+        assert cell.compile_time_s == pytest.approx(compile_time)
+        assert cell.step_time_s == pytest.approx(step_time)
+        payback = compile_time / (step_time * gain)
+        assert one(analysis.gains, variant=variant, against="baseline").payback_steps == pytest.approx(payback)
+        expected[variant] = (compile_time, payback)
+    runs = analysis.runs.set_index("run_key")
+    assert runs.loc["compile-bs8-seq256-r0", ["n_compile_steps", "recompiles"]].tolist() == [2, 1]
+    assert runs.loc["compile-bs8-seq256-r0", "compile_time_s"] == pytest.approx((4 - 2 * JITTER) * nonpad / 1400 + 45)
+    liger_vs_compile = one(analysis.gains, variant="liger", against="compile")
+    assert liger_vs_compile.gain_pct == pytest.approx(100 * (1300 / 1400 - 1))
+    assert math.isnan(liger_vs_compile.payback_steps)  # paid back against the baseline only
+    metrics = headline_metrics(analysis)
+    for variant, (compile_time, payback) in expected.items():
+        assert metrics[f"compile_time_s_{variant}_bs8_seq256"] == pytest.approx(compile_time)
+        assert metrics[f"recompiles_{variant}_bs8_seq256"] == 1
+        assert metrics[f"payback_steps_{variant}_vs_baseline_bs8_seq256"] == pytest.approx(payback)
+    assert (
+        "compile_time_s_liger_bs8_seq256" not in metrics and "payback_steps_liger_vs_baseline_bs8_seq256" not in metrics
+    )
+    notes = [note for note in caveats(analysis) if note.startswith("torch.compile's one-off cost")]
+    labels = ("torch.compile", "Liger + torch.compile")
+    assert notes == [
+        f"torch.compile's one-off cost, left out of every aggregate: {label} at batch 8 spent {compile_time:.1f} s "
+        f"compiling (2 steps, 1 recompiles per run); paid back after about {math.ceil(payback):,} steps at its gain "
+        "over the baseline's steady rate."
+        for label, (compile_time, payback) in zip(labels, expected.values(), strict=True)
+    ]
+
+
+def md_row(frame: pd.DataFrame, table) -> str:
+    """The one data line of ``frame`` (one row) rendered as a Markdown table of ``table``."""
+    lines = markdown_table(frame, table).splitlines()
+    assert len(lines) == 3, lines
+    return lines[2]
+
+
+def test_every_column_of_the_per_cell_and_per_run_tables_as_rendered(gpu):
+    """The HTML page's per-cell and per-run tables (the Markdown rendering of the same columns), formatted by hand."""
+    runs = [run_of("baseline", 16, r) for r in range(3)]
+    mean, low, high = ci([r["tokens_per_s_nonpad"] for r in runs])
+    padded = statistics.fmean(r["tokens_per_s_padded"] for r in runs)
+    median = statistics.median(r["step_time_s"] for r in runs)  # repeat 0's, the noisy run's
+    cell = gpu.cells[(gpu.cells["variant"] == "baseline") & (gpu.cells["batch_size"] == 16)]
+    identity = "| baseline | 16 | 512 | ok |"
+    assert md_row(cell, tables.CELL_RATES) == (
+        f"{identity} 3 | 3 | {mean:,.0f} | {low:,.0f} to {high:,.0f} | {padded:,.0f} | 1 | {mean:,.0f} | {median:.3f} |"
+    )
+    alloc, reserved = 0.9 * baseline_memory(16, 2), baseline_memory(16, 2)
+    mfu, cv = statistics.fmean(r["mfu"] for r in runs), max(r["step_time_cv"] for r in runs)
+    assert md_row(cell, tables.CELL_MEMORY) == (
+        f"{identity} {alloc:.2f} | {reserved:.2f} | {mfu:.3f} | {100 * cv:.1f} | steady | 0.0 |"
+    )
+    assert md_row(cell, tables.CELL_ONE_OFF) == f"{identity} 0 | – | 0 | – | – |"
+
+    noisy = run_of("baseline", 16, 0)
+    run = gpu.runs[gpu.runs["run_key"] == "baseline-bs16-seq512-r0"]
+    key = "| baseline-bs16-seq512-r0 | ok |"
+    assert md_row(run, tables.RUN_RATES) == (
+        f"{key} baseline | 16 | 512 | 0 | 16,000 | {noisy['tokens_per_s_padded']:,.0f} | 1 | 16,000 | "
+        f"{noisy['step_time_s']:.3f} | {100 * noisy['step_time_cv']:.1f} |"
+    )
+    assert md_row(run, tables.RUN_MEMORY) == (
+        f"{key} {0.9 * baseline_memory(16, 0):.2f} | {baseline_memory(16, 0):.2f} | {noisy['mfu']:.3f} | "
+        f"{noisy['final_loss']:.4f} | 17 | steady | 0.0 |"
+    )
+    assert md_row(run, tables.RUN_ONE_OFF) == f"{key} 1 | 0 | – | 0 | – | – |"
+
+    analysis = analyze_results(*build(four_variant_scenario()))
+    compiled = analysis.cells[analysis.cells["variant"] == "compile"]
+    nonpad = tokens(8, 256)["nonpad"]
+    compile_time = statistics.fmean((4 - 2 * JITTER) * nonpad / (1400 * (1 + 0.01 * r)) + 45 for r in range(3))
+    assert (
+        md_row(compiled, tables.CELL_ONE_OFF)
+        == f"| torch.compile | 8 | 256 | ok | 0 | – | 2 | 1 | {compile_time:.1f} |"
+    )
+
+
+def test_every_column_of_the_summary_tables_as_rendered(gpu):
+    """The Markdown summary's gains, recommendations, frontier, parity and problems rows, formatted by hand."""
+    pairs = ok_repeats("liger", 8)
+    gain, low, high = (100 * v for v in ci([rate("liger", 8, r) / rate("baseline", 8, r) - 1 for r in pairs]))
+    reserved = 100 * statistics.fmean(1 - memory("liger", 8, r) / memory("baseline", 8, r) for r in pairs)
+    allocated = 100 * statistics.fmean(
+        1 - 0.8 * memory("liger", 8, r) / (0.9 * memory("baseline", 8, r)) for r in pairs
+    )
+    assert md_row(gpu.gains[gpu.gains["batch_size"] == 8], tables.GAINS) == (
+        f"| Liger | baseline | 8 | 512 | partial | ok | steady | 2 | {gain:.1f} | {low:.1f} to {high:.1f} | "
+        f"{reserved:.1f} | {allocated:.1f} | – |"
+    )
+    mean, low, high = ci([rate("baseline", 8, r) for r in range(3)])
+    assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 8], tables.RECOMMENDATIONS) == (
+        f"| 8 | 512 | baseline | {mean:,.0f} | {low:,.0f} to {high:,.0f} | – | baseline | "
+        f"{baseline_memory(8, 2):.2f} | liger: partial ({FAILED_REASON}) |"
+    )
+    assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 24], tables.RECOMMENDATIONS) == (
+        f"| 24 | 512 | none | – | unavailable | – | none | – | baseline: oom ({OOM_REASON}); liger: partial "
+        f"({FAILED_REASON}) |"
+    )
+    assert (
+        md_row(gpu.frontier[gpu.frontier["variant"] == "baseline"], tables.FRONTIER) == "| baseline | 512 | 16 | 24 |"
+    )
+    assert md_row(gpu.frontier[gpu.frontier["variant"] == "liger"], tables.FRONTIER) == "| Liger | 512 | 24 | – |"
+    failing = gpu.parity[gpu.parity["passed"] == False]  # noqa: E712 - nullable boolean column
+    assert md_row(failing, tables.PARITY) == (
+        "| Liger | 16 | 512 | 1 | liger-bs16-seq512-r1 | baseline-bs16-seq512-r1 | 17 | 5.00 | "
+        f"{failing.iloc[0].step_of_max} | FAIL |"
+    )
+    problem = gpu.problems[gpu.problems["run_key"] == "liger-bs24-seq512-r2"]
+    assert (
+        md_row(problem, tables.PROBLEMS)
+        == f"| liger-bs24-seq512-r2 | Liger | 24 | 512 | 2 | failed | {FAILED_REASON} |"
+    )
+
+
+def test_every_kfp_metric_of_a_cpu_run_whose_liger_runs_were_all_skipped():
+    """Skipped runs count in the success ratio's denominator: half the runs trained."""
+    analysis = analyze_results(*build(cpu_scenario(), cuda=False))
+    assert headline_metrics(analysis) == {
+        "n_ok": 2.0,
+        "n_oom": 0.0,
+        "n_failed": 0.0,
+        "n_skipped": 2.0,
+        "n_diverged": 0.0,
+        "n_runs": 4.0,
+        "success_ratio": 0.5,
+        "tokens_per_s_baseline_bs2_seq128": pytest.approx(600.0),
+        "tokens_per_s_baseline_bs4_seq128": pytest.approx(1200.0),
+        "largest_ok_batch_baseline_seq128": 4.0,
+        "parity_pairs": 0.0,
+        "parity_failures": 0.0,
+    }
+    cell = one(analysis.cells, variant="baseline", batch_size=4)
+    assert math.isnan(cell.mfu) and math.isnan(cell.peak_mem_reserved_gb) and math.isnan(cell.peak_tflops)
+
+
+def test_the_headline_names_a_variant_whose_interval_overlaps_the_fastests():
+    runs = four_variant_scenario()
+    for run in runs:
+        if run.torch_compile and not run.use_liger:
+            run.tokens_per_s = 1310.0 * (1 + 0.01 * run.repeat)  # as fast as Liger, within the CIs
+        elif run.torch_compile:
+            run.status = "failed"
+    analysis = analyze_results(*build(runs))
+    mean, low, high = ci([1310.0 * (1 + 0.01 * r) for r in range(3)])
+    gain, gain_low, gain_high = ci([1310.0 * (1 + 0.01 * r) / (1000.0 * (1 + 0.01 * r)) - 1 for r in range(3)])
+    assert make_headline(analysis) == (
+        f"At batch 8 the fastest variant that trained is torch.compile: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
+        f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%); "
+        f"indistinguishable from Liger (overlapping 95% CIs). Leanest: Liger, 30.0 GiB peak reserved. Not "
+        f"recommended at batch 8: liger-compile: failed ({FAILED_REASON})."
+    )
+    [note] = [note for note in caveats(analysis) if note.startswith("torch.compile's one-off cost")]
+    assert note.endswith("(2 steps, 1 recompiles per run); paid back after about " + (
+        f"{math.ceil(one(analysis.gains, variant='compile', against='baseline').payback_steps):,} steps at its gain "
+        "over the baseline's steady rate.")
+    )  # fmt: skip
+
+
+def test_the_headline_says_when_no_cell_trained_in_every_repeat():
+    runs = [Run(liger, 8, SEQ, r, status="failed" if r else "ok") for liger in (False, True) for r in (0, 1)]
+    assert make_headline(analyze_results(*build(runs))) == (
+        "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
+    )
+
+
+def test_caveats_for_mixed_gpus_an_unknown_peak_new_shapes_and_compiles_that_never_pay_back():
+    """Baseline and compile at batch 8, 2 repeats. The baseline's repeat 1 ran on another GPU, whose peak is not
+    known; compile is slower than the baseline (it never pays back), and has a first-shape step 6 costing 2 s."""
+    runs = [
+        Run(False, 8, SEQ, 0, peak_tflops=None),
+        Run(False, 8, SEQ, 1, peak_tflops=None),
+        Run(False, 8, SEQ, 0, torch_compile=True, compile_s=10.0, tokens_per_s=9000.0, first_shape_step=6,
+            first_shape_s=2.0, peak_tflops=None),
+        Run(False, 8, SEQ, 1, torch_compile=True, compile_s=10.0, tokens_per_s=9000.0, first_shape_step=6,
+            first_shape_s=2.0, peak_tflops=None),
+        Run(True, 16, SEQ, 0, torch_compile=True, compile_s=10.0),  # a compiled cell without a baseline
+    ]  # fmt: skip
+    results, histories = build(runs)
+    results[1]["environment"]["gpu_name"] = "NVIDIA A100-SXM4-80GB"
+    analysis = analyze_results(results, histories)
+    notes = caveats(analysis)
+    nominal = tokens(8)["nonpad"] / 9000.0
+    excess = (1 - JITTER) * nominal + 2.0  # step 6 beyond the measured steps' median time per padded token
+    cell = one(analysis.cells, variant="compile")
+    assert (cell.n_first_shape_steps, cell.first_shape_excess_s) == (1, pytest.approx(excess))
+    assert analysis.runs.set_index("run_key").loc["compile-bs8-seq512-r0", "n_shapes"] == 2
+    assert (
+        f"Steps whose batch shape was new in the run (compilation, autotuning, allocation for that shape) are left "
+        f"out of every aggregate and cost once: torch.compile 1 steps, {excess:.1f} s extra per run (mean over cells)."
+    ) in notes
+    compile_time = (4 - 2 * JITTER) * nominal + 15.0
+    assert (
+        f"torch.compile's one-off cost, left out of every aggregate: torch.compile at batch 8 spent "
+        f"{compile_time:.1f} s compiling (2 steps, 1 recompiles per run); it never pays back: its steady rate is not "
+        "above the baseline's."
+    ) in notes
+    assert any(
+        note.startswith("torch.compile's one-off cost, left out of every aggregate: Liger + torch.compile at batch 16")
+        and note.endswith("no payback without a baseline to compare with.")
+        for note in notes
+    )
+    assert (
+        "Runs ran on different GPUs (NVIDIA A100-SXM4-80GB, NVIDIA H100 80GB HBM3); compare cells with care." in notes
+    )
+    assert "MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops)." not in notes  # Liger's has a peak
+    without_peak = analyze_results(*build(runs[:2]))
+    assert "MFU not reported: the GPU's peak FLOP/s is unknown (set peak_tflops)." in caveats(without_peak)
+    row = without_peak.cells[without_peak.cells["variant"] == "baseline"]
+    assert md_row(row, tables.CELL_MEMORY).split(" | ")[6] == "unknown"  # the MFU column: not a measured zero
+
+
+def test_a_row_exactly_max_seq_length_long_is_not_truncated_and_one_token_longer_is(embedded_assets):
+    """n_truncated ("Up to N training rows were truncated") at the boundary: max_seq_length equal to the longest row."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from liger_bench.inputs.data import tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_assets[0])
+    rows = [{"prompt": "Say hi. ", "completion": " ".join(["hi"] * n)} for n in (3, 9, 6)]
+    data = datasets.Dataset.from_list(rows)
+    lengths = [len(row["input_ids"]) for row in tokenize(data, tokenizer, 10_000, 3, False, 0).rows]
+    longest = max(lengths)
+    assert lengths.count(longest) == 1 and sorted(lengths)[-2] < longest - 1
+    whole = tokenize(data, tokenizer, longest, 3, False, 0)
+    assert whole.summary()["n_truncated"] == 0 and max(len(r["input_ids"]) for r in whole.rows) == longest
+    cut = tokenize(data, tokenizer, longest - 1, 3, False, 0)
+    assert cut.summary()["n_truncated"] == 1 and max(len(r["input_ids"]) for r in cut.rows) == longest - 1
+
+
+def test_the_grid_and_environment_sections_count_the_runs_and_repeats_and_name_the_peak():
+    import html
+    import re
+
+    from liger_bench.render.report import build_report
+
+    bundle = build_report(*build(gpu_scenario()))
+    pairs = dict(re.findall(r'<tr><th class="text">([^<]+)</th><td class="text wrap">([^<]*)</td></tr>', bundle.html))
+    shown = {html.unescape(key): html.unescape(value) for key, value in pairs.items()}
+    expected = {"variants": "baseline, Liger", "per_device_train_batch_size": "8, 16, 24", "max_seq_length": "512"}
+    expected |= {"repeats": "3", "runs": "18", "peak_tflops": "989 (0 given: looked up from the GPU's name)"}
+    expected |= {"max_steps": "20", "warmup_steps_to_skip": "3", "gpu_name": "NVIDIA H100 80GB HBM3", "gpu_count": "1"}
+    expected |= {"gpu_memory_gb": "79.19", "library liger-kernel": "0.8.5", "model type": "phi3"}
+    assert {key: shown.get(key) for key in expected} == expected
