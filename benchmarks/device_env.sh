@@ -9,3 +9,13 @@ rm -rf build
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, triton, transformers, trl, liger_kernel, datasets; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"
+# The device returns at most 8 files from $OUT: write a call's results under another folder and run
+# `keep_out DIR &` beside them; DIR comes back as $OUT/results.tgz, refreshed every 20 s, so a call cut
+# at its time limit still returns every run that had finished. End the call with `keep_out DIR once`.
+keep_out() {
+    while true; do
+        tar czf "$OUT/results.tgz.part" -C "$1" . 2>/dev/null && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
+        [ "$2" = once ] && return
+        sleep 20
+    done
+}

@@ -6,9 +6,9 @@ words, all truncated to ``--seq-len``: every batch has one shape, no padding) an
 (rows with alpaca's long-tailed lengths, padded per batch to a multiple of ``--pad-to-multiple-of``:
 the shapes a real fine-tuning run sees). Each (batch size, variant) runs in a fresh process, like a
 train_model pod: its repeats go through ``liger_bench.measure.training.run_training``; then another fresh
-process times a plain PyTorch loop (same model and batch shape, fused AdamW, no Trainer;
-``torch.compile`` with torch's defaults for a compiled variant, as accelerate applies it) as the
-ceiling for that variant. A process that crashes (a device fault poisons its CUDA context) is
+process times a plain PyTorch loop (same model and batches, the Trainer's gradient clipping, fused
+AdamW, no Trainer; ``torch.compile`` with torch's defaults for a compiled variant, as accelerate
+applies it) as the ceiling for that variant. A process that crashes (a device fault poisons its CUDA context) is
 recorded as ``failed`` with its exit code and last stderr line; the next cell runs regardless. A
 variant that trained in no repeat gets no ceiling (there is no rate to hold against it).
 
@@ -57,11 +57,16 @@ class IndependentTimer(TrainerCallback):
 
 
 def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
-    """The batches a run's Trainer feeds its model, in its order: its own dataloader, seeded as the run seeds it.
+    """The batches a run's Trainer feeds its model, in its order, and the gradient clipping it applies.
 
     The ceiling must time the very batches the run timed. On variable-length rows the Trainer's
     seeded shuffle decides each step's shape and token count, so rows taken in file order would make
-    another workload (and a ceiling of other shapes).
+    another workload (and a ceiling of other shapes). It must also do the run's training math: the
+    Trainer clips the gradients' norm at ``max_grad_norm`` every step (transformers' default 1.0;
+    a pass over every gradient, some milliseconds per step on a 3.8B model), so the ceiling does too.
+
+    Returns:
+        The Trainer's own dataloader, seeded as the run seeds it, and the run's ``max_grad_norm``.
     """
     import tempfile
 
@@ -78,13 +83,13 @@ def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
             train_dataset=rows,
             data_collator=collate,
         )
-        return trainer.get_train_dataloader()
+        return trainer.get_train_dataloader(), trainer.args.max_grad_norm
 
 
 def plain_loop(
     model_dir: str, dataset_dir: str, variant: str, batch_size: int, seq_len: int, steps: int, pad_to_multiple_of: int
 ):
-    """The ceiling: the bare forward/backward/fused-AdamW loop on the run's batches (compiled: compile)."""
+    """The ceiling: the bare forward/backward/clip/fused-AdamW loop on the run's batches (compiled: compile)."""
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -98,7 +103,8 @@ def plain_loop(
     collate = DataCollatorForLanguageModeling(
         pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of if pad_to_multiple_of > 1 else None
     )
-    batches = iter(trainer_batches(config, rows, collate, bf16=True))
+    dataloader, max_grad_norm = trainer_batches(config, rows, collate, bf16=True)
+    batches = iter(dataloader)
     model = load_model(model_dir, bf16=True).cuda()
     if "liger" in variant:
         apply_liger(model, config.liger_flags())
@@ -116,6 +122,8 @@ def plain_loop(
             start = time.perf_counter()
             loss = forward(**batch).loss
             loss.backward()
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             torch.cuda.synchronize()
