@@ -89,7 +89,11 @@ def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
 def plain_loop(
     model_dir: str, dataset_dir: str, variant: str, batch_size: int, seq_len: int, steps: int, pad_to_multiple_of: int
 ):
-    """The ceiling: the bare forward/backward/clip/fused-AdamW loop on the run's batches (compiled: compile)."""
+    """The ceiling: the bare forward/backward/clip/fused-AdamW loop on the run's batches (compiled: compile).
+
+    It does the run's training math and nothing else: the Trainer's loss normalisation
+    (``num_items_in_batch``) and gradient clipping, no callbacks, logging or scheduler.
+    """
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -117,10 +121,14 @@ def plain_loop(
     try:
         for _ in range(steps):
             batch = {k: v.cuda(non_blocking=True) for k, v in next(batches).items()}
+            # The Trainer's loss: summed over the batch's predicted tokens, divided by their count,
+            # which it counts before the step and passes to the model. The same math, and under
+            # compile the same graph inputs.
+            num_items_in_batch = batch["labels"][..., 1:].ne(-100).sum()
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            loss = forward(**batch).loss
+            loss = forward(**batch, num_items_in_batch=num_items_in_batch).loss
             loss.backward()
             if max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
