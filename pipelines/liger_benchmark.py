@@ -1,4 +1,4 @@
-"""The benchmark pipeline: downloads → grid → one training task per grid point → report.
+"""The benchmark pipeline: downloads → grid → memory frontier search → one training task per grid point → report.
 
 No ``from __future__ import annotations`` here: kfp reads the parameter annotations as types.
 """
@@ -8,6 +8,7 @@ from kfp.dsl import HTML
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
+from liger_bench.components.find_frontier import find_frontier
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
@@ -66,6 +67,26 @@ def writes_to_mlflow(task: dsl.PipelineTask, mlflow_secret: str, cache: bool) ->
     kubernetes.use_secret_as_env(task, mlflow_secret, MLFLOW_CREDENTIAL_KEYS, optional=True)
 
 
+def on_gpu_nodes(
+    task: dsl.PipelineTask, options: ClusterOptions, gpu_node_selector: dict, gpu_tolerations: list
+) -> None:
+    """A pod on the GPU nodes: a training pod's CPU, memory and shared memory.
+
+    Args:
+        task: A find_frontier or train_model task.
+        options: The compile-time settings (resources, shm size).
+        gpu_node_selector: Node labels of the GPU nodes (a pipeline parameter).
+        gpu_tolerations: Tolerations of the GPU nodes' taints (a pipeline parameter).
+    """
+    task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
+    task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
+    kubernetes.add_node_selector_json(task, gpu_node_selector)
+    kubernetes.add_toleration_json(task, gpu_tolerations)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size
+    )
+
+
 def trains_on_gpus(
     task: dsl.PipelineTask, options: ClusterOptions, gpu_node_selector: dict, gpu_tolerations: list
 ) -> None:
@@ -82,13 +103,7 @@ def trains_on_gpus(
         kubernetes.mount_pvc(task, options.trainer_pvc, options.trainer_pvc_mount)
     else:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
-    task.set_cpu_request(options.train_cpu_request).set_cpu_limit(options.train_cpu_limit)
-    task.set_memory_request(options.train_memory_request).set_memory_limit(options.train_memory_limit)
-    kubernetes.add_node_selector_json(task, gpu_node_selector)
-    kubernetes.add_toleration_json(task, gpu_tolerations)
-    kubernetes.empty_dir_mount(
-        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=options.shm_size
-    )
+    on_gpu_nodes(task, options, gpu_node_selector, gpu_tolerations)
     kubernetes.set_timeout(task, options.train_timeout_s + TRAIN_POD_GRACE_S)
 
 
@@ -112,6 +127,11 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         base_config: dict = {},
         max_grid_size: int = 256,
         min_success_ratio: float = 0.1,
+        frontier_search: bool = True,
+        frontier_max_batch_size: int = 1024,
+        frontier_resolution: int = 1,
+        frontier_time_budget_s: float = 3600.0,
+        frontier_probe_steps: int = 3,
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "liger-benchmark",
         hf_token_secret: str = "liger-bench-hf-token",
@@ -139,6 +159,16 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             base_config: Other training settings for every run, e.g. {"learning_rate": 1e-5, "liger_swiglu": false}.
             max_grid_size: Refuse grids with more runs than this.
             min_success_ratio: Fail the pipeline (after writing the report) when fewer runs are ok (diverged: not ok).
+            frontier_search: Search each variant's memory frontier (the largest per-device batch that trains) at
+                every sequence length, in probes of a few steps on a GPU node, before the training runs.
+            frontier_max_batch_size: Largest per-device batch the search probes; a variant that trains it fits
+                at least that.
+            frontier_resolution: The search ends when the largest batch that trained and the smallest that ran
+                out of memory are at most this far apart (1: the exact frontier).
+            frontier_time_budget_s: Seconds one search (one variant, one sequence length) may take; it ends
+                with what it has.
+            frontier_probe_steps: Optimizer steps each probe trains; at least 2, because the first step
+                allocates the optimizer's state and only the next ones train with it.
             mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off
                 (or the server of Kubeflow Pipelines' own MLflow integration, whose runs are then filled).
             mlflow_experiment: MLflow experiment that receives the runs.
@@ -181,6 +211,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             max_grid_size=max_grid_size,
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
+            frontier_max_batch_size=frontier_max_batch_size,
+            frontier_resolution=frontier_resolution,
+            frontier_time_budget_s=frontier_time_budget_s,
+            frontier_probe_steps=frontier_probe_steps,
             **options.grid_scale(),
         )
         grid_task.set_caching_options(True)
@@ -196,7 +230,23 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         )
         writes_to_mlflow(tracking_task, mlflow_secret, cache=False)  # a new parent run for every pipeline run
 
-        with dsl.ParallelFor(grid_task.output, parallelism=options.max_concurrency) as config:
+        # One pod searches every (variant, sequence length) in turn; each search ends at its own time budget.
+        frontier_task = find_frontier(
+            grid=grid_task.output,
+            model=model,
+            dataset=dataset,
+            frontier_search=frontier_search,
+            frontier_max_batch_size=frontier_max_batch_size,
+            frontier_resolution=frontier_resolution,
+            frontier_time_budget_s=frontier_time_budget_s,
+            frontier_probe_steps=frontier_probe_steps,
+        )
+        frontier_task.set_caching_options(options.cache_training)
+        if options.nodes_per_run == 1:  # a run of several nodes is not searched (find_frontier says why)
+            frontier_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
+        on_gpu_nodes(frontier_task, options, gpu_node_selector, gpu_tolerations)
+
+        with dsl.ParallelFor(frontier_task.outputs["Output"], parallelism=options.max_concurrency) as config:
             train_task = train_model(
                 config=config,
                 model=model,
@@ -220,6 +270,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         analyze_task = analyze_results(
             results=dsl.Collected(train_task.outputs["result"]),
             histories=dsl.Collected(train_task.outputs["history"]),
+            frontier=frontier_task.outputs["frontier"],
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
             tracking=tracking_task.outputs["tracking"],

@@ -21,7 +21,15 @@ TEST_LINE = re.compile(r"^- `(?P<file>tests/[\w/]+\.py)`(?:: (?P<names>.*))?", r
 
 def test_every_component_of_the_pipeline_has_a_catalog_folder():
     assert [folder.name for folder in FOLDERS] == sorted(
-        ["download_dataset", "download_model", "prepare_grid", "start_tracking", "train_model", "analyze_results"]
+        [
+            "download_dataset",
+            "download_model",
+            "prepare_grid",
+            "start_tracking",
+            "find_frontier",
+            "train_model",
+            "analyze_results",
+        ]
     )
     for folder in FOLDERS:
         assert {"__init__.py", "component.py", "metadata.yaml", "README.md"} <= {p.name for p in folder.iterdir()}

@@ -4,6 +4,7 @@ kfp's local runner does not take input artifacts for a single task, so prepare_g
 and analyze_results run through it inside the whole pipeline (test_pipeline.py).
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,12 +12,16 @@ import pytest
 from liger_bench.components.analyze_results import analyze_results
 from liger_bench.components.download_dataset import download_dataset
 from liger_bench.components.download_model import download_model
+from liger_bench.components.find_frontier import find_frontier
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
 
 from liger_bench.cluster import ClusterOptions
+from liger_bench.plan.frontier import FrontierSettings
 
+# prepare_grid checks the frontier search's settings: the defaults.
+FRONTIER_SETTINGS = dataclasses.asdict(FrontierSettings())
 GRID_AXES = {
     "use_liger": [True, False],
     "torch_compile": [False],
@@ -29,6 +34,7 @@ GRID_AXES = {
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
+    **FRONTIER_SETTINGS,
     **ClusterOptions().grid_scale(),
 }
 
@@ -141,6 +147,11 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
     record = json.loads(Path(result.path).read_text())  # one record: the trained run, its inputs, its mirroring
     assert (record["model"], record["dataset"]) == (dict(model.metadata), dict(dataset.metadata))
     assert record["mlflow"]["parent_run_id"] == "" and record["metrics"]["tokens_per_s_nonpad"] > 0
+    frontier = Artifact(uri=str(tmp_path / "frontier"))
+    trained_grid = find_frontier.python_func(
+        grid=[config], model=model, dataset=dataset, frontier_search=False, frontier=frontier, **FRONTIER_SETTINGS
+    )
+    assert trained_grid == [config]
     outputs = {
         name: cls(uri=str(tmp_path / name))
         for name, cls in (("report", HTML), ("summary", Markdown), ("metrics", Metrics), ("table", Dataset))
@@ -148,6 +159,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
     analyze_results.python_func(
         results=[result],
         histories=[history],
+        frontier=frontier,
         min_success_ratio=0.5,
         mlflow_tracking_uri="",
         tracking=tracking_off,
@@ -173,6 +185,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         analyze_results.python_func(
             results=[result],
             histories=[history],
+            frontier=frontier,
             min_success_ratio=1.0 + 1e-9,
             mlflow_tracking_uri="",
             tracking=tracking_off,

@@ -24,7 +24,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from mlflow_server import free_port
 from liger_bench.cli.localrun import RunFailed, run_local
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
 # A small valid experiment; each grid case changes one thing in it.
@@ -46,12 +47,15 @@ VALID_AXES = {
     "max_steps": 5,
     "warmup_steps_to_skip": 3,
 }
+# prepare_grid checks the frontier search's settings: the defaults.
+FRONTIER_SETTINGS = asdict(FrontierSettings())
 # prepare_grid's parameters besides the axes.
 GRID_TASK_ARGS = {
     "base_config": {},
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
+    **FRONTIER_SETTINGS,
     **ClusterOptions().grid_scale(),
 }
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
@@ -519,6 +523,13 @@ MODEL_GRID_CASES = [
         "phi3",
         {"use_liger": [False], "base_config": {"gradient_checkpointing": True}},
         None,
+    ),
+    # Issue 24: the frontier search's settings are checked with the grid, before find_frontier asks for a GPU.
+    ModelGridCase(
+        "bad-frontier-setting",
+        "phi3",
+        {"frontier_resolution": 0},
+        r"frontier_resolution: 0 is out of range; accepted: integers from 1 to frontier_max_batch_size \(1024\)",
     ),
 ]
 

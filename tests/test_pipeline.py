@@ -31,16 +31,25 @@ def test_tasks_loop_and_fan_in(compiled):
         "download-dataset",
         "prepare-grid",
         "start-tracking",
+        "find-frontier",
         "for-loop-1",
         "analyze-results",
     }
+    # The frontier search takes prepare_grid's grid and hands the training loop the grid it runs.
+    assert tasks["find-frontier"]["inputs"]["parameters"]["grid"]["taskOutputParameter"]["producerTask"] == (
+        "prepare-grid"
+    )
     loop = tasks["for-loop-1"]
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
-    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--prepare-grid-Output"
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--find-frontier-Output"
     assert "train-model" in spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     collected = tasks["analyze-results"]["inputs"]["artifacts"]
     assert collected["results"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
     assert collected["histories"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    assert collected["frontier"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "frontier",
+        "producerTask": "find-frontier",
+    }
 
 
 def test_every_parameter_has_a_default_and_a_description(compiled):
@@ -66,6 +75,13 @@ def test_gpu_scheduling_secrets_retries_and_caching(compiled):
         and resources["accelerator"]["resourceCount"] == "1"
     )
     assert resources["resourceMemoryLimit"] == "128Gi" and resources["resourceCpuLimit"] == "16"
+    # The frontier search probes on a GPU node of the same kind, with a training pod's resources.
+    search = spec["deploymentSpec"]["executors"]["exec-find-frontier"]["container"]["resources"]
+    assert search == resources
+    assert executors["exec-find-frontier"]["emptyDirMounts"] == executors["exec-train-model"]["emptyDirMounts"]
+    search_pod = executors["exec-find-frontier"]
+    assert search_pod["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
+    assert search_pod["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "gpu_tolerations"
     train = executors["exec-train-model"]
     assert train["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
     assert train["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")

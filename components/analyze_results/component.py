@@ -7,6 +7,7 @@ from liger_bench.components.images import CPU_IMAGE
 def analyze_results(
     results: Input[list[Artifact]],
     histories: Input[list[Artifact]],
+    frontier: Input[Artifact],
     min_success_ratio: float,
     mlflow_tracking_uri: str,
     tracking: Input[Artifact],
@@ -23,6 +24,7 @@ def analyze_results(
     Args:
         results: Result records of all runs (collected from train_model).
         histories: Step histories of all runs (collected from train_model).
+        frontier: The memory frontier searches (from find_frontier).
         min_success_ratio: Fail the task when a smaller fraction of runs has status ``ok``.
         mlflow_tracking_uri: MLflow server; empty turns tracking off, unless Kubeflow Pipelines' own MLflow
             integration gave the task its run (liger_bench.tracking.tracking_uri).
@@ -37,6 +39,7 @@ def analyze_results(
     headline = tasks.analyze_results(
         result_paths=[artifact.path for artifact in results],
         history_paths=[artifact.path for artifact in histories],
+        frontier_path=frontier.path,
         html_path=report.path,
         markdown_path=summary.path,
         table_path=table.path,

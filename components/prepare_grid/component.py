@@ -20,6 +20,10 @@ def prepare_grid(
     max_grid_size: int,
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    frontier_max_batch_size: int,
+    frontier_resolution: int,
+    frontier_time_budget_s: float,
+    frontier_probe_steps: int,
     gpus_per_run: int,
     nodes_per_run: int,
     max_gpus_per_run: int,
@@ -45,6 +49,10 @@ def prepare_grid(
         max_grid_size: Refuse grids with more runs than this.
         min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
         mlflow_tracking_uri: Checked here: an http(s) or file URL without credentials, query or fragment.
+        frontier_max_batch_size: The search's bound, checked here.
+        frontier_resolution: The search's resolution, checked here.
+        frontier_time_budget_s: Seconds one search may take, checked here.
+        frontier_probe_steps: Optimizer steps each probe trains, checked here.
         gpus_per_run: GPUs of one node per run (FSDP above 1).
         nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
@@ -77,4 +85,10 @@ def prepare_grid(
         dataset_dir=dataset.path,
         min_success_ratio=min_success_ratio,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        frontier_settings={
+            "frontier_max_batch_size": frontier_max_batch_size,
+            "frontier_resolution": frontier_resolution,
+            "frontier_time_budget_s": frontier_time_budget_s,
+            "frontier_probe_steps": frontier_probe_steps,
+        },
     )

@@ -101,15 +101,19 @@ def prepare_grid(
     dataset_dir: str,
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    frontier_settings: dict,
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
 
     ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
     folders (``inputs.staging``). Every item gets the attention implementation the architecture trial
     resolved, so both variants use the same one whatever the training node would pick. A tracking URI holding
-    credentials is refused here, before a training task could log it.
+    credentials is refused here, before a training task could log it. The frontier search's settings
+    (``frontier_settings``, a ``FrontierSettings`` as a dict) are checked here too, before find_frontier asks
+    for a GPU.
     """
     from liger_bench.credentials import check_tracking_uri
+    from liger_bench.plan.frontier import FrontierSettings
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
         check_against_data,
@@ -120,6 +124,7 @@ def prepare_grid(
 
     check_tracking_uri(mlflow_tracking_uri)
     check_min_success_ratio(min_success_ratio)
+    FrontierSettings.from_dict(frontier_settings)
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     grid = expand_grid(GridSpec(**axes))
     check_against_data(grid, dataset_info)
@@ -209,6 +214,36 @@ def start_tracking(
     return {"parent_run_id": status["run_id"], "tracking_error": status["message"] if failed else ""}
 
 
+def find_frontier(
+    grid: list[dict],
+    model_dir: str,
+    dataset_dir: str,
+    frontier_search: bool,
+    settings: dict,
+    frontier_path: str,
+) -> list[dict]:
+    """Search the memory frontier of each (variant, sequence length), write the searches; return the grid to train.
+
+    ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
+    folders (``inputs.staging``). Without ``frontier_search``, or for runs of several nodes (a probe is one node's processes),
+    every search is recorded as skipped with the reason.
+    """
+    from liger_bench.measure.frontier_probe import search_grid
+    from liger_bench.plan.frontier import FrontierSettings, skip_reason
+
+    model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
+    records = search_grid(
+        grid, model_dir, dataset_dir, FrontierSettings.from_dict(settings), skip_reason(frontier_search, grid)
+    )
+    write_json_atomic(frontier_path, {"frontiers": records})
+    for record in records:
+        progress(
+            f"memory frontier of {record['variant']} at max_seq_length={record['max_seq_length']}: "
+            f"{record['end']} ({record['reason']})"
+        )
+    return grid
+
+
 def train_model(
     config: dict,
     model_dir: str,
@@ -269,6 +304,7 @@ def train_model(
 def analyze_results(
     result_paths: list[str],
     history_paths: list[str],
+    frontier_path: str,
     html_path: str,
     markdown_path: str,
     table_path: str,
@@ -286,7 +322,7 @@ def analyze_results(
 
     results = [read_json(path) for path in result_paths]
     histories = [read_json(path) for path in history_paths]
-    bundle = build_report(results, histories)
+    bundle = build_report(results, histories, read_json(frontier_path)["frontiers"])
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from liger_bench.analyse.frontier import frontier_gains, probes_table, searches_table
 from liger_bench.analyse.intervals import mean_ci
 from liger_bench.analyse.runtables import CELL, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
@@ -46,6 +47,9 @@ class Analysis:
     gains: pd.DataFrame  # one row per (variant, against, batch size, seq len): paired gain, COMPARISONS' order
     recommendations: pd.DataFrame  # one row per (batch size, seq len): fastest and leanest variant that trained
     frontier: pd.DataFrame  # one row per (variant, seq len): largest batch that trained
+    searches: pd.DataFrame  # one row per frontier search (variant, seq len): largest fit, smallest oom, peak
+    probes: pd.DataFrame  # one row per probe of every frontier search
+    frontier_gains: pd.DataFrame  # one row per (variant, seq len) whose largest fit differs from the baseline's
     parity: pd.DataFrame  # one row per (variant, baseline) pair of ok runs: loss agreement
     problems: pd.DataFrame  # runs that did not finish ok (oom, failed, skipped, diverged) with their reasons
     divergences: pd.DataFrame  # one row per diverged run: where, and what its pair's other variant did
@@ -359,6 +363,7 @@ def _parity(steps: pd.DataFrame, runs: pd.DataFrame, tolerance: float) -> pd.Dat
 def analyze_results(
     results: Sequence[dict[str, Any]],
     histories: Sequence[dict[str, Any]],
+    frontiers: Sequence[dict[str, Any]] = (),
     *,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
 ) -> Analysis:
@@ -368,6 +373,7 @@ def analyze_results(
         results: One result dict per run, any order.
         histories: One history dict per run (``{"run_key", "warmup_steps_to_skip", "steps"}``), any
             order; a run without a history simply has no steps.
+        frontiers: find_frontier's records, one per memory frontier search (none: no search).
         parity_tolerance: Largest relative difference of per-step losses (measured steps only) at
             which a variant/baseline pair still passes loss parity.
 
@@ -399,6 +405,9 @@ def analyze_results(
         gains=_gains(cells, runs),
         recommendations=_recommendations(cells),
         frontier=_frontier(cells),
+        searches=(searches := searches_table(frontiers)),
+        probes=probes_table(frontiers),
+        frontier_gains=frontier_gains(searches),
         parity=_parity(steps, runs, parity_tolerance),
         problems=problems.reset_index(drop=True),
         divergences=_divergences(runs),

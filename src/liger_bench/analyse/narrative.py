@@ -29,6 +29,13 @@ BASELINE_DEFINITION = (
     "torch.compile (its run keys start with baseline-). Every gain is against it; Liger is also compared with "
     "torch.compile head to head."
 )
+SEARCH_RULE = (
+    "Per variant and sequence length, before the grid's runs: the largest per-device batch that trains "
+    "frontier_probe_steps full steps (forward, backward, optimizer) of rows packed to max_seq_length tokens, each "
+    "probe in a fresh process, searched by doubling the batch and then bisecting between the largest that fit "
+    "and the first that ran out of memory. A variant fits more sequences than the baseline only where it trained "
+    "a batch at which the baseline ran out of memory."
+)
 RECOMMENDATION_RULE = (
     "Per batch size and sequence length: the fastest variant (mean non-padding tokens/s, 95% CI over repeats) "
     "and the leanest (peak reserved memory) among those that trained in every repeat at steady state; a "
@@ -179,6 +186,18 @@ def _memory_frontier_phrase(analysis: Analysis) -> str:
     )
 
 
+def searched_frontier_phrase(analysis: Analysis) -> str:
+    """Each variant that fits more (or fewer) sequences than the baseline, by search, e.g. '+20%'."""
+    phrases = []
+    for row in analysis.frontier_gains.itertuples():
+        least = "at least " if row.at_least else ""
+        phrases.append(
+            f" {_label(row.variant)} fits {least}{row.largest_fit:,} sequences of {row.seq_len:,} tokens where the "
+            f"baseline fits {row.baseline_largest_fit:,} ({percent(row.gain_pct, 0)}{' or more' if least else ''})."
+        )
+    return "".join(phrases)
+
+
 def make_headline(analysis: Analysis) -> str:
     """A few plain sentences: which variant to turn on at the largest measured batch, and why, from the numbers."""
     runs = analysis.runs
@@ -205,7 +224,7 @@ def make_headline(analysis: Analysis) -> str:
         text += "No variant trained at steady state in every repeat, so none is recommended; see the caveats."
     else:
         text += "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
-    text += _memory_frontier_phrase(analysis)
+    text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis)
     if set(analysis.cells["variant"]) == {BASELINE}:
         text += " Only the baseline was run, so there is no comparison."
     text += _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)
@@ -242,6 +261,9 @@ def headline_metrics(analysis: Analysis) -> dict[str, float]:
         out[f"peak_mem_reserved_gb_{suffix}"] = row.peak_mem_reserved_gb
         out[f"compile_time_s_{suffix}"] = row.compile_time_s
         out[f"recompiles_{suffix}"] = row.recompiles
+    for row in analysis.searches.itertuples():
+        if row.largest_fit is not pd.NA:
+            out[f"largest_fit_{row.variant}_seq{row.seq_len}"] = row.largest_fit
     for row in analysis.frontier.itertuples():
         if row.largest_ok_batch is not pd.NA:
             out[f"largest_ok_batch_{row.variant}_seq{row.seq_len}"] = row.largest_ok_batch
@@ -259,6 +281,12 @@ def caveats(analysis: Analysis) -> list[str]:
             "CPU run: Liger skipped (its kernels need a CUDA GPU); no GPU memory was measured, and the "
             "throughput checks the pipeline's plumbing: it is not a Liger measurement and says nothing about "
             "GPU training, nor about torch.compile on a GPU."
+        )
+    skipped = analysis.searches[analysis.searches["end"] == "skipped"]
+    if len(skipped):
+        notes.append(
+            f"The memory frontier was not searched ({'; '.join(sorted(set(skipped['reason'])))}): the frontier "
+            "table shows no largest batch."
         )
     if analysis.model.get("embedded"):
         notes.append(

@@ -52,8 +52,8 @@ class Probe:
 ProbeRunner = Callable[[int, float], Probe]
 
 # Why a search ended: the frontier found to the resolution; every batch up to the bound trained;
-# batch 1 ran out of memory; the time budget ran out; a probe ended neither ok nor oom.
-SearchEnd = Literal["resolved", "bound", "nothing fits", "time budget", "probe failed"]
+# batch 1 ran out of memory; the time budget ran out; a probe ended neither ok nor oom; it did not start.
+SearchEnd = Literal["resolved", "bound", "nothing fits", "time budget", "probe failed", "skipped"]
 
 
 @dataclass
@@ -85,6 +85,15 @@ class Frontier:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the whole answer, probes included (JSON-serialisable)."""
         return asdict(self)
+
+    @classmethod
+    def skipped(cls, reason: str) -> Frontier:
+        """A search that did not start, and why.
+
+        Args:
+            reason: Why it did not start, e.g. ``frontier_search`` is false.
+        """
+        return cls(None, None, "skipped", reason)
 
 
 def search_frontier(

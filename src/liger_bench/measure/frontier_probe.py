@@ -18,8 +18,9 @@ import time
 
 from liger_bench.measure.frontier import Frontier, Probe, ProbeRunner, search_frontier
 from liger_bench.plan.config import TrainConfig
-from liger_bench.plan.frontier import FrontierSettings
+from liger_bench.plan.frontier import FrontierSettings, search_points
 from liger_bench.records import RunResult
+from liger_bench.vocabulary import variant_of
 
 
 def probe_config(config: TrainConfig, batch_size: int, settings: FrontierSettings) -> TrainConfig:
@@ -89,3 +90,30 @@ def find_frontier(config: TrainConfig, model_dir: str, dataset_dir: str, setting
         settings: Bound, resolution and time budget of the search.
     """
     return search_frontier(supervised_probe(config, model_dir, dataset_dir, settings), settings)
+
+
+def search_grid(
+    grid: list[dict], model_dir: str, dataset_dir: str, settings: FrontierSettings, skip_reason: str = ""
+) -> list[dict]:
+    """The frontier of every (variant, sequence length) of ``grid``, one search after the other.
+
+    Args:
+        grid: prepare_grid's items; each search probes the first item of its variant and sequence length.
+        model_dir: Model folder.
+        dataset_dir: Prepared dataset folder.
+        settings: Bound, resolution and time budget of each search.
+        skip_reason: Why no search starts ("" : they all do); each record then says it.
+
+    Returns:
+        One record per search: ``variant``, ``max_seq_length`` and the ``Frontier`` as a dict.
+    """
+    records = []
+    for item in search_points(grid):
+        config = TrainConfig.from_dict(item)
+        if skip_reason:
+            frontier = Frontier.skipped(skip_reason)
+        else:
+            frontier = find_frontier(config, model_dir, dataset_dir, settings)
+        variant = variant_of(config.use_liger, config.torch_compile)
+        records.append({"variant": variant, "max_seq_length": config.max_seq_length, **frontier.to_dict()})
+    return records

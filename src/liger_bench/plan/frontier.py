@@ -17,34 +17,21 @@ from typing import Any
 
 from liger_bench.plan.config import coerce
 from liger_bench.plan.grid import GridError
+from liger_bench.plan.signature import pipeline_default
+from liger_bench.vocabulary import variant_of
 
 
 @dataclass(frozen=True)
 class FrontierSettings:
-    """How far, how finely and how long the frontier search probes; validated when made."""
+    """How far, how finely and how long the frontier search probes; validated when made.
 
-    frontier_max_batch_size: int = field(
-        default=1024,
-        metadata={"help": "Largest per-device batch the search probes; a variant that trains it fits at least that."},
-    )
-    frontier_resolution: int = field(
-        default=1,
-        metadata={
-            "help": "The search ends when the largest batch that trained and the smallest that ran out of memory "
-            "are at most this far apart (1: the exact frontier)."
-        },
-    )
-    frontier_time_budget_s: float = field(
-        default=3600.0,
-        metadata={"help": "Seconds one search (one variant, one sequence length) may take; it ends with what it has."},
-    )
-    frontier_probe_steps: int = field(
-        default=3,
-        metadata={
-            "help": "Optimizer steps each probe trains; at least 2, because the first step allocates the "
-            "optimizer's state and only the next ones train with it."
-        },
-    )
+    The fields are pipeline parameters: their defaults and help are the pipeline signature's.
+    """
+
+    frontier_max_batch_size: int = field(default_factory=lambda: pipeline_default("frontier_max_batch_size"))
+    frontier_resolution: int = field(default_factory=lambda: pipeline_default("frontier_resolution"))
+    frontier_time_budget_s: float = field(default_factory=lambda: pipeline_default("frontier_time_budget_s"))
+    frontier_probe_steps: int = field(default_factory=lambda: pipeline_default("frontier_probe_steps"))
 
     def __post_init__(self) -> None:
         bound = _integer("frontier_max_batch_size", self.frontier_max_batch_size, 1, math.inf, "integers >= 1")
@@ -80,7 +67,7 @@ class FrontierSettings:
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise GridError(f"unknown frontier settings {unknown}; accepted: {names}")
-        kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+        kinds = {f.name: type(f.default_factory()) for f in dataclasses.fields(cls)}
         converted = {}
         for name, value in values.items():
             try:
@@ -96,3 +83,31 @@ def _integer(name: str, value: Any, low: float, high: float, accepted: str) -> i
     if not low <= value <= high:
         raise GridError(f"{name}: {value!r} is out of range; accepted: {accepted}")
     return value
+
+
+def search_points(grid: list[dict]) -> list[dict]:
+    """One grid item per (variant, sequence length), the first of each in grid order: what the search probes.
+
+    Args:
+        grid: prepare_grid's items (TrainConfig dicts); a probe takes every setting but the batch size from them.
+    """
+    points: dict[tuple[str, int], dict] = {}
+    for item in grid:
+        point = (variant_of(item["use_liger"], item["torch_compile"]), int(item["max_seq_length"]))
+        points.setdefault(point, item)
+    return list(points.values())
+
+
+def skip_reason(frontier_search: bool, grid: list[dict]) -> str:
+    """Why find_frontier searches nothing for ``grid`` ("": it searches).
+
+    Args:
+        frontier_search: The pipeline parameter.
+        grid: prepare_grid's items.
+    """
+    if not frontier_search:
+        return "frontier_search is false"
+    nodes = max(int(item["nodes_per_run"]) for item in grid)
+    if nodes > 1:
+        return f"runs of several nodes (nodes_per_run={nodes}): a probe trains on one node"
+    return ""

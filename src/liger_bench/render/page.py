@@ -12,7 +12,13 @@ import json
 from typing import Any
 
 from liger_bench.analyse.analysis import Analysis
-from liger_bench.analyse.narrative import BASELINE_DEFINITION, LABELS, PROBLEMS_HEADING, RECOMMENDATION_RULE
+from liger_bench.analyse.narrative import (
+    BASELINE_DEFINITION,
+    LABELS,
+    PROBLEMS_HEADING,
+    RECOMMENDATION_RULE,
+    SEARCH_RULE,
+)
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
@@ -27,6 +33,7 @@ from liger_bench.render.tables import (
     RUN_MEMORY,
     RUN_ONE_OFF,
     RUN_RATES,
+    SEARCHES,
     html_table,
     markdown_table,
     md_escape,
@@ -188,7 +195,10 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         html_table(analysis.gains, GAINS),
         throughput_figure,
         memory_figure,
-        "<h2>Out-of-memory frontier</h2>",
+        "<h2>Memory frontier, searched</h2>",
+        f"<p>{esc(SEARCH_RULE)}</p>",
+        html_table(analysis.searches, SEARCHES),
+        "<h2>Out-of-memory frontier of the grid's batch sizes</h2>",
         html_table(analysis.frontier, FRONTIER),
         f"<h2>Loss parity (tolerance {analysis.parity_tolerance:.1%})</h2>",
         "<p>Relative difference of per-step losses of a variant's run and the baseline run of the same cell "
@@ -249,7 +259,10 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         markdown_table(analysis.recommendations, RECOMMENDATIONS),
         "## Variants vs baseline, and Liger vs torch.compile",
         markdown_table(analysis.gains, GAINS),
-        "## Out-of-memory frontier",
+        "## Memory frontier, searched",
+        md_escape(SEARCH_RULE),
+        markdown_table(analysis.searches, SEARCHES),
+        "## Out-of-memory frontier of the grid's batch sizes",
         markdown_table(analysis.frontier, FRONTIER),
         f"## Loss parity (tolerance {analysis.parity_tolerance:.1%})",
         markdown_table(analysis.parity, PARITY),

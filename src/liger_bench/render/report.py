@@ -38,6 +38,7 @@ class ReportBundle:
 def build_report(
     results: Sequence[dict[str, Any]],
     histories: Sequence[dict[str, Any]],
+    frontiers: Sequence[dict[str, Any]] = (),
     *,
     title: str = DEFAULT_TITLE,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
@@ -47,6 +48,7 @@ def build_report(
     Args:
         results: Run results (``RunResult.to_dict()``), any order.
         histories: Step histories, any order, joined to results by ``run_key``.
+        frontiers: find_frontier's records of the memory frontier searches (none: no search).
         title: Page title.
         parity_tolerance: Largest relative per-step loss difference at which a pair passes parity.
 
@@ -54,7 +56,7 @@ def build_report(
         The HTML page, Markdown summary, headline metrics, per-cell table and headline.
 
     """
-    analysis = analyze_results(results, histories, parity_tolerance=parity_tolerance)
+    analysis = analyze_results(results, histories, frontiers, parity_tolerance=parity_tolerance)
     headline = make_headline(analysis)
     notes = caveats(analysis)
     return ReportBundle(

@@ -154,6 +154,19 @@ FRONTIER_COLUMNS = [
     Column("largest_ok_batch", "largest batch that trained", digits(0)),
     Column("smallest_oom_batch", "smallest batch out of memory", digits(0)),
 ]
+SEARCH_COLUMNS = [
+    _variant(),
+    Column("seq_len", "seq len"),
+    Column("largest_fit", "largest batch that fits", digits(0)),
+    Column("smallest_oom", "first batch out of memory", digits(0)),
+    Column("peak_mem_reserved_gb", "peak reserved GiB at largest fit", digits(2)),
+    Column("gpu_memory_gb", "GPU capacity GiB", digits(1)),
+    Column("capacity_share", "of capacity %", percent_of(1)),
+    Column("n_probes", "probes", digits(0)),
+    Column("search_time_s", "search s", digits(0)),
+    _text("end", "search ended"),
+    _text("reason", "why", wraps=True),
+]
 PARITY_COLUMNS = [
     _variant(),
     Column("batch_size", "batch"),
@@ -205,6 +218,7 @@ CELL_RATES = Table(CELL_RATE_COLUMNS, "No grid cell was run.")
 CELL_MEMORY = Table(CELL_MEMORY_COLUMNS, "No grid cell was run.")
 CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
+SEARCHES = Table(SEARCH_COLUMNS, "No memory frontier search was recorded.")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
 RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")

@@ -1,0 +1,96 @@
+"""The memory frontier search wired in: find_frontier's task, the compiled pipeline, and a whole local run.
+
+On a CPU the search probes host memory; the whole-pipeline test bounds it at batch 2
+(``frontier_max_batch_size``), so a real frontier exists there in two probes of real training.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from liger_bench.cli.main import compile_pipeline
+from liger_bench.plan.frontier import search_points, skip_reason
+
+TWO_VARIANTS = [
+    {
+        "run_key": f"{variant}-bs2-seq64-r{repeat}",
+        "use_liger": liger,
+        "torch_compile": False,
+        "per_device_train_batch_size": 2,
+        "max_seq_length": 64,
+        "repeat": repeat,
+        "nodes_per_run": 1,
+    }
+    for repeat in (0, 1)
+    for variant, liger in (("liger", True), ("baseline", False))
+]
+
+
+def test_each_variant_and_sequence_length_is_searched_once_from_its_first_grid_item():
+    longer = [{**item, "max_seq_length": 128, "run_key": item["run_key"] + "-long"} for item in TWO_VARIANTS]
+    points = search_points(TWO_VARIANTS + longer)
+    assert [item["run_key"] for item in points] == [
+        "liger-bs2-seq64-r0",
+        "baseline-bs2-seq64-r0",
+        "liger-bs2-seq64-r0-long",
+        "baseline-bs2-seq64-r0-long",
+    ]
+
+
+def test_find_frontier_without_the_search_records_every_search_skipped(embedded_assets, tmp_path):
+    from liger_bench.tasks import find_frontier
+
+    model_dir, dataset_dir = embedded_assets
+    path = tmp_path / "frontier"
+    grid = find_frontier(TWO_VARIANTS, str(model_dir), str(dataset_dir), False, {}, str(path))
+    assert grid == TWO_VARIANTS  # the training loop runs the grid as prepare_grid made it
+    records = json.loads(path.read_text())["frontiers"]
+    assert [(r["variant"], r["max_seq_length"], r["end"], r["reason"], r["probes"]) for r in records] == [
+        ("liger", 64, "skipped", "frontier_search is false", []),
+        ("baseline", 64, "skipped", "frontier_search is false", []),
+    ]
+
+
+def test_runs_of_several_nodes_are_not_searched(tmp_path):
+    several = [{**item, "nodes_per_run": 2} for item in TWO_VARIANTS]
+    assert skip_reason(True, several) == "runs of several nodes (nodes_per_run=2): a probe trains on one node"
+    assert skip_reason(True, TWO_VARIANTS) == ""
+    options = {"nodes_per_run": 2, "gpus_per_run": 8, "max_gpus_per_run": 16}
+    options.update(trainer_runtime="torch-distributed", trainer_pvc="liger-bench-trainjobs")
+    path = compile_pipeline(tmp_path / "p.yaml", options)
+    spec, _ = yaml.safe_load_all(path.read_text())
+    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-find-frontier"]["container"]["resources"]
+
+
+@pytest.mark.slow
+def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(embedded_assets, tmp_path):
+    """The real kfp local runner: the search's two probes train for real; Liger's probe is skipped on a CPU."""
+    from liger_bench.cli.localrun import run_local
+
+    model_dir, dataset_dir = embedded_assets
+    overrides = {
+        "model_name": str(model_dir),
+        "dataset_name": str(dataset_dir),
+        "use_liger": [True, False],
+        "torch_compile": [False],
+        "per_device_train_batch_size": [2],
+        "max_seq_length": [64],
+        "n_runs": 1,
+        "max_steps": 4,
+        "frontier_search": True,
+        "frontier_max_batch_size": 2,
+        "frontier_probe_steps": 2,
+    }
+    report = run_local(tmp_path, overrides)
+    run_root = report.parent.parent
+    records = {r["variant"]: r for r in json.loads((run_root / "find-frontier" / "frontier").read_text())["frontiers"]}
+    baseline, liger = records["baseline"], records["liger"]
+    assert [(p["per_device_train_batch_size"], p["status"]) for p in baseline["probes"]] == [(1, "ok"), (2, "ok")]
+    assert (baseline["largest_fit"], baseline["smallest_oom"], baseline["end"]) == (2, None, "bound")
+    assert baseline["probes"][0]["peak_mem_reserved_gb"] is None  # no CUDA: no GPU memory to measure
+    assert (liger["end"], liger["largest_fit"]) == ("probe failed", None)
+    assert "ended skipped" in liger["reason"]
+    html = Path(report).read_text()
+    assert "Memory frontier, searched" in html and "every batch probed up to frontier_max_batch_size=2" in html

@@ -1,0 +1,163 @@
+"""The searched memory frontier in the report: tables, headline clause and figure, from a fixture of searches.
+
+The searches are find_frontier's records as an H200 would write them (143.8 GB); every expected
+number below is worked out by hand from the probes listed here.
+"""
+
+import math
+
+import pandas as pd
+import pytest
+from synthetic_results import build, gpu_scenario
+
+from liger_bench.render.report import build_report
+
+CAPACITY = 143.8
+
+
+def search(variant, seq, probes, end, reason="", bound_oom=True):
+    """A find_frontier record from ``(batch, status, peak GB)`` probes, 10 s each, in the order run."""
+    fits = [batch for batch, status, _ in probes if status == "ok"]
+    ooms = [batch for batch, status, _ in probes if status == "oom"]
+    return {
+        "variant": variant,
+        "max_seq_length": seq,
+        "largest_fit": max(fits) if fits else None,
+        "smallest_oom": min(ooms) if ooms else None,
+        "end": end,
+        "reason": reason or end,
+        "probes": [
+            {
+                "per_device_train_batch_size": batch,
+                "status": status,
+                "reason": "",
+                "peak_mem_reserved_gb": peak,
+                "peak_mem_allocated_gb": None if peak is None else peak - 1.0,
+                "elapsed_s": 10.0,
+                "gpu_memory_gb": CAPACITY,
+            }
+            for batch, status, peak in probes
+        ],
+    }
+
+
+def doubling(last_fit, peak_per_sequence):
+    """The exponential phase's fitting probes 1, 2, 4, … ``last_fit``, peak linear in the batch."""
+    batch, probes = 1, []
+    while batch <= last_fit:
+        probes.append((batch, "ok", round(peak_per_sequence * batch, 3)))
+        batch *= 2
+    return probes
+
+
+SEARCHES = [
+    # Baseline: 1 … 32 fit, 64 runs out, bisection 48 oom, 40 ok, 44, 42, 41 oom: largest fit 40, first oom 41.
+    search(
+        "baseline",
+        512,
+        doubling(32, 3.0)
+        + [(64, "oom", None), (48, "oom", None), (40, "ok", 120.0)]
+        + [(44, "oom", None), (42, "oom", None), (41, "oom", None)],
+        "resolved",
+    ),
+    # Liger: 1 … 32 fit, 64 out, 48 ok, 56, 52, 50, 49 out: largest fit 48, first oom 49.
+    search(
+        "liger",
+        512,
+        doubling(32, 2.25)
+        + [(64, "oom", None), (48, "ok", 108.0)]
+        + [(56, "oom", None), (52, "oom", None), (50, "oom", None), (49, "oom", None)],
+        "resolved",
+    ),
+    # torch.compile: fewer than the baseline, beyond doubt (the baseline trains 40, compile runs out at 37).
+    search(
+        "compile",
+        512,
+        doubling(32, 3.5)
+        + [(64, "oom", None), (48, "oom", None), (40, "oom", None), (36, "ok", 130.0)]
+        + [(38, "oom", None), (37, "oom", None)],
+        "resolved",
+    ),
+    # Liger + compile: out of time at 32 with no oom yet; 32 < the baseline's first oom 41: nothing to say.
+    search("liger-compile", 512, doubling(32, 2.0), "time budget"),
+]
+
+
+@pytest.fixture(scope="module")
+def report():
+    results, histories = build(gpu_scenario())
+    return build_report(results, histories, SEARCHES)
+
+
+def test_frontier_table_has_each_variants_largest_fit_first_oom_and_peak_against_capacity(report):
+    table = report.analysis.searches.set_index("variant")
+    assert list(table.index) == ["baseline", "liger", "compile", "liger-compile"]  # variant order, one seq len
+    assert table["largest_fit"].tolist() == [40, 48, 36, 32]
+    assert table["smallest_oom"].tolist()[:3] == [41, 49, 37] and table["smallest_oom"].isna().tolist()[3]
+    assert table.loc["baseline", "peak_mem_reserved_gb"] == 120.0
+    assert table.loc["liger", "peak_mem_reserved_gb"] == 108.0
+    assert table.loc["liger-compile", "peak_mem_reserved_gb"] == 64.0  # 2.0 GB × 32 sequences
+    assert table.loc["baseline", "capacity_share"] == pytest.approx(120.0 / 143.8)
+    assert table["n_probes"].tolist() == [12, 12, 12, 6]  # 6 doubling probes (1 … 32) and the rest listed
+    assert table.loc["baseline", "search_time_s"] == 120.0
+    assert table["end"].tolist() == ["resolved", "resolved", "resolved", "time budget"]
+
+
+def test_frontier_gain_only_where_one_trained_a_batch_the_other_could_not(report):
+    gains = report.analysis.frontier_gains.set_index("variant")
+    assert list(gains.index) == ["liger", "compile"]  # liger-compile's 32 is below the baseline's first oom
+    assert gains.loc["liger", "gain_pct"] == pytest.approx(20.0)  # 48 / 40 − 1
+    assert gains.loc["compile", "gain_pct"] == pytest.approx(-10.0)  # 36 / 40 − 1
+    assert "Liger fits 48 sequences of 512 tokens where the baseline fits 40 (+20%)." in report.headline
+    assert "torch.compile fits 36 sequences of 512 tokens where the baseline fits 40 (\u221210%)." in report.headline
+    assert "Liger + torch.compile fits" not in report.headline
+    assert report.metrics["largest_fit_liger_seq512"] == 48.0
+
+
+def test_a_variant_that_trains_up_to_the_bound_fits_at_least_that():
+    bound = [
+        search(
+            "baseline",
+            512,
+            doubling(8, 1.0) + [(16, "oom", None), (12, "ok", 12.0)] + [(14, "oom", None), (13, "oom", None)],
+            "resolved",
+        ),
+        search("liger", 512, doubling(16, 1.0), "bound"),
+    ]
+    results, histories = build(gpu_scenario())
+    bundle = build_report(results, histories, bound)
+    assert "Liger fits at least 16 sequences of 512 tokens where the baseline fits 12 (+33% or more)." in (
+        bundle.headline
+    )
+
+
+def test_html_and_markdown_show_the_searched_frontier(report):
+    for page in (report.html, report.markdown):
+        assert "Memory frontier, searched" in page
+        assert "largest batch that fits" in page and "first batch out of memory" in page
+        assert "83.4" in page  # the baseline's 120 GB of 143.8 GB, in percent
+    assert "Out-of-memory frontier of the grid's batch sizes" in report.html
+
+
+def test_skipped_searches_are_said_in_the_caveats_and_leave_the_table_empty_of_batches():
+    results, histories = build(gpu_scenario())
+    skipped = [
+        {
+            "variant": v,
+            "max_seq_length": 512,
+            "largest_fit": None,
+            "smallest_oom": None,
+            "end": "skipped",
+            "reason": "frontier_search is false",
+            "probes": [],
+        }
+        for v in ("baseline", "liger")
+    ]
+    bundle = build_report(results, histories, skipped)
+    assert bundle.analysis.searches["largest_fit"].isna().all()
+    assert math.isnan(bundle.analysis.searches["gpu_memory_gb"].iloc[0])
+    assert bundle.analysis.frontier_gains.empty and "sequences of" not in bundle.headline
+    assert any(
+        "The memory frontier was not searched (frontier_search is false)" in note for note in bundle.html.split("<li>")
+    )
+    assert isinstance(bundle.analysis.probes, pd.DataFrame) and bundle.analysis.probes.empty
