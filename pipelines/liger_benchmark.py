@@ -150,7 +150,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             use_liger: Liger on and/or off: true (Liger kernels) and/or false (stock transformers).
             torch_compile: torch.compile on and/or off, crossed with use_liger: up to four variants (baseline,
                 liger, compile, liger-compile), each compared with the baseline (stock, eager).
-            per_device_train_batch_size: Batch sizes to measure, per GPU (one GPU per run unless compiled otherwise).
+            per_device_train_batch_size: Batch sizes to measure, per GPU (one GPU per run unless compiled otherwise);
+                "max": each variant at its own searched memory frontier (needs frontier_search).
             max_seq_length: Sequence lengths to measure (rows are truncated to this).
             n_runs: Repeats of every (variant, batch size, sequence length) cell.
             max_steps: Optimizer steps per run; must exceed warmup_steps_to_skip. 100 reached a steady
@@ -211,6 +212,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             max_grid_size=max_grid_size,
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
+            frontier_search=frontier_search,
             frontier_max_batch_size=frontier_max_batch_size,
             frontier_resolution=frontier_resolution,
             frontier_time_budget_s=frontier_time_budget_s,

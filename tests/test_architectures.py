@@ -60,7 +60,9 @@ def tiny_model(embedded_assets, tmp_path_factory):
 
 def _grid(info: dict, model_dir, axes: dict, dataset_dir) -> list[dict]:
     """prepare_grid's work on a tiny model and the prepared embedded dataset (its rows are tokenised there)."""
-    return prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(dataset_dir), 0.0, "", {})
+    return prepare_grid(
+        info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(dataset_dir), 0.0, "", True, {}
+    )
 
 
 def test_every_kernel_flag_of_liger_kernel_is_a_config_field():

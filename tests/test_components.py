@@ -34,6 +34,7 @@ GRID_AXES = {
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
+    "frontier_search": True,
     **FRONTIER_SETTINGS,
     **ClusterOptions().grid_scale(),
 }

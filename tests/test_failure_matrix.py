@@ -55,6 +55,7 @@ GRID_TASK_ARGS = {
     "max_grid_size": 256,
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
+    "frontier_search": True,
     **FRONTIER_SETTINGS,
     **ClusterOptions().grid_scale(),
 }
@@ -531,6 +532,14 @@ MODEL_GRID_CASES = [
         {"frontier_resolution": 0},
         r"frontier_resolution: 0 is out of range; accepted: integers from 1 to frontier_max_batch_size \(1024\)",
     ),
+    ModelGridCase(
+        "max-batch-without-the-search",
+        "phi3",
+        {"per_device_train_batch_size": ["max", 2], "frontier_search": False},
+        r'per_device_train_batch_size: "max" is each variant\'s searched memory frontier, but no search runs '
+        r'\(frontier_search is false\); accepted: batch sizes, or "max" with frontier_search true on one node',
+    ),
+    ModelGridCase("max-batch-with-the-search", "phi3", {"per_device_train_batch_size": ["max", 2]}, None),
 ]
 
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from liger_bench.cli.main import compile_pipeline
-from liger_bench.plan.frontier import search_points, skip_reason
+from liger_bench.plan.frontier import resolve_at_frontier, search_points, skip_reason
+from liger_bench.plan.grid import GridSpec, expand_grid
 
 TWO_VARIANTS = [
     {
@@ -21,6 +22,7 @@ TWO_VARIANTS = [
         "per_device_train_batch_size": 2,
         "max_seq_length": 64,
         "repeat": repeat,
+        "at_frontier": False,
         "nodes_per_run": 1,
     }
     for repeat in (0, 1)
@@ -64,9 +66,46 @@ def test_runs_of_several_nodes_are_not_searched(tmp_path):
     assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-find-frontier"]["container"]["resources"]
 
 
+def test_max_in_the_batch_axis_expands_at_batch_1_until_the_search_resolves_it_per_variant():
+    grid = expand_grid(
+        GridSpec(
+            use_liger=[True, False],
+            torch_compile=[False],
+            per_device_train_batch_size=["max", 40],
+            max_seq_length=[512],
+            n_runs=1,
+        )
+    )
+    assert [(i["run_key"], i["per_device_train_batch_size"], i["at_frontier"]) for i in grid] == [
+        ("liger-bsmax-seq512-r0", 1, True),
+        ("baseline-bsmax-seq512-r0", 1, True),
+        ("liger-bs40-seq512-r0", 40, False),
+        ("baseline-bs40-seq512-r0", 40, False),
+    ]
+    frontiers = [
+        {"variant": "baseline", "max_seq_length": 512, "largest_fit": 40, "end": "resolved", "reason": "r"},
+        {"variant": "liger", "max_seq_length": 512, "largest_fit": 48, "end": "resolved", "reason": "r"},
+    ]
+    resolved, left_out = resolve_at_frontier(grid, frontiers)
+    # Liger's max is 48; the baseline's is 40, which the grid measures anyway: that run is trained once.
+    assert [(i["run_key"], i["per_device_train_batch_size"], i["at_frontier"]) for i in resolved] == [
+        ("liger-bs48-seq512-r0", 48, True),
+        ("baseline-bs40-seq512-r0", 40, True),
+        ("liger-bs40-seq512-r0", 40, False),
+    ]
+    assert left_out == []
+    frontiers[1].update(largest_fit=None, end="nothing fits", reason="batch 1 ran out of memory: no batch fits")
+    resolved, left_out = resolve_at_frontier(grid, frontiers)
+    assert [i["run_key"] for i in resolved] == ["baseline-bs40-seq512-r0", "liger-bs40-seq512-r0"]
+    assert left_out == ["liger-bsmax-seq512-r0: no batch fits (nothing fits: batch 1 ran out of memory: no batch fits)"]
+
+
 @pytest.mark.slow
 def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(embedded_assets, tmp_path):
-    """The real kfp local runner: the search's two probes train for real; Liger's probe is skipped on a CPU."""
+    """The real kfp local runner: the search's two probes train for real, and "max" trains at what they found.
+
+    Liger's probe is skipped on a CPU, so its search finds no batch and its "max" run is not trained.
+    """
     from liger_bench.cli.localrun import run_local
 
     model_dir, dataset_dir = embedded_assets
@@ -75,7 +114,7 @@ def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(
         "dataset_name": str(dataset_dir),
         "use_liger": [True, False],
         "torch_compile": [False],
-        "per_device_train_batch_size": [2],
+        "per_device_train_batch_size": ["max"],
         "max_seq_length": [64],
         "n_runs": 1,
         "max_steps": 4,
@@ -92,5 +131,10 @@ def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(
     assert baseline["probes"][0]["peak_mem_reserved_gb"] is None  # no CUDA: no GPU memory to measure
     assert (liger["end"], liger["largest_fit"]) == ("probe failed", None)
     assert "ended skipped" in liger["reason"]
+    # "max" trains the baseline at its frontier, 2; Liger's search found no batch, so its "max" run is not trained.
+    results = [json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/result")]
+    assert [(r["run_key"], r["status"], r["config"]["at_frontier"]) for r in results] == [
+        ("baseline-bs2-seq64-r0", "ok", True)
+    ]
     html = Path(report).read_text()
     assert "Memory frontier, searched" in html and "every batch probed up to frontier_max_batch_size=2" in html

@@ -161,3 +161,22 @@ def test_skipped_searches_are_said_in_the_caveats_and_leave_the_table_empty_of_b
         "The memory frontier was not searched (frontier_search is false)" in note for note in bundle.html.split("<li>")
     )
     assert isinstance(bundle.analysis.probes, pd.DataFrame) and bundle.analysis.probes.empty
+
+
+def test_the_frontier_figure_draws_every_probe_against_the_capacity_line(report):
+    caption = "Memory frontier search: peak reserved GPU memory of every probe vs its batch size"
+    assert '<img src="data:image/png;base64,' in report.html.split(f"<h3>{caption}</h3>")[1][:40]
+    probes = report.analysis.probes
+    assert len(probes) == 12 + 12 + 12 + 6 and probes["gpu_memory_gb"].eq(CAPACITY).all()
+    # Out-of-memory probes recorded no peak here: the figure puts them on the capacity line.
+    assert probes.loc[probes["status"] == "oom", "peak_mem_reserved_gb"].isna().all()
+
+
+def test_a_search_without_cuda_has_no_figure_and_says_why():
+    results, histories = build(gpu_scenario())
+    cpu = search("baseline", 64, [(1, "ok", None), (2, "ok", None)], "bound")
+    for probe in cpu["probes"]:
+        probe["gpu_memory_gb"] = 0.0
+    bundle = build_report(results, histories, [cpu])
+    assert "No probe measured GPU memory (the search ran without a CUDA device)." in bundle.html
+    assert bundle.analysis.searches["largest_fit"].tolist() == [2]

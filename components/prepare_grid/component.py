@@ -11,7 +11,7 @@ def prepare_grid(
     dataset: Input[Dataset],
     use_liger: list[bool],
     torch_compile: list[bool],
-    per_device_train_batch_size: list[int],
+    per_device_train_batch_size: list,
     max_seq_length: list[int],
     n_runs: int,
     max_steps: int,
@@ -20,6 +20,7 @@ def prepare_grid(
     max_grid_size: int,
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    frontier_search: bool,
     frontier_max_batch_size: int,
     frontier_resolution: int,
     frontier_time_budget_s: float,
@@ -40,7 +41,7 @@ def prepare_grid(
             which sequence lengths differ).
         use_liger: Liger on/off axis.
         torch_compile: torch.compile on/off axis (crossed with use_liger).
-        per_device_train_batch_size: Batch-size axis.
+        per_device_train_batch_size: Batch-size axis; "max": each variant's searched memory frontier.
         max_seq_length: Sequence-length axis.
         n_runs: Repeats of every grid cell.
         max_steps: Optimizer steps per run.
@@ -49,6 +50,7 @@ def prepare_grid(
         max_grid_size: Refuse grids with more runs than this.
         min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
         mlflow_tracking_uri: Checked here: an http(s) or file URL without credentials, query or fragment.
+        frontier_search: Whether find_frontier searches: "max" in the batch axis needs it.
         frontier_max_batch_size: The search's bound, checked here.
         frontier_resolution: The search's resolution, checked here.
         frontier_time_budget_s: Seconds one search may take, checked here.
@@ -85,6 +87,7 @@ def prepare_grid(
         dataset_dir=dataset.path,
         min_success_ratio=min_success_ratio,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        frontier_search=frontier_search,
         frontier_settings={
             "frontier_max_batch_size": frontier_max_batch_size,
             "frontier_resolution": frontier_resolution,

@@ -101,6 +101,7 @@ def prepare_grid(
     dataset_dir: str,
     min_success_ratio: float,
     mlflow_tracking_uri: str,
+    frontier_search: bool,
     frontier_settings: dict,
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
@@ -110,10 +111,10 @@ def prepare_grid(
     resolved, so both variants use the same one whatever the training node would pick. A tracking URI holding
     credentials is refused here, before a training task could log it. The frontier search's settings
     (``frontier_settings``, a ``FrontierSettings`` as a dict) are checked here too, before find_frontier asks
-    for a GPU.
+    for a GPU, and "max" in the batch axis only where a search will resolve it.
     """
     from liger_bench.credentials import check_tracking_uri
-    from liger_bench.plan.frontier import FrontierSettings
+    from liger_bench.plan.frontier import FrontierSettings, check_at_frontier
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
         check_against_data,
@@ -127,6 +128,7 @@ def prepare_grid(
     FrontierSettings.from_dict(frontier_settings)
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     grid = expand_grid(GridSpec(**axes))
+    check_at_frontier(frontier_search, grid)
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
     check_gradient_checkpointing(grid, model_info)
@@ -225,17 +227,21 @@ def find_frontier(
     """Search the memory frontier of each (variant, sequence length), write the searches; return the grid to train.
 
     ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
-    folders (``inputs.staging``). Without ``frontier_search``, or for runs of several nodes (a probe is one node's processes),
-    every search is recorded as skipped with the reason.
+    folders (``inputs.staging``). Without ``frontier_search``, or for runs of several nodes (a probe is one
+    node's processes), every search is recorded as skipped with the reason. A "max" batch becomes its
+    variant's largest fit; one whose search found none is not trained, and the task log says so.
     """
     from liger_bench.measure.frontier_probe import search_grid
-    from liger_bench.plan.frontier import FrontierSettings, skip_reason
+    from liger_bench.plan.frontier import FrontierSettings, resolve_at_frontier, skip_reason
 
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     records = search_grid(
         grid, model_dir, dataset_dir, FrontierSettings.from_dict(settings), skip_reason(frontier_search, grid)
     )
     write_json_atomic(frontier_path, {"frontiers": records})
+    resolved, left_out = resolve_at_frontier(grid, records)
+    for line in left_out:
+        progress(f'per_device_train_batch_size "max" not trained: {line}')
     for record in records:
         progress(
             f"memory frontier of {record['variant']} at max_seq_length={record['max_seq_length']}: "

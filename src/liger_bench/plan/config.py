@@ -81,6 +81,13 @@ class TrainConfig:
     # Identity of the grid point.
     run_key: str = field(default="run", metadata={"help": "Stable key, e.g. 'liger-bs16-seq512-r2'."})
     repeat: int = field(default=0, metadata={"help": "Repeat index of this grid cell (0-based)."})
+    at_frontier: bool = field(
+        default=False,
+        metadata={
+            "help": 'The batch axis said "max": per_device_train_batch_size is this variant\'s searched memory '
+            "frontier (find_frontier sets it; prepare_grid leaves 1)."
+        },
+    )
 
     # Experiment axes.
     use_liger: bool = _smallest_of_axis("use_liger", "Apply Liger kernels to the model.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liger_bench.plan.config import coerce
-from liger_bench.plan.grid import GridError
+from liger_bench.plan.grid import AT_FRONTIER, GridError, run_key
 from liger_bench.plan.signature import pipeline_default
 from liger_bench.vocabulary import variant_of
 
@@ -111,3 +111,48 @@ def skip_reason(frontier_search: bool, grid: list[dict]) -> str:
     if nodes > 1:
         return f"runs of several nodes (nodes_per_run={nodes}): a probe trains on one node"
     return ""
+
+
+def check_at_frontier(frontier_search: bool, grid: list[dict]) -> None:
+    """Refuse "max" in the batch axis where no search will find the frontier it stands for.
+
+    Args:
+        frontier_search: The pipeline parameter.
+        grid: prepare_grid's items.
+    """
+    why = skip_reason(frontier_search, grid)
+    if why and any(item["at_frontier"] for item in grid):
+        raise GridError(
+            f'per_device_train_batch_size: "{AT_FRONTIER}" is each variant\'s searched memory frontier, but no '
+            f'search runs ({why}); accepted: batch sizes, or "{AT_FRONTIER}" with frontier_search true on one node'
+        )
+
+
+def resolve_at_frontier(grid: list[dict], frontiers: list[dict]) -> tuple[list[dict], list[str]]:
+    """The grid with each "max" item at its variant's largest fit, and the "max" items that found none.
+
+    A resolved item's batch may be one the grid lists anyway: that run is measured once.
+
+    Args:
+        grid: prepare_grid's items.
+        frontiers: find_frontier's records (``variant``, ``max_seq_length``, ``largest_fit``, ``end``, ``reason``).
+
+    Returns:
+        The items to train, in grid order, and one line per "max" item left out (no batch fit).
+    """
+    found = {(record["variant"], record["max_seq_length"]): record for record in frontiers}
+    resolved, left_out, seen = [], [], set()
+    for item in grid:
+        variant = variant_of(item["use_liger"], item["torch_compile"])
+        if item["at_frontier"]:
+            record = found[(variant, int(item["max_seq_length"]))]
+            if record["largest_fit"] is None:
+                left_out.append(f"{item['run_key']}: no batch fits ({record['end']}: {record['reason']})")
+                continue
+            batch = record["largest_fit"]
+            key = run_key(variant, batch, int(item["max_seq_length"]), int(item["repeat"]))
+            item = {**item, "per_device_train_batch_size": batch, "run_key": key}
+        if item["run_key"] not in seen:
+            seen.add(item["run_key"])
+            resolved.append(item)
+    return resolved, left_out

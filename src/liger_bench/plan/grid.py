@@ -22,11 +22,16 @@ SET_BY_GRID = (
     *EXPERIMENT_AXES,
     "run_key",
     "repeat",
+    "at_frontier",
     "max_steps",
     "warmup_steps_to_skip",
     "gpus_per_run",
     "nodes_per_run",
 )
+
+
+# The batch-axis value that stands for each variant's own memory frontier, found by find_frontier.
+AT_FRONTIER = "max"
 
 
 class GridError(ValueError):
@@ -60,8 +65,8 @@ class GridSpec:
     trainer_configured: bool = DEFAULT_CLUSTER.trainer_configured
 
 
-def run_key(variant: Variant, batch_size: int, seq_len: int, repeat: int) -> str:
-    """Stable, readable key of a grid point, e.g. ``liger-compile-bs16-seq512-r2``."""
+def run_key(variant: Variant, batch_size: int | str, seq_len: int, repeat: int) -> str:
+    """Stable, readable key of a grid point, e.g. ``liger-compile-bs16-seq512-r2`` (``bsmax`` before the search)."""
     return f"{variant}-bs{batch_size}-seq{seq_len}-r{repeat}"
 
 
@@ -74,12 +79,17 @@ def _axis(name: str, values: Any, positive: bool) -> list:
         raise GridError(f"{name}: the axis is empty ({values!r}); give at least one value")
     converted = []
     for value in values:
+        if name == "per_device_train_batch_size" and value == AT_FRONTIER:
+            converted.append(value)
+            continue
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise GridError(f"{name}: {value!r} is not an integer; accepted: positive integers")
         try:
             item = coerce(name, value, kind)
         except ValueError as err:
             accepted = "true or false" if kind is bool else "positive integers"
+            if name == "per_device_train_batch_size":
+                accepted += f', or "{AT_FRONTIER}" (each variant\'s searched memory frontier)'
             raise GridError(f"{name}: {value!r} is not valid; accepted: {accepted}") from err
         if positive and item <= 0:
             raise GridError(f"{name}: {item!r} is not positive; accepted: positive integers")
@@ -144,14 +154,16 @@ def expand_grid(spec: GridSpec) -> list[dict]:
     except ValueError as err:
         raise GridError(f"base_config: {err}") from err
     points = itertools.product(range(n_runs), seq_lengths, batch_sizes, torch_compile, use_liger)
+    # A "max" item trains at batch 1 until find_frontier resolves it; prepare_grid's checks see that batch.
     return [
         dataclasses.replace(
             shared,
             run_key=run_key(variant_of(liger, compiled), batch_size, seq_len, repeat),
             repeat=repeat,
+            at_frontier=batch_size == AT_FRONTIER,
             use_liger=liger,
             torch_compile=compiled,
-            per_device_train_batch_size=batch_size,
+            per_device_train_batch_size=1 if batch_size == AT_FRONTIER else batch_size,
             max_seq_length=seq_len,
             max_steps=max_steps,
             warmup_steps_to_skip=warmup,

@@ -167,15 +167,57 @@ def _curves(analysis: Analysis, picks: list[tuple[int, int, int]], value: str, y
     return fig
 
 
+def _frontier_probes(analysis: Analysis):
+    """Peak reserved memory of every frontier probe against its batch, one panel per sequence length.
+
+    A probe that trained is a dot (joined per variant in batch order); one that ran out of memory a
+    cross at the peak it had reached, or on the capacity line where it recorded none.
+    """
+    import seaborn as sns
+    from matplotlib.ticker import FuncFormatter
+
+    probes = analysis.probes
+    seqs = sorted(probes["seq_len"].unique())
+    colors = dict(zip(VARIANTS, sns.color_palette("colorblind", len(VARIANTS)), strict=True))
+    capacity = float(probes["gpu_memory_gb"].max())
+    fig, axes = _figure(len(seqs), 2, 4.2)
+    for ax, seq in zip(axes, seqs, strict=True):
+        panel = probes[probes["seq_len"] == seq]
+        for variant in [v for v in VARIANTS if v in set(panel["variant"])]:
+            mine = panel[panel["variant"] == variant]
+            fits = mine[mine["status"] == "ok"].sort_values("batch_size")
+            ax.plot(fits["batch_size"], fits["peak_mem_reserved_gb"], marker="o", color=colors[variant], label=variant)
+            ooms = mine[mine["status"] == "oom"]
+            ax.plot(
+                ooms["batch_size"],
+                ooms["peak_mem_reserved_gb"].fillna(capacity),
+                linestyle="none",
+                marker="X",
+                markersize=9,
+                color=colors[variant],
+            )
+        if math.isfinite(capacity):
+            ax.axhline(capacity, color="#b00020", linestyle="--", linewidth=1.2, label=f"GPU memory {capacity:g} GiB")
+        ax.plot([], [], linestyle="none", marker="X", color="#555", label="out of memory")
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # batch 32, not 2^5
+        ax.set(xlabel="per-device batch size (probe)", ylabel="peak reserved memory (GiB)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"sequence length {seq}")
+    _legend_outside(fig)
+    return fig
+
+
 def draw_figures(analysis: Analysis) -> list[Drawing]:
-    """The report's four figures: throughput and memory per cell, loss and throughput per step.
+    """The report's five figures: throughput and memory per cell, loss and throughput per step, frontier probes.
 
     Args:
         analysis: What ``analyze_results`` returned.
 
     Returns:
-        Throughput, memory, loss and per-step throughput, each drawn or with the reason it is not;
-        the loss of paired runs, without a Liger/baseline pair, neither (the parity table says why).
+        Throughput, memory, loss, per-step throughput and the frontier search's probes, each drawn or
+        with the reason it is not; the loss of paired runs, without a Liger/baseline pair, neither (the
+        parity table says why), nor the probes without a search.
 
     """
     import seaborn as sns
@@ -191,6 +233,8 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
             memory = _data_uri(_bars(analysis, "peak_mem_reserved_gb", "peak reserved memory (GiB)", capacity))
         loss = _data_uri(_curves(analysis, pairs, "loss", "loss", False)) if pairs else ""
         steps = _data_uri(_curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True)) if picks else ""
+        measured = analysis.probes["peak_mem_reserved_gb"].notna().any()
+        frontier = _data_uri(_frontier_probes(analysis)) if measured else ""
     return [
         Drawing("Throughput vs batch size (95% CI over repeats)", throughput, no_run),
         Drawing(
@@ -200,4 +244,9 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
         ),
         Drawing("Loss per step of paired runs", loss, ""),
         Drawing("Throughput per step (warm-up steps shaded)", steps, no_run),
+        Drawing(
+            "Memory frontier search: peak reserved GPU memory of every probe vs its batch size",
+            frontier,
+            "No probe measured GPU memory (the search ran without a CUDA device)." if len(analysis.probes) else "",
+        ),
     ]

@@ -165,14 +165,14 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         title: Page title.
         headline: ``narrative.make_headline``'s sentences.
         notes: ``narrative.caveats``.
-        drawings: ``figures.draw_figures``: throughput, memory, loss and per-step throughput.
+        drawings: ``figures.draw_figures``: throughput, memory, loss, per-step throughput and frontier probes.
 
     Returns:
         The HTML document.
 
     """
     esc = html.escape
-    throughput_figure, memory_figure, loss_figure, steps_figure = (_figure(d) for d in drawings)
+    throughput_figure, memory_figure, loss_figure, steps_figure, frontier_figure = (_figure(d) for d in drawings)
     caveat_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>None.</li>"
     sections = [
         f"<h1>{esc(title)}</h1>",
@@ -198,6 +198,7 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "<h2>Memory frontier, searched</h2>",
         f"<p>{esc(SEARCH_RULE)}</p>",
         html_table(analysis.searches, SEARCHES),
+        frontier_figure,
         "<h2>Out-of-memory frontier of the grid's batch sizes</h2>",
         html_table(analysis.frontier, FRONTIER),
         f"<h2>Loss parity (tolerance {analysis.parity_tolerance:.1%})</h2>",
