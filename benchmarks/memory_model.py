@@ -7,11 +7,21 @@ over N GPUs), every activation of the micro-batch saved, gradients not yet alloc
 frees them). See benchmarks/results/memory-model.md for the formula, its assumptions and its error.
 
     python benchmarks/memory_model.py   # the tables of benchmarks/results/memory-model.md, verbatim
+    python benchmarks/memory_model.py --frontier FRONTIER_JSON [--arch phi3-mini] [--gpus 1]
+
+``--frontier`` checks the model against a searched memory frontier instead: find_frontier's artifact
+(``{"frontiers": [...]}``, the ``frontier`` output of the pipeline's find-frontier task). Per search:
+the predicted peak at the largest batch that trained against the probe's allocated peak, and the
+largest batch the model predicts under the GPU's capacity against the searched one. torch.compile
+has no term in the model: a compile arm is predicted as its eager counterpart.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +61,7 @@ class Arch:
 PHI3_MINI = Arch("Phi-3-mini (3.8B)", 3072, 8192, 32, 32064, 3072)
 LLAMA3_8B = Arch("Llama-3-8B", 4096, 14336, 32, 128256, 1024)
 LLAMA3_70B = Arch("Llama-3-70B", 8192, 28672, 80, 128256, 1024)
+ARCHES = {"phi3-mini": PHI3_MINI, "llama3-8b": LLAMA3_8B, "llama3-70b": LLAMA3_70B}
 
 
 def activation_bytes_per_token(arch: Arch, liger: bool, checkpointing: bool = False) -> float:
@@ -116,6 +127,73 @@ def measured_two_gpu() -> list[dict]:
     return rows
 
 
+def predicted_frontier(arch: Arch, liger: bool, n_gpus: int, seq_len: int, capacity_gib: float) -> int:
+    """The largest per-GPU batch whose predicted peak fits ``capacity_gib`` (the peak is linear in the batch)."""
+    fixed = peak_bytes(arch, liger, n_gpus, 0)
+    per_sequence = peak_bytes(arch, liger, n_gpus, seq_len) - fixed
+    return max(0, math.floor((capacity_gib * GIB - fixed) / per_sequence))
+
+
+def frontier_check(frontiers: list[dict], arch: Arch, n_gpus: int = 1) -> list[dict]:
+    """The model against each search of find_frontier's records that found a batch that trains on a GPU.
+
+    Args:
+        frontiers: find_frontier's records (``variant``, ``max_seq_length``, ``largest_fit``, ``probes``).
+        arch: The model's sizes.
+        n_gpus: GPUs of one run (FSDP above 1).
+
+    Returns:
+        Per search: the searched and the predicted largest batch, and the predicted and measured
+        allocated peak at the searched one, with the errors (predicted / measured − 1).
+    """
+    rows = []
+    for record in frontiers:
+        fit, seq = record["largest_fit"], record["max_seq_length"]
+        probe = next((p for p in record["probes"] if p["per_device_train_batch_size"] == fit), None)
+        if fit is None or probe is None or probe["peak_mem_allocated_gb"] is None:
+            continue
+        liger = record["variant"].startswith("liger")
+        predicted_peak = peak_bytes(arch, liger, n_gpus, fit * seq) / GIB
+        predicted_fit = predicted_frontier(arch, liger, n_gpus, seq, probe["gpu_memory_gb"])
+        rows.append(
+            {
+                "variant": record["variant"],
+                "seq_len": seq,
+                "searched_fit": fit,
+                "smallest_oom": record["smallest_oom"],
+                "predicted_fit": predicted_fit,
+                "fit_error": predicted_fit / fit - 1,
+                "measured_gib": probe["peak_mem_allocated_gb"],
+                "predicted_gib": predicted_peak,
+                "peak_error": predicted_peak / probe["peak_mem_allocated_gb"] - 1,
+                "capacity_gib": probe["gpu_memory_gb"],
+            }
+        )
+    return rows
+
+
+def print_frontier_check(path: Path, arch: Arch, n_gpus: int) -> None:
+    """Print the model's error against the searched frontier in ``path`` as a Markdown table."""
+    rows = frontier_check(json.loads(path.read_text())["frontiers"], arch, n_gpus)
+    print(f"## Check against the searched memory frontier ({arch.name}, {n_gpus} GPU per run, {path.name})\n")
+    if not rows:
+        print("No search found a batch that trains on a GPU: nothing to check.")
+        return
+    print(
+        "| variant | seq | searched largest batch | first oom | predicted largest batch | error % | "
+        "measured allocated GiB at it | predicted GiB | error % | capacity GiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['seq_len']} | {row['searched_fit']} | {row['smallest_oom'] or '–'} | "
+            f"{row['predicted_fit']} | {100 * row['fit_error']:+.1f} | {row['measured_gib']:.1f} | "
+            f"{row['predicted_gib']:.1f} | {100 * row['peak_error']:+.1f} | {row['capacity_gib']:.1f} |"
+        )
+    worst = max((row["fit_error"] for row in rows), key=abs)
+    print(f"\nLargest frontier error: {100 * worst:+.1f}%.")
+
+
 def main() -> None:
     print("## Check against one-GPU measurements (Phi-3-mini architecture, seq 512, H100, allocated peak)\n")
     print("| variant | batch | predicted GiB | measured allocated GiB | error % | measured reserved GiB |")
@@ -167,4 +245,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frontier", type=Path, help="find_frontier's artifact: check the model against it")
+    parser.add_argument("--arch", choices=sorted(ARCHES), default="phi3-mini", help="the searched model's sizes")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs of one run (FSDP above 1)")
+    arguments = parser.parse_args()
+    if arguments.frontier:
+        print_frontier_check(arguments.frontier, ARCHES[arguments.arch], arguments.gpus)
+    else:
+        main()

@@ -58,6 +58,16 @@ MISTAKES = [
         ["per_device_train_batch_size: 0 is not positive; accepted: positive integers"],
     ),
     Mistake(
+        "bad-frontier-setting",
+        ["local", "--param", "frontier_resolution=0"],
+        ["frontier_resolution: 0 is out of range; accepted: integers from 1 to frontier_max_batch_size"],
+    ),
+    Mistake(
+        "max-batch-without-the-search",
+        ["local", "--param", 'per_device_train_batch_size=["max"]', "--param", "frontier_search=false"],
+        ['per_device_train_batch_size: "max" is each variant\'s searched memory frontier, but no search runs'],
+    ),
+    Mistake(
         "missing-local-dataset",
         ["local", "--param", 'dataset_name="/nonexistent/dir"'],
         ["dataset_name: local path '/nonexistent/dir' does not exist"],
@@ -341,7 +351,7 @@ def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli
         "a CUDA GPU is present: the pipeline's defaults hold"
         if cuda
         else "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], max_seq_length [128], "
-        "max_steps 10) and the pipeline's for the rest"
+        "max_steps 10, frontier_search false) and the pipeline's for the rest"
     )
     finished = [line for line in lines if f"/{runs}] " in line]
     assert len(finished) == runs and all("ETA" in line for line in finished[:-1])
@@ -531,10 +541,12 @@ def test_local_uses_the_pipelines_defaults_with_cuda_and_the_cpu_demos_without()
     assert without == {"max_concurrency": 1, "train_retries": 0, **CPU_DEMO_OVERRIDES}
     assert said == (
         "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], max_seq_length [128], "
-        "max_steps 10) and the pipeline's for the rest"
+        "max_steps 10, frontier_search false) and the pipeline's for the rest"
     )
     _, said = local_defaults(False, {"max_steps": 50, "max_seq_length": [64]})
-    assert said.startswith("no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8]) and")
+    assert said.startswith(
+        "no CUDA GPU: the CPU demo's defaults (per_device_train_batch_size [8], frontier_search false) and"
+    )
     _, said = local_defaults(False, dict(CPU_DEMO_OVERRIDES))
     assert said == "no CUDA GPU: the pipeline's defaults"
 

@@ -247,7 +247,7 @@ def find_frontier(
             f"memory frontier of {record['variant']} at max_seq_length={record['max_seq_length']}: "
             f"{record['end']} ({record['reason']})"
         )
-    return grid
+    return resolved
 
 
 def train_model(

@@ -101,7 +101,7 @@ def parse_params(pairs: list[str], declared: Mapping[str, str]) -> dict[str, Any
 
 
 def check_grid(params: Mapping[str, Any]) -> int:
-    """Expand the grid and check the tracking URI as prepare_grid will (same functions, same messages).
+    """Expand the grid, check it and the tracking URI and the frontier settings as prepare_grid will (same messages).
 
     Args:
         params: Pipeline parameters given; the others keep their defaults, which GridSpec's are.
@@ -115,12 +115,18 @@ def check_grid(params: Mapping[str, Any]) -> int:
     import dataclasses
 
     from liger_bench.credentials import check_tracking_uri
+    from liger_bench.plan.frontier import FrontierSettings, check_at_frontier
     from liger_bench.plan.grid import GridSpec, expand_grid
+    from liger_bench.plan.signature import pipeline_default
 
     axes = {f.name: params[f.name] for f in dataclasses.fields(GridSpec) if f.name in params}
+    frontier = {f.name: params[f.name] for f in dataclasses.fields(FrontierSettings) if f.name in params}
     try:
         check_tracking_uri(params.get("mlflow_tracking_uri", ""))
-        return len(expand_grid(GridSpec(**axes)))
+        FrontierSettings.from_dict(frontier)
+        grid = expand_grid(GridSpec(**axes))
+        check_at_frontier(params.get("frontier_search", pipeline_default("frontier_search")), grid)
+        return len(grid)
     except ValueError as error:  # a GridError is one
         raise UserError(str(error)) from None
 
