@@ -103,7 +103,10 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
         "max_grid_size": 256,
         **ClusterOptions().grid_scale(),
     }
-    grid = tasks.prepare_grid(model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "")
+    grid = tasks.prepare_grid(
+        model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}
+    )
+    grid = tasks.find_frontier(grid, str(model_dir), str(tmp_path / "dataset"), False, {}, str(tmp_path / "frontier"))
     runs = backend_hierarchy(mlflow_server, len(grid))
     experiment = f"ours-{uuid.uuid4().hex[:8]}"
 
@@ -140,6 +143,7 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
     tasks.analyze_results(
         results,
         histories,
+        str(tmp_path / "frontier"),
         str(tmp_path / "report"),
         str(tmp_path / "summary"),
         str(tmp_path / "table"),
