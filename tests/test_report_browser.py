@@ -257,3 +257,19 @@ def test_the_cpu_report_says_unknown_for_mfu_and_the_gpu_peak_and_names_the_embe
     caveats = driver.execute_script(TEXT_OF, ".caveats li")
     assert caveats[1].startswith("The model is a tiny random Phi-3 (liger-bench's embedded model, preset 'tiny'")
     assert "Loss per step of paired runs" not in driver.execute_script(TEXT_OF, "h3")
+
+
+def test_the_searched_frontier_fits_1280_px_with_its_figure(driver, tmp_path):
+    """The frontier table of four searches (issue 24) and the probes' figure, at a 1280 px window."""
+    from test_frontier_report import SEARCHES
+
+    path = tmp_path / "frontier.html"
+    path.write_text(build_report(*build(gpu_scenario()), SEARCHES).html, encoding="utf-8")
+    driver.set_window_size(1280, 1000)
+    driver.get(path.as_uri())
+    assert_page_is_self_contained(driver, expected_images=5)
+    assert driver.execute_script(OVERFLOWING_TABLES) == []
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert driver.execute_script(CELLS_ON_SEVERAL_LINES) == []
+    assert driver.execute_script(BLANK_CELLS) == []
+    assert driver.execute_script(COLUMN_TEXTS, "largest batch that fits") == ["40", "48", "36", "32"]
