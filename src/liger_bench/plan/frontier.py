@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from liger_bench.plan.config import coerce
+from liger_bench.plan.config import TrainConfig, coerce
 from liger_bench.plan.grid import AT_FRONTIER, GridError, run_key
 from liger_bench.plan.signature import pipeline_default
 from liger_bench.vocabulary import variant_of
@@ -89,13 +89,18 @@ def search_points(grid: list[dict]) -> list[dict]:
     """One grid item per (variant, sequence length), the first of each in grid order: what the search probes.
 
     Args:
-        grid: prepare_grid's items (TrainConfig dicts); a probe takes every setting but the batch size from them.
+        grid: prepare_grid's items (TrainConfig dicts, KFP's floats for integers included); a probe takes every
+            setting but the batch size from them.
     """
     points: dict[tuple[str, int], dict] = {}
     for item in grid:
-        point = (variant_of(item["use_liger"], item["torch_compile"]), int(item["max_seq_length"]))
-        points.setdefault(point, item)
+        points.setdefault(_point(TrainConfig.from_dict(item)), item)
     return list(points.values())
+
+
+def _point(config: TrainConfig) -> tuple[str, int]:
+    """The (variant, sequence length) a search answers for ``config``."""
+    return variant_of(config.use_liger, config.torch_compile), config.max_seq_length
 
 
 def skip_reason(frontier_search: bool, grid: list[dict]) -> str:
@@ -107,7 +112,7 @@ def skip_reason(frontier_search: bool, grid: list[dict]) -> str:
     """
     if not frontier_search:
         return "frontier_search is false"
-    nodes = max(int(item["nodes_per_run"]) for item in grid)
+    nodes = max(TrainConfig.from_dict(item).nodes_per_run for item in grid)
     if nodes > 1:
         return f"runs of several nodes (nodes_per_run={nodes}): a probe trains on one node"
     return ""
@@ -121,7 +126,7 @@ def check_at_frontier(frontier_search: bool, grid: list[dict]) -> None:
         grid: prepare_grid's items.
     """
     why = skip_reason(frontier_search, grid)
-    if why and any(item["at_frontier"] for item in grid):
+    if why and any(TrainConfig.from_dict(item).at_frontier for item in grid):
         raise GridError(
             f'per_device_train_batch_size: "{AT_FRONTIER}" is each variant\'s searched memory frontier, but no '
             f'search runs ({why}); accepted: batch sizes, or "{AT_FRONTIER}" with frontier_search true on one node'
@@ -143,14 +148,14 @@ def resolve_at_frontier(grid: list[dict], frontiers: list[dict]) -> tuple[list[d
     found = {(record["variant"], record["max_seq_length"]): record for record in frontiers}
     resolved, left_out, seen = [], [], set()
     for item in grid:
-        variant = variant_of(item["use_liger"], item["torch_compile"])
-        if item["at_frontier"]:
-            record = found[(variant, int(item["max_seq_length"]))]
+        config = TrainConfig.from_dict(item)
+        if config.at_frontier:
+            record = found[_point(config)]
             if record["largest_fit"] is None:
-                left_out.append(f"{item['run_key']}: no batch fits ({record['end']}: {record['reason']})")
+                left_out.append(f"{config.run_key}: no batch fits ({record['end']}: {record['reason']})")
                 continue
             batch = record["largest_fit"]
-            key = run_key(variant, batch, int(item["max_seq_length"]), int(item["repeat"]))
+            key = run_key(_point(config)[0], batch, config.max_seq_length, config.repeat)
             item = {**item, "per_device_train_batch_size": batch, "run_key": key}
         if item["run_key"] not in seen:
             seen.add(item["run_key"])
