@@ -41,7 +41,7 @@ def test_each_variant_and_sequence_length_is_searched_once_from_its_first_grid_i
     ]
 
 
-def test_find_frontier_without_the_search_records_every_search_skipped(embedded_assets, tmp_path):
+def test_find_frontier_without_the_search_records_every_search_skipped(embedded_assets, tmp_path, capsys):
     from liger_bench.tasks import find_frontier
 
     model_dir, dataset_dir = embedded_assets
@@ -53,6 +53,8 @@ def test_find_frontier_without_the_search_records_every_search_skipped(embedded_
         ("liger", 64, "skipped", "frontier_search is false", []),
         ("baseline", 64, "skipped", "frontier_search is false", []),
     ]
+    # The task log says it once, not once per search.
+    assert capsys.readouterr().out == "[liger-bench] memory frontier not searched: frontier_search is false\n"
 
 
 def test_runs_of_several_nodes_are_not_searched(tmp_path):

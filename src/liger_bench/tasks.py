@@ -235,18 +235,19 @@ def find_frontier(
     from liger_bench.plan.frontier import FrontierSettings, resolve_at_frontier, skip_reason
 
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
-    records = search_grid(
-        grid, model_dir, dataset_dir, FrontierSettings.from_dict(settings), skip_reason(frontier_search, grid)
-    )
+    skipped = skip_reason(frontier_search, grid)
+    records = search_grid(grid, model_dir, dataset_dir, FrontierSettings.from_dict(settings), skipped)
     write_json_atomic(frontier_path, {"frontiers": records})
     resolved, left_out = resolve_at_frontier(grid, records)
-    for line in left_out:
-        progress(f'per_device_train_batch_size "max" not trained: {line}')
-    for record in records:
+    if skipped:
+        progress(f"memory frontier not searched: {skipped}")
+    for record in [] if skipped else records:
         progress(
             f"memory frontier of {record['variant']} at max_seq_length={record['max_seq_length']}: "
             f"{record['end']} ({record['reason']})"
         )
+    for line in left_out:
+        progress(f'per_device_train_batch_size "max" not trained: {line}')
     return resolved
 
 
