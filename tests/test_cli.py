@@ -43,7 +43,11 @@ MISTAKES = [
     Mistake(
         "unknown-param",
         ["local", "--param", "batch_size=[2]"],
-        ["batch_size: no such pipeline parameter", "did you mean per_device_train_batch_size?", "valid: base_config"],
+        [
+            "batch_size: no such pipeline parameter",
+            "did you mean frontier_max_batch_size or per_device_train_batch_size?",
+            "valid: base_config",
+        ],
     ),
     Mistake(
         "malformed-json",

@@ -47,9 +47,13 @@ class UserError(Exception):
 
 
 def closest(name: str, valid: list[str]) -> str:
-    """' (did you mean X?)' for the nearest valid name, or '' when none is close."""
-    match = [v for v in valid if name in v] or difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]}?)" if match else ""
+    """' (did you mean X?)' for the nearest valid name, or '' when none is close.
+
+    Every valid name that contains ``name`` is near (up to three: ``batch_size`` is in
+    ``frontier_max_batch_size`` and ``per_device_train_batch_size``); else the most similar one.
+    """
+    match = [v for v in valid if name in v][:3] or difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f" (did you mean {' or '.join(match)}?)" if match else ""
 
 
 def check_names(names: list[str], declared: Mapping[str, str], option: str = "--param") -> None:
