@@ -12,7 +12,7 @@ import yaml
 
 from liger_bench.cli.main import compile_pipeline
 from liger_bench.plan.frontier import resolve_at_frontier, search_points, skip_reason
-from liger_bench.plan.grid import GridSpec, expand_grid
+from liger_bench.plan.grid import GridSpec, describe_experiment, expand_grid
 
 TWO_VARIANTS = [
     {
@@ -84,6 +84,7 @@ def test_max_in_the_batch_axis_expands_at_batch_1_until_the_search_resolves_it_p
         ("liger-bs40-seq512-r0", 40, False),
         ("baseline-bs40-seq512-r0", 40, False),
     ]
+    assert describe_experiment(grid)["per_device_train_batch_size"] == [40, "max"]  # the MLflow parent run's param
     frontiers = [
         {"variant": "baseline", "max_seq_length": 512, "largest_fit": 40, "end": "resolved", "reason": "r"},
         {"variant": "liger", "max_seq_length": 512, "largest_fit": 48, "end": "resolved", "reason": "r"},

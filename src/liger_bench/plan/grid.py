@@ -234,7 +234,11 @@ def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> 
 def describe_experiment(grid: list[dict]) -> dict:
     """What a validated grid measures: each axis's values, the repeats, and every shared setting."""
     grid = [TrainConfig.from_dict(item).to_dict() for item in grid]  # KFP hands integers over as floats
-    axes = {axis: sorted({item[axis] for item in grid}) for axis in EXPERIMENT_AXES}
+    # A "max" item's batch is its variant's frontier, found after this description: it reads "max".
+    shown = [{**item, "per_device_train_batch_size": AT_FRONTIER} if item["at_frontier"] else item for item in grid]
+    axes = {
+        axis: sorted({item[axis] for item in shown}, key=lambda v: (isinstance(v, str), v)) for axis in EXPERIMENT_AXES
+    }
     shared = {
         key: value
         for key, value in grid[0].items()
