@@ -48,7 +48,7 @@ def reads_staged_inputs(task: dsl.PipelineTask, options: ClusterOptions) -> None
     reading tasks open the staged folders and write nothing there.
 
     Args:
-        task: A download, prepare_grid or train_model task.
+        task: A download, prepare_grid, find_frontier or train_model task.
         options: The compile-time settings (``model_volume``, ``model_volume_mount``).
     """
     if options.model_volume:
@@ -247,6 +247,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         if options.nodes_per_run == 1:  # a run of several nodes is not searched (find_frontier says why)
             frontier_task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(options.gpus_per_run)
         on_gpu_nodes(frontier_task, options, gpu_node_selector, gpu_tolerations)
+        reads_staged_inputs(frontier_task, options)
 
         with dsl.ParallelFor(frontier_task.outputs["Output"], parallelism=options.max_concurrency) as config:
             train_task = train_model(

@@ -18,9 +18,11 @@ import math
 import random
 from dataclasses import dataclass
 
+from liger_bench.measure.frontier import Probe, search_frontier
 from liger_bench.measure.metrics import aggregate
 from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason, world_metrics
 from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
 from liger_bench.vocabulary import variant_of
@@ -254,6 +256,42 @@ def gpu_scenario() -> list[Run]:
                     loss_scale=1.05 if (batch, repeat) == (16, 1) else 1.0)
             )  # fmt: skip
     return runs
+
+
+# The GPU scenario's memory frontier at seq 512 on its H100, per variant: the largest batch that trains, the
+# peak reserved GiB a probe of batch b reaches (intercept, slope), its seconds (intercept, slope) and the
+# reserved GiB at the out-of-memory error. Searched with resolution 1 from batch 1: the baseline probes
+# 1 … 32, then 24, 20, 22, 23 (10 probes); Liger 1 … 64, then 48, 40, 36, 38, 37 (12 probes).
+FRONTIER = {
+    "baseline": {"largest_fit": 22, "peak": (7.6, 3.1), "seconds": (12.0, 0.5), "oom_peak": 78.45},
+    "liger": {"largest_fit": 36, "peak": (6.9, 1.85), "seconds": (15.1, 0.25), "oom_peak": 77.93},
+}
+
+
+def frontier_probe(variant: str, batch: int) -> Probe:
+    """The probe of ``batch`` for ``variant`` in the GPU scenario (``FRONTIER``), as frontier_probe records one."""
+    spec = FRONTIER[variant]
+    fits = batch <= spec["largest_fit"]
+    reserved = spec["peak"][0] + spec["peak"][1] * batch if fits else spec["oom_peak"]
+    return Probe(
+        per_device_train_batch_size=batch,
+        status="ok" if fits else "oom",
+        reason="" if fits else "OutOfMemoryError: CUDA out of memory.",
+        peak_mem_reserved_gb=reserved,
+        peak_mem_allocated_gb=allocated_fraction(variant == "liger") * reserved,
+        elapsed_s=spec["seconds"][0] + spec["seconds"][1] * batch,
+        gpu_memory_gb=H100_ENV["gpu_memory_gb"],
+    )
+
+
+def frontier_searches() -> list[dict]:
+    """find_frontier's records for the GPU scenario: the real search over ``frontier_probe``'s answers."""
+    settings = FrontierSettings(frontier_resolution=1, frontier_max_batch_size=1024)
+    records = []
+    for variant in FRONTIER:
+        frontier = search_frontier(lambda batch, _left, v=variant: frontier_probe(v, batch), settings)
+        records.append({"variant": variant, "max_seq_length": 512, **frontier.to_dict()})
+    return records
 
 
 def four_variant_scenario(compile_s: float = 30.0, **liger_compile) -> list[Run]:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from synthetic_results import Run, build, four_variant_scenario, gpu_scenario, make_run
+from synthetic_results import Run, build, four_variant_scenario, frontier_searches, gpu_scenario, make_run
 
 from liger_bench import tracking
 from liger_bench.analyse.analysis import analyze_results
@@ -49,7 +49,10 @@ def matches(patterns: set[str], key: str) -> bool:
 
 @pytest.fixture(scope="module")
 def analyses():
-    return [analyze_results(*build(gpu_scenario())), analyze_results(*build(four_variant_scenario()))]
+    return [
+        analyze_results(*build(gpu_scenario()), frontier_searches()),
+        analyze_results(*build(four_variant_scenario())),
+    ]
 
 
 @pytest.mark.parametrize("name", [name for name in dir(tables) if isinstance(getattr(tables, name), tables.Table)])

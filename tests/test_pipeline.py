@@ -260,7 +260,13 @@ def test_the_model_volume_is_mounted_on_the_tasks_that_stage_or_read_the_inputs_
     spec, platform = yaml.safe_load_all(path.read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     mount = ClusterOptions().model_volume_mount
-    readers = {"exec-download-model", "exec-download-dataset", "exec-prepare-grid", "exec-train-model"}
+    readers = {
+        "exec-download-model",
+        "exec-download-dataset",
+        "exec-prepare-grid",
+        "exec-find-frontier",
+        "exec-train-model",
+    }
     for name in readers:
         mounts = [m for m in executors[name]["pvcMount"] if m["mountPath"] == mount]
         assert [m["pvcNameParameter"]["runtimeValue"]["constant"] for m in mounts] == ["liger-inputs"], name

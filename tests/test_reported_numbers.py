@@ -18,6 +18,8 @@ from synthetic_results import (
     DIVERGED_AT_STEP,
     FIRST_COMPILE_GRAPHS,
     FLOPS_PER_TOKEN,
+    FRONTIER,
+    H100_ENV,
     JITTER,
     LIGER_FAILED,
     NOISY,
@@ -29,6 +31,7 @@ from synthetic_results import (
     build,
     cpu_scenario,
     four_variant_scenario,
+    frontier_searches,
     gpu_scenario,
     liger_memory,
     liger_rate,
@@ -361,7 +364,8 @@ def test_every_column_of_a_run(gpu, variant, batch, repeat, status):
     assert_row(actual, run_columns(variant, batch, repeat, status))
 
 
-def test_every_kfp_metric(gpu):
+def gpu_metrics() -> dict[str, float]:
+    """Every KFP metric of the GPU scenario, by hand."""
     expected = {"n_ok": 13.0, "n_oom": 3.0, "n_failed": 2.0, "n_skipped": 0.0, "n_diverged": 0.0, "n_runs": 18.0}
     expected["success_ratio"] = 13 / 18
     for batch in (8, 16):
@@ -382,19 +386,108 @@ def test_every_kfp_metric(gpu):
             expected[f"peak_mem_reserved_gb_{suffix}"] = max(memory(variant, batch, r) for r in repeats)
     expected |= {f"largest_ok_batch_liger_seq{SEQ}": 24.0, f"largest_ok_batch_baseline_seq{SEQ}": 16.0}
     expected |= {"parity_pairs": 5.0, "parity_failures": 1.0, "parity_max_rel_diff": 0.05}
-    assert headline_metrics(gpu) == pytest.approx(expected, rel=1e-9)
+    return expected
 
 
-def test_every_number_of_the_headline(gpu):
+def test_every_kfp_metric(gpu):
+    assert headline_metrics(gpu) == pytest.approx(gpu_metrics(), rel=1e-9)
+
+
+def gpu_headline(searched: str = "") -> str:
+    """The GPU scenario's headline by hand, with ``searched`` (the searched frontier's clause) where it goes."""
     mean, low, high = ci([rate("liger", 16, r) for r in range(3)])
     gain, gain_low, gain_high = ci([rate("liger", 16, r) / rate("baseline", 16, r) - 1 for r in range(3)])
-    assert make_headline(gpu) == (
+    return (
         f"At batch 16 the fastest variant that trained is Liger: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
         f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%). "
         f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Liger trains batch 24 where the baseline runs "
-        "out of memory. Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference 5.0%, "
-        "tolerance 2%)."
+        f"out of memory.{searched} Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference "
+        "5.0%, tolerance 2%)."
     )
+
+
+def test_every_number_of_the_headline(gpu):
+    assert make_headline(gpu) == gpu_headline()
+
+
+@pytest.fixture(scope="module")
+def searched():
+    """The GPU scenario with its memory frontier searched (``synthetic_results.FRONTIER``)."""
+    return analyze_results(*build(gpu_scenario()), frontier_searches())
+
+
+# What each search probed, in order, by hand from FRONTIER's largest fits: doubling from 1 to the first
+# batch out of memory, then bisecting to resolution 1.
+PROBED = {
+    "baseline": [1, 2, 4, 8, 16, 32, 24, 20, 22, 23],
+    "liger": [1, 2, 4, 8, 16, 32, 64, 48, 40, 36, 38, 37],
+}
+
+
+def search_columns(variant: str) -> dict:
+    """Every column of the searched frontier table for ``variant``, by hand."""
+    spec = FRONTIER[variant]
+    fit = spec["largest_fit"]
+    peak = spec["peak"][0] + spec["peak"][1] * fit
+    return {
+        "variant": variant,
+        "seq_len": SEQ,
+        "largest_fit": fit,
+        "smallest_oom": fit + 1,
+        "peak_mem_reserved_gb": peak,
+        "gpu_memory_gb": H100_ENV["gpu_memory_gb"],
+        "capacity_share": peak / H100_ENV["gpu_memory_gb"],
+        "n_probes": len(PROBED[variant]),
+        "search_time_s": sum(spec["seconds"][0] + spec["seconds"][1] * batch for batch in PROBED[variant]),
+        "end": "resolved",
+        "reason": f"batch {fit} trained and batch {fit + 1} ran out of memory (frontier_resolution=1)",
+    }
+
+
+@pytest.mark.parametrize("variant", ["baseline", "liger"])
+def test_every_column_of_the_searched_frontier(searched, variant):
+    assert list(searched.searches["variant"]) == ["baseline", "liger"]
+    assert_row(one(searched.searches, variant=variant), search_columns(variant))
+    probes = searched.probes[searched.probes["variant"] == variant]
+    assert list(probes["batch_size"]) == PROBED[variant]
+
+
+def test_every_column_of_the_searched_frontier_gain(searched):
+    """Liger trained 36 where the baseline ran out of memory at 23: +64% sequences per step."""
+    assert_row(
+        one(searched.frontier_gains, variant="liger"),
+        {
+            "variant": "liger",
+            "seq_len": SEQ,
+            "largest_fit": 36,
+            "baseline_largest_fit": 22,
+            "at_least": False,
+            "gain_pct": 100 * (36 / 22 - 1),
+        },
+    )
+    assert len(searched.frontier_gains) == 1
+
+
+def test_every_kfp_metric_and_the_headline_of_a_searched_frontier(searched):
+    expected = gpu_metrics() | {f"largest_fit_baseline_seq{SEQ}": 22.0, f"largest_fit_liger_seq{SEQ}": 36.0}
+    assert headline_metrics(searched) == pytest.approx(expected, rel=1e-9)
+    gain = 100 * (36 / 22 - 1)
+    assert make_headline(searched) == gpu_headline(
+        f" Liger fits 36 sequences of 512 tokens where the baseline fits 22 (+{gain:.0f}%)."
+    )
+    assert gain == pytest.approx(63.64, abs=0.01)  # "+64%"
+
+
+def test_every_column_of_the_searched_frontier_as_rendered(searched):
+    for variant in ("baseline", "liger"):
+        want = search_columns(variant)
+        label = {"baseline": "baseline", "liger": "Liger"}[variant]
+        reason = want["reason"].replace("_", r"\_")  # Markdown's escape
+        assert md_row(searched.searches[searched.searches["variant"] == variant], tables.SEARCHES) == (
+            f"| {label} | 512 | {want['largest_fit']} | {want['smallest_oom']} | {want['peak_mem_reserved_gb']:.2f} | "
+            f"{want['gpu_memory_gb']:.1f} | {100 * want['capacity_share']:.1f} | {want['n_probes']} | "
+            f"{want['search_time_s']:,.0f} | resolved | {reason} |"
+        )
 
 
 def test_every_number_of_the_caveats(gpu):

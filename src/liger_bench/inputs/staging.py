@@ -5,8 +5,8 @@ reads it: a model artifact of 7.6 GB (Phi-3-mini) is copied into every training 
 ``--model-volume PVC``, download_model and download_dataset write the files once to a ReadWriteMany
 volume, in a folder named by their content (name, resolved revision, and for a dataset its split and
 this project's version, whose conversion shaped it), and their artifact is a small JSON pointer to
-that folder. prepare_grid and train_model read the folder where the pointer says. Without a volume
-the artifact holds the files, as before. ``liger-bench local --model-volume DIR`` uses a plain folder.
+that folder. prepare_grid, find_frontier and train_model read the folder where the pointer says.
+Without a volume the artifact holds the files, as before. ``liger-bench local --model-volume DIR`` uses a plain folder.
 """
 
 from __future__ import annotations
