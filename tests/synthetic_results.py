@@ -9,7 +9,9 @@ median step time (``JITTER`` times the nominal) differs from the mean (the nomin
 not 0, while the rate stays the one asked for; allocated memory is a different fraction of reserved
 memory for Liger and for the rest (``allocated_fraction``); warm-up steps peak higher and the run's
 peak step is neither its first nor its last measured step; and the GPU scenario's memory and rates
-differ from repeat to repeat, with a partly failed Liger cell at the top of its batch range.
+differ from repeat to repeat, with a partly failed Liger cell at the top of its batch range. Its memory
+frontier searches (``frontier_searches``) are the real search over fixed probe answers, whose largest
+fits, first out-of-memory batches, probe counts, peaks and search times all differ.
 """
 
 from __future__ import annotations
