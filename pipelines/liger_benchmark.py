@@ -126,6 +126,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         warmup_steps_to_skip: int = 3,
         base_config: dict = {},
         max_grid_size: int = 256,
+        kernel_ablation: str = "off",
         min_success_ratio: float = 0.1,
         frontier_search: bool = True,
         frontier_max_batch_size: int = 1024,
@@ -159,6 +160,10 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip: First steps of each run left out of every aggregate.
             base_config: Other training settings for every run, e.g. {"learning_rate": 1e-5, "liger_swiglu": false}.
             max_grid_size: Refuse grids with more runs than this.
+            kernel_ablation: Per-kernel attribution: 'off'; 'each' (every kernel liger-kernel enables by default
+                for the model type, alone); 'leave-one-out' (all of them but one); 'both'. Adds eager Liger runs:
+                one per default kernel (Phi-3: 4) for 'each' or 'leave-one-out', two for 'both', times batch
+                sizes × sequence lengths × n_runs; needs use_liger [true, false] and torch_compile with false.
             min_success_ratio: Fail the pipeline (after writing the report) when fewer runs are ok (diverged: not ok).
             frontier_search: Search each variant's memory frontier (the largest per-device batch that trains) at
                 every sequence length, in probes of a few steps on a GPU node, before the training runs.
@@ -210,6 +215,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             warmup_steps_to_skip=warmup_steps_to_skip,
             base_config=base_config,
             max_grid_size=max_grid_size,
+            kernel_ablation=kernel_ablation,
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
             frontier_search=frontier_search,

@@ -37,6 +37,29 @@ def prepared_dataset(embedded_assets, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_model(embedded_assets, tmp_path_factory):
+    """``tiny_model(model_type)``: a model folder as download_model leaves it, made once per type."""
+    from tiny_models import text_lm_refusal, write_tiny_model
+
+    from liger_bench.tasks import download_model
+
+    made = {}
+
+    def make(model_type: str):
+        refusal = text_lm_refusal(model_type)
+        if refusal:
+            pytest.skip(refusal)
+        if model_type not in made:
+            root = tmp_path_factory.mktemp(model_type)
+            write_tiny_model(model_type, root / "source", embedded_assets[0])
+            info = download_model(str(root / "source"), "", root / "model")
+            made[model_type] = (root / "model", info)
+        return made[model_type]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def local_pipeline_run(tmp_path_factory, embedded_assets):
     """One whole local pipeline run on the embedded default (small grid), shared by several tests."""
     from liger_bench.cli.localrun import run_local

@@ -39,25 +39,6 @@ NOTHING_TO_PATCH = {"llama4_text": {"layer_norm"}}
 OUTCOME_TABLE_ENV = "LIGER_BENCH_ARCHITECTURES_OUT"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(embedded_assets, tmp_path_factory):
-    """``tiny_model(model_type)``: a model folder as download_model leaves it, made once per type."""
-    made: dict[str, tuple[Path, dict]] = {}
-
-    def make(model_type: str) -> tuple[Path, dict]:
-        refusal = text_lm_refusal(model_type)
-        if refusal:
-            pytest.skip(refusal)
-        if model_type not in made:
-            root = tmp_path_factory.mktemp(model_type)
-            write_tiny_model(model_type, root / "source", embedded_assets[0])
-            info = download_model(str(root / "source"), "", root / "model")
-            made[model_type] = (root / "model", info)
-        return made[model_type]
-
-    return make
-
-
 def _grid(info: dict, model_dir, axes: dict, dataset_dir) -> list[dict]:
     """prepare_grid's work on a tiny model and the prepared embedded dataset (its rows are tokenised there)."""
     return prepare_grid(

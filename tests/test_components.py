@@ -32,6 +32,7 @@ GRID_AXES = {
     "warmup_steps_to_skip": 3,
     "base_config": {},
     "max_grid_size": 256,
+    "kernel_ablation": "off",
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
     "frontier_search": True,

@@ -53,6 +53,7 @@ FRONTIER_SETTINGS = asdict(FrontierSettings())
 GRID_TASK_ARGS = {
     "base_config": {},
     "max_grid_size": 256,
+    "kernel_ablation": "off",
     "min_success_ratio": 0.1,
     "mlflow_tracking_uri": "",
     "frontier_search": True,
@@ -238,6 +239,73 @@ def test_the_valid_grid_the_cases_start_from_is_accepted():
 def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(case):
     with pytest.raises(GridError, match=case.message):
         expand_grid(GridSpec(**{**VALID_AXES, **case.changes}))
+
+
+# kernel_ablation (issue 25): refused by prepare_grid like any grid parameter; model_type None is
+# liger-bench local's check before the download, a model type prepare_grid's, from the model's config.
+@dataclass(frozen=True)
+class AblationCase:
+    id: str
+    changes: dict
+    model_type: str | None
+    message: str
+
+
+ABLATION_CASES = [
+    AblationCase(
+        "kernel-ablation-unknown-value",
+        {"kernel_ablation": "all"},
+        None,
+        r"kernel_ablation: 'all' is not accepted; accepted: off, each, leave-one-out, both",
+    ),
+    AblationCase(
+        "kernel-ablation-without-the-baseline",
+        {"kernel_ablation": "each", "use_liger": [True]},
+        None,
+        r"kernel_ablation: 'each' compares each kernel with the eager baseline and eager Liger, which a grid of "
+        r"use_liger=\[True\] and torch_compile=\[False\] lacks; accepted: use_liger \[true, false\] and "
+        r"torch_compile with false, or kernel_ablation 'off'",
+    ),
+    AblationCase(
+        "kernel-ablation-compiled-only",
+        {"kernel_ablation": "leave-one-out", "torch_compile": [True]},
+        "phi3",
+        r"kernel_ablation: 'leave-one-out' compares each kernel .* torch_compile=\[True\] lacks",
+    ),
+    AblationCase(
+        "kernel-ablation-with-kernel-flags-in-base-config",
+        {"kernel_ablation": "both", "base_config": {"liger_swiglu": False, "learning_rate": 1e-5}},
+        "phi3",
+        r"base_config: keys \['liger_swiglu'\] set kernels, which kernel_ablation='both' sets itself for every arm "
+        r"\(from liger-kernel's defaults for the model type\); accepted: no liger_\* key with kernel_ablation, or "
+        r"kernel_ablation 'off'",
+    ),
+    AblationCase(
+        "kernel-ablation-grid-too-large",
+        {"kernel_ablation": "both", "max_grid_size": 9, "n_runs": 1},
+        "phi3",
+        r"grid size 10 exceeds max_grid_size=9: kernel_ablation='both' adds 8 runs \(8 arms \['fused_linear_cross_"
+        r"entropy', 'no_fused_linear_cross_entropy', 'no_rms_norm', 'no_rope', 'no_swiglu', 'rms_norm', 'rope', "
+        r"'swiglu'\] × 1 batch sizes × 1 sequence lengths × 1 runs\) to the 2 of the other variants; accepted: "
+        r"kernel_ablation 'each' or 'leave-one-out'",
+    ),
+    AblationCase(
+        "kernel-ablation-on-a-type-liger-does-not-patch",
+        {"kernel_ablation": "each"},
+        "gpt2",
+        r"kernel_ablation: liger-kernel has no patches for model type 'gpt2'; supported: \[.*'phi3'",
+    ),
+]
+
+
+def test_the_ablation_cases_grid_is_accepted_at_its_own_size():
+    assert len(expand_grid(GridSpec(**{**VALID_AXES, "kernel_ablation": "both", "max_grid_size": 10}), "phi3")) == 10
+
+
+@pytest.mark.parametrize("case", ABLATION_CASES, ids=[case.id for case in ABLATION_CASES])
+def test_a_bad_kernel_ablation_is_refused_with_one_message(case):
+    with pytest.raises(GridError, match=case.message):
+        expand_grid(GridSpec(**{**VALID_AXES, **case.changes}), case.model_type)
 
 
 @dataclass(frozen=True)
@@ -1868,7 +1936,7 @@ def test_every_test_and_case_named_in_the_failure_matrix_exists():
     named = set(re.findall(r"`(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the other files it cites
     defined = {name for name in globals() if name.startswith("test_")}
     assert named and named <= defined, sorted(named - defined)
-    tables = (GRID_CASES, TRAINING_ARGUMENT_CASES, MODEL_GRID_CASES, DATA_GRID_CASES, SOURCE_CASES)
+    tables = (GRID_CASES, ABLATION_CASES, TRAINING_ARGUMENT_CASES, MODEL_GRID_CASES, DATA_GRID_CASES, SOURCE_CASES)
     case_ids = [case.id for cases in tables for case in cases]
     assert [case_id for case_id in case_ids if not re.search(rf"[`\[]{re.escape(case_id)}[`\]]", text)] == []
 

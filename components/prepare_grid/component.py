@@ -18,6 +18,7 @@ def prepare_grid(
     warmup_steps_to_skip: int,
     base_config: dict[str, Any],
     max_grid_size: int,
+    kernel_ablation: str,
     min_success_ratio: float,
     mlflow_tracking_uri: str,
     frontier_search: bool,
@@ -48,6 +49,7 @@ def prepare_grid(
         warmup_steps_to_skip: First steps excluded from every aggregate.
         base_config: Overrides of other training-config fields for every run.
         max_grid_size: Refuse grids with more runs than this.
+        kernel_ablation: Per-kernel attribution arms: 'off', 'each', 'leave-one-out' or 'both'.
         min_success_ratio: Checked here (in [0, 1]) so that a bad value fails before training, not after.
         mlflow_tracking_uri: Checked here: an http(s) or file URL without credentials, query or fragment.
         frontier_search: Whether find_frontier searches: "max" in the batch axis needs it.
@@ -78,6 +80,7 @@ def prepare_grid(
             "warmup_steps_to_skip": warmup_steps_to_skip,
             "base_config": base_config,
             "max_grid_size": max_grid_size,
+            "kernel_ablation": kernel_ablation,
             "gpus_per_run": gpus_per_run,
             "nodes_per_run": nodes_per_run,
             "max_gpus_per_run": max_gpus_per_run,

@@ -127,7 +127,7 @@ def prepare_grid(
     check_min_success_ratio(min_success_ratio)
     FrontierSettings.from_dict(frontier_settings)
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
-    grid = expand_grid(GridSpec(**axes))
+    grid = expand_grid(GridSpec(**axes), model_info.get("model_type", ""))
     check_at_frontier(frontier_search, grid)
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings

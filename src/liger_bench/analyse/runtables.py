@@ -15,7 +15,7 @@ import pandas as pd
 from liger_bench.measure.metrics import is_measured
 from liger_bench.plan.config import coerce
 from liger_bench.records import STEP_METRICS, RunResult, StepHistory
-from liger_bench.vocabulary import VARIANTS, variant_of
+from liger_bench.vocabulary import variant_of, variant_order
 
 CELL = ["variant", "batch_size", "seq_len"]
 # The run's column, then the name of the aggregate ``metrics.aggregate`` writes for it.
@@ -49,6 +49,7 @@ RUN_COLUMNS = [
     "reason",
     "use_liger",
     "torch_compile",
+    "ablation",
     "batch_size",
     "seq_len",
     "repeat",
@@ -67,6 +68,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
             "reason": result.reason or "",
             "use_liger": coerce("use_liger", config["use_liger"], bool),
             "torch_compile": coerce("torch_compile", config.get("torch_compile", False), bool),
+            "ablation": coerce("ablation", config.get("ablation", ""), str),
             "batch_size": coerce("per_device_train_batch_size", config["per_device_train_batch_size"], int),
             "seq_len": coerce("max_seq_length", config["max_seq_length"], int),
             "repeat": coerce("repeat", config.get("repeat", 0), int),
@@ -74,7 +76,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
         }
     except (KeyError, ValueError) as err:
         raise ValueError(f"run result {result.run_key!r} lacks a valid config value: {err}") from err
-    row["variant"] = variant_of(row["use_liger"], row["torch_compile"])
+    row["variant"] = variant_of(row["use_liger"], row["torch_compile"], row["ablation"])
     for column, name in RUN_METRICS.items():
         value = metrics.get(name)
         row[column] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
@@ -106,7 +108,7 @@ def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
     """
     runs = pd.DataFrame([_run_row(r) for r in results], columns=RUN_COLUMNS)
     runs = runs.astype({"use_liger": bool, "torch_compile": bool})
-    order = runs["variant"].map(VARIANTS.index).rename("variant_order")
+    order = runs["variant"].map(variant_order).rename("variant_order")
     return (
         pd.concat([runs, order], axis=1)
         .sort_values(["seq_len", "batch_size", "variant_order", "repeat"], ignore_index=True)

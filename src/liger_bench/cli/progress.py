@@ -17,14 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from liger_bench.vocabulary import VARIANTS
+from liger_bench.vocabulary import ABLATION_PREFIX, VARIANTS
 
 MARKER = "[liger-bench] "
 # tasks.prepare_grid's line "grid of <n> runs: ..." starts the training clock; tasks.train_model's line
 # about a finished run (keys from grid.run_key) is "<run_key>: <status>, 1,234 tokens/s" or
 # "<run_key>: <status> (<reason>)".
 GRID = "grid of "
-RUN_KEY = rf"(?:{'|'.join(VARIANTS)})-bs\d+-seq\d+-r\d+"
+RUN_KEY = rf"(?:{'|'.join(VARIANTS)}|{re.escape(ABLATION_PREFIX)}\w+)-bs\d+-seq\d+-r\d+"
 FINISHED = re.compile(rf"^(?P<key>{RUN_KEY}): (?P<status>[a-z]+)(?P<rate>, [\d,.]+ tokens/s)?(?: \((?P<reason>.*)\))?$")
 REASON_CHARS = 80
 # The last line of a Python traceback, e.g. "liger_bench.plan.grid.GridError: max_seq_length: ...".
@@ -90,6 +90,8 @@ class ProgressLog(io.TextIOBase):
         finished = FINISHED.match(message)
         if message.startswith(GRID):  # the header said what runs; the clock of the ETA starts here
             self._training_start = self.clock()
+            # The grid's own count: a kernel ablation's arms are known only once the model's type is.
+            self.total_runs = int(message.removeprefix(GRID).split(" ", 1)[0])
             return
         if finished:
             self._run_finished(finished)

@@ -16,6 +16,7 @@ with the Kubernetes Python client; the task's service account needs the Role in
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import time
 import uuid
@@ -50,8 +51,11 @@ class TrainerSettings:
 
 
 def job_name(config: TrainConfig) -> str:
-    """A DNS-1035 name for one TrainJob of ``config``: the run key and a random suffix."""
-    return f"lb-{config.run_key}-{uuid.uuid4().hex[:6]}"[:63].rstrip("-").lower()
+    """A DNS-1035 name for one TrainJob of ``config``: the run key and a random suffix.
+
+    A kernel-ablation arm's run key has "." and "_" (``liger.no_rms_norm-bs16-...``), which the name writes as "-".
+    """
+    return re.sub(r"[^a-z0-9-]", "-", f"lb-{config.run_key}-{uuid.uuid4().hex[:6]}"[:63].lower()).rstrip("-")
 
 
 def build_trainjob(name: str, config: TrainConfig, work_dir: str, settings: TrainerSettings, timeout_s: int) -> dict:

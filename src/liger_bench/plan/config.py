@@ -76,7 +76,11 @@ def _kernel_flag(help_text: str) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Everything one train_model task needs to know; variants differ only by ``use_liger`` and ``torch_compile``."""
+    """Everything one train_model task needs to know.
+
+    Variants differ only by ``use_liger`` and ``torch_compile``, and a kernel-ablation arm by ``ablation``
+    and its kernel flags.
+    """
 
     # Identity of the grid point.
     run_key: str = field(default="run", metadata={"help": "Stable key, e.g. 'liger-bs16-seq512-r2'."})
@@ -93,6 +97,13 @@ class TrainConfig:
     use_liger: bool = _smallest_of_axis("use_liger", "Apply Liger kernels to the model.")
     torch_compile: bool = _smallest_of_axis(
         "torch_compile", "Compile the model with torch.compile through the Trainer's own torch_compile flag."
+    )
+    ablation: str = field(
+        default="",
+        metadata={
+            "help": "Kernel-ablation arm, set by the grid from kernel_ablation (eager Liger, every kernel flag "
+            "set): a kernel (it alone), 'no_<kernel>' (liger-kernel's defaults but it); '': no ablation arm."
+        },
     )
     per_device_train_batch_size: int = _smallest_of_axis("per_device_train_batch_size", "Sequences per step.")
     max_seq_length: int = _smallest_of_axis("max_seq_length", "Tokens per sequence after truncation.")
@@ -229,7 +240,7 @@ class TrainConfig:
     @property
     def variant(self) -> Variant:
         """The variant this run measures, named after its parts (``vocabulary.variant_of``)."""
-        return variant_of(self.use_liger, self.torch_compile)
+        return variant_of(self.use_liger, self.torch_compile, self.ablation)
 
     @property
     def world_size(self) -> int:

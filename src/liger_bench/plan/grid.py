@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.config import EXPERIMENT_AXES, TrainConfig, coerce
 from liger_bench.plan.signature import pipeline_default
-from liger_bench.vocabulary import Variant, variant_of
+from liger_bench.vocabulary import KERNEL_ABLATIONS, Variant, variant_of
 
 if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
     from liger_bench.plan.architecture import ArchitectureTrial
@@ -20,6 +20,7 @@ DEFAULT_CLUSTER = ClusterOptions()
 # TrainConfig fields each grid item gets from the grid itself; base_config sets any other.
 SET_BY_GRID = (
     *EXPERIMENT_AXES,
+    "ablation",
     "run_key",
     "repeat",
     "at_frontier",
@@ -59,6 +60,7 @@ class GridSpec:
     warmup_steps_to_skip: int = _pipeline_default("warmup_steps_to_skip")
     base_config: dict = _pipeline_default("base_config")
     max_grid_size: int = _pipeline_default("max_grid_size")
+    kernel_ablation: str = _pipeline_default("kernel_ablation")
     gpus_per_run: int = DEFAULT_CLUSTER.gpus_per_run
     nodes_per_run: int = DEFAULT_CLUSTER.nodes_per_run
     max_gpus_per_run: int = DEFAULT_CLUSTER.max_gpus_per_run
@@ -110,11 +112,17 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return number
 
 
-def expand_grid(spec: GridSpec) -> list[dict]:
+def expand_grid(spec: GridSpec, model_type: str | None = None) -> list[dict]:
     """Validate ``spec`` and return one TrainConfig dict per run, in a stable order.
 
     Order: repeat-major, so that with limited parallelism every cell gets its first run before any
-    cell gets its second, and the variants of a cell alternate.
+    cell gets its second, and the variants of a cell alternate, the kernel-ablation arms after the others.
+
+    Args:
+        spec: The grid's parameters.
+        model_type: The model's ``config.model_type``, whose kernels a ``kernel_ablation`` ablates (read
+            from liger-kernel); None: not known yet (``liger-bench local`` before the download), so the
+            ablation is validated but its arms are left out.
     """
     use_liger = _axis("use_liger", spec.use_liger, positive=False)
     torch_compile = _axis("torch_compile", spec.torch_compile, positive=False)
@@ -129,13 +137,23 @@ def expand_grid(spec: GridSpec) -> list[dict]:
             f"accepted: max_steps > {warmup}"
         )
     max_grid_size = _positive_int("max_grid_size", spec.max_grid_size)
-    size = len(use_liger) * len(torch_compile) * len(batch_sizes) * len(seq_lengths) * n_runs
+    cells = len(batch_sizes) * len(seq_lengths) * n_runs
+    size = len(use_liger) * len(torch_compile) * cells
     if size > max_grid_size:
         raise GridError(
             f"grid size {size} (= {len(use_liger)} use_liger × {len(torch_compile)} torch_compile × "
             f"{len(batch_sizes)} batch sizes × "
             f"{len(seq_lengths)} sequence lengths × {n_runs} runs) exceeds max_grid_size={max_grid_size}; "
             "accepted: shorten an axis or n_runs, or raise max_grid_size"
+        )
+    arms = _ablation_arms(spec, use_liger, torch_compile, model_type)
+    if size + len(arms) * cells > max_grid_size:
+        raise GridError(
+            f"grid size {size + len(arms) * cells} exceeds max_grid_size={max_grid_size}: kernel_ablation="
+            f"{spec.kernel_ablation!r} adds {len(arms) * cells} runs ({len(arms)} arms {sorted(arms)} × "
+            f"{len(batch_sizes)} batch sizes × {len(seq_lengths)} sequence lengths × {n_runs} runs) to the "
+            f"{size} of the other variants; accepted: kernel_ablation 'each' or 'leave-one-out' (half the arms of "
+            "'both'), fewer batch sizes, sequence lengths or n_runs, or a larger max_grid_size"
         )
 
     scale = check_scale(spec)
@@ -153,24 +171,65 @@ def expand_grid(spec: GridSpec) -> list[dict]:
         shared = TrainConfig.from_dict(base)  # the one conversion of base_config's values to their types
     except ValueError as err:
         raise GridError(f"base_config: {err}") from err
-    points = itertools.product(range(n_runs), seq_lengths, batch_sizes, torch_compile, use_liger)
+    # (use_liger, torch_compile, ablation, kernel flags) of each variant; ablation arms are eager Liger.
+    variants = [(liger, compiled, "", {}) for compiled, liger in itertools.product(torch_compile, use_liger)]
+    variants += [(True, False, ablation, flags) for ablation, flags in arms.items()]
+    points = itertools.product(range(n_runs), seq_lengths, batch_sizes, variants)
     # A "max" item trains at batch 1 until find_frontier resolves it; prepare_grid's checks see that batch.
     return [
         dataclasses.replace(
             shared,
-            run_key=run_key(variant_of(liger, compiled), batch_size, seq_len, repeat),
+            run_key=run_key(variant_of(liger, compiled, ablation), batch_size, seq_len, repeat),
             repeat=repeat,
             at_frontier=batch_size == AT_FRONTIER,
             use_liger=liger,
             torch_compile=compiled,
+            ablation=ablation,
             per_device_train_batch_size=1 if batch_size == AT_FRONTIER else batch_size,
             max_seq_length=seq_len,
             max_steps=max_steps,
             warmup_steps_to_skip=warmup,
+            **{f"liger_{kernel}": on for kernel, on in flags.items()},
             **scale,
         ).to_dict()
-        for repeat, seq_len, batch_size, compiled, liger in points
+        for repeat, seq_len, batch_size, (liger, compiled, ablation, flags) in points
     ]
+
+
+def _ablation_arms(
+    spec: GridSpec, use_liger: list[bool], torch_compile: list[bool], model_type: str | None
+) -> dict[str, dict[str, bool]]:
+    """The kernel-ablation arms of ``spec`` (``liger.ablation_arms``); {} when off or the model type is not known.
+
+    An arm is compared with the eager baseline (a kernel alone) and eager Liger (all but one), so the
+    grid must have both; the arm sets every kernel flag, so base_config may set none.
+    """
+    from liger_bench.plan.liger import LigerError, ablation_arms
+
+    ablation = spec.kernel_ablation
+    if ablation not in KERNEL_ABLATIONS:
+        raise GridError(f"kernel_ablation: {ablation!r} is not accepted; accepted: {', '.join(KERNEL_ABLATIONS)}")
+    if ablation == "off":
+        return {}
+    if not ({True, False} <= set(use_liger) and False in torch_compile):
+        raise GridError(
+            f"kernel_ablation: {ablation!r} compares each kernel with the eager baseline and eager Liger, which a grid "
+            f"of use_liger={use_liger} and torch_compile={torch_compile} lacks; accepted: use_liger [true, false] "
+            "and torch_compile with false, or kernel_ablation 'off'"
+        )
+    flags = sorted(key for key in spec.base_config or {} if key.startswith("liger_"))
+    if flags:
+        raise GridError(
+            f"base_config: keys {flags} set kernels, which kernel_ablation={ablation!r} sets itself for every arm "
+            "(from liger-kernel's defaults for the model type); accepted: no liger_* key with kernel_ablation, "
+            "or kernel_ablation 'off'"
+        )
+    if model_type is None:
+        return {}
+    try:
+        return ablation_arms(model_type, ablation)
+    except LigerError as err:
+        raise GridError(f"kernel_ablation: {err}") from err
 
 
 def check_scale(spec: GridSpec) -> dict[str, int]:
@@ -220,15 +279,23 @@ def check_against_model(items: list[dict], model_info: dict, model_dir: str) -> 
             f"(model {name!r}); use use_liger=[false], or a model of one of the types "
             f"{sorted(liger_model_types)}"
         )
-    # Only the axes differ between items; the kernel flags and the attention come from base_config.
+    # The attention comes from base_config, the kernel flags too, but for the kernel-ablation arms' own:
+    # every distinct kernel set is patched in a trial of its own, the base one's trial is returned.
     config = TrainConfig.from_dict(items[0])
-    try:
-        return try_architecture(model_dir, config.attn_implementation, config.liger_flags() if use_liger else None)
-    except LigerError as err:
-        raise GridError(f"base_config: model {name!r}: {err}") from err
-    except ArchitectureError as err:
-        parameter = "base_config: attn_implementation" if config.attn_implementation else "model_name"
-        raise GridError(f"{parameter}: model {name!r}: {err}") from err
+    kernel_sets = {"": config.liger_flags() if use_liger else None}
+    for item in map(TrainConfig.from_dict, items):
+        kernel_sets.setdefault(item.ablation, item.liger_flags())
+    trials = []
+    for ablation, flags in kernel_sets.items():
+        try:
+            trials.append(try_architecture(model_dir, config.attn_implementation, flags))
+        except LigerError as err:
+            parameter = f"kernel_ablation: arm {variant_of(True, False, ablation)}" if ablation else "base_config"
+            raise GridError(f"{parameter}: model {name!r}: {err}") from err
+        except ArchitectureError as err:
+            parameter = "base_config: attn_implementation" if config.attn_implementation else "model_name"
+            raise GridError(f"{parameter}: model {name!r}: {err}") from err
+    return trials[0]
 
 
 def describe_experiment(grid: list[dict]) -> dict:

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from liger_bench.plan.config import LIGER_KERNELS
+from liger_bench.vocabulary import KERNEL_ABLATIONS, ablation_arm
 
 EXCLUSIVE_LOSSES = ("cross_entropy", "fused_linear_cross_entropy")
 # Kernels that replace modules, by what liger-kernel names the patched module (``_get_name()``):
@@ -55,6 +56,36 @@ def offered_kernels(model_type: str) -> dict[str, bool]:
     return {p.name: p.default for p in parameters if isinstance(p.default, bool)}
 
 
+def ablation_arms(model_type: str, kernel_ablation: str) -> dict[str, dict[str, bool]]:
+    """The kernel-ablation arms of ``model_type``: each arm's ``ablation`` to its kernel flags, every offered one set.
+
+    The kernels liger-kernel enables by default for the type are the ablated ones ("all" is the plain
+    Liger variant): ``each`` runs each of them alone, ``leave-one-out`` all of them but one, ``both``
+    both. A kernel off by default stays off, so the exclusive losses never meet (Phi-3 ablates the
+    fused linear cross-entropy, Granite the plain cross-entropy). ``off``: no arm.
+
+    Args:
+        model_type: The model's ``config.model_type``.
+        kernel_ablation: One of ``vocabulary.KERNEL_ABLATIONS``.
+
+    Raises:
+        LigerError: liger-kernel has no patches for ``model_type``.
+        ValueError: ``kernel_ablation`` is not one of ``KERNEL_ABLATIONS``.
+    """
+    if kernel_ablation not in KERNEL_ABLATIONS:
+        raise ValueError(f"kernel_ablation: {kernel_ablation!r} is not accepted; accepted: {list(KERNEL_ABLATIONS)}")
+    if kernel_ablation == "off":
+        return {}
+    offered = offered_kernels(model_type)
+    defaults = [kernel for kernel in LIGER_KERNELS if offered.get(kernel)]
+    arms = {}
+    if kernel_ablation in ("each", "both"):
+        arms |= {ablation_arm(k, alone=True): {o: o == k for o in offered} for k in defaults}
+    if kernel_ablation in ("leave-one-out", "both"):
+        arms |= {ablation_arm(k, alone=False): {o: offered[o] and o != k for o in offered} for k in defaults}
+    return arms
+
+
 def resolve_kernels(model_type: str, flags: dict[str, bool]) -> dict[str, bool]:
     """liger-kernel's defaults for ``model_type`` with the given ``flags`` on top.
 
@@ -86,9 +117,10 @@ def apply_liger(model: Any, flags: dict[str, bool]) -> dict[str, int]:
     Uses the per-architecture ``apply_liger_kernel_to_<arch>(model=..., **kernels)`` that
     liger-kernel registers for the model's type. Returns, for every kernel the type offers, how
     many modules (or 1/0 for functions) it patched. Raises ``LigerError`` when the architecture is
-    not supported, a flag is not offered, liger-kernel rejects the combination, or a kernel
-    enabled in ``flags`` patched nothing. liger-kernel also patches module-level classes and
-    functions, so this changes the whole process.
+    not supported, a flag is not offered, liger-kernel rejects the combination, a kernel
+    enabled in ``flags`` patched nothing, or one disabled in ``flags`` patched something (a
+    kernel-ablation arm measures exactly the kernels it names). liger-kernel also patches
+    module-level classes and functions, so this changes the whole process.
     """
     model_type = getattr(model.config, "model_type", "")
     kernels = resolve_kernels(model_type, flags)
@@ -109,6 +141,12 @@ def apply_liger(model: Any, flags: dict[str, bool]) -> dict[str, int]:
         raise LigerError(
             f"liger_{missing[0]}: enabled, but liger-kernel patched nothing in {type(model).__name__} "
             f"(model type {model_type!r}) for {missing}; set them to false or leave them unset"
+        )
+    unwanted = sorted(k for k, on in flags.items() if not on and applied[k])
+    if unwanted:
+        raise LigerError(
+            f"liger_{unwanted[0]}: disabled, but liger-kernel patched {applied[unwanted[0]]} modules or functions "
+            f"for it in {type(model).__name__} (model type {model_type!r}); this process was patched before"
         )
     return {kernel: applied[kernel] for kernel in kernels}
 

@@ -1,0 +1,138 @@
+"""kernel_ablation (issue 25): the grid's arms per architecture, their names, and the kernels each arm patches.
+
+The kernels an arm ablates are read from liger-kernel's ``apply_liger_kernel_to_<arch>`` signature
+(``liger.ablation_arms``); the expected sets below are liger-kernel 0.8.5's defaults, written out by hand
+so that a change of liger-kernel's defaults, or of how the grid reads them, fails here. Every rejected
+input is in test_failure_matrix.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from liger_bench.cli.progress import FINISHED
+from liger_bench.measure.trainjob import job_name
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.grid import GridSpec, expand_grid
+from liger_bench.vocabulary import ablated_kernel, variant_of, variant_parts
+
+# liger-kernel's kernels on by default, per model type: Phi-3 four, Gemma GeGLU instead of SwiGLU,
+# Granite the plain cross-entropy instead of the fused one, Nemotron ReLU² and no norm or rope kernel.
+DEFAULT_KERNELS = {
+    "phi3": ["rope", "rms_norm", "swiglu", "fused_linear_cross_entropy"],
+    "gemma": ["rope", "rms_norm", "geglu", "fused_linear_cross_entropy"],
+    "granite": ["rope", "rms_norm", "swiglu", "cross_entropy"],
+    "nemotron": ["relu_squared", "fused_linear_cross_entropy"],
+}
+# How many kernel flags liger-kernel's function for the type takes (the defaults above, and the loss off by default).
+OFFERED = {"phi3": 5, "gemma": 5, "granite": 5, "nemotron": 3}
+SMALL = {"per_device_train_batch_size": [2], "max_seq_length": [64], "n_runs": 1, "max_steps": 5}
+# MLflow's rule for metric and param names (mlflow.utils.validation), Kubernetes' for label values.
+MLFLOW_NAME = re.compile(r"^[/\w.\- :]*$")
+LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+DNS_1035 = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _flags(item: dict) -> set[str]:
+    """The kernels an item turns on, from its own kernel flags."""
+    return {key.removeprefix("liger_") for key, on in item.items() if key.startswith("liger_") and on}
+
+
+@pytest.mark.parametrize("model_type", sorted(DEFAULT_KERNELS))
+def test_each_and_leave_one_out_ablate_the_kernels_liger_kernel_enables_by_default(model_type):
+    kernels = DEFAULT_KERNELS[model_type]
+    grid = expand_grid(GridSpec(**SMALL, torch_compile=[False], kernel_ablation="both"), model_type)
+    arms = [item for item in grid if item["ablation"]]
+    assert [item["run_key"] for item in grid if not item["ablation"]] == ["liger-bs2-seq64-r0", "baseline-bs2-seq64-r0"]
+    assert [item["run_key"] for item in arms] == [f"liger.{k}-bs2-seq64-r0" for k in kernels] + [
+        f"liger.no_{k}-bs2-seq64-r0" for k in kernels
+    ]
+    for item, kernel in zip(arms, kernels + kernels, strict=True):
+        expected = {kernel} if item["ablation"] == kernel else set(kernels) - {kernel}
+        assert _flags(item) == expected, item["run_key"]
+        # Every kernel the type offers is set, so no default of liger-kernel decides what an arm measures.
+        assert sum(key.startswith("liger_") for key in item) == OFFERED[model_type]
+        assert (item["use_liger"], item["torch_compile"]) == (True, False)
+        assert TrainConfig.from_dict(item).variant == item["run_key"].removesuffix("-bs2-seq64-r0")
+    # The exclusive losses never meet: the one off by default stays off in every arm.
+    assert not any({"cross_entropy", "fused_linear_cross_entropy"} <= _flags(item) for item in arms)
+
+
+def test_arms_are_eager_and_crossed_with_batch_sizes_sequence_lengths_and_repeats_in_repeat_major_order():
+    spec = GridSpec(
+        per_device_train_batch_size=[2, 4], max_seq_length=[64, 128], n_runs=2, max_steps=5, kernel_ablation="each"
+    )
+    grid = expand_grid(spec, "phi3")
+    # 2 use_liger × 2 torch_compile + 4 arms (eager only), × 2 batches × 2 lengths × 2 repeats.
+    assert len(grid) == (4 + 4) * 2 * 2 * 2 == len({item["run_key"] for item in grid})
+    assert all(item["torch_compile"] is False for item in grid if item["ablation"])
+    first = grid[:8]
+    assert [item["run_key"] for item in first] == [
+        "liger-bs2-seq64-r0",
+        "baseline-bs2-seq64-r0",
+        "liger-compile-bs2-seq64-r0",
+        "compile-bs2-seq64-r0",
+        "liger.rope-bs2-seq64-r0",
+        "liger.rms_norm-bs2-seq64-r0",
+        "liger.swiglu-bs2-seq64-r0",
+        "liger.fused_linear_cross_entropy-bs2-seq64-r0",
+    ]
+    assert [item["repeat"] for item in grid] == [0] * 32 + [1] * 32
+    assert len(expand_grid(dataclasses.replace(spec, kernel_ablation="leave-one-out"), "phi3")) == 64
+    assert len(expand_grid(dataclasses.replace(spec, kernel_ablation="both"), "phi3")) == 96
+    assert len(expand_grid(dataclasses.replace(spec, kernel_ablation="off"), "phi3")) == 32
+
+
+def test_the_default_is_off_and_an_unknown_model_type_checks_the_ablation_without_its_arms():
+    assert GridSpec().kernel_ablation == "off" and TrainConfig().ablation == ""
+    assert all(item["ablation"] == "" for item in expand_grid(GridSpec(**SMALL), "phi3"))
+    # liger-bench local expands the grid before the model is downloaded: the arms come with prepare_grid.
+    assert len(expand_grid(GridSpec(**SMALL, kernel_ablation="both"))) == 4
+
+
+@pytest.mark.parametrize("model_type", sorted(DEFAULT_KERNELS))
+def test_an_arms_run_key_is_valid_for_mlflow_kubernetes_and_the_progress_line(model_type):
+    for item in expand_grid(GridSpec(**SMALL, torch_compile=[False], kernel_ablation="both"), model_type):
+        key, variant = item["run_key"], TrainConfig.from_dict(item).variant
+        assert MLFLOW_NAME.match(key) and MLFLOW_NAME.match(f"gain_pct_{variant}_vs_baseline_bs2_seq64"), key
+        assert LABEL_VALUE.match(key), key
+        assert DNS_1035.match(job_name(TrainConfig.from_dict(item))), key
+        assert FINISHED.match(f"{key}: skipped (Liger needs a CUDA GPU)")["key"] == key
+
+
+def test_an_arms_variant_names_its_kernel_and_reads_back():
+    assert variant_of(True, False, "rope") == "liger.rope"
+    assert variant_of(True, False, "no_swiglu") == "liger.no_swiglu"
+    assert ablated_kernel("liger.rope") == ("rope", True)
+    assert ablated_kernel("liger.no_fused_linear_cross_entropy") == ("fused_linear_cross_entropy", False)
+    assert ablated_kernel("liger") is None and ablated_kernel("liger-compile") is None
+    assert variant_parts("liger.no_rms_norm") == (True, False)
+
+
+def test_each_arm_patches_exactly_the_kernels_it_names_read_from_the_patched_modules(tiny_model):
+    """On CPU: each arm's flags patch a tiny Phi-3 on the meta device in a fresh process; the count is of modules."""
+    from liger_bench.plan.architecture import try_architecture
+
+    model_dir, _ = tiny_model("phi3")
+    arms = [item for item in expand_grid(GridSpec(**SMALL, kernel_ablation="both"), "phi3") if item["ablation"]]
+    for item in arms:
+        trial = try_architecture(str(model_dir), "", TrainConfig.from_dict(item).liger_flags())
+        patched = {kernel for kernel, count in trial.liger_kernels.items() if count}
+        kernel, alone = ablated_kernel(TrainConfig.from_dict(item).variant)
+        assert patched == ({kernel} if alone else set(DEFAULT_KERNELS["phi3"]) - {kernel}), item["run_key"]
+    # Two layers: two RMSNorms each and a final one, one SwiGLU MLP each.
+    assert trial.liger_kernels["rms_norm"] == 5 and trial.liger_kernels["swiglu"] == 2
+
+
+@pytest.mark.parametrize("model_type", ["gemma", "granite", "nemotron"])
+def test_prepare_grid_trials_every_arm_of_the_architecture(model_type, tiny_model, prepared_dataset):
+    """prepare_grid patches every arm's kernels on the meta model: liger-kernel accepts each arm of these types."""
+    from liger_bench.tasks import prepare_grid
+
+    model_dir, info = tiny_model(model_type)
+    axes = {**dataclasses.asdict(GridSpec(**SMALL, torch_compile=[False])), "kernel_ablation": "both"}
+    grid = prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(prepared_dataset), 0.0, "")
+    assert len(grid) == 2 + 2 * len(DEFAULT_KERNELS[model_type])
