@@ -91,6 +91,8 @@ class Run:
     # ``first_shape_s`` beyond the nominal step time; left out of the aggregates, reported as a one-off cost.
     first_shape_step: int | None = None
     first_shape_s: float = 0.0
+    # A kernel-ablation arm (TrainConfig.ablation): "rope" (rope alone), "no_rope" (every default but rope).
+    ablation: str = ""
 
 
 def allocated_fraction(use_liger: bool) -> float:
@@ -107,8 +109,9 @@ def make_run(run: Run, *, max_steps: int = 20, warmup: int = 3, cuda: bool = Tru
     """One ``(result, history)`` pair; non-ok runs carry the fields train_model gives them."""
     config = TrainConfig(
         run_key=run.key
-        or run_key(variant_of(run.use_liger, run.torch_compile), run.batch_size, run.seq_len, run.repeat),
+        or run_key(variant_of(run.use_liger, run.torch_compile, run.ablation), run.batch_size, run.seq_len, run.repeat),
         repeat=run.repeat,
+        ablation=run.ablation,
         use_liger=run.use_liger,
         torch_compile=run.torch_compile,
         per_device_train_batch_size=run.batch_size,
@@ -335,4 +338,47 @@ def scale_scenario(n_repeats: int = 10, max_steps: int = 50, seed: int = 0) -> l
                     status = "oom" if mem > 79 else "ok"
                     rate = 1000.0 * batch * (1.3 if use_liger else 1.0) * rng.uniform(0.97, 1.03)
                     runs.append(Run(use_liger, batch, seq, repeat, status, rate, mem))
+    return runs
+
+
+# The kernel-ablation scenario (issue 25): Phi-3's four kernels at batch 16 × 512, three repeats, each
+# number its own. Per repeat: the baseline's tokens/s and reserved GiB; each arm's tokens/s as a ratio
+# (alone: of the baseline's; left out: of all kernels' Liger), and its reserved GiB. rope and rms_norm
+# gain alone beyond their CIs, swiglu's and the fused loss's CIs include zero; all together gain more
+# than the sum of the singles.
+ABLATION_KERNELS = ("rope", "rms_norm", "swiglu", "fused_linear_cross_entropy")
+ABLATION_BASELINE = {"rate": (10_000.0, 10_400.0, 9_800.0), "reserved": (60.0, 61.0, 59.5)}
+ABLATION_LIGER = {"ratio": (1.342, 1.312, 1.363), "reserved": (45.0, 45.8, 44.6)}
+ABLATION_ALONE = {
+    "rope": {"ratio": (1.13, 1.11, 1.145), "reserved": (58.9, 60.1, 58.2)},
+    "rms_norm": {"ratio": (1.16, 1.175, 1.15), "reserved": (53.1, 54.0, 52.9)},
+    "swiglu": {"ratio": (1.012, 0.996, 1.021), "reserved": (55.2, 56.3, 54.7)},
+    "fused_linear_cross_entropy": {"ratio": (1.004, 0.993, 1.009), "reserved": (56.4, 57.2, 56.0)},
+}
+ABLATION_LEFT_OUT = {
+    "rope": {"ratio": (0.90, 0.885, 0.905), "reserved": (46.3, 47.0, 45.9)},
+    "rms_norm": {"ratio": (0.86, 0.87, 0.852), "reserved": (51.0, 51.9, 50.6)},
+    "swiglu": {"ratio": (0.98, 0.972, 0.975), "reserved": (49.2, 50.1, 48.8)},
+    "fused_linear_cross_entropy": {"ratio": (0.995, 0.991, 0.999), "reserved": (48.1, 48.7, 47.7)},
+}
+
+
+def ablation_scenario() -> list[Run]:
+    """Baseline, Liger and the eight arms of kernel_ablation="both", batch 16 × 512, three repeats."""
+    runs = []
+    for r in range(3):
+        base = ABLATION_BASELINE["rate"][r]
+        liger = base * ABLATION_LIGER["ratio"][r]
+        runs.append(Run(False, 16, 512, r, tokens_per_s=base, mem_reserved_gb=ABLATION_BASELINE["reserved"][r]))
+        runs.append(Run(True, 16, 512, r, tokens_per_s=liger, mem_reserved_gb=ABLATION_LIGER["reserved"][r]))
+        for kernel in ABLATION_KERNELS:
+            alone, left_out = ABLATION_ALONE[kernel], ABLATION_LEFT_OUT[kernel]
+            runs.append(
+                Run(True, 16, 512, r, tokens_per_s=base * alone["ratio"][r], mem_reserved_gb=alone["reserved"][r],
+                    ablation=kernel)
+            )  # fmt: skip
+            runs.append(
+                Run(True, 16, 512, r, tokens_per_s=liger * left_out["ratio"][r],
+                    mem_reserved_gb=left_out["reserved"][r], ablation=f"no_{kernel}")
+            )  # fmt: skip
     return runs

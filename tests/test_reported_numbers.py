@@ -15,6 +15,11 @@ import statistics
 import pandas as pd
 import pytest
 from synthetic_results import (
+    ABLATION_ALONE,
+    ABLATION_BASELINE,
+    ABLATION_KERNELS,
+    ABLATION_LEFT_OUT,
+    ABLATION_LIGER,
     DIVERGED_AT_STEP,
     FIRST_COMPILE_GRAPHS,
     FLOPS_PER_TOKEN,
@@ -25,6 +30,7 @@ from synthetic_results import (
     NOISY,
     NONPAD_FRACTION,
     Run,
+    ablation_scenario,
     allocated_fraction,
     baseline_memory,
     baseline_rate,
@@ -319,6 +325,7 @@ def run_columns(variant: str, batch: int, repeat: int, status: str) -> dict:
         "reason": {"ok": "", "oom": OOM_REASON, "failed": FAILED_REASON}[status],
         "use_liger": variant == "liger",
         "torch_compile": False,
+        "ablation": "",  # no kernel-ablation arm
         "batch_size": batch,
         "seq_len": SEQ,
         "repeat": repeat,
@@ -846,3 +853,138 @@ def test_the_grid_and_environment_sections_count_the_runs_and_repeats_and_name_t
     expected |= {"max_steps": "20", "warmup_steps_to_skip": "3", "gpu_name": "NVIDIA H100 80GB HBM3", "gpu_count": "1"}
     expected |= {"gpu_memory_gb": "79.19", "library liger-kernel": "0.8.5", "model type": "phi3"}
     assert {key: shown.get(key) for key in expected} == expected
+
+
+# Kernel ablation (issue 25): ablation_scenario's attribution, interaction and headline clause, by hand. Peak
+# allocated memory is 0.8 of reserved for Liger and its arms, 0.9 for the baseline (allocated_fraction).
+REPEATS = range(3)
+
+
+def _percent_ci(values: list[float]) -> tuple[float, float, float]:
+    return tuple(100 * v for v in ci(values))  # type: ignore[return-value]
+
+
+def _allocated(reserved: float, liger: bool) -> float:
+    return allocated_fraction(liger) * reserved
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    return analyze_results(*build(ablation_scenario()))
+
+
+@pytest.mark.parametrize("kernel", ABLATION_KERNELS)
+def test_every_column_of_a_kernels_attribution(ablation, kernel):
+    alone, left_out = ABLATION_ALONE[kernel], ABLATION_LEFT_OUT[kernel]
+    base, liger = ABLATION_BASELINE["reserved"], ABLATION_LIGER["reserved"]
+    gain = _percent_ci([alone["ratio"][r] - 1 for r in REPEATS])
+    reduction = _percent_ci([1 - _allocated(alone["reserved"][r], True) / _allocated(base[r], False) for r in REPEATS])
+    loss = _percent_ci([1 - left_out["ratio"][r] for r in REPEATS])
+    added = _percent_ci([left_out["reserved"][r] / liger[r] - 1 for r in REPEATS])  # both allocate 0.8
+    expected = {"kernel": kernel, "batch_size": 16, "seq_len": SEQ, "alone_n_pairs": 3, "left_out_n_pairs": 3}
+    for name, (mean, low, high) in (
+        ("alone_gain", gain),
+        ("alone_mem_reduction", reduction),
+        ("left_out_loss", loss),
+        ("left_out_mem_increase", added),
+    ):
+        expected |= {f"{name}_pct": mean, f"{name}_pct_ci_low": low, f"{name}_pct_ci_high": high}
+    assert_row(one(ablation.attribution, kernel=kernel), expected)
+    assert list(ablation.attribution["kernel"]) == list(ABLATION_KERNELS)
+
+
+def test_every_column_of_the_interaction(ablation):
+    whole = [ABLATION_LIGER["ratio"][r] - 1 for r in REPEATS]
+    parts = [sum(ABLATION_ALONE[k]["ratio"][r] - 1 for k in ABLATION_KERNELS) for r in REPEATS]
+    base = ABLATION_BASELINE["reserved"]
+    whole_memory = [1 - _allocated(ABLATION_LIGER["reserved"][r], True) / _allocated(base[r], False) for r in REPEATS]
+    parts_memory = [
+        sum(
+            1 - _allocated(ABLATION_ALONE[k]["reserved"][r], True) / _allocated(base[r], False)
+            for k in ABLATION_KERNELS
+        )
+        for r in REPEATS
+    ]
+    expected = {"batch_size": 16, "seq_len": SEQ, "kernels": ", ".join(ABLATION_KERNELS), "n_repeats": 3}
+    for name, values in (
+        ("sum_of_singles_gain", parts),
+        ("all_kernels_gain", whole),
+        ("interaction", [w - p for w, p in zip(whole, parts, strict=True)]),
+    ):
+        mean, low, high = _percent_ci(values)
+        expected |= {f"{name}_pct": mean, f"{name}_pct_ci_low": low, f"{name}_pct_ci_high": high}
+    expected["sum_of_singles_mem_reduction_pct"] = 100 * statistics.fmean(parts_memory)
+    expected["all_kernels_mem_reduction_pct"] = 100 * statistics.fmean(whole_memory)
+    assert_row(one(ablation.interaction, batch_size=16), expected)
+
+
+def test_the_headline_names_the_kernels_whose_gain_alone_its_interval_supports(ablation):
+    """rope and rms_norm gain beyond their CIs, largest first; swiglu's and the fused loss's CIs include zero."""
+    named = []
+    for kernel in ("rms_norm", "rope"):
+        mean, low, high = _percent_ci([ABLATION_ALONE[kernel]["ratio"][r] - 1 for r in REPEATS])
+        named.append(f"{kernel} (+{mean:.1f}%, 95% CI {low:.1f}% to {high:.1f}%)")
+    whole = [ABLATION_LIGER["ratio"][r] - 1 for r in REPEATS]
+    parts = [sum(ABLATION_ALONE[k]["ratio"][r] - 1 for k in ABLATION_KERNELS) for r in REPEATS]
+    mean, low, high = _percent_ci([w - p for w, p in zip(whole, parts, strict=True)])
+    clause = (
+        f"At batch 16, the gain is carried by {named[0]} and {named[1]}: alone, faster than the baseline by their "
+        f"95% CIs. All kernels together gain +{100 * statistics.fmean(whole):.1f}%, {mean:.1f} points more than the "
+        f"sum of the singles (95% CI {low:.1f} to {high:.1f})."
+    )
+    assert clause in make_headline(ablation)
+
+
+def test_the_headline_names_no_kernel_without_an_interval_above_zero():
+    runs = [run for run in ablation_scenario() if run.ablation in ("", "swiglu", "fused_linear_cross_entropy")]
+    headline = make_headline(analyze_results(*build(runs)))
+    assert "Kernel ablation at batch 16: no kernel alone is faster than the baseline by its 95% CI." in headline
+    assert "carried by" not in headline
+    one_repeat = make_headline(analyze_results(*build([run for run in ablation_scenario() if run.repeat == 0])))
+    assert (
+        "Kernel ablation at batch 16: one repeat, so no kernel is named as carrying the gain (use n_runs >= 3)."
+        in one_repeat
+    )
+    assert "carried by" not in one_repeat
+
+
+def test_the_attribution_tables_as_rendered(ablation):
+    gain = _percent_ci([ABLATION_ALONE["rope"]["ratio"][r] - 1 for r in REPEATS])
+    reduction = _percent_ci(
+        [
+            1
+            - _allocated(ABLATION_ALONE["rope"]["reserved"][r], True)
+            / _allocated(ABLATION_BASELINE["reserved"][r], False)
+            for r in REPEATS
+        ]
+    )
+    loss = _percent_ci([1 - ABLATION_LEFT_OUT["rope"]["ratio"][r] for r in REPEATS])
+    added = _percent_ci([ABLATION_LEFT_OUT["rope"]["reserved"][r] / ABLATION_LIGER["reserved"][r] - 1 for r in REPEATS])
+    cells = [f"{m:.1f} | {lo:.1f} to {hi:.1f}" for m, lo, hi in (gain, reduction)]
+    cells += ["3"] + [f"{m:.1f} | {lo:.1f} to {hi:.1f}" for m, lo, hi in (loss, added)]
+    rope = ablation.attribution[ablation.attribution["kernel"] == "rope"]
+    assert md_row(rope, tables.ATTRIBUTION) == f"| rope | 16 | 512 | 3 | {' | '.join(cells)} |"
+    row = ablation.interaction.iloc[0]
+    numbers = [
+        f"{row[f'{name}_pct']:.1f} | {row[f'{name}_pct_ci_low']:.1f} to {row[f'{name}_pct_ci_high']:.1f}"
+        for name in ("sum_of_singles_gain", "all_kernels_gain", "interaction")
+    ]
+    memory = f"{row.sum_of_singles_mem_reduction_pct:.1f} | {row.all_kernels_mem_reduction_pct:.1f}"
+    kernels = r"rope, rms\_norm, swiglu, fused\_linear\_cross\_entropy"
+    assert (
+        md_row(ablation.interaction, tables.INTERACTION)
+        == f"| 16 | 512 | {kernels} | 3 | {' | '.join(numbers)} | {memory} |"
+    )
+
+
+def test_the_report_says_how_many_runs_the_ablation_added():
+    import re
+
+    from liger_bench.render.report import build_report
+
+    bundle = build_report(*build(ablation_scenario()))
+    assert "The ablation added 24 runs." in bundle.markdown  # 8 arms × 3 repeats
+    pairs = dict(re.findall(r'<tr><th class="text">([^<]+)</th><td class="text wrap">([^<]*)</td></tr>', bundle.html))
+    assert pairs["kernel-ablation runs"] == "24" and pairs["runs"] == "30"
+    assert pairs["variants"].startswith("baseline, Liger, Liger [fused_linear_cross_entropy], Liger [rms_norm], ")
+    assert "Liger [\u2212swiglu]" in pairs["variants"]

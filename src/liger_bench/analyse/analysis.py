@@ -19,22 +19,31 @@ from typing import Any
 
 import pandas as pd
 
+from liger_bench.analyse.attribution import attribution, interaction
 from liger_bench.analyse.frontier import frontier_gains, probes_table, searches_table
 from liger_bench.analyse.intervals import mean_ci
 from liger_bench.analyse.runtables import CELL, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
-from liger_bench.vocabulary import BASELINE, RUN_STATUSES, VARIANTS, RunStatus, Variant
+from liger_bench.vocabulary import BASELINE, RUN_STATUSES, VARIANTS, RunStatus, Variant, ablated_kernel, variant_order
 
 DEFAULT_PARITY_TOLERANCE = 0.02
 PAIR = ["batch_size", "seq_len"]
 # Config keys that tell the runs of a grid apart; every other key is a setting they share.
-RUN_AXES = {"run_key", "repeat", "use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length"}
+RUN_AXES = {"run_key", "repeat", "use_liger", "torch_compile", "ablation", "per_device_train_batch_size"}
+RUN_AXES.add("max_seq_length")
 # The comparisons the report makes, (variant, against): every variant with the baseline, then Liger with
 # compile head to head (a positive gain: Liger is the faster).
 COMPARISONS: tuple[tuple[Variant, Variant], ...] = (
     *((variant, BASELINE) for variant in VARIANTS[1:]),
     ("liger", "compile"),
 )
+
+
+def comparisons(variants: set[str]) -> list[tuple[Variant, Variant]]:
+    """``COMPARISONS`` of the ``variants`` run, then every kernel-ablation arm with the baseline."""
+    arms = sorted((v for v in variants if ablated_kernel(v) is not None), key=variant_order)
+    fixed = [(variant, against) for variant, against in COMPARISONS if {variant, against} <= variants]
+    return fixed + [(arm, BASELINE) for arm in arms if BASELINE in variants]  # type: ignore[misc] - arms are variants
 
 
 @dataclass
@@ -51,6 +60,8 @@ class Analysis:
     probes: pd.DataFrame  # one row per probe of every frontier search
     frontier_gains: pd.DataFrame  # one row per (variant, seq len) whose largest fit differs from the baseline's
     parity: pd.DataFrame  # one row per (variant, baseline) pair of ok runs: loss agreement
+    attribution: pd.DataFrame  # one row per (kernel, batch size, seq len) of a kernel ablation (attribution.py)
+    interaction: pd.DataFrame  # one row per (batch size, seq len): sum of the single kernels' gains vs all together
     problems: pd.DataFrame  # runs that did not finish ok (oom, failed, skipped, diverged) with their reasons
     divergences: pd.DataFrame  # one row per diverged run: where, and what its pair's other variant did
     environments: list[dict[str, Any]]  # environment of each run, in run order
@@ -181,10 +192,7 @@ def payback_steps(compile_time_s: float, step_time_s: float, gain: float) -> flo
 def _gains(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     by_cell = cells.set_index(["variant", *PAIR])
-    present = set(cells["variant"])
-    for variant, against in COMPARISONS:
-        if not {variant, against} <= present:
-            continue
+    for variant, against in comparisons(set(cells["variant"])):
         pairs = _pairs(runs, variant, against)
         for batch, seq in sorted(set(zip(cells["batch_size"], cells["seq_len"], strict=True))):
             group = pairs[(pairs["batch_size"] == batch) & (pairs["seq_len"] == seq)]
@@ -328,7 +336,7 @@ def _parity(steps: pd.DataFrame, runs: pd.DataFrame, tolerance: float) -> pd.Dat
     columns = ["variant", *keys, "variant_run", "baseline_run", "n_steps_compared", "max_rel_diff", "step_of_max"]
     columns += ["passed"]
     pairs = pd.concat(
-        [_pairs(runs, variant, BASELINE) for variant, against in COMPARISONS if against == BASELINE]
+        [_pairs(runs, v, against) for v, against in comparisons(set(runs["variant"])) if against == BASELINE]
         + [pd.DataFrame(columns=["variant", *keys, "run_key", "run_key_against"])]
     )
     if pairs.empty:
@@ -356,7 +364,7 @@ def _parity(steps: pd.DataFrame, runs: pd.DataFrame, tolerance: float) -> pd.Dat
     out = out.rename(columns={"rel_diff": "max_rel_diff", "step_v": "step_of_max"})
     out["n_steps_compared"] = out["n_steps_compared"].fillna(0).astype(int)
     out["passed"] = (out["max_rel_diff"] <= tolerance).astype("boolean").mask(out["n_steps_compared"] == 0)
-    out["variant_order"] = out["variant"].map(VARIANTS.index)
+    out["variant_order"] = out["variant"].map(variant_order)
     return out.sort_values([*keys, "variant_order"], ignore_index=True)[columns]
 
 
@@ -396,8 +404,9 @@ def analyze_results(
     steps = steps_table(runs, [StepHistory.from_dict(h) for h in histories])
     cells = _cells(runs)
     problems = runs.loc[runs["status"] != "ok", ["run_key", "variant", *PAIR, "repeat", "status", "reason"]]
-    liger_keys = set(runs.loc[runs["use_liger"], "run_key"])
-    settings, varying = _settings([r.config for r in parsed])
+    liger_keys = set(runs.loc[runs["use_liger"] & (runs["ablation"] == ""), "run_key"])
+    # An ablation arm's kernel flags are its own by design: the settings are those of the other runs.
+    settings, varying = _settings([r.config for r in parsed if not r.config.get("ablation")])
     return Analysis(
         runs=runs,
         steps=steps,
@@ -408,6 +417,8 @@ def analyze_results(
         searches=(searches := searches_table(frontiers)),
         probes=probes_table(frontiers),
         frontier_gains=frontier_gains(searches),
+        attribution=attribution(runs),
+        interaction=interaction(runs),
         parity=_parity(steps, runs, parity_tolerance),
         problems=problems.reset_index(drop=True),
         divergences=_divergences(runs),
@@ -434,7 +445,8 @@ def _first(results: Sequence[RunResult], field: str) -> dict[str, Any]:
 
 
 def _attention(runs: pd.DataFrame) -> dict[Variant, list[str]]:
-    used = {v: sorted(set(runs.loc[runs["variant"] == v, "attn_implementation"].dropna())) for v in VARIANTS}
+    variants = sorted(runs["variant"].unique(), key=variant_order)
+    used = {v: sorted(set(runs.loc[runs["variant"] == v, "attn_implementation"].dropna())) for v in variants}
     return {variant: names for variant, names in used.items() if names}
 
 

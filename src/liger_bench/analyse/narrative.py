@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analyse.analysis import Analysis, status_counts, success_ratio
-from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant
+from liger_bench.analyse.attribution import supported_carriers
+from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant, ablated_kernel
 
 HIGH_CV = 0.10
 # The page's names of the variants; the data names stay in run keys, CSV and metrics.
@@ -69,8 +70,13 @@ def number(value: Any, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _label(variant: Variant) -> str:
-    return LABELS[variant]
+def label(variant: str) -> str:
+    """The page's name of a variant: ``LABELS``, or the issue's notation for an ablation arm (``Liger [rope]``)."""
+    arm = ablated_kernel(variant)
+    if arm is None:
+        return LABELS[variant]  # type: ignore[index] - not an arm: one of VARIANTS
+    kernel, alone = arm
+    return f"Liger [{'' if alone else chr(0x2212)}{kernel}]"
 
 
 def _headline_cell(analysis: Analysis) -> pd.Series | None:
@@ -117,7 +123,7 @@ def recommendation(analysis: Analysis, row: pd.Series) -> str:
     parts = []
     if row.fastest:
         text = (
-            f"At {where} the fastest variant that trained is {_label(row.fastest)}: "
+            f"At {where} the fastest variant that trained is {label(row.fastest)}: "
             f"{number(row.fastest_tokens_per_s, 0)} tokens/s ({_ci(row.fastest_ci_low, row.fastest_ci_high)})"
         )
         gain = _gain_row(analysis, row.fastest, BASELINE, row.batch_size, row.seq_len)
@@ -128,13 +134,13 @@ def recommendation(analysis: Analysis, row: pd.Series) -> str:
             )
         ties = [variant for variant in row.fastest_ties.split(", ") if variant]
         if ties:
-            text += f"; indistinguishable from {_join([_label(v) for v in ties])} (overlapping 95% CIs)"
+            text += f"; indistinguishable from {_join([label(v) for v in ties])} (overlapping 95% CIs)"
         elif not row.ranked:
             text += "; one repeat, so the ranking has no confidence interval (use n_runs >= 3)"
         parts.append(text + ".")
         if row.leanest:
             parts.append(
-                f"Leanest: {_label(row.leanest)}, {number(row.leanest_peak_mem_reserved_gb, 1)} GiB peak reserved."
+                f"Leanest: {label(row.leanest)}, {number(row.leanest_peak_mem_reserved_gb, 1)} GiB peak reserved."
             )
     if row.excluded:
         parts.append(f"Not recommended at {where}: {row.excluded}.")
@@ -168,7 +174,7 @@ def _lone_divergence_phrase(analysis: Analysis) -> str:
     for variant, rows in lone.groupby("variant", sort=False):
         other = "the baseline" if variant != BASELINE else LABELS["liger"]
         where = ", ".join(f"{_where(analysis, r.batch_size, r.seq_len)} repeat {r.repeat}" for r in rows.itertuples())
-        phrases.append(f" {LABELS[variant]} diverged where {other} trained ({where}): the variants differ numerically.")
+        phrases.append(f" {label(variant)} diverged where {other} trained ({where}): the variants differ numerically.")
     return "".join(phrases)
 
 
@@ -181,7 +187,7 @@ def _memory_frontier_phrase(analysis: Analysis) -> str:
     batch, seq = beyond.sort_values(["batch_size", "seq_len"]).iloc[-1][["batch_size", "seq_len"]]
     variants = beyond[(beyond["batch_size"] == batch) & (beyond["seq_len"] == seq)]["variant"]
     return (
-        f" {_join([_label(v) for v in variants])} {'trains' if len(variants) == 1 else 'train'} "
+        f" {_join([label(v) for v in variants])} {'trains' if len(variants) == 1 else 'train'} "
         f"{_where(analysis, batch, seq)} where the baseline runs out of memory."
     )
 
@@ -192,10 +198,49 @@ def searched_frontier_phrase(analysis: Analysis) -> str:
     for row in analysis.frontier_gains.itertuples():
         least = "at least " if row.at_least else ""
         phrases.append(
-            f" {_label(row.variant)} fits {least}{row.largest_fit:,} sequences of {row.seq_len:,} tokens where the "
+            f" {label(row.variant)} fits {least}{row.largest_fit:,} sequences of {row.seq_len:,} tokens where the "
             f"baseline fits {row.baseline_largest_fit:,} ({percent(row.gain_pct, 0)}{' or more' if least else ''})."
         )
     return "".join(phrases)
+
+
+def _attribution_phrase(analysis: Analysis) -> str:
+    """Which kernels carry the gain, at the largest (batch, then seq) cell of the kernel ablation with a pair.
+
+    A kernel is named only when its gain alone is above zero by its 95% CI; the interaction is named
+    only when its CI excludes zero.
+    """
+    rows = analysis.attribution[analysis.attribution["alone_n_pairs"] > 0]
+    if rows.empty:
+        return ""
+    batch, seq = rows.sort_values(["batch_size", "seq_len"]).iloc[-1][["batch_size", "seq_len"]]
+    cell = rows[(rows["batch_size"] == batch) & (rows["seq_len"] == seq)]
+    where = _where(analysis, batch, seq)
+    if not cell["alone_gain_pct_ci_low"].notna().any():
+        return f" Kernel ablation at {where}: one repeat, so no kernel is named as carrying the gain (use n_runs >= 3)."
+    carriers = supported_carriers(cell)
+    if not carriers:
+        return f" Kernel ablation at {where}: no kernel alone is faster than the baseline by its 95% CI."
+    by_kernel = cell.set_index("kernel")
+    named = [
+        f"{kernel} ({percent(by_kernel.at[kernel, 'alone_gain_pct'], 1)}, "
+        f"{_ci(by_kernel.at[kernel, 'alone_gain_pct_ci_low'], by_kernel.at[kernel, 'alone_gain_pct_ci_high'], 1, '%')})"
+        for kernel in carriers
+    ]
+    text = f" At {where}, the gain is carried by {_join(named)}: alone, faster than the baseline by their 95% CIs."
+    together = analysis.interaction[
+        (analysis.interaction["batch_size"] == batch) & (analysis.interaction["seq_len"] == seq)
+    ]
+    if len(together):
+        row = together.iloc[0]
+        if row.interaction_pct_ci_low > 0 or row.interaction_pct_ci_high < 0:
+            more = "more" if row.interaction_pct > 0 else "less"
+            text += (
+                f" All kernels together gain {percent(row.all_kernels_gain_pct, 1)}, {abs(row.interaction_pct):.1f} "
+                f"points {more} than the sum of the singles "
+                f"({_ci(row.interaction_pct_ci_low, row.interaction_pct_ci_high, 1)})."
+            )
+    return text
 
 
 def make_headline(analysis: Analysis) -> str:
@@ -227,7 +272,7 @@ def make_headline(analysis: Analysis) -> str:
     text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis)
     if set(analysis.cells["variant"]) == {BASELINE}:
         text += " Only the baseline was run, so there is no comparison."
-    text += _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)
+    text += _attribution_phrase(analysis) + _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)
     failures = analysis.parity[analysis.parity["passed"] == False]  # noqa: E712 - nullable boolean column
     if len(failures):
         text += (
@@ -302,7 +347,7 @@ def caveats(analysis: Analysis) -> list[str]:
     for row in analysis.cells[analysis.cells["steady_state"] == "unsteady"].itertuples():
         needed = f"about {int(row.steps_needed)}" if math.isfinite(row.steps_needed) else "more than twice as many"
         notes.append(
-            f"Not steady: {LABELS[row.variant]} at {_where(analysis, row.batch_size, row.seq_len)} still changed "
+            f"Not steady: {label(row.variant)} at {_where(analysis, row.batch_size, row.seq_len)} still changed "
             f"speed by {percent(100 * row.drift, 1)} (shape-normalised step time, second half of the measured steps "
             f"vs the first); {needed} steps would be needed (raise max_steps and warmup_steps_to_skip)."
         )
@@ -311,7 +356,7 @@ def caveats(analysis: Analysis) -> list[str]:
     if len(first_shape):
         per_variant = first_shape.groupby("variant")[["n_first_shape_steps", "first_shape_excess_s"]].mean()
         parts = [
-            f"{LABELS[variant]} {row.n_first_shape_steps:.0f} steps, {row.first_shape_excess_s:.1f} s extra per run"
+            f"{label(variant)} {row.n_first_shape_steps:.0f} steps, {row.first_shape_excess_s:.1f} s extra per run"
             for variant, row in per_variant.iterrows()
         ]
         notes.append(
@@ -368,7 +413,7 @@ def _compile_notes(analysis: Analysis) -> list[str]:
         else:
             paid = "no payback without a baseline to compare with"
         notes.append(
-            f"torch.compile's one-off cost, left out of every aggregate: {_label(row.variant)} at "
+            f"torch.compile's one-off cost, left out of every aggregate: {label(row.variant)} at "
             f"{_where(analysis, row.batch_size, row.seq_len)} spent {number(row.compile_time_s, 1)} s compiling "
             f"({number(row.n_compile_steps, 0)} steps, {number(row.recompiles, 0)} recompiles per run); {paid}."
         )

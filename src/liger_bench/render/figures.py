@@ -208,16 +208,51 @@ def _frontier_probes(analysis: Analysis):
     return fig
 
 
+def _attribution_bars(analysis: Analysis):
+    """Grouped bars per kernel, one panel per (batch, seq len) cell: gain alone and tokens/s lost when left out.
+
+    Each bar carries its 95% CI over the repeats; a comparison without a pair gets no bar.
+    """
+    import seaborn as sns
+
+    rows = analysis.attribution
+    cells = sorted(set(zip(rows["batch_size"], rows["seq_len"], strict=True)))
+    bars = (
+        ("alone_gain_pct", "alone: tokens/s gain over the baseline"),
+        ("left_out_loss_pct", "left out: tokens/s lost against all kernels"),
+    )
+    colors = sns.color_palette("colorblind", len(bars))
+    fig, axes = _figure(len(cells), 2, 4.2)
+    for ax, (batch, seq) in zip(axes, cells, strict=True):
+        panel = rows[(rows["batch_size"] == batch) & (rows["seq_len"] == seq)].reset_index(drop=True)
+        width = 0.8 / len(bars)
+        for i, (value, name) in enumerate(bars):
+            for x, row in panel.iterrows():
+                if not math.isfinite(row[value]):
+                    continue
+                low, high = row[f"{value}_ci_low"], row[f"{value}_ci_high"]
+                err = [[row[value] - low], [high - row[value]]] if math.isfinite(low) else None
+                ax.bar(x - 0.4 + width * (i + 0.5), row[value], width, color=colors[i], yerr=err, capsize=3)
+            ax.bar(0, 0, 0, color=colors[i], label=name)
+        ax.axhline(0, color="#333", linewidth=0.8)
+        ax.set(xticks=range(len(panel)), xticklabels=panel["kernel"], ylabel="% of tokens/s")
+        ax.tick_params(axis="x", labelrotation=15)
+        ax.set_title(f"batch {batch}, sequence length {seq}")
+    _legend_outside(fig)
+    return fig
+
+
 def draw_figures(analysis: Analysis) -> list[Drawing]:
-    """The report's five figures: throughput and memory per cell, loss and throughput per step, frontier probes.
+    """The report's six figures: cell throughput and memory, step loss and throughput, probes, kernel attribution.
 
     Args:
         analysis: What ``analyze_results`` returned.
 
     Returns:
-        Throughput, memory, loss, per-step throughput and the frontier search's probes, each drawn or
-        with the reason it is not; the loss of paired runs, without a Liger/baseline pair, neither (the
-        parity table says why), nor the probes without a search.
+        Throughput, memory, loss, per-step throughput, the frontier search's probes and the kernel
+        attribution, each drawn or with the reason it is not; the loss of paired runs, without a
+        Liger/baseline pair, neither (the parity table says why), nor the probes without a search, nor
+        the attribution without a kernel ablation (its table says why).
 
     """
     import seaborn as sns
@@ -235,6 +270,8 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
         steps = _data_uri(_curves(analysis, picks, "tokens_per_s_nonpad", "tokens/s", True)) if picks else ""
         measured = analysis.probes["peak_mem_reserved_gb"].notna().any()
         frontier = _data_uri(_frontier_probes(analysis)) if measured else ""
+        paired = analysis.attribution[(analysis.attribution[["alone_n_pairs", "left_out_n_pairs"]] > 0).any(axis=1)]
+        kernels = _data_uri(_attribution_bars(analysis)) if len(paired) else ""
     return [
         Drawing("Throughput vs batch size (95% CI over repeats)", throughput, no_run),
         Drawing(
@@ -248,5 +285,12 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
             "Memory frontier search: peak reserved GPU memory of every probe vs its batch size",
             frontier,
             "No probe measured GPU memory (the search ran without a CUDA device)." if len(analysis.probes) else "",
+        ),
+        Drawing(
+            "Which kernels pay: each kernel alone vs the baseline, and left out of all kernels (95% CI over repeats)",
+            kernels,
+            "No kernel-ablation arm has a pair of ok runs to compare, so there is nothing to draw."
+            if len(analysis.attribution)
+            else "",
         ),
     ]

@@ -14,19 +14,21 @@ from typing import Any
 from liger_bench.analyse.analysis import Analysis
 from liger_bench.analyse.narrative import (
     BASELINE_DEFINITION,
-    LABELS,
     PROBLEMS_HEADING,
     RECOMMENDATION_RULE,
     SEARCH_RULE,
+    label,
 )
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
+    ATTRIBUTION,
     CELL_MEMORY,
     CELL_ONE_OFF,
     CELL_RATES,
     FRONTIER,
     GAINS,
+    INTERACTION,
     PARITY,
     PROBLEMS,
     RECOMMENDATIONS,
@@ -38,7 +40,7 @@ from liger_bench.render.tables import (
     markdown_table,
     md_escape,
 )
-from liger_bench.vocabulary import VARIANTS
+from liger_bench.vocabulary import variant_order
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fff}
@@ -87,11 +89,12 @@ def _key_values(values: dict[str, Any]) -> str:
 def _grid(analysis: Analysis) -> dict[str, Any]:
     runs = analysis.runs
     grid: dict[str, Any] = {
-        "variants": ", ".join(LABELS[v] for v in VARIANTS if v in set(runs["variant"])),
+        "variants": ", ".join(label(v) for v in sorted(runs["variant"].unique(), key=variant_order)),
         "per_device_train_batch_size": ", ".join(str(b) for b in sorted(runs["batch_size"].unique())),
         "max_seq_length": ", ".join(str(s) for s in sorted(runs["seq_len"].unique())),
         "repeats": int(runs["repeat"].nunique()),
         "runs": len(runs),
+        "kernel-ablation runs": _ablation_runs(analysis),
     }
     for key in sorted([*analysis.settings, *analysis.varying_settings]):
         grid[key] = analysis.settings.get(key, "varies between runs")
@@ -125,7 +128,7 @@ def _architecture(analysis: Analysis) -> dict[str, Any]:
         "architecture": ", ".join(analysis.model.get("architectures") or []),
     }
     for variant, used in analysis.attention.items():
-        out[f"attention, {LABELS[variant]}"] = ", ".join(used)
+        out[f"attention, {label(variant)}"] = ", ".join(used)
     kernels = analysis.liger_kernels
     if kernels:
         out["Liger kernels applied (modules patched)"] = ", ".join(f"{k} ({n})" for k, n in kernels.items() if n)
@@ -157,6 +160,43 @@ def _split_table(frame: Any, rates: Any, memory: tuple[str, Any], one_off: Any) 
     ]
 
 
+KERNEL_ABLATION_HEADING = "Which kernels pay (kernel ablation)"
+KERNEL_ABLATION_TEXT = (
+    "Each kernel liger-kernel enables by default for the model type, alone against the baseline, and left out "
+    "of Liger with all of them, in eager runs paired by repeat: the mean of the per-pair ratios with a 95% "
+    "Student-t interval. Memory is peak allocated. The interaction is all kernels' gain minus the sum of the "
+    "single kernels' gains, per repeat in which every one of them trained."
+)
+
+
+def _ablation_runs(analysis: Analysis) -> int:
+    return int((analysis.runs["ablation"] != "").sum())
+
+
+def _kernel_ablation_html(analysis: Analysis, figure: str) -> list[str]:
+    """The kernel-ablation section: how many runs it added, its two tables and its figure; nothing without one."""
+    if not _ablation_runs(analysis):
+        return []
+    return [
+        f"<h2>{KERNEL_ABLATION_HEADING}</h2>",
+        f"<p>{html.escape(KERNEL_ABLATION_TEXT)} The ablation added {_ablation_runs(analysis)} runs.</p>",
+        html_table(analysis.attribution, ATTRIBUTION),
+        html_table(analysis.interaction, INTERACTION),
+        figure,
+    ]
+
+
+def _kernel_ablation_markdown(analysis: Analysis) -> list[str]:
+    if not _ablation_runs(analysis):
+        return []
+    return [
+        f"## {KERNEL_ABLATION_HEADING}",
+        md_escape(f"{KERNEL_ABLATION_TEXT} The ablation added {_ablation_runs(analysis)} runs."),
+        markdown_table(analysis.attribution, ATTRIBUTION),
+        markdown_table(analysis.interaction, INTERACTION),
+    ]
+
+
 def render_html(analysis: Analysis, title: str, headline: str, notes: list[str], drawings: list[Drawing]) -> str:
     """The self-contained report page.
 
@@ -165,14 +205,17 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         title: Page title.
         headline: ``narrative.make_headline``'s sentences.
         notes: ``narrative.caveats``.
-        drawings: ``figures.draw_figures``: throughput, memory, loss, per-step throughput and frontier probes.
+        drawings: ``figures.draw_figures``: throughput, memory, loss, per-step throughput, frontier probes
+            and kernel attribution.
 
     Returns:
         The HTML document.
 
     """
     esc = html.escape
-    throughput_figure, memory_figure, loss_figure, steps_figure, frontier_figure = (_figure(d) for d in drawings)
+    throughput_figure, memory_figure, loss_figure, steps_figure, frontier_figure, kernels_figure = (
+        _figure(d) for d in drawings
+    )
     caveat_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>None.</li>"
     sections = [
         f"<h1>{esc(title)}</h1>",
@@ -195,6 +238,7 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         html_table(analysis.gains, GAINS),
         throughput_figure,
         memory_figure,
+        *_kernel_ablation_html(analysis, kernels_figure),
         "<h2>Memory frontier, searched</h2>",
         f"<p>{esc(SEARCH_RULE)}</p>",
         html_table(analysis.searches, SEARCHES),
@@ -260,6 +304,7 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         markdown_table(analysis.recommendations, RECOMMENDATIONS),
         "## Variants vs baseline, and Liger vs torch.compile",
         markdown_table(analysis.gains, GAINS),
+        *_kernel_ablation_markdown(analysis),
         "## Memory frontier, searched",
         md_escape(SEARCH_RULE),
         markdown_table(analysis.searches, SEARCHES),

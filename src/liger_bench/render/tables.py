@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from liger_bench.analyse.narrative import LABELS, number
+from liger_bench.analyse.narrative import LABELS, label, number
 
 
 def digits(n: int) -> Callable[[Any], str]:
@@ -71,8 +71,8 @@ def _text(field: str, label: str, formatter: Callable[[Any], str] = number, **kw
     return Column(field, label, formatter, align="text", **kwargs)
 
 
-def _variant(label: str = "variant") -> Column:
-    return _text("variant", label, LABELS.get)
+def _variant(header: str = "variant") -> Column:
+    return _text("variant", header, label)
 
 
 def _mfu(values: tuple[float, float]) -> str:
@@ -103,7 +103,7 @@ _COMPILE = [
 ]
 GAIN_COLUMNS = [
     _variant(),
-    _text("against", "against", LABELS.get),
+    _text("against", "against", label),
     Column("batch_size", "batch"),
     Column("seq_len", "seq len"),
     _text("variant_outcome", "variant outcome"),
@@ -119,11 +119,11 @@ GAIN_COLUMNS = [
 RECOMMENDATION_COLUMNS = [
     Column("batch_size", "batch"),
     Column("seq_len", "seq len"),
-    _text("fastest", "fastest", lambda v: LABELS.get(v, "none")),
+    _text("fastest", "fastest", lambda v: label(v) if v else "none"),
     Column("fastest_tokens_per_s", "its tokens/s", digits(0)),
     Column(("fastest_ci_low", "fastest_ci_high"), "95% CI", interval()),
-    _text("fastest_ties", "indistinguishable from", lambda v: ", ".join(LABELS[x] for x in v.split(", ") if x) or "–"),
-    _text("leanest", "leanest", lambda v: LABELS.get(v, "none")),
+    _text("fastest_ties", "indistinguishable from", lambda v: ", ".join(label(x) for x in v.split(", ") if x) or "–"),
+    _text("leanest", "leanest", lambda v: label(v) if v else "none"),
     Column("leanest_peak_mem_reserved_gb", "its peak reserved GiB", digits(2)),
     _text("excluded", "not recommended (why)", lambda v: v or "–", wraps=True),
 ]
@@ -202,6 +202,36 @@ RUN_MEMORY_COLUMNS = [
     *_STEADINESS,
 ]
 RUN_ONE_OFF_COLUMNS = [_RUN_KEY, _STATUS, Column("n_shapes", "batch shapes", digits(0)), *_FIRST_SHAPES, *_COMPILE]
+# Kernel ablation (issue 25): per kernel alone against the baseline and left out of all-kernels Liger.
+ATTRIBUTION_COLUMNS = [
+    _text("kernel", "kernel"),
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    Column("alone_n_pairs", "pairs alone"),
+    Column("alone_gain_pct", "alone: tokens/s gain %", digits(1)),
+    Column(("alone_gain_pct_ci_low", "alone_gain_pct_ci_high"), "gain 95% CI %", interval(1)),
+    Column("alone_mem_reduction_pct", "alone: alloc mem reduction %", digits(1)),
+    Column(("alone_mem_reduction_pct_ci_low", "alone_mem_reduction_pct_ci_high"), "reduction 95% CI %", interval(1)),
+    Column("left_out_n_pairs", "pairs left out"),
+    Column("left_out_loss_pct", "left out: tokens/s lost %", digits(1)),
+    Column(("left_out_loss_pct_ci_low", "left_out_loss_pct_ci_high"), "loss 95% CI %", interval(1)),
+    Column("left_out_mem_increase_pct", "left out: alloc mem added %", digits(1)),
+    Column(("left_out_mem_increase_pct_ci_low", "left_out_mem_increase_pct_ci_high"), "added 95% CI %", interval(1)),
+]
+INTERACTION_COLUMNS = [
+    Column("batch_size", "batch"),
+    Column("seq_len", "seq len"),
+    _text("kernels", "single kernels", wraps=True),
+    Column("n_repeats", "repeats"),
+    Column("sum_of_singles_gain_pct", "sum of singles' gains %", digits(1)),
+    Column(("sum_of_singles_gain_pct_ci_low", "sum_of_singles_gain_pct_ci_high"), "sum 95% CI %", interval(1)),
+    Column("all_kernels_gain_pct", "all kernels' gain %", digits(1)),
+    Column(("all_kernels_gain_pct_ci_low", "all_kernels_gain_pct_ci_high"), "all 95% CI %", interval(1)),
+    Column("interaction_pct", "interaction (all − sum) points", digits(1)),
+    Column(("interaction_pct_ci_low", "interaction_pct_ci_high"), "interaction 95% CI", interval(1)),
+    Column("sum_of_singles_mem_reduction_pct", "sum of singles' alloc mem reduction %", digits(1)),
+    Column("all_kernels_mem_reduction_pct", "all kernels' alloc mem reduction %", digits(1)),
+]
 
 
 @dataclass(frozen=True)
@@ -224,6 +254,8 @@ PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
 RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")
 RUN_MEMORY = Table(RUN_MEMORY_COLUMNS, "No run results were collected.")
 RUN_ONE_OFF = Table(RUN_ONE_OFF_COLUMNS, "No run results were collected.")
+ATTRIBUTION = Table(ATTRIBUTION_COLUMNS, "No kernel ablation was run (kernel_ablation 'off').")
+INTERACTION = Table(INTERACTION_COLUMNS, "No single-kernel arm was run (kernel_ablation 'each' or 'both' has them).")
 
 
 def _cells(frame: pd.DataFrame, table: Table) -> list[list[tuple[Column, Any, str]]]:
