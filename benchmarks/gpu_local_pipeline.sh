@@ -5,9 +5,13 @@
 # pipeline's use_liger × torch_compile defaults) at BATCH_SIZES (default "8, 16"), one repeat,
 # MAX_STEPS steps (default the pipeline's 100), 3 skipped. Copies the report, summary, table and log
 # to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
+# Options: PRESET (an embedded model preset, default phi3-mini; llama3-8b: Llama-3-8B's shape, 128k
+# vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off).
+# Issue 25's attribution, e.g.: KERNEL_ABLATION=both N_RUNS=3 TORCH_COMPILE=false BATCH_SIZES=16 \
+#   bash benchmarks/gpu_local_pipeline.sh OUT_DIR (and PRESET=llama3-8b at the largest batch that fits).
 set -euo pipefail
 out=$1
-read -r model dataset < <(python3 - "${WORKLOAD:-variable}" <<'PY'
+read -r model dataset < <(python3 - "${WORKLOAD:-variable}" "${PRESET:-phi3-mini}" <<'PY'
 import sys
 from pathlib import Path
 
@@ -16,13 +20,15 @@ from gpu_benchmark import WORKLOADS
 
 from liger_bench.inputs.embedded import ensure_embedded
 
-print(*ensure_embedded(Path("/tmp/cache"), preset="phi3-mini", **WORKLOADS[sys.argv[1]]))
+print(*ensure_embedded(Path("/tmp/cache"), preset=sys.argv[2], **WORKLOADS[sys.argv[1]]))
 PY
 )
 python3 -m liger_bench.cli.main local --output-dir /tmp/local-run \
   --param model_name="\"$model\"" --param dataset_name="\"$dataset\"" \
   --param "per_device_train_batch_size=[${BATCH_SIZES:-8, 16}]" --param 'max_seq_length=[512]' \
-  --param n_runs=1 --param "max_steps=${MAX_STEPS:-100}" --param warmup_steps_to_skip=3 >"$out/local-run.log" 2>&1 || status=$?
+  --param "n_runs=${N_RUNS:-1}" --param "max_steps=${MAX_STEPS:-100}" --param warmup_steps_to_skip=3 \
+  --param "torch_compile=[${TORCH_COMPILE:-false, true}]" --param "kernel_ablation=\"${KERNEL_ABLATION:-off}\"" \
+  >"$out/local-run.log" 2>&1 || status=$?
 grep -a "\[liger-bench\]" "$out/local-run.log" || true
 results=$(dirname "$(ls -d /tmp/local-run/pipeline_root/*/analyze-results/report | tail -1)")
 cp "$results/report" "$out/report.html"

@@ -136,3 +136,38 @@ def test_prepare_grid_trials_every_arm_of_the_architecture(model_type, tiny_mode
     axes = {**dataclasses.asdict(GridSpec(**SMALL, torch_compile=[False])), "kernel_ablation": "both"}
     grid = prepare_grid(info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(prepared_dataset), 0.0, "")
     assert len(grid) == 2 + 2 * len(DEFAULT_KERNELS[model_type])
+
+
+@pytest.mark.slow
+def test_each_through_the_real_local_runner_on_the_tiny_model(embedded_assets, tmp_path):
+    """On CPU the arms are skipped like every Liger run: the grid has their run keys and the report says so."""
+    import json
+
+    from liger_bench.cli.localrun import run_local
+
+    overrides = {"model_name": str(embedded_assets[0]), "dataset_name": str(embedded_assets[1])}
+    overrides |= {"torch_compile": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
+    report = run_local(tmp_path, {**overrides, "kernel_ablation": "each"})
+    run_root = report.parent.parent
+    grid = json.loads((run_root / "prepare-grid" / "executor_output.json").read_text())["parameterValues"]["Output"]
+    seq = grid[0]["max_seq_length"]
+    arms = [f"liger.{kernel}" for kernel in DEFAULT_KERNELS["phi3"]]  # the embedded model is a Phi-3
+    assert [item["run_key"] for item in grid] == [f"{v}-bs2-seq{seq}-r0" for v in ("liger", "baseline", *arms)]
+    results = {
+        r["run_key"]: r for r in (json.loads(p.read_text()) for p in run_root.glob("for-loop-*/train-model/result"))
+    }
+    assert {key: r["status"] for key, r in results.items()} == {
+        item["run_key"]: "ok" if item["run_key"].startswith("baseline") else "skipped" for item in grid
+    }
+    for item in grid[2:]:
+        assert _flags(results[item["run_key"]]["config"]) == {item["ablation"]}
+    summary = (run_root / "analyze-results" / "summary").read_text()
+    assert "Liger was not measured" in summary and "The ablation added 4 runs." in summary
+    # No pair of ok runs: every kernel's row has 0 pairs and no number, and no kernel is named in the headline.
+    empty = "0 | – | unavailable | – | unavailable"  # pairs, then a number and its interval, twice
+    for kernel in DEFAULT_KERNELS["phi3"]:
+        name = kernel.replace("_", "\\_")  # as Markdown escapes it
+        assert f"| {name} | 2 | {seq} | {empty} | {empty} |" in summary.splitlines()
+    assert "carried by" not in summary.splitlines()[2]
+    html = report.read_text()
+    assert "No kernel-ablation arm has a pair of ok runs to compare, so there is nothing to draw." in html
