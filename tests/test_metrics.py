@@ -5,6 +5,7 @@ import statistics
 
 import pytest
 
+from liger_bench.measure.energy import EnergyCounter
 from liger_bench.measure.flops import FlopModel, model_flops_per_token, peak_tflops_for
 from liger_bench.measure.metrics import StepMetricsCallback, aggregate, count_tokens, first_nonfinite_loss_step
 from liger_bench.measure.trainer import train_measured
@@ -242,6 +243,8 @@ def test_a_sharded_step_sums_the_ranks_tokens_and_flops_and_takes_the_slowest_ra
         "shape": "3x100",
         "peak_mem_allocated_gb": 9.0,
         "peak_mem_reserved_gb": 11.0,
+        "energy_j": 800.25,
+        "energy_unavailable": "",
     }
 
     def gather(local: dict) -> list[dict]:
@@ -249,8 +252,10 @@ def test_a_sharded_step_sums_the_ranks_tokens_and_flops_and_takes_the_slowest_ra
         return [rank0, rank1]
 
     device = FakeDevice()
+    counter = iter([5_000_000, 5_600_500])  # rank 0's GPU drew 600.5 J during the step
     callback = StepMetricsCallback(0, flop_model=FLOP_MODEL, peak_tflops=2.0, clock=device.clock, sync=device.sync,
-                                   barrier=lambda: None, gather=gather)  # fmt: skip
+                                   barrier=lambda: None, gather=gather,
+                                   energy=EnergyCounter(lambda: next(counter)))  # fmt: skip
     args, state, control = TrainingArguments(output_dir="unused", report_to=[]), TrainerState(), TrainerControl()
     callback.on_step_begin(args, state, control)
     callback.record_batch({"input_ids": torch.ones(2, 50, dtype=torch.long), "attention_mask": torch.ones(2, 50)})
@@ -266,5 +271,6 @@ def test_a_sharded_step_sums_the_ranks_tokens_and_flops_and_takes_the_slowest_ra
     assert (step["peak_mem_allocated_gb"], step["peak_mem_reserved_gb"]) == (9.0, 12.0)  # each the highest rank's
     assert step["mfu"] == pytest.approx((flops0 + 6e12) / 2.5 / (2.0e12 * 2))  # over both GPUs' peak
     assert step["compiled_graphs"] == 3
+    assert (step["energy_j"], step["energy_unavailable"]) == (600.5 + 800.25, "")  # both GPUs' energy
     assert step["shape"] == "2x50"  # rank 0's decides first-shape steps
     assert [r["step_time_s"] for r in step["ranks"]] == [1.5, 2.5] and "flops" not in step["ranks"][0]

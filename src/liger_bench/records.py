@@ -55,6 +55,8 @@ class StepRecord(StepMetrics):
     total_tokens_padded: int
     total_tokens_nonpad: int
     total_tokens_trained: int
+    energy_j: float | None  # the GPUs' energy during the step (NVML's counter, summed over ranks); None: unmeasured
+    energy_unavailable: str  # why energy_j is None ("" when measured)
     ranks: NotRequired[list[dict[str, Any]]]  # what each rank measured, with several ranks
 
 

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 # Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
 SUMMARY_PREFIX = "summary/"
-TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision")
+TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision", "energy_unavailable")
 ENVIRONMENT_TAGS = ("gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python")
 # skipped runs never trained: KILLED tells them apart from runs that crashed, ran out of memory or diverged.
 RUN_STATUS = {"ok": "FINISHED", "oom": "FAILED", "failed": "FAILED", "skipped": "KILLED", "diverged": "FAILED"}
@@ -222,7 +222,7 @@ def _child_tags(result: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
     tags.update(status=result["status"], reason=str(result.get("reason", ""))[:REASON_CHARS])
     tags.update(run_key=result["run_key"])
     metrics_of_run = result.get("metrics") or {}
-    # Text verdicts of the run (steady state, attention used) are tags: MLflow metrics are numbers.
+    # Text verdicts of the run (steady state, attention used, why no energy) are tags: MLflow metrics are numbers.
     tags.update({key: str(metrics_of_run[key]) for key in TEXT_METRIC_TAGS if metrics_of_run.get(key)})
     for source in ("model", "dataset"):
         info = result.get(source) or {}

@@ -28,6 +28,8 @@ PINS: dict[str, str] = {
     "seaborn": "0.13.2",
     # The Kubeflow Trainer's TrainJob schema (pydantic models), for grid points of several nodes.
     "kubeflow-trainer-api": "2.3.0",
+    # NVML's bindings (the pynvml module): the GPUs' energy counter (liger_bench.measure.energy).
+    "nvidia-ml-py": "13.615.71",
 }
 
 # torch is pinned per image: CPU wheels for the CPU image and CI, a CUDA build for training.

@@ -28,6 +28,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from liger_bench.measure.energy import EnergyCounter, energy_metrics, nvml_energy_counter, ranks_energy, step_energy
 from liger_bench.measure.flops import FlopModel
 from liger_bench.records import TOKEN_KINDS, StepRecord
 
@@ -71,7 +72,9 @@ class StepMetricsCallback(TrainerCallback):
     """Records one dict per optimizer step; feed it every micro-batch through ``record_batch``.
 
     ``clock`` and ``sync`` are the step timer's parts: the defaults are the only ones production
-    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see. ``barrier``
+    uses; tests pass a fake device whose queued work only ``sync`` lets the clock see. ``energy`` is
+    the GPU's energy counter (``liger_bench.measure.energy``; NVML's by default), read right after the
+    clock at both ends of a step. ``barrier``
     and ``gather`` join the ranks of a sharded run (``liger_bench.measure.distributed``, no-ops with one
     process): each step's tokens and FLOPs are the sums over ranks, its time and peak memory the
     maxima, and ``ranks`` keeps what each rank measured.
@@ -86,6 +89,7 @@ class StepMetricsCallback(TrainerCallback):
         sync: Callable[[], None] = synchronize_cuda,
         barrier: Callable[[], None] | None = None,
         gather: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
+        energy: EnergyCounter | None = None,
     ):
         self.warmup_steps_to_skip = warmup_steps_to_skip
         self.flop_model = flop_model
@@ -100,6 +104,8 @@ class StepMetricsCallback(TrainerCallback):
         self._seen_shapes: set[str] = set()
         self._clock = clock
         self._sync = sync
+        self._energy = energy or nvml_energy_counter()
+        self._energy_at_start: int | None = None
         from liger_bench.measure import distributed
 
         # With several ranks, every rank's clock starts and stops at a barrier after its device is
@@ -130,6 +136,10 @@ class StepMetricsCallback(TrainerCallback):
         self._barrier()
         self._graphs_at_start = compiled_graph_count()
         self._start = self._clock()
+        self._energy_at_start = self._read_energy()
+
+    def _read_energy(self) -> int | None:
+        return self._energy.read() if self._energy.read else None
 
     def on_step_end(self, args, state, control, **kwargs):
         """Synchronise, stop the clock and record the step (summed over ranks)."""
@@ -138,6 +148,7 @@ class StepMetricsCallback(TrainerCallback):
         self._sync()
         self._barrier()
         local: dict[str, Any] = {"step_time_s": self._clock() - self._start, "flops": self._flops}
+        local.update(step_energy(self._energy_at_start, self._read_energy(), self._energy.unavailable))
         local["compiled_graphs"] = compiled_graph_count() - self._graphs_at_start
         local.update({f"tokens_{kind}": count for kind, count in self._tokens.items()})
         local["shape"] = "+".join(self._shapes)
@@ -185,6 +196,7 @@ class StepMetricsCallback(TrainerCallback):
             else None,
             loss=None,
             learning_rate=None,
+            **ranks_energy(ranks),
         )
         self._seen_shapes.add(shape)
         if len(ranks) > 1:
@@ -335,7 +347,7 @@ def compile_cost(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregates over the measured steps (``is_measured``), the steady-state verdict, first-shape and compile cost."""
+    """Aggregates over the measured steps (``is_measured``), their energy, the steady-state verdict, one-off costs."""
     measured = [s for s in steps if is_measured(s)]
     times = [s["step_time_s"] for s in measured]
     out: dict[str, Any] = {"n_steps": len(steps), "n_measured_steps": len(measured)}
@@ -357,6 +369,7 @@ def aggregate(steps: list[dict[str, Any]]) -> dict[str, Any]:
     losses = [s["loss"] for s in steps if s.get("loss") is not None]
     out["final_loss"] = losses[-1] if losses else None
     out["first_nonfinite_loss_step"] = first_nonfinite_loss_step(steps)
+    out.update(energy_metrics(measured, steps))
     out.update(steady_state(measured))
     out.update(first_shape_cost(steps))
     out.update(compile_cost(steps))
