@@ -133,6 +133,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         frontier_resolution: int = 1,
         frontier_time_budget_s: float = 3600.0,
         frontier_probe_steps: int = 3,
+        gpu_hour_price: float = 0.0,
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "liger-benchmark",
         hf_token_secret: str = "liger-bench-hf-token",
@@ -175,6 +176,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 with what it has.
             frontier_probe_steps: Optimizer steps each probe trains; at least 2, because the first step
                 allocates the optimizer's state and only the next ones train with it.
+            gpu_hour_price: Price of one GPU-hour in any currency: the report's cost per million tokens; 0: none.
             mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off
                 (or the server of Kubeflow Pipelines' own MLflow integration, whose runs are then filled).
             mlflow_experiment: MLflow experiment that receives the runs.
@@ -223,6 +225,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             frontier_resolution=frontier_resolution,
             frontier_time_budget_s=frontier_time_budget_s,
             frontier_probe_steps=frontier_probe_steps,
+            gpu_hour_price=gpu_hour_price,
             **options.grid_scale(),
         )
         grid_task.set_caching_options(True)
@@ -283,6 +286,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             min_success_ratio=min_success_ratio,
             mlflow_tracking_uri=mlflow_tracking_uri,
             tracking=tracking_task.outputs["tracking"],
+            gpu_hour_price=gpu_hour_price,
         )
         writes_to_mlflow(analyze_task, mlflow_secret, cache=False)  # it ends this pipeline run's parent run
         return analyze_task.outputs["report"]

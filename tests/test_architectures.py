@@ -42,7 +42,7 @@ OUTCOME_TABLE_ENV = "LIGER_BENCH_ARCHITECTURES_OUT"
 def _grid(info: dict, model_dir, axes: dict, dataset_dir) -> list[dict]:
     """prepare_grid's work on a tiny model and the prepared embedded dataset (its rows are tokenised there)."""
     return prepare_grid(
-        info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(dataset_dir), 0.0, "", True, {}
+        info, {"name": "embedded", "rows": 256}, axes, str(model_dir), str(dataset_dir), 0.0, "", True, {}, 0.0
     )
 
 

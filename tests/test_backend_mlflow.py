@@ -104,7 +104,7 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
         **ClusterOptions().grid_scale(),
     }
     grid = tasks.prepare_grid(
-        model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}
+        model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}, 0.0
     )
     grid = tasks.find_frontier(grid, str(model_dir), str(tmp_path / "dataset"), False, {}, str(tmp_path / "frontier"))
     runs = backend_hierarchy(mlflow_server, len(grid))
@@ -151,6 +151,7 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
         0.1,
         "",
         document["parent_run_id"],
+        0.0,
     )
 
     client = client_for(mlflow_server)

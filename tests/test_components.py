@@ -37,6 +37,7 @@ GRID_AXES = {
     "mlflow_tracking_uri": "",
     "frontier_search": True,
     **FRONTIER_SETTINGS,
+    "gpu_hour_price": 0.0,
     **ClusterOptions().grid_scale(),
 }
 
@@ -165,6 +166,7 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
         min_success_ratio=0.5,
         mlflow_tracking_uri="",
         tracking=tracking_off,
+        gpu_hour_price=0.0,
         **outputs,
     )
     assert "<html" in Path(outputs["report"].path).read_text().lower()
@@ -191,5 +193,6 @@ def test_component_functions_run_directly_on_real_artifacts(downloaded, tracking
             min_success_ratio=1.0 + 1e-9,
             mlflow_tracking_uri="",
             tracking=tracking_off,
+            gpu_hour_price=0.0,
             **outputs,
         )

@@ -58,6 +58,7 @@ GRID_TASK_ARGS = {
     "mlflow_tracking_uri": "",
     "frontier_search": True,
     **FRONTIER_SETTINGS,
+    "gpu_hour_price": 0.0,
     **ClusterOptions().grid_scale(),
 }
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
@@ -741,6 +742,17 @@ DATA_GRID_CASES = [
     ),
     DataGridCase("min-success-ratio-nan", None, {"min_success_ratio": float("nan")}, r"min_success_ratio: nan is out"),
     DataGridCase("min-success-ratio-integer-zero", None, {"min_success_ratio": 0}, None),
+    DataGridCase(
+        "gpu-hour-price-negative",
+        None,
+        {"gpu_hour_price": -2.5},
+        r"gpu_hour_price: -2.5 is not a price; accepted: a number >= 0, the price of one GPU-hour in any currency "
+        r"\(0: no cost figures\)",
+    ),
+    DataGridCase("gpu-hour-price-not-a-number", None, {"gpu_hour_price": "2 EUR"}, r"gpu_hour_price: '2 EUR' is not"),
+    DataGridCase("gpu-hour-price-nan", None, {"gpu_hour_price": float("nan")}, r"gpu_hour_price: nan is not a price"),
+    DataGridCase("gpu-hour-price-infinite", None, {"gpu_hour_price": float("inf")}, r"gpu_hour_price: inf is not"),
+    DataGridCase("gpu-hour-price-integer", None, {"gpu_hour_price": 3}, None),
 ]
 
 

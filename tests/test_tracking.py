@@ -348,6 +348,7 @@ def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflo
             min_success_ratio=0.9,
             mlflow_tracking_uri=mlflow_server,
             mlflow_parent_run_id=parent["run_id"],
+            gpu_hour_price=0.0,
         )
     assert (tmp_path / "report").is_file()
     assert client_for(mlflow_server).get_run(parent["run_id"]).info.status == "FAILED"

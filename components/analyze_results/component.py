@@ -11,6 +11,7 @@ def analyze_results(
     min_success_ratio: float,
     mlflow_tracking_uri: str,
     tracking: Input[Artifact],
+    gpu_hour_price: float,
     report: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
@@ -29,6 +30,7 @@ def analyze_results(
         mlflow_tracking_uri: MLflow server; empty turns tracking off, unless Kubeflow Pipelines' own MLflow
             integration gave the task its run (liger_bench.tracking.tracking_uri).
         tracking: From start_tracking: the MLflow parent run that receives the report, then ends.
+        gpu_hour_price: Price of one GPU-hour (any currency) for the cost per million tokens; 0: no cost figures.
         report: Self-contained HTML report.
         summary: Markdown summary.
         metrics: Headline numbers for the KFP compare view.
@@ -47,5 +49,6 @@ def analyze_results(
         min_success_ratio=min_success_ratio,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_parent_run_id=tracking.metadata.get("parent_run_id", ""),
+        gpu_hour_price=gpu_hour_price,
     )
     report.metadata["headline"] = headline

@@ -30,6 +30,7 @@ def prepare_grid(
     nodes_per_run: int,
     max_gpus_per_run: int,
     trainer_configured: bool,
+    gpu_hour_price: float,
 ) -> list[dict[str, Any]]:
     """Validate the experiment and expand it into one training config per run.
 
@@ -61,6 +62,7 @@ def prepare_grid(
         nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
         trainer_configured: Whether the pipeline was compiled with the Kubeflow Trainer path.
+        gpu_hour_price: Checked here (a number >= 0) so that a bad price fails before training, not after.
 
     Returns:
         One training config per run (a TrainConfig as a dict), the items of the training loop.
@@ -97,4 +99,5 @@ def prepare_grid(
             "frontier_time_budget_s": frontier_time_budget_s,
             "frontier_probe_steps": frontier_probe_steps,
         },
+        gpu_hour_price=gpu_hour_price,
     )

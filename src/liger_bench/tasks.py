@@ -103,6 +103,7 @@ def prepare_grid(
     mlflow_tracking_uri: str,
     frontier_search: bool,
     frontier_settings: dict,
+    gpu_hour_price: float,
 ) -> list[dict]:
     """Validate and expand the grid, also against the model and the dataset; the cheap checks first.
 
@@ -118,6 +119,7 @@ def prepare_grid(
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
         check_against_data,
+        check_gpu_hour_price,
         check_gradient_checkpointing,
         check_min_success_ratio,
         check_training_arguments,
@@ -126,6 +128,7 @@ def prepare_grid(
     check_tracking_uri(mlflow_tracking_uri)
     check_min_success_ratio(min_success_ratio)
     FrontierSettings.from_dict(frontier_settings)
+    check_gpu_hour_price(gpu_hour_price)
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     grid = expand_grid(GridSpec(**axes), model_info.get("model_type", ""))
     check_at_frontier(frontier_search, grid)
@@ -319,17 +322,21 @@ def analyze_results(
     min_success_ratio: float,
     mlflow_tracking_uri: str,
     mlflow_parent_run_id: str,
+    gpu_hour_price: float,
 ) -> str:
     """Write the report, summary, table and metrics; log them to MLflow; then check the success ratio.
 
     The MLflow parent run ends FINISHED, or FAILED when the success ratio fails the pipeline.
+    ``gpu_hour_price`` 0 means no price was given: the report shows no cost.
     """
     from liger_bench.analyse.analysis import check_success_ratio
     from liger_bench.render.report import build_report, write_bundle
 
     results = [read_json(path) for path in result_paths]
     histories = [read_json(path) for path in history_paths]
-    bundle = build_report(results, histories, read_json(frontier_path)["frontiers"])
+    bundle = build_report(
+        results, histories, read_json(frontier_path)["frontiers"], gpu_hour_price=gpu_hour_price or None
+    )
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():
         log_metric(name, value)

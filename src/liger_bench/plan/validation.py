@@ -189,6 +189,16 @@ def check_min_success_ratio(value: Any) -> float:
     return float(value)
 
 
+def check_gpu_hour_price(value: Any) -> float:
+    """``gpu_hour_price`` as a float >= 0 (0: no price given); raise ``GridError`` otherwise (NaN, infinity too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
+        raise GridError(
+            f"gpu_hour_price: {value!r} is not a price; accepted: a number >= 0, the price of one GPU-hour "
+            "in any currency (0: no cost figures)"
+        )
+    return float(value)
+
+
 def non_finite_numbers(value: Any, path: str) -> list[str]:
     """Paths (``name``, ``name.key``, ``name[0]``) of NaN and infinite numbers inside ``value``."""
     if isinstance(value, float):
