@@ -20,6 +20,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from liger_bench.measure.energy import NO_NVIDIA_GPU
 from liger_bench.measure.frontier import Probe, search_frontier
 from liger_bench.measure.metrics import aggregate
 from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason, world_metrics
@@ -93,6 +94,8 @@ class Run:
     first_shape_s: float = 0.0
     # A kernel-ablation arm (TrainConfig.ablation): "rope" (rope alone), "no_rope" (every default but rope).
     ablation: str = ""
+    # Power each GPU draws in every step (its energy counter advances by this × the step's time); a CPU has none.
+    power_w: float = 500.0
 
 
 def allocated_fraction(use_liger: bool) -> float:
@@ -206,6 +209,8 @@ def make_steps(run: Run, n_steps: int, warmup: int, cuda: bool) -> list[dict]:
         record["mfu"] = record["tokens_per_s_padded"] * FLOPS_PER_TOKEN / (peak * 1e12 * run.gpus) if peak else None
         record["loss"] = loss_at(step, run.seq_len, run.repeat) * run.loss_scale
         record["learning_rate"] = 6e-6 * min(1.0, step / 2)
+        record["energy_j"] = run.power_w * run.gpus * step_time if cuda else None
+        record["energy_unavailable"] = "" if cuda else NO_NVIDIA_GPU
         steps.append(record)
     return steps
 
@@ -224,6 +229,16 @@ def baseline_rate(batch_size: int, repeat: int) -> float:
 def liger_rate(batch_size: int, repeat: int) -> float:
     """Liger tokens/s of the GPU scenario: about 30% faster, with its own repeat-to-repeat spread."""
     return 1300.0 * batch_size * (1 + 0.01 * ((repeat * 7) % 3))
+
+
+def baseline_power(batch_size: int, repeat: int) -> float:
+    """Baseline GPU power (W) of the GPU scenario, growing with the batch and from repeat to repeat."""
+    return 300.0 + 20.0 * batch_size + 4.0 * repeat
+
+
+def liger_power(batch_size: int, repeat: int) -> float:
+    """Liger GPU power (W) of the GPU scenario: its own growth with the batch and its own spread over repeats."""
+    return 290.0 + 18.0 * batch_size + 9.0 * repeat
 
 
 def baseline_memory(batch_size: int, repeat: int) -> float:
@@ -253,12 +268,13 @@ def gpu_scenario() -> list[Run]:
             runs.append(
                 Run(False, batch, 512, repeat, status="oom" if baseline_oom else "ok",
                     tokens_per_s=baseline_rate(batch, repeat), mem_reserved_gb=baseline_memory(batch, repeat),
-                    jitter=NOISY[3] if ("baseline", batch, repeat) == NOISY[:3] else JITTER)
+                    jitter=NOISY[3] if ("baseline", batch, repeat) == NOISY[:3] else JITTER,
+                    power_w=baseline_power(batch, repeat))
             )  # fmt: skip
             runs.append(
                 Run(True, batch, 512, repeat, status="failed" if (batch, repeat) in LIGER_FAILED else "ok",
                     tokens_per_s=liger_rate(batch, repeat), mem_reserved_gb=liger_memory(batch, repeat),
-                    loss_scale=1.05 if (batch, repeat) == (16, 1) else 1.0)
+                    loss_scale=1.05 if (batch, repeat) == (16, 1) else 1.0, power_w=liger_power(batch, repeat))
             )  # fmt: skip
     return runs
 
@@ -305,9 +321,10 @@ def four_variant_scenario(compile_s: float = 30.0, **liger_compile) -> list[Run]
     for repeat in range(3):
         runs += [
             Run(False, 8, 256, repeat, tokens_per_s=1000.0 * (1 + 0.01 * repeat), mem_reserved_gb=40.0),
-            Run(True, 8, 256, repeat, tokens_per_s=1300.0 * (1 + 0.01 * repeat), mem_reserved_gb=30.0),
+            Run(True, 8, 256, repeat, tokens_per_s=1300.0 * (1 + 0.01 * repeat), mem_reserved_gb=30.0,
+                power_w=430.0 + 5.0 * repeat),
             Run(False, 8, 256, repeat, tokens_per_s=1400.0 * (1 + 0.01 * repeat), mem_reserved_gb=32.0,
-                torch_compile=True, compile_s=compile_s),
+                torch_compile=True, compile_s=compile_s, power_w=560.0),
             Run(True, 8, 256, repeat, torch_compile=True, compile_s=compile_s, **liger_compile),
         ]  # fmt: skip
     return runs

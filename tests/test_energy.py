@@ -123,3 +123,14 @@ def test_the_real_counter_advances_during_gpu_work():
         matrix @ matrix
     torch.cuda.synchronize()
     assert counter.read() > before
+
+
+def test_a_run_without_energy_says_why_in_its_mlflow_tags_and_a_measured_one_has_no_such_tag():
+    from synthetic_results import Run, make_run
+
+    from liger_bench import tracking
+
+    cpu, _ = make_run(Run(False, 2, 64), cuda=False)
+    gpu, _ = make_run(Run(False, 2, 64))
+    assert tracking._child_tags(cpu, "")["energy_unavailable"] == NO_NVIDIA_GPU
+    assert "energy_unavailable" not in tracking._child_tags(gpu, "")

@@ -419,3 +419,13 @@ def test_the_hub_mirror_reaches_the_download_tasks_only_when_given(compiled, tmp
         e for x in default_spec["deploymentSpec"]["executors"].values() for e in x["container"].get("env", [])
     ]
     assert "HF_ENDPOINT" not in {env["name"] for env in default_envs}
+
+
+def test_gpu_hour_price_is_optional_and_reaches_prepare_grid_and_analyze_results(compiled):
+    """Issue 27: no price by default; prepare_grid checks it before any GPU, analyze_results prices the tokens."""
+    _, spec, _ = compiled
+    assert spec["root"]["inputDefinitions"]["parameters"]["gpu_hour_price"]["defaultValue"] == 0.0
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in ("prepare-grid", "analyze-results"):
+        given = tasks[name]["inputs"]["parameters"]["gpu_hour_price"]
+        assert given["componentInputParameter"] == "gpu_hour_price", name

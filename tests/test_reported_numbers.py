@@ -33,6 +33,7 @@ from synthetic_results import (
     ablation_scenario,
     allocated_fraction,
     baseline_memory,
+    baseline_power,
     baseline_rate,
     build,
     cpu_scenario,
@@ -40,6 +41,7 @@ from synthetic_results import (
     frontier_searches,
     gpu_scenario,
     liger_memory,
+    liger_power,
     liger_rate,
     loss_at,
 )
@@ -58,6 +60,8 @@ T975 = {2: 12.706, 3: 4.303}
 OOM_REASON = "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB."
 FAILED_REASON = "RuntimeError: NCCL watchdog timeout"
 NAN = math.nan
+PRICE = 3.25  # gpu_hour_price of the GPU scenario
+WARMUP_TIME = 3.0  # a warm-up step takes this many nominal step times (make_steps)
 
 
 def ci(values: list[float]) -> tuple[float, float, float]:
@@ -77,6 +81,10 @@ def tokens(batch: int, seq: int = SEQ) -> dict[str, int]:
 
 def rate(variant: str, batch: int, repeat: int) -> float:
     return (liger_rate if variant == "liger" else baseline_rate)(batch, repeat)
+
+
+def power(variant: str, batch: int, repeat: int) -> float:
+    return (liger_power if variant == "liger" else baseline_power)(batch, repeat)
 
 
 def memory(variant: str, batch: int, repeat: int) -> float:
@@ -106,6 +114,14 @@ def run_of(variant: str, batch: int, repeat: int) -> dict[str, float]:
         # The median step's padded rate (the median time's), not the run's rate.
         "mfu": counts["padded"] / median * FLOPS_PER_TOKEN / (PEAK_TFLOPS * 1e12),
         "final_loss": loss_at(STEPS, SEQ, repeat) * (1.05 if (variant, batch, repeat) == ("liger", 16, 1) else 1.0),
+        # The measured steps take MEASURED nominal step times together (jitter keeps the total), warm-up 3 × 3.
+        "energy_j": power(variant, batch, repeat) * MEASURED * nominal,
+        "energy_per_token_j": power(variant, batch, repeat) / rate(variant, batch, repeat),
+        "tokens_per_kwh": rate(variant, batch, repeat) * 3.6e6 / power(variant, batch, repeat),
+        "mean_power_w": power(variant, batch, repeat),
+        "run_energy_j": power(variant, batch, repeat) * (MEASURED + WARMUP * WARMUP_TIME) * nominal,
+        "cost_per_mtok": PRICE * 1e6 / rate(variant, batch, repeat) / 3600,
+        "kwh_per_mtok": 1e6 * power(variant, batch, repeat) / rate(variant, batch, repeat) / 3.6e6,
     }
 
 
@@ -132,7 +148,7 @@ def one(frame: pd.DataFrame, **where) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def gpu():
-    return analyze_results(*build(gpu_scenario()))
+    return analyze_results(*build(gpu_scenario()), gpu_hour_price=PRICE)
 
 
 CELLS = [(variant, batch) for batch in (8, 16, 24) for variant in ("baseline", "liger")]
@@ -188,6 +204,10 @@ def test_every_column_of_a_cell(gpu, variant, batch):
         "recompiles": NAN,
         "compile_time_s": NAN,
     }
+    for name in ("cost_per_mtok", "kwh_per_mtok"):
+        mean, low, high = ci([r[name] for r in runs]) if runs else (NAN, NAN, NAN)
+        expected |= {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+    expected |= {"mean_power_w": over_runs("mean_power_w", statistics.fmean), "energy_unavailable": ""}
     assert_row(one(gpu.cells, variant=variant, batch_size=batch), expected)
 
 
@@ -238,10 +258,14 @@ def test_every_column_of_the_recommendations(gpu):
             "leanest": "baseline",
             "leanest_peak_mem_reserved_gb": baseline_memory(8, 2),
             "excluded": f"liger: partial ({FAILED_REASON})",
+            "cheapest": "",  # one candidate: nothing to be cheaper than
+            "cheapest_cost_per_mtok": NAN,
         },
     )
     mean, low, high = cell_ci("liger", 16)
     assert high > low > cell_ci("baseline", 16)[2]  # the intervals do not overlap: no tie
+    liger_cost = ci([run_of("liger", 16, r)["cost_per_mtok"] for r in range(3)])
+    assert liger_cost[2] < ci([run_of("baseline", 16, r)["cost_per_mtok"] for r in range(3)])[1]  # apart
     assert_row(
         rows[16],
         {
@@ -256,6 +280,8 @@ def test_every_column_of_the_recommendations(gpu):
             "leanest": "liger",
             "leanest_peak_mem_reserved_gb": liger_memory(16, 2),
             "excluded": "",
+            "cheapest": "liger",
+            "cheapest_cost_per_mtok": liger_cost[0],
         },
     )
     assert_row(
@@ -272,6 +298,8 @@ def test_every_column_of_the_recommendations(gpu):
             "leanest": "",
             "leanest_peak_mem_reserved_gb": NAN,
             "excluded": f"baseline: oom ({OOM_REASON}); liger: partial ({FAILED_REASON})",
+            "cheapest": "",
+            "cheapest_cost_per_mtok": NAN,
         },
     )
 
@@ -359,7 +387,20 @@ def run_columns(variant: str, batch: int, repeat: int, status: str) -> dict:
         "n_truncated": 12,
         "gpus": 1,
         "attn_implementation": "sdpa",
+        "energy_j": value("energy_j"),
+        "energy_per_token_j": value("energy_per_token_j"),
+        "tokens_per_kwh": value("tokens_per_kwh"),
+        "mean_power_w": value("mean_power_w"),
+        # A failed run's two steps are warm-up steps: their energy is the run's, none is measured.
+        "run_energy_j": value("run_energy_j") if trained else NAN if status == "oom" else failed_run_energy(batch),
+        "energy_unavailable": "" if trained else "no measured step",
     }
+
+
+def failed_run_energy(batch: int) -> float:
+    """Energy of the GPU scenario's failed Liger run at ``batch``, repeat 2: two warm-up steps."""
+    nominal = tokens(batch)["nonpad"] / rate("liger", batch, 2)
+    return power("liger", batch, 2) * 2 * WARMUP_TIME * nominal
 
 
 @pytest.mark.parametrize(
@@ -391,6 +432,10 @@ def gpu_metrics() -> dict[str, float]:
             suffix = f"{variant}_bs{batch}_seq{SEQ}"
             expected[f"tokens_per_s_{suffix}"] = statistics.fmean(rate(variant, batch, r) for r in repeats)
             expected[f"peak_mem_reserved_gb_{suffix}"] = max(memory(variant, batch, r) for r in repeats)
+            for name in ("cost_per_mtok", "kwh_per_mtok"):
+                expected[f"{name}_{suffix}"] = statistics.fmean(run_of(variant, batch, r)[name] for r in repeats)
+    # The headline's cost figure: batch 16, where Liger is the cheapest per token.
+    expected["cheapest_cost_per_mtok"] = statistics.fmean(run_of("liger", 16, r)["cost_per_mtok"] for r in range(3))
     expected |= {f"largest_ok_batch_liger_seq{SEQ}": 24.0, f"largest_ok_batch_baseline_seq{SEQ}": 16.0}
     expected |= {"parity_pairs": 5.0, "parity_failures": 1.0, "parity_max_rel_diff": 0.05}
     return expected
@@ -404,10 +449,12 @@ def gpu_headline(searched: str = "") -> str:
     """The GPU scenario's headline by hand, with ``searched`` (the searched frontier's clause) where it goes."""
     mean, low, high = ci([rate("liger", 16, r) for r in range(3)])
     gain, gain_low, gain_high = ci([rate("liger", 16, r) / rate("baseline", 16, r) - 1 for r in range(3)])
+    cost = statistics.fmean(PRICE * 1e6 / rate("liger", 16, r) / 3600 for r in range(3))
     return (
         f"At batch 16 the fastest variant that trained is Liger: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
         f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%). "
-        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Liger trains batch 24 where the baseline runs "
+        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Cheapest per token: Liger, {cost:.2f} per "
+        f"million tokens at {PRICE:.2f} per GPU-hour. Liger trains batch 24 where the baseline runs "
         f"out of memory.{searched} Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference "
         "5.0%, tolerance 2%)."
     )
@@ -420,7 +467,7 @@ def test_every_number_of_the_headline(gpu):
 @pytest.fixture(scope="module")
 def searched():
     """The GPU scenario with its memory frontier searched (``synthetic_results.FRONTIER``)."""
-    return analyze_results(*build(gpu_scenario()), frontier_searches())
+    return analyze_results(*build(gpu_scenario()), frontier_searches(), gpu_hour_price=PRICE)
 
 
 # What each search probed, in order, by hand from FRONTIER's largest fits: doubling from 1 to the first
@@ -501,6 +548,9 @@ def test_every_number_of_the_caveats(gpu):
     assert caveats(gpu) == [
         "Loss parity failed: liger-bs16-seq512-r1 vs baseline-bs16-seq512-r1 differ by up to 5.0% "
         f"(step {one(gpu.parity, batch_size=16, repeat=1).step_of_max}; tolerance 2%).",
+        f"Cost per million non-padding tokens: {PRICE:.2f} per GPU-hour × the run's GPUs × the time its measured "
+        "steps take for a million tokens; warm-up, new batch shapes, torch.compile and the pipeline's other tasks "
+        "are not counted.",
         "High step-time variation (step CV > 10%) in 1 runs, e.g. baseline-bs16-seq512-r0: the node may have been "
         "shared or throttled.",
         "3 of 18 runs ran out of memory; their reasons are listed under 'Runs that did not finish'.",
@@ -701,11 +751,11 @@ def test_every_column_of_the_summary_tables_as_rendered(gpu):
     mean, low, high = ci([rate("baseline", 8, r) for r in range(3)])
     assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 8], tables.RECOMMENDATIONS) == (
         f"| 8 | 512 | baseline | {mean:,.0f} | {low:,.0f} to {high:,.0f} | – | baseline | "
-        f"{baseline_memory(8, 2):.2f} | liger: partial ({FAILED_REASON}) |"
+        f"{baseline_memory(8, 2):.2f} | liger: partial ({FAILED_REASON}) | – | – |"
     )
     assert md_row(gpu.recommendations[gpu.recommendations["batch_size"] == 24], tables.RECOMMENDATIONS) == (
         f"| 24 | 512 | none | – | unavailable | – | none | – | baseline: oom ({OOM_REASON}); liger: partial "
-        f"({FAILED_REASON}) |"
+        f"({FAILED_REASON}) | – | – |"
     )
     assert (
         md_row(gpu.frontier[gpu.frontier["variant"] == "baseline"], tables.FRONTIER) == "| baseline | 512 | 16 | 24 |"
@@ -988,3 +1038,53 @@ def test_the_report_says_how_many_runs_the_ablation_added():
     assert pairs["kernel-ablation runs"] == "24" and pairs["runs"] == "30"
     assert pairs["variants"].startswith("baseline, Liger, Liger [fused_linear_cross_entropy], Liger [rms_norm], ")
     assert "Liger [\u2212swiglu]" in pairs["variants"]
+
+
+# Issue 27: cost and energy per million tokens.
+
+
+def test_every_column_of_the_cost_and_energy_table_as_rendered(gpu):
+    """The per-cell cost and energy table: a GPU cell at PRICE, a cell that never trained, a CPU cell without energy."""
+    runs = [run_of("liger", 16, r) for r in range(3)]
+    cost, cost_low, cost_high = ci([r["cost_per_mtok"] for r in runs])
+    kwh, kwh_low, kwh_high = ci([r["kwh_per_mtok"] for r in runs])
+    power_w = statistics.fmean(liger_power(16, r) for r in range(3))
+    cell = gpu.cells[(gpu.cells["variant"] == "liger") & (gpu.cells["batch_size"] == 16)]
+    assert md_row(cell, tables.CELL_COST) == (
+        f"| Liger | 16 | 512 | ok | {cost:.2f} | {cost_low:.2f} to {cost_high:.2f} | {kwh:.4f} | "
+        f"{kwh_low:.4f} to {kwh_high:.4f} | {power_w:.0f} |"
+    )
+    never = gpu.cells[(gpu.cells["variant"] == "baseline") & (gpu.cells["batch_size"] == 24)]
+    assert md_row(never, tables.CELL_COST) == (
+        "| baseline | 24 | 512 | oom | – | unavailable | unavailable (no run) | unavailable | – |"
+    )
+    cpu = analyze_results(*build(cpu_scenario(repeats=2), cuda=False), gpu_hour_price=PRICE)
+    cpu_cell = cpu.cells[(cpu.cells["variant"] == "baseline") & (cpu.cells["batch_size"] == 2)]
+    cpu_cost = ci([PRICE * 1e6 / 600.0 / 3600] * 2)  # 300 tokens/s per row of batch, no spread: a zero-width CI
+    assert md_row(cpu_cell, tables.CELL_COST) == (
+        f"| baseline | 2 | 128 | ok | {cpu_cost[0]:.2f} | {cpu_cost[1]:.2f} to {cpu_cost[2]:.2f} | "
+        "unavailable (no NVIDIA GPU) | unavailable | – |"
+    )
+    assert "Energy unavailable (no NVIDIA GPU) for 2 of 2 cells that trained." in caveats(cpu)
+    assert {key for key in headline_metrics(cpu) if "kwh" in key} == set()  # no energy: no metric, never 0
+
+
+def test_no_cheapest_variant_when_the_cost_intervals_overlap_and_no_cost_without_a_price():
+    rates = {"baseline": [1000.0, 1050.0, 1100.0], "liger": [1060.0, 1080.0, 1040.0]}
+    runs = [
+        Run(variant == "liger", 8, 256, repeat, tokens_per_s=rates[variant][repeat])
+        for repeat in range(3)
+        for variant in rates
+    ]
+    costs = {variant: ci([PRICE * 1e6 / r / 3600 for r in values]) for variant, values in rates.items()}
+    assert costs["liger"][1] < costs["baseline"][2] and costs["baseline"][1] < costs["liger"][2]  # they overlap
+    priced = analyze_results(*build(runs), gpu_hour_price=PRICE)
+    row = one(priced.recommendations, batch_size=8)
+    assert (row.fastest, row.fastest_ties, row.cheapest) == ("liger", "baseline", "")
+    assert math.isnan(row.cheapest_cost_per_mtok)
+    assert "Cheapest" not in make_headline(priced) and "cheapest_cost_per_mtok" not in headline_metrics(priced)
+    assert one(priced.cells, variant="liger").cost_per_mtok == pytest.approx(costs["liger"][0], rel=1e-9)
+    unpriced = analyze_results(*build(runs))
+    assert unpriced.cells["cost_per_mtok"].isna().all() and unpriced.gpu_hour_price is None
+    assert not any(note.startswith("Cost per million") for note in caveats(unpriced))
+    assert not any(key.startswith("cost_per_mtok") for key in headline_metrics(unpriced))

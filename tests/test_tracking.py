@@ -560,6 +560,12 @@ def test_every_tag_and_metric_of_a_child_run_over_several_metric_batches(mlflow_
         "compiled_graphs": 0,
         "model_flops_per_token": FLOPS_PER_TOKEN,
         "peak_tflops": 989.0,
+        # The synthetic GPU draws 500 W in every step.
+        "energy_j": 500.0 * 117 * nominal,
+        "energy_per_token_j": 500.0 / 12_345.0,
+        "tokens_per_kwh": 12_345.0 * 3.6e6 / 500.0,
+        "mean_power_w": 500.0,
+        "run_energy_j": 500.0 * (117 + 3 * 3) * nominal,
     }
     expected = {f"summary/{key}": value for key, value in summary.items()}
     expected |= {name: steps[-1][name] for name in STEP_METRICS}  # the latest value of each step metric

@@ -27,6 +27,7 @@ from liger_bench.records import RunResult, StepHistory
 from liger_bench.vocabulary import BASELINE, RUN_STATUSES, VARIANTS, RunStatus, Variant, ablated_kernel, variant_order
 
 DEFAULT_PARITY_TOLERANCE = 0.02
+TOKENS_PER_COST_UNIT = 1e6  # cost and energy are reported per million non-padding tokens
 PAIR = ["batch_size", "seq_len"]
 # Config keys that tell the runs of a grid apart; every other key is a setting they share.
 RUN_AXES = {"run_key", "repeat", "use_liger", "torch_compile", "ablation", "per_device_train_batch_size"}
@@ -74,6 +75,7 @@ class Analysis:
     settings: dict[str, Any]  # config values all runs share, by key
     varying_settings: list[str]  # config keys (besides the grid axes) whose value differs between runs
     untracked: dict[str, str]  # run key to why MLflow did not log the run, for runs it should have logged
+    gpu_hour_price: float | None  # the price of one GPU-hour the costs use; None: no price given, no cost
 
 
 def _outcome(statuses: pd.Series) -> str:
@@ -87,7 +89,50 @@ def _outcome(statuses: pd.Series) -> str:
     return "none"
 
 
-def _cells(runs: pd.DataFrame) -> pd.DataFrame:
+def cost_per_mtok(gpu_hour_price: float, gpus: int, tokens_per_s: float) -> float:
+    """What a million non-padding tokens cost: ``gpus`` GPUs at ``gpu_hour_price`` for as long as they take.
+
+    Args:
+        gpu_hour_price: The price of one GPU-hour (any currency).
+        gpus: GPUs that train the run together.
+        tokens_per_s: The run's non-padding tokens per second, all GPUs together.
+    """
+    return gpu_hour_price * gpus * (TOKENS_PER_COST_UNIT / tokens_per_s) / 3600.0
+
+
+def _ci_at_least_zero(values: Sequence[float]) -> tuple[float, float, float]:
+    """``mean_ci`` of a quantity that is never negative: a low bound below zero is zero."""
+    mean, low, high = mean_ci(values)
+    return mean, max(low, 0.0) if math.isfinite(low) else low, high
+
+
+def _cost_and_energy(ok: pd.DataFrame, gpu_hour_price: float | None) -> dict[str, Any]:
+    """A cell's cost and kWh per million non-padding tokens with 95% CIs over its ok runs, and its mean power."""
+    row: dict[str, Any] = {}
+    costs = [
+        cost_per_mtok(gpu_hour_price, gpus, rate)
+        for gpus, rate in zip(ok["gpus"], ok["tokens_per_s_nonpad"], strict=True)
+        if gpu_hour_price is not None and rate > 0
+    ]
+    kwh = [TOKENS_PER_COST_UNIT / per_kwh for per_kwh in ok["tokens_per_kwh"] if per_kwh > 0]
+    for name, values in (("cost_per_mtok", costs), ("kwh_per_mtok", kwh)):
+        mean, low, high = _ci_at_least_zero(values)
+        row.update({name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high})
+    row["mean_power_w"] = ok["mean_power_w"].mean()
+    # Energy counts only when every ok run measured it: a mean over some repeats would be another cell.
+    unmeasured = ok.loc[ok["tokens_per_kwh"].isna(), "energy_unavailable"]
+    if len(unmeasured):
+        row.update(kwh_per_mtok=math.nan, kwh_per_mtok_ci_low=math.nan, kwh_per_mtok_ci_high=math.nan)
+        row["mean_power_w"] = math.nan
+    row["energy_unavailable"] = unmeasured.iloc[0] if len(unmeasured) else ""
+    return row
+
+
+COST_COLUMNS = [f"{name}{s}" for name in ("cost_per_mtok", "kwh_per_mtok") for s in ("", "_ci_low", "_ci_high")]
+COST_COLUMNS += ["mean_power_w", "energy_unavailable"]
+
+
+def _cells(runs: pd.DataFrame, gpu_hour_price: float | None) -> pd.DataFrame:
     rows = []
     for (variant, batch, seq), group in runs.groupby(CELL, sort=False):  # runs come sorted, baseline first
         ok = group[group["status"] == "ok"]
@@ -125,6 +170,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         row["n_compile_steps"] = ok["n_compile_steps"].max()
         row["recompiles"] = ok["recompiles"].max()
         row["compile_time_s"] = ok["compile_time_s"].mean()
+        row.update(_cost_and_energy(ok, gpu_hour_price))
         rows.append(row)
     columns = ["variant", "use_liger", "torch_compile", "batch_size", "seq_len", "n_runs"]
     columns += [f"n_{s}" for s in RUN_STATUSES]
@@ -152,6 +198,7 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
         "recompiles",
         "compile_time_s",
     ]
+    columns += COST_COLUMNS
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -248,6 +295,20 @@ def _overlaps(a: pd.Series, b: pd.Series) -> bool:
     )
 
 
+def _cheapest(candidates: pd.DataFrame) -> pd.Series | None:
+    """The candidate whose cost per million tokens is lowest with a 95% CI apart from every other's; else None.
+
+    None also with fewer than two candidates (nothing to compare), and when a candidate has no cost CI (no price,
+    or one repeat): the order is then not established.
+    """
+    bounds = candidates[["cost_per_mtok_ci_low", "cost_per_mtok_ci_high"]]
+    if len(candidates) < 2 or not bounds.map(math.isfinite).all().all():
+        return None
+    cheapest = candidates.loc[candidates["cost_per_mtok"].idxmin()]
+    others = candidates.drop(cheapest.name)
+    return cheapest if (cheapest["cost_per_mtok_ci_high"] < others["cost_per_mtok_ci_low"]).all() else None
+
+
 def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
     """Per (batch size, seq len): the fastest and the leanest variant among those that trained at steady state.
 
@@ -255,7 +316,8 @@ def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
     memory, skipped, partly failed and unsteady cells are never recommended, and are named with why.
     A variant whose tokens/s 95% CI overlaps the fastest's cannot be told apart from it and is listed
     as a tie; ``ranked`` is False when some candidate has no CI (one repeat), so the order is not
-    established. The leanest is the smallest peak reserved memory.
+    established. The leanest is the smallest peak reserved memory. The cheapest per token is named only
+    when its cost CI is apart from every other candidate's (``_cheapest``).
     """
     rows = []
     for (batch, seq), group in cells.groupby(PAIR, sort=True):
@@ -269,6 +331,9 @@ def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"batch_size": batch, "seq_len": seq, "fastest": "", "fastest_tokens_per_s": math.nan}
         row.update(fastest_ci_low=math.nan, fastest_ci_high=math.nan, fastest_ties="", ranked=False, leanest="")
         row.update(leanest_peak_mem_reserved_gb=math.nan, excluded=excluded)
+        cheapest = _cheapest(candidates)
+        row["cheapest"] = cheapest["variant"] if cheapest is not None else ""
+        row["cheapest_cost_per_mtok"] = cheapest["cost_per_mtok"] if cheapest is not None else math.nan
         if len(candidates):
             fastest = candidates.loc[candidates["tokens_per_s_nonpad"].idxmax()]
             ranked = all(_has_ci(r) for _, r in candidates.iterrows())
@@ -295,6 +360,7 @@ def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     columns = ["batch_size", "seq_len", "fastest", "fastest_tokens_per_s", "fastest_ci_low", "fastest_ci_high"]
     columns += ["fastest_ties", "ranked", "leanest", "leanest_peak_mem_reserved_gb", "excluded"]
+    columns += ["cheapest", "cheapest_cost_per_mtok"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -374,6 +440,7 @@ def analyze_results(
     frontiers: Sequence[dict[str, Any]] = (),
     *,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
+    gpu_hour_price: float | None = None,
 ) -> Analysis:
     """Analyse run results (``RunResult.to_dict()``) and step histories, joined by ``run_key``.
 
@@ -384,6 +451,7 @@ def analyze_results(
         frontiers: find_frontier's records, one per memory frontier search (none: no search).
         parity_tolerance: Largest relative difference of per-step losses (measured steps only) at
             which a variant/baseline pair still passes loss parity.
+        gpu_hour_price: The price of one GPU-hour, for the cost per million tokens; None: no cost.
 
     Returns:
         Everything the report shows: the tables, and what the runs trained on what.
@@ -402,7 +470,7 @@ def analyze_results(
         raise ValueError(f"duplicate run_key values in the results: {duplicates}; each run must report once")
     runs = runs_table(parsed)
     steps = steps_table(runs, [StepHistory.from_dict(h) for h in histories])
-    cells = _cells(runs)
+    cells = _cells(runs, gpu_hour_price)
     problems = runs.loc[runs["status"] != "ok", ["run_key", "variant", *PAIR, "repeat", "status", "reason"]]
     liger_keys = set(runs.loc[runs["use_liger"] & (runs["ablation"] == ""), "run_key"])
     # An ablation arm's kernel flags are its own by design: the settings are those of the other runs.
@@ -434,6 +502,7 @@ def analyze_results(
         untracked={
             r.run_key: r.mlflow["message"] for r in parsed if r.mlflow.get("enabled") and not r.mlflow.get("available")
         },
+        gpu_hour_price=gpu_hour_price,
     )
 
 

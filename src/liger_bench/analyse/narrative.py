@@ -41,7 +41,8 @@ RECOMMENDATION_RULE = (
     "Per batch size and sequence length: the fastest variant (mean non-padding tokens/s, 95% CI over repeats) "
     "and the leanest (peak reserved memory) among those that trained in every repeat at steady state; a "
     "variant whose CI overlaps the fastest's cannot be told apart from it. Failed, out-of-memory, skipped and "
-    "unsteady variants are never recommended and are named with the reason."
+    "unsteady variants are never recommended and are named with the reason. With a gpu_hour_price, the "
+    "cheapest per token is named only when its cost's 95% CI is apart from every other candidate's."
 )
 PROBLEMS_HEADING = "Runs that did not finish"
 # How a caveat counts the runs of each status but ok: "3 of 24 runs ran out of memory".
@@ -141,6 +142,11 @@ def recommendation(analysis: Analysis, row: pd.Series) -> str:
         if row.leanest:
             parts.append(
                 f"Leanest: {label(row.leanest)}, {number(row.leanest_peak_mem_reserved_gb, 1)} GiB peak reserved."
+            )
+        if row.cheapest:
+            parts.append(
+                f"Cheapest per token: {label(row.cheapest)}, {number(row.cheapest_cost_per_mtok, 2)} per million "
+                f"tokens at {number(analysis.gpu_hour_price, 2)} per GPU-hour."
             )
     if row.excluded:
         parts.append(f"Not recommended at {where}: {row.excluded}.")
@@ -306,6 +312,12 @@ def headline_metrics(analysis: Analysis) -> dict[str, float]:
         out[f"peak_mem_reserved_gb_{suffix}"] = row.peak_mem_reserved_gb
         out[f"compile_time_s_{suffix}"] = row.compile_time_s
         out[f"recompiles_{suffix}"] = row.recompiles
+        out[f"cost_per_mtok_{suffix}"] = row.cost_per_mtok
+        out[f"kwh_per_mtok_{suffix}"] = row.kwh_per_mtok
+    headline = _headline_cell(analysis)
+    if headline is not None and headline.cheapest:
+        # The headline's cost figure: what a million tokens cost with the variant it names as cheapest.
+        out["cheapest_cost_per_mtok"] = headline.cheapest_cost_per_mtok
     for row in analysis.searches.itertuples():
         if row.largest_fit is not pd.NA:
             out[f"largest_fit_{row.variant}_seq{row.seq_len}"] = row.largest_fit
@@ -364,6 +376,7 @@ def caveats(analysis: Analysis) -> list[str]:
             f"left out of every aggregate and cost once: {'; '.join(parts)} (mean over cells)."
         )
     notes += _compile_notes(analysis)
+    notes += _cost_and_energy_notes(analysis)
     noisy = runs[runs["step_time_cv"] > HIGH_CV]
     if len(noisy):
         notes.append(
@@ -395,6 +408,21 @@ def caveats(analysis: Analysis) -> list[str]:
     if analysis.untracked:
         first = next(iter(analysis.untracked.values()))
         notes.append(f"{len(analysis.untracked)} of {len(runs)} runs not in MLflow. {first}.")
+    return notes
+
+
+def _cost_and_energy_notes(analysis: Analysis) -> list[str]:
+    """What the cost per token counts, and why energy is missing where it is."""
+    notes = []
+    if analysis.gpu_hour_price is not None:
+        notes.append(
+            f"Cost per million non-padding tokens: {number(analysis.gpu_hour_price, 2)} per GPU-hour × the run's "
+            "GPUs × the time its measured steps take for a million tokens; warm-up, new batch shapes, "
+            "torch.compile and the pipeline's other tasks are not counted."
+        )
+    trained = analysis.cells[analysis.cells["n_ok"] > 0]
+    for reason, group in trained[trained["energy_unavailable"] != ""].groupby("energy_unavailable", sort=False):
+        notes.append(f"Energy unavailable ({reason}) for {len(group)} of {len(trained)} cells that trained.")
     return notes
 
 

@@ -41,6 +41,11 @@ RUN_METRICS = {
     "n_compile_steps": "n_compile_steps",
     "recompiles": "recompiles",
     "compile_time_s": "compile_time_s",
+    "energy_j": "energy_j",  # the measured steps' energy, all GPUs (NVML); NaN: unavailable
+    "energy_per_token_j": "energy_per_token_j",
+    "tokens_per_kwh": "tokens_per_kwh",
+    "mean_power_w": "mean_power_w",
+    "run_energy_j": "run_energy_j",
 }
 STEADY_STATES = ("steady", "unsteady", "unknown")
 RUN_COLUMNS = [
@@ -56,7 +61,7 @@ RUN_COLUMNS = [
     "warmup_steps_to_skip",
 ]
 RUN_COLUMNS += ["variant", *RUN_METRICS, "steady_state", "pad_to_multiple_of", "packing", "precision", "n_truncated"]
-RUN_COLUMNS += ["gpus", "attn_implementation"]
+RUN_COLUMNS += ["gpus", "attn_implementation", "energy_unavailable"]
 
 
 def _run_row(result: RunResult) -> dict[str, Any]:
@@ -90,6 +95,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
         "nodes_per_run", config.get("nodes_per_run", 1), int
     )
     row["attn_implementation"] = metrics.get("attn_implementation")
+    row["energy_unavailable"] = metrics.get("energy_unavailable", "the run recorded no energy")
     return row
 
 

@@ -90,7 +90,7 @@ def total_energy(steps: list[dict[str, Any]]) -> tuple[float | None, str]:
     Steps recorded before energy was measured have no ``energy_j`` key; they count as unavailable.
     """
     if not steps:
-        return None, "no step"
+        return None, "no measured step"
     for s in steps:
         if s.get("energy_j") is None:
             return None, s.get("energy_unavailable") or "the step history records no energy"

@@ -18,11 +18,13 @@ from liger_bench.analyse.narrative import (
     RECOMMENDATION_RULE,
     SEARCH_RULE,
     label,
+    number,
 )
 from liger_bench.measure.metrics import STEADY_DRIFT_TOLERANCE
 from liger_bench.render.figures import Drawing
 from liger_bench.render.tables import (
     ATTRIBUTION,
+    CELL_COST,
     CELL_MEMORY,
     CELL_ONE_OFF,
     CELL_RATES,
@@ -147,6 +149,23 @@ def _figure(drawing: Drawing) -> str:
     return f"<h3>{esc(drawing.caption)}</h3>{body}"
 
 
+COST_HEADING = "Cost and energy per million non-padding tokens"
+
+
+def _cost_text(analysis: Analysis) -> str:
+    """How the cost and energy columns are computed, and at which price."""
+    price = (
+        f"at {number(analysis.gpu_hour_price, 2)} per GPU-hour (gpu_hour_price)"
+        if analysis.gpu_hour_price is not None
+        else "not shown: no gpu_hour_price was given"
+    )
+    return (
+        f"Cost: gpu_hour_price × GPUs × (1,000,000 / tokens/s) / 3600, {price}. Energy: NVML's energy counter of "
+        "each GPU, read at both ends of every measured step and summed over the run's GPUs. Both are means over "
+        "a cell's ok repeats with a 95% Student-t interval; mean power is of the run's GPUs together."
+    )
+
+
 def _split_table(frame: Any, rates: Any, memory: tuple[str, Any], one_off: Any) -> list[str]:
     """One table of cells or runs as three that each fit the page: throughput, memory, one-off costs."""
     memory_heading, memory_columns = memory
@@ -257,6 +276,9 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         "the drift of its least steady run, its steps with a new batch shape and torch.compile's one-off "
         "cost (steps that compiled, recompiles, seconds beyond the steady step time).</p>",
         *_split_table(analysis.cells, CELL_RATES, ("Memory, MFU and steadiness", CELL_MEMORY), CELL_ONE_OFF),
+        f"<h3>{COST_HEADING}</h3>",
+        f"<p>{esc(_cost_text(analysis))}</p>",
+        html_table(analysis.cells, CELL_COST),
         f"<h2>{PROBLEMS_HEADING}</h2>",
         html_table(analysis.problems, PROBLEMS),
         "<h2>All runs</h2>",
@@ -312,6 +334,9 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         markdown_table(analysis.frontier, FRONTIER),
         f"## Loss parity (tolerance {analysis.parity_tolerance:.1%})",
         markdown_table(analysis.parity, PARITY),
+        f"## {COST_HEADING}",
+        md_escape(_cost_text(analysis)),
+        markdown_table(analysis.cells, CELL_COST),
         f"## {PROBLEMS_HEADING}",
         markdown_table(analysis.problems, PROBLEMS),
         "## Architecture",

@@ -42,6 +42,7 @@ def build_report(
     *,
     title: str = DEFAULT_TITLE,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
+    gpu_hour_price: float | None = None,
 ) -> ReportBundle:
     """Analyse all runs and render the report.
 
@@ -51,12 +52,15 @@ def build_report(
         frontiers: find_frontier's records of the memory frontier searches (none: no search).
         title: Page title.
         parity_tolerance: Largest relative per-step loss difference at which a pair passes parity.
+        gpu_hour_price: The price of one GPU-hour, for the cost per million tokens; None: no cost.
 
     Returns:
         The HTML page, Markdown summary, headline metrics, per-cell table and headline.
 
     """
-    analysis = analyze_results(results, histories, frontiers, parity_tolerance=parity_tolerance)
+    analysis = analyze_results(
+        results, histories, frontiers, parity_tolerance=parity_tolerance, gpu_hour_price=gpu_hour_price
+    )
     headline = make_headline(analysis)
     notes = caveats(analysis)
     return ReportBundle(

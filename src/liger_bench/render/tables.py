@@ -126,6 +126,8 @@ RECOMMENDATION_COLUMNS = [
     _text("leanest", "leanest", lambda v: label(v) if v else "none"),
     Column("leanest_peak_mem_reserved_gb", "its peak reserved GiB", digits(2)),
     _text("excluded", "not recommended (why)", lambda v: v or "–", wraps=True),
+    _text("cheapest", "cheapest per token", lambda v: label(v) if v else "–"),
+    Column("cheapest_cost_per_mtok", "its cost per M tokens", digits(2)),
 ]
 # The per-cell and per-run results are two tables each, so that every column fits a 1280 px window.
 _CELL_IDENTITY = [_variant(), Column("batch_size", "batch"), Column("seq_len", "seq len"), _text("outcome", "outcome")]
@@ -145,6 +147,23 @@ CELL_MEMORY_COLUMNS = [
     *_MEMORY_AND_MFU,
     Column("step_time_cv_max", "max step CV %", percent_of(1)),
     *_STEADINESS,
+]
+
+
+def _energy(values: tuple[float, str]) -> str:
+    """Energy per million tokens in kWh, or ``unavailable (why)``: a missing energy is not a measured zero."""
+    kwh, unavailable = values
+    return number(kwh, 4) if unavailable == "" and math.isfinite(kwh) else f"unavailable ({unavailable or 'no run'})"
+
+
+# What a million non-padding tokens cost at gpu_hour_price, and the energy they took (NVML's counter).
+CELL_COST_COLUMNS = [
+    *_CELL_IDENTITY,
+    Column("cost_per_mtok", "cost per M tokens", digits(2)),
+    Column(("cost_per_mtok_ci_low", "cost_per_mtok_ci_high"), "95% CI", interval(2)),
+    Column(("kwh_per_mtok", "energy_unavailable"), "kWh per M tokens", _energy),
+    Column(("kwh_per_mtok_ci_low", "kwh_per_mtok_ci_high"), "95% CI", interval(4)),
+    Column("mean_power_w", "mean power W (all GPUs)", digits(0)),
 ]
 # One-off costs left out of the rates: steps of a new batch shape and steps in which torch.compile compiled.
 CELL_ONE_OFF_COLUMNS = [*_CELL_IDENTITY, *_FIRST_SHAPES, *_COMPILE]
@@ -247,6 +266,7 @@ RECOMMENDATIONS = Table(RECOMMENDATION_COLUMNS, "No grid cell was run.")
 CELL_RATES = Table(CELL_RATE_COLUMNS, "No grid cell was run.")
 CELL_MEMORY = Table(CELL_MEMORY_COLUMNS, "No grid cell was run.")
 CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
+CELL_COST = Table(CELL_COST_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 SEARCHES = Table(SEARCH_COLUMNS, "No memory frontier search was recorded.")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
