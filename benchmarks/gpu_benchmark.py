@@ -20,6 +20,15 @@ Run on a GPU machine::
 It prints per batch size: tokens/s per variant, ratio to the ceiling, Liger gain next to the
 ceiling's gain, peak memory, the OOM frontier, MFU, loss parity and the agreement between the
 callback's step times and an independent synchronised timer; and writes ``benchmark.json``.
+
+``--sample-power`` (issue 27) also runs ``nvidia-smi --query-gpu=power.draw -lms 100`` beside every
+run and prints, per cell, the energy per token and mean power from NVML's energy counter (what the
+report shows) next to the mean of the power sampled during the same measured steps, and their
+agreement (within 10% is the issue's bar). The device machine returns at most 8 files: write
+``--out`` outside ``$OUT`` and copy ``benchmark.json`` (and ``summary.md``) there, e.g.::
+
+    python benchmarks/gpu_benchmark.py --sample-power --batch-sizes 16 --workload fixed --no-ceiling \
+        --out /tmp/energy-fixed && cp /tmp/energy-fixed/benchmark.json "$OUT/energy-fixed.json"
 """
 
 from __future__ import annotations
@@ -54,6 +63,63 @@ class IndependentTimer(TrainerCallback):
         if torch.cuda.is_available():  # a CPU run checks the script, not the numbers
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+
+
+class PowerSampler(TrainerCallback):
+    """``nvidia-smi``'s power draw of this process's GPU every ``period_ms``, and each step's start and end.
+
+    Both clocks are ``time.perf_counter``; a sample is timed when its line arrives. The step times are
+    taken after the Trainer's other callbacks, so after ``StepMetricsCallback`` synchronised the device.
+    """
+
+    def __init__(self, period_ms: int = 100):
+        self.period_ms = period_ms
+        self.samples: list[tuple[float, float]] = []
+        self.windows: list[tuple[float, float]] = []
+        self._begin = 0.0
+        self._process: subprocess.Popen | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Start nvidia-smi and a thread that reads its lines."""
+        import threading
+
+        import torch
+
+        uuid = f"GPU-{torch.cuda.get_device_properties(torch.cuda.current_device()).uuid}"
+        self._process = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=power.draw", "--format=csv,noheader,nounits", f"-lms={self.period_ms}",
+             f"--id={uuid}"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+        def read(stream) -> None:
+            for line in stream:
+                try:
+                    self.samples.append((time.perf_counter(), float(line.strip())))
+                except ValueError:  # "[N/A]": this GPU reports no power draw
+                    continue
+
+        threading.Thread(target=read, args=(self._process.stdout,), daemon=True).start()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        """Note when the step starts."""
+        self._begin = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Note the step's window."""
+        self.windows.append((self._begin, time.perf_counter()))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Stop nvidia-smi."""
+        if self._process:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+
+def sampled_power_w(samples: list[list[float]], windows: list[list[float]]) -> float | None:
+    """Mean of the power samples taken inside any of ``windows`` (the measured steps); None without one."""
+    inside = [watts for at, watts in samples if any(begin <= at <= end for begin, end in windows)]
+    return statistics.fmean(inside) if inside else None
 
 
 def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
@@ -196,8 +262,12 @@ def worker(args: argparse.Namespace) -> None:
             **({"optim": args.optim} if args.optim else {}),
         )
         timer = IndependentTimer()
-        result, steps = run_training(config, args.model_dir, args.dataset_dir, extra_callbacks=[timer])
+        sampler = PowerSampler() if args.sample_power else None
+        callbacks = [timer, sampler] if sampler else [timer]
+        result, steps = run_training(config, args.model_dir, args.dataset_dir, extra_callbacks=callbacks)
         runs.append({"result": result.to_dict(), "steps": steps, "independent_step_ends": timer.ends})
+        if sampler:
+            runs[-1].update(power_samples=sampler.samples, step_windows=sampler.windows)
         print(f"  {config.run_key}: {result.status} {result.reason[:300]}", flush=True)
         Path(args.worker_out).write_text(json.dumps({"runs": runs}))
         if result.status != "ok":  # an oom stays one; a device fault leaves this process unusable
@@ -258,8 +328,8 @@ def merge(parts: list[Path], out: Path, warmup: int) -> None:
     write_report(cells, out)
 
 
-def write_report(cells: dict, out: Path) -> None:
-    """The same HTML report analyze_results makes, from the runs of this benchmark."""
+def write_report(cells: dict, out: Path, gpu_hour_price: float | None = None) -> None:
+    """The same HTML report analyze_results makes, from the runs of this benchmark (costs at ``gpu_hour_price``)."""
     from liger_bench.records import RunResult, history_document
     from liger_bench.render.report import build_report, write_bundle
 
@@ -269,7 +339,12 @@ def write_report(cells: dict, out: Path) -> None:
         for cell in cells.values()
         for run in cell["runs"]
     ]
-    bundle = build_report(results, histories, title="Liger Kernel benchmark: Phi-3-mini architecture, one GPU")
+    bundle = build_report(
+        results,
+        histories,
+        title="Liger Kernel benchmark: Phi-3-mini architecture, one GPU",
+        gpu_hour_price=gpu_hour_price,
+    )
     write_bundle(bundle, out / "report.html", out / "summary.md", out / "analysis.csv")
     print(bundle.headline, flush=True)
 
@@ -312,8 +387,22 @@ def summarize(cell: dict, warmup: int) -> dict:
         out["losses"] = [[s["loss"] for s in run["steps"] if not s["warmup"]] for run in ok]
         steady_keys = ("steady_state", "drift", "settle_step", "steps_needed", "n_shapes", "n_first_shape_steps")
         compile_keys = ("n_compile_steps", "compiled_graphs", "recompiles", "compile_time_s")
-        for key in (*steady_keys, "first_shape_excess_s", *compile_keys):
+        energy_keys = ("energy_per_token_j", "tokens_per_kwh", "mean_power_w", "energy_unavailable")
+        for key in (*steady_keys, "first_shape_excess_s", *compile_keys, *energy_keys):
             out[key] = [run["result"]["metrics"].get(key) for run in ok]
+        if all("power_samples" in run for run in ok):
+            # The counter's mean power against nvidia-smi's samples over the same measured steps.
+            out["sampled_power_w"] = [
+                sampled_power_w(
+                    run["power_samples"],
+                    [w for w, s in zip(run["step_windows"], run["steps"], strict=True) if is_measured(s)],
+                )
+                for run in ok
+            ]
+            out["counter_vs_sampled"] = [
+                counter / sampled - 1.0 if counter and sampled else None
+                for counter, sampled in zip(out["mean_power_w"], out["sampled_power_w"], strict=True)
+            ]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok" and ok:
         out["ceiling_tokens_per_s"] = ceiling_rate(ceiling, ok[0]["steps"])
@@ -394,6 +483,14 @@ def print_table(summary: dict, batch_sizes: list[int]) -> list[str]:
                 f"{[_fmt(x, '.2f', ' s') for x in cell['first_shape_excess_s']]}, compile steps "
                 f"{cell['n_compile_steps']}, graphs {cell['compiled_graphs']}"
             )
+            lines.append(
+                f"{key}: energy per token {[_fmt(x, '.3g', ' J') for x in cell['energy_per_token_j']]}, tokens per "
+                f"kWh {[_fmt(x, '.4g') for x in cell['tokens_per_kwh']]}, mean power (counter) "
+                f"{[_fmt(x, '.0f', ' W') for x in cell['mean_power_w']]}, sampled (nvidia-smi) "
+                f"{[_fmt(x, '.0f', ' W') for x in cell.get('sampled_power_w', [])]}, counter vs sampled "
+                f"{[_fmt(x, '+.1%') for x in cell.get('counter_vs_sampled', [])]}"
+                + "".join(f"; energy unavailable: {r}" for r in sorted(set(cell["energy_unavailable"]) - {"", None}))
+            )
     print("\n".join(lines), flush=True)
     return lines
 
@@ -411,6 +508,10 @@ def main() -> None:
     parser.add_argument("--pad-to-multiple-of", type=int, default=TrainConfig.pad_to_multiple_of)
     parser.add_argument("--packing", action="store_true", help="pack rows to --seq-len (trl's wrapped packing)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the plain-loop ceiling")
+    parser.add_argument(
+        "--sample-power", action="store_true", help="sample nvidia-smi's power.draw beside NVML's energy counter"
+    )
+    parser.add_argument("--gpu-hour-price", type=float, default=None, help="the report's cost per million tokens")
     parser.add_argument("--preset", default="phi3-mini")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"))
     parser.add_argument(
@@ -489,6 +590,7 @@ def main() -> None:
                 "--pad-to-multiple-of",
                 str(args.pad_to_multiple_of),
                 *(["--packing"] if args.packing else []),
+                *(["--sample-power"] if args.sample_power else []),
                 *(["--optim", args.optim] if args.optim else []),
                 "--model-dir",
                 str(model_dir),
@@ -525,7 +627,7 @@ def main() -> None:
         "cells": cells,
     }
     (args.out / "benchmark.json").write_text(json.dumps(payload, indent=1))
-    write_report(cells, args.out)
+    write_report(cells, args.out, args.gpu_hour_price)
     print(f"total {time.monotonic() - started:.0f} s; wrote {args.out / 'benchmark.json'}", flush=True)
 
 

@@ -362,6 +362,7 @@ def test_default_local_run_fits_one_screen_and_ends_with_a_report_that_opens(cli
     report, log = Path(lines[-2].removeprefix("[liger-bench] report: ")), Path(lines[-1].split(": ", 1)[1])
     assert report == output_dir.resolve() / "report.html" and report.read_text().startswith("<!DOCTYPE html>")
     assert cuda or "not a Liger or GPU measurement" in done.stdout
+    assert cuda or "unavailable (no NVIDIA GPU)" in report.read_text()  # energy: never a measured 0 on a CPU
     assert [line for line in finished if "] compile-bs" in line and ": ok, " in line]  # the compile arm trained
     assert "DockerRunner" in log.read_text() and "DockerRunner" not in done.stdout  # kfp's warnings: log only
 
