@@ -86,11 +86,11 @@ class PowerSampler(TrainerCallback):
         import torch
 
         uuid = f"GPU-{torch.cuda.get_device_properties(torch.cuda.current_device()).uuid}"
-        self._process = subprocess.Popen(
-            ["nvidia-smi", "--query-gpu=power.draw", "--format=csv,noheader,nounits", f"-lms={self.period_ms}",
-             f"--id={uuid}"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        query = ["--query-gpu=power.draw", "--format=csv,noheader,nounits", f"--loop-ms={self.period_ms}"]
+        try:
+            self._process = subprocess.Popen(["nvidia-smi", *query, f"--id={uuid}"], stdout=subprocess.PIPE, text=True)
+        except FileNotFoundError:  # no nvidia-smi: no samples, and the cell says "sampled —"
+            return
 
         def read(stream) -> None:
             for line in stream:
