@@ -1,4 +1,4 @@
-"""Statistics over all runs of a grid: throughput, memory, paired gains, compile cost, frontier, parity, advice.
+"""Statistics over all runs of a grid: throughput, memory, gains, compile cost, frontier, cost, energy, parity, advice.
 
 Each run contributes its own aggregates (median over its measured steps, see ``metrics.aggregate``).
 A grid cell is one (variant, batch size, sequence length); its throughput is the mean of its ok
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,7 @@ def cost_per_mtok(gpu_hour_price: float, gpus: int, tokens_per_s: float) -> floa
     return gpu_hour_price * gpus * (TOKENS_PER_COST_UNIT / tokens_per_s) / 3600.0
 
 
-def _ci_at_least_zero(values: Sequence[float]) -> tuple[float, float, float]:
+def _ci_at_least_zero(values: Iterable[float]) -> tuple[float, float, float]:
     """``mean_ci`` of a quantity that is never negative: a low bound below zero is zero."""
     mean, low, high = mean_ci(values)
     return mean, max(low, 0.0) if math.isfinite(low) else low, high
@@ -148,9 +148,8 @@ def _cells(runs: pd.DataFrame, gpu_hour_price: float | None) -> pd.DataFrame:
         # The first line of the first reason: a CUDA error's message goes on for lines of advice.
         row["reason"] = next((r.splitlines()[0] for r in group["reason"] if r), "")
         for kind in ("nonpad", "padded"):
-            mean, low, high = mean_ci(ok[f"tokens_per_s_{kind}"])
             # A rate is never negative; a t-interval over a few noisy repeats can still reach below zero.
-            low = max(low, 0.0) if math.isfinite(low) else low
+            mean, low, high = _ci_at_least_zero(ok[f"tokens_per_s_{kind}"])
             row.update({f"tokens_per_s_{kind}": mean, f"tokens_per_s_{kind}_ci_low": low})
             row[f"tokens_per_s_{kind}_ci_high"] = high
         row["gpus"] = int(group["gpus"].max())
