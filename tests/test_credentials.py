@@ -176,5 +176,5 @@ def test_prepare_grid_refuses_a_tracking_uri_with_a_secret_first(form):
     from liger_bench.tasks import prepare_grid
 
     with pytest.raises(ValueError, match="^mlflow_tracking_uri: ") as refused:
-        prepare_grid({}, {}, {}, "", "", 0.1, form.uri, True, {})  # refused before the model or the data is read
+        prepare_grid({}, {}, {}, "", "", 0.1, form.uri, True, {}, 0.0)  # refused before the model or the data is read
     assert SECRET not in str(refused.value)

@@ -135,7 +135,7 @@ def test_prepare_grid_trials_every_arm_of_the_architecture(model_type, tiny_mode
     model_dir, info = tiny_model(model_type)
     axes = {**dataclasses.asdict(GridSpec(**SMALL, torch_compile=[False])), "kernel_ablation": "both"}
     data = {"name": "embedded", "rows": 256}
-    grid = prepare_grid(info, data, axes, str(model_dir), str(prepared_dataset), 0.0, "", False, {})
+    grid = prepare_grid(info, data, axes, str(model_dir), str(prepared_dataset), 0.0, "", False, {}, 0.0)
     assert len(grid) == 2 + 2 * len(DEFAULT_KERNELS[model_type])
 
 
