@@ -1,5 +1,6 @@
 """The metrics callback on real training steps of the tiny model, with token counts known by construction."""
 
+import json
 import math
 import statistics
 
@@ -9,7 +10,7 @@ from liger_bench.measure.energy import EnergyCounter
 from liger_bench.measure.flops import FlopModel, model_flops_per_token, peak_tflops_for
 from liger_bench.measure.metrics import StepMetricsCallback, aggregate, count_tokens, first_nonfinite_loss_step
 from liger_bench.measure.trainer import train_measured
-from liger_bench.measure.training import load_model
+from liger_bench.measure.training import load_model, step_stream
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import StepRecord
 
@@ -30,12 +31,28 @@ def _rows():
 
 
 @pytest.fixture(scope="module")
-def measured(embedded_assets):
+def measured_and_streamed(embedded_assets, tmp_path_factory):
+    """Six real steps of the tiny model, also streamed to a JSON-lines file as ``run_training`` streams them."""
     config = TrainConfig(per_device_train_batch_size=len(LENGTHS), max_steps=6, warmup_steps_to_skip=2)
     callback = StepMetricsCallback(config.warmup_steps_to_skip, flop_model=FLOP_MODEL, peak_tflops=1.0)
     model = load_model(str(embedded_assets[0]), bf16=False)
-    train_measured(config, model, _rows(), PAD_ID, callback, [], bf16=False)
-    return config, callback.steps
+    stream = tmp_path_factory.mktemp("stream") / "steps.jsonl"
+    train_measured(config, model, _rows(), PAD_ID, callback, [step_stream(callback.steps, stream)], bf16=False)
+    return config, callback.steps, stream
+
+
+@pytest.fixture(scope="module")
+def measured(measured_and_streamed):
+    config, steps, _ = measured_and_streamed
+    return config, steps
+
+
+def test_each_streamed_step_carries_its_loss_and_learning_rate(measured_and_streamed):
+    """The stream is what a crashed or killed run is reported from: each line is its step's complete record."""
+    _, steps, stream = measured_and_streamed
+    streamed = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert streamed == steps
+    assert all(s["loss"] is not None and s["learning_rate"] is not None for s in streamed)
 
 
 def test_token_counts_per_step_exclude_padding_and_prompt(measured):
@@ -106,15 +123,18 @@ def test_aggregate_of_synthetic_steps_is_exact():
     assert aggregate([])["n_measured_steps"] == 0
 
 
-def test_peak_memory_is_the_highest_of_the_measured_steps():
-    memory = [(1, 70.0), (2, 10.0), (3, 30.0), (4, 20.0)]  # step 1 is warm-up: its peak is not the run's
+def test_peak_memory_is_the_highest_of_the_steps_after_warmup_first_shape_steps_included():
+    """Step 1 is warm-up: its peak is not the run's. Step 3's batch shape is new (a first-shape step, left out of
+    the time aggregates): the memory it needed is still the run's peak, above every repeated shape's."""
+    memory = [(1, 70.0), (2, 10.0), (3, 45.0), (4, 30.0), (5, 20.0)]
     steps = [
-        {"step": i, "warmup": i == 1, "step_time_s": 1.0, "peak_mem_reserved_gb": gb, "peak_mem_allocated_gb": gb / 2}
-        | dict.fromkeys(("tokens_nonpad", "tokens_padded", "tokens_trained"), 100)
+        {"step": i, "warmup": i == 1, "first_shape": i in (1, 3), "step_time_s": 1.0, "peak_mem_reserved_gb": gb,
+         "peak_mem_allocated_gb": gb / 2} | dict.fromkeys(("tokens_nonpad", "tokens_padded", "tokens_trained"), 100)
         for i, gb in memory
-    ]
+    ]  # fmt: skip
     agg = aggregate(steps)
-    assert (agg["peak_mem_reserved_gb"], agg["peak_mem_allocated_gb"]) == (30.0, 15.0)
+    assert agg["n_measured_steps"] == 3  # steps 2, 4 and 5
+    assert (agg["peak_mem_reserved_gb"], agg["peak_mem_allocated_gb"]) == (45.0, 22.5)
 
 
 def test_count_tokens_handles_the_label_shift():

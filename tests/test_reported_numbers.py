@@ -640,6 +640,17 @@ def test_a_sharded_run_reports_its_gpus_its_rate_per_gpu_and_mfu_over_all_of_the
     assert cell.mfu == pytest.approx(statistics.fmean(mfus))
     assert analysis.runs["tokens_per_s_nonpad_per_gpu"].tolist() == pytest.approx([rate / 2 for rate in rates])
     assert analysis.runs["gpus"].tolist() == [2, 2, 2]
+    # As rendered: the run's rate, its GPUs, then the rate per GPU (half of it).
+    padded = [tokens(8)["padded"] * rate / tokens(8)["nonpad"] for rate in rates]
+    _, low, high = ci(rates)
+    assert md_row(analysis.cells, tables.CELL_RATES).startswith(
+        f"| baseline | 8 | 512 | ok | 3 | 3 | 5,100 | {low:,.0f} to {high:,.0f} | {statistics.fmean(padded):,.0f} | "
+        "2 | 2,550 |"
+    )
+    run = analysis.runs[analysis.runs["run_key"] == "baseline-bs8-seq512-r2"]
+    assert md_row(run, tables.RUN_RATES).startswith(
+        f"| baseline-bs8-seq512-r2 | ok | baseline | 8 | 512 | 2 | 5,200 | {padded[2]:,.0f} | 2 | 2,600 |"
+    )
 
 
 def test_every_compile_number_of_the_cells_gains_kfp_metrics_and_caveats():
