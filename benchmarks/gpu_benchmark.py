@@ -24,11 +24,14 @@ callback's step times and an independent synchronised timer; and writes ``benchm
 ``--sample-power`` (issue 27) also runs ``nvidia-smi --query-gpu=power.draw -lms 100`` beside every
 run and prints, per cell, the energy per token and mean power from NVML's energy counter (what the
 report shows) next to the mean of the power sampled during the same measured steps, and their
-agreement (within 10% is the issue's bar). The device machine returns at most 8 files: write
-``--out`` outside ``$OUT`` and copy ``benchmark.json`` (and ``summary.md``) there, e.g.::
+agreement (within 10% is the issue's bar).
 
-    python benchmarks/gpu_benchmark.py --sample-power --batch-sizes 16 --workload fixed --no-ceiling \
-        --out /tmp/energy-fixed && cp /tmp/energy-fixed/benchmark.json "$OUT/energy-fixed.json"
+The device machine returns at most 8 files, and this script writes one per cell: write ``--out``
+outside ``$OUT`` and let ``keep_out`` (``benchmarks/device_env.sh``) return it as one tarball, which
+also keeps every finished run of a call cut at its time limit, e.g.::
+
+    keep_out /tmp/res & python benchmarks/gpu_benchmark.py --sample-power --batch-sizes 16 \
+        --workload fixed --out /tmp/res/energy-fixed; keep_out /tmp/res once
 """
 
 from __future__ import annotations
