@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -305,9 +306,43 @@ def run_worker(command: list[str], worker_out: Path) -> tuple[Any, str]:
     if process.returncode == 0:
         return record, ""
     lines = [line for line in process.stderr.splitlines() if line.strip()]
-    reason = f"process exited with code {process.returncode}: {lines[-1] if lines else ''}"
+    code = process.returncode
+    ended = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    reason = f"process {ended}; its last stderr line: {lines[-1] if lines else '(none)'}"
     print(f"  {reason[:300]}", flush=True)
     return record, reason
+
+
+def with_crashed_runs(cells: dict) -> dict:
+    """``cells`` with a ``failed`` run for each cell whose process died before writing a repeat's result.
+
+    A segfault or a poisoned CUDA context can end a worker before its first record, so the cell has
+    its ``crash`` and no run; the report must still name that variant as failed, with the crash. All
+    cells of one call share the call's settings, so the failed run's config is another run's with
+    this cell's variant and batch size; a call whose every cell died has no config to report from.
+    """
+    from liger_bench.plan.grid import run_key
+
+    template = next((run["result"]["config"] for cell in cells.values() for run in cell["runs"]), None)
+    filled = {}
+    for key, cell in cells.items():
+        filled[key] = cell
+        if not cell.get("crash") or template is None or any(r["result"]["status"] != "ok" for r in cell["runs"]):
+            continue
+        variant, batch_size = key.rsplit("-bs", 1)
+        use_liger, torch_compile = variant_parts(variant)
+        repeat = len(cell["runs"])
+        config = {
+            **template,
+            "use_liger": use_liger,
+            "torch_compile": torch_compile,
+            "per_device_train_batch_size": int(batch_size),
+            "repeat": repeat,
+        }
+        config["run_key"] = run_key(variant, int(batch_size), config["max_seq_length"], repeat)
+        failed = {"run_key": config["run_key"], "status": "failed", "reason": cell["crash"], "config": config}
+        filled[key] = {**cell, "runs": [*cell["runs"], {"result": failed, "steps": []}]}
+    return filled
 
 
 def merge(parts: list[Path], out: Path, warmup: int) -> None:
@@ -315,7 +350,7 @@ def merge(parts: list[Path], out: Path, warmup: int) -> None:
     loaded = [json.loads(part.read_text()) for part in parts]
     # A call cut short by its time limit leaves only cells.json: its cells, no command or environment.
     loaded = [part if "cells" in part else {"cells": part} for part in loaded]
-    cells = {key: cell for part in loaded for key, cell in part["cells"].items()}
+    cells = with_crashed_runs({key: cell for part in loaded for key, cell in part["cells"].items()})
     batch_sizes = sorted({int(key.split("-bs")[1]) for key in cells})
     summary = {key: summarize(cell, warmup) for key, cell in cells.items()}
     out.mkdir(parents=True, exist_ok=True)
@@ -617,6 +652,7 @@ def main() -> None:
             print(f"{key}: {time.monotonic() - cell_started:.0f} s", flush=True)
             (args.out / "cells.json").write_text(json.dumps(cells))  # what a later crash or timeout leaves
 
+    cells = with_crashed_runs(cells)
     summary = {key: summarize(cell, args.warmup) for key, cell in cells.items()}
     lines = print_table(summary, args.batch_sizes)
     command = " ".join(["python", "benchmarks/gpu_benchmark.py", *sys.argv[1:]])

@@ -453,7 +453,7 @@ def gpu_headline(searched: str = "") -> str:
     return (
         f"At batch 16 the fastest variant that trained is Liger: {mean:,.0f} tokens/s (95% CI {low:,.0f} to "
         f"{high:,.0f}), +{100 * gain:.0f}% vs the baseline (95% CI {100 * gain_low:.1f}% to {100 * gain_high:.1f}%). "
-        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Cheapest per token: Liger, {cost:.2f} per "
+        f"Leanest: Liger, {liger_memory(16, 2):.1f} GiB peak reserved. Cheapest per token: Liger, {cost:.3f} per "
         f"million tokens at {PRICE:.2f} per GPU-hour. Liger trains batch 24 where the baseline runs "
         f"out of memory.{searched} Loss parity FAILED for 1 of 5 variant/baseline pairs (max relative difference "
         "5.0%, tolerance 2%)."
@@ -1062,7 +1062,7 @@ def test_every_column_of_the_cost_and_energy_table_as_rendered(gpu):
     power_w = statistics.fmean(liger_power(16, r) for r in range(3))
     cell = gpu.cells[(gpu.cells["variant"] == "liger") & (gpu.cells["batch_size"] == 16)]
     assert md_row(cell, tables.CELL_COST) == (
-        f"| Liger | 16 | 512 | ok | {cost:.2f} | {cost_low:.2f} to {cost_high:.2f} | {kwh:.4f} | "
+        f"| Liger | 16 | 512 | ok | {cost:.3f} | {cost_low:.3f} to {cost_high:.3f} | {kwh:.4f} | "
         f"{kwh_low:.4f} to {kwh_high:.4f} | {power_w:.0f} |"
     )
     never = gpu.cells[(gpu.cells["variant"] == "baseline") & (gpu.cells["batch_size"] == 24)]
@@ -1073,7 +1073,7 @@ def test_every_column_of_the_cost_and_energy_table_as_rendered(gpu):
     cpu_cell = cpu.cells[(cpu.cells["variant"] == "baseline") & (cpu.cells["batch_size"] == 2)]
     cpu_cost = ci([PRICE * 1e6 / 600.0 / 3600] * 2)  # 300 tokens/s per row of batch, no spread: a zero-width CI
     assert md_row(cpu_cell, tables.CELL_COST) == (
-        f"| baseline | 2 | 128 | ok | {cpu_cost[0]:.2f} | {cpu_cost[1]:.2f} to {cpu_cost[2]:.2f} | "
+        f"| baseline | 2 | 128 | ok | {cpu_cost[0]:.3f} | {cpu_cost[1]:.3f} to {cpu_cost[2]:.3f} | "
         "unavailable (no NVIDIA GPU) | unavailable | – |"
     )
     assert "Energy unavailable (no NVIDIA GPU) for 2 of 2 cells that trained." in caveats(cpu)

@@ -89,6 +89,11 @@ def _outcome(statuses: pd.Series) -> str:
     return "none"
 
 
+# Decimals of a cost per million tokens on the page: a fast GPU's million tokens cost cents, and
+# two decimals would hide the differences between variants (0.058 against 0.046 at 3.50 per GPU-hour).
+COST_DIGITS = 3
+
+
 def cost_per_mtok(gpu_hour_price: float, gpus: int, tokens_per_s: float) -> float:
     """What a million non-padding tokens cost: ``gpus`` GPUs at ``gpu_hour_price`` for as long as they take.
 

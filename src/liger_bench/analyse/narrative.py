@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.analyse.analysis import Analysis, status_counts, success_ratio
+from liger_bench.analyse.analysis import COST_DIGITS, Analysis, status_counts, success_ratio
 from liger_bench.analyse.attribution import supported_carriers
 from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant, ablated_kernel
 
@@ -145,8 +145,8 @@ def recommendation(analysis: Analysis, row: pd.Series) -> str:
             )
         if row.cheapest:
             parts.append(
-                f"Cheapest per token: {label(row.cheapest)}, {number(row.cheapest_cost_per_mtok, 2)} per million "
-                f"tokens at {number(analysis.gpu_hour_price, 2)} per GPU-hour."
+                f"Cheapest per token: {label(row.cheapest)}, {number(row.cheapest_cost_per_mtok, COST_DIGITS)} "
+                f"per million tokens at {number(analysis.gpu_hour_price, 2)} per GPU-hour."
             )
     if row.excluded:
         parts.append(f"Not recommended at {where}: {row.excluded}.")

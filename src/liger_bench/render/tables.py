@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from liger_bench.analyse.analysis import COST_DIGITS
 from liger_bench.analyse.narrative import LABELS, label, number
 
 
@@ -127,7 +128,7 @@ RECOMMENDATION_COLUMNS = [
     Column("leanest_peak_mem_reserved_gb", "its peak reserved GiB", digits(2)),
     _text("excluded", "not recommended (why)", lambda v: v or "–", wraps=True),
     _text("cheapest", "cheapest per token", lambda v: label(v) if v else "–"),
-    Column("cheapest_cost_per_mtok", "its cost per M tokens", digits(2)),
+    Column("cheapest_cost_per_mtok", "its cost per M tokens", digits(COST_DIGITS)),
 ]
 # The per-cell and per-run results are two tables each, so that every column fits a 1280 px window.
 _CELL_IDENTITY = [_variant(), Column("batch_size", "batch"), Column("seq_len", "seq len"), _text("outcome", "outcome")]
@@ -159,8 +160,8 @@ def _energy(values: tuple[float, str]) -> str:
 # What a million non-padding tokens cost at gpu_hour_price, and the energy they took (NVML's counter).
 CELL_COST_COLUMNS = [
     *_CELL_IDENTITY,
-    Column("cost_per_mtok", "cost per M tokens", digits(2)),
-    Column(("cost_per_mtok_ci_low", "cost_per_mtok_ci_high"), "95% CI", interval(2)),
+    Column("cost_per_mtok", "cost per M tokens", digits(COST_DIGITS)),
+    Column(("cost_per_mtok_ci_low", "cost_per_mtok_ci_high"), "95% CI", interval(COST_DIGITS)),
     Column(("kwh_per_mtok", "energy_unavailable"), "kWh per M tokens", _energy),
     Column(("kwh_per_mtok_ci_low", "kwh_per_mtok_ci_high"), "95% CI", interval(4)),
     Column("mean_power_w", "mean power W (all GPUs)", digits(0)),
