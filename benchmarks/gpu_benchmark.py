@@ -345,8 +345,8 @@ def with_crashed_runs(cells: dict) -> dict:
     return filled
 
 
-def merge(parts: list[Path], out: Path, warmup: int) -> None:
-    """One table, JSON and report from the outputs of several calls of this script."""
+def merge(parts: list[Path], out: Path, warmup: int, gpu_hour_price: float | None) -> None:
+    """One table, JSON and report (costs at ``gpu_hour_price``) from the outputs of several calls of this script."""
     loaded = [json.loads(part.read_text()) for part in parts]
     # A call cut short by its time limit leaves only cells.json: its cells, no command or environment.
     loaded = [part if "cells" in part else {"cells": part} for part in loaded]
@@ -363,7 +363,7 @@ def merge(parts: list[Path], out: Path, warmup: int) -> None:
         "cells": cells,
     }
     (out / "benchmark.json").write_text(json.dumps(payload, indent=1))
-    write_report(cells, out)
+    write_report(cells, out, gpu_hour_price)
 
 
 def write_report(cells: dict, out: Path, gpu_hour_price: float | None = None) -> None:
@@ -580,7 +580,7 @@ def main() -> None:
         return
 
     if args.merge:
-        merge(args.merge, args.out, args.warmup)
+        merge(args.merge, args.out, args.warmup, args.gpu_hour_price)
         return
 
     from liger_bench.measure.envinfo import capture_environment
