@@ -1,0 +1,78 @@
+"""benchmarks/gpu_benchmark.py's record keeping: a worker that died without a record is a failed variant.
+
+The committed summaries of the fourth GPU session are what ``--merge`` renders from their ``cells.json``.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "gpu_benchmark.py"
+SESSION4 = ROOT / "benchmarks" / "results" / "h200-compile" / "session4"
+
+
+@pytest.fixture(scope="module")
+def gpu_benchmark():
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(run_key: str, status: str, **config) -> dict:
+    return {"result": {"run_key": run_key, "status": status, "config": {"run_key": run_key, **config}}, "steps": []}
+
+
+def test_a_worker_that_died_before_a_record_gets_a_failed_run_with_the_crash(gpu_benchmark):
+    template = {"use_liger": False, "torch_compile": False, "per_device_train_batch_size": 16, "max_seq_length": 512}
+    cells = {
+        "baseline-bs16": {"runs": [_run("baseline-bs16-seq512-r0", "ok", repeat=0, **template)], "crash": ""},
+        # Repeat 0 trained, then the process died in repeat 1.
+        "liger-compile-bs8": {
+            "runs": [_run("liger-compile-bs8-seq512-r0", "ok", repeat=0, **template)],
+            "crash": "process killed by signal SIGSEGV; its last stderr line: boom",
+        },
+        # The process wrote its failed run before it ended: nothing to add.
+        "compile-bs16": {
+            "runs": [_run("compile-bs16-seq512-r0", "failed", repeat=0, **template)],
+            "crash": "process exited with code 1; its last stderr line: x",
+        },
+    }
+    filled = gpu_benchmark.with_crashed_runs(cells)
+    assert filled["baseline-bs16"] == cells["baseline-bs16"]
+    assert filled["compile-bs16"] == cells["compile-bs16"]
+    failed = filled["liger-compile-bs8"]["runs"][1]["result"]
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "process killed by signal SIGSEGV; its last stderr line: boom"
+    assert failed["run_key"] == failed["config"]["run_key"] == "liger-compile-bs8-seq512-r1"
+    assert {k: failed["config"][k] for k in ("use_liger", "torch_compile", "per_device_train_batch_size", "repeat")} == {
+        "use_liger": True,
+        "torch_compile": True,
+        "per_device_train_batch_size": 8,
+        "repeat": 1,
+    }
+    assert len(cells["liger-compile-bs8"]["runs"]) == 1  # the input is not changed
+    # A call whose every cell died has no config to report a failed run from.
+    dead = {"liger-bs16": {"runs": [], "crash": "process killed by signal SIGSEGV"}}
+    assert gpu_benchmark.with_crashed_runs(dead) == dead
+
+
+def test_merge_renders_the_committed_summary_with_the_crashed_variant_and_its_cost(tmp_path):
+    cells = SESSION4 / "fixed-bs16" / "cells.json"
+    assert "liger-compile-bs16" in json.loads(cells.read_text())  # died of SIGSEGV without a record
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--merge", str(cells), "--warmup", "3", "--gpu-hour-price", "3.5",
+         "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary == (SESSION4 / "fixed-bs16" / "summary.md").read_text()
+    assert "Not recommended at batch 16: liger-compile: failed (process exited with code -11: " in summary
+    # 3.50 per GPU-hour × 1e6 tokens / 16,672 tokens/s / 3,600 s = 0.0583; with Liger 21,244 tokens/s: 0.0458.
+    assert "| baseline | 16 | 512 | ok | 0.058 |" in summary
+    assert "| Liger | 16 | 512 | ok | 0.046 |" in summary
