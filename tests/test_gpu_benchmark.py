@@ -50,7 +50,8 @@ def test_a_worker_that_died_before_a_record_gets_a_failed_run_with_the_crash(gpu
     assert failed["status"] == "failed"
     assert failed["reason"] == "process killed by signal SIGSEGV; its last stderr line: boom"
     assert failed["run_key"] == failed["config"]["run_key"] == "liger-compile-bs8-seq512-r1"
-    assert {k: failed["config"][k] for k in ("use_liger", "torch_compile", "per_device_train_batch_size", "repeat")} == {
+    fields = ("use_liger", "torch_compile", "per_device_train_batch_size", "repeat")
+    assert {k: failed["config"][k] for k in fields} == {
         "use_liger": True,
         "torch_compile": True,
         "per_device_train_batch_size": 8,
