@@ -126,6 +126,30 @@ def sampled_power_w(samples: list[list[float]], windows: list[list[float]]) -> f
     return statistics.fmean(inside) if inside else None
 
 
+def span_power_w(run: dict) -> tuple[float | None, float | None]:
+    """NVML's and nvidia-smi's mean power over one wall-clock span: the measured steps' first start to last end.
+
+    ``sampled_power_w`` holds the counter's in-step power against samples taken inside the measured
+    steps; but a ``power.draw`` sample averages over a window longer than a short step, so on
+    variable-length rows it takes in the unmeasured steps (new shapes) and the host's work between
+    steps. Here both read the same span: the counter's energy of every step in it, measured or not,
+    over the span's time (the time between steps counted at 0 W, so a floor), against every sample
+    taken in it. Returns ``(counter W, sampled W)``, None where there is nothing to read.
+    """
+    measured = [w for w, s in zip(run["step_windows"], run["steps"], strict=True) if is_measured(s)]
+    if not measured:
+        return None, None
+    begin, end = measured[0][0], measured[-1][1]
+    energies = [
+        s.get("energy_j")
+        for (start, stop), s in zip(run["step_windows"], run["steps"], strict=True)
+        if begin <= start and stop <= end
+    ]
+    counter = sum(energies) / (end - begin) if None not in energies and end > begin else None
+    inside = [watts for at, watts in run["power_samples"] if begin <= at <= end]
+    return counter, statistics.fmean(inside) if inside else None
+
+
 def trainer_batches(config: TrainConfig, rows: list[dict], collate, bf16: bool):
     """The batches a run's Trainer feeds its model, in its order, and the gradient clipping it applies.
 
@@ -441,6 +465,10 @@ def summarize(cell: dict, warmup: int) -> dict:
                 counter / sampled - 1.0 if counter and sampled else None
                 for counter, sampled in zip(out["mean_power_w"], out["sampled_power_w"], strict=True)
             ]
+            out["span_counter_vs_sampled"] = [
+                counter / sampled - 1.0 if counter and sampled else None
+                for counter, sampled in map(span_power_w, ok)
+            ]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok" and ok:
         out["ceiling_tokens_per_s"] = ceiling_rate(ceiling, ok[0]["steps"])
@@ -526,7 +554,8 @@ def print_table(summary: dict, batch_sizes: list[int]) -> list[str]:
                 f"kWh {[_fmt(x, '.4g') for x in cell['tokens_per_kwh']]}, mean power (counter) "
                 f"{[_fmt(x, '.0f', ' W') for x in cell['mean_power_w']]}, sampled (nvidia-smi) "
                 f"{[_fmt(x, '.0f', ' W') for x in cell.get('sampled_power_w', [])]}, counter vs sampled "
-                f"{[_fmt(x, '+.1%') for x in cell.get('counter_vs_sampled', [])]}"
+                f"{[_fmt(x, '+.1%') for x in cell.get('counter_vs_sampled', [])]}, over the measured span "
+                f"{[_fmt(x, '+.1%') for x in cell.get('span_counter_vs_sampled', [])]}"
                 + "".join(f"; energy unavailable: {r}" for r in sorted(set(cell["energy_unavailable"]) - {"", None}))
             )
     print("\n".join(lines), flush=True)

@@ -77,3 +77,30 @@ def test_merge_renders_the_committed_summary_with_the_crashed_variant_and_its_co
     # 3.50 per GPU-hour × 1e6 tokens / 16,672 tokens/s / 3,600 s = 0.0583; with Liger 21,244 tokens/s: 0.0458.
     assert "| baseline | 16 | 512 | ok | 0.058 |" in summary
     assert "| Liger | 16 | 512 | ok | 0.046 |" in summary
+
+
+def test_the_span_check_reads_the_counter_and_the_samples_over_one_wall_clock_span(gpu_benchmark):
+    """Steps: a warm-up (0-1 s), a measured one (2-3 s), a new shape's (3.5-4.5 s), a measured one (5-6 s).
+    The span is 2-6 s: the counter's energy of the three steps in it, 700 + 500 + 700 J over 4 s = 475 W
+    (the gaps at 0 W); the samples in it 600 and 400 W = 500 W. The warm-up step and the sample at 7 s are
+    outside."""
+
+    def step(warmup: bool, first_shape: bool, energy: float) -> dict:
+        return {"warmup": warmup, "first_shape": first_shape, "energy_j": energy}
+
+    run = {
+        "steps": [
+            step(True, True, 900.0),
+            step(False, False, 700.0),
+            step(False, True, 500.0),
+            step(False, False, 700.0),
+        ],
+        "step_windows": [[0.0, 1.0], [2.0, 3.0], [3.5, 4.5], [5.0, 6.0]],
+        "power_samples": [[0.5, 900.0], [2.5, 600.0], [5.5, 400.0], [7.0, 100.0]],
+    }
+    assert gpu_benchmark.span_power_w(run) == (475.0, 500.0)
+    run["steps"][2]["energy_j"] = None  # a step without a counter reading: no floor to give
+    assert gpu_benchmark.span_power_w(run) == (None, 500.0)
+    for s in run["steps"]:
+        s["warmup"] = True  # nothing measured: no span
+    assert gpu_benchmark.span_power_w(run) == (None, None)
