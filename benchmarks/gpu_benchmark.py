@@ -466,8 +466,7 @@ def summarize(cell: dict, warmup: int) -> dict:
                 for counter, sampled in zip(out["mean_power_w"], out["sampled_power_w"], strict=True)
             ]
             out["span_counter_vs_sampled"] = [
-                counter / sampled - 1.0 if counter and sampled else None
-                for counter, sampled in map(span_power_w, ok)
+                counter / sampled - 1.0 if counter and sampled else None for counter, sampled in map(span_power_w, ok)
             ]
     ceiling = cell["ceiling"]
     if ceiling["status"] == "ok" and ok:
