@@ -199,13 +199,14 @@ def synthetic_result(run_key: str) -> dict:
 def test_a_uri_naming_the_backends_server_uses_its_runs_too(mlflow_server, tmp_path, monkeypatch):
     """mlflow_tracking_uri set to the same server, and the driver injecting the run id alone (the default)."""
     runs = backend_hierarchy(mlflow_server, 1)
+    unused = f"unused-{uuid.uuid4().hex[:8]}"  # this test's own: another test's experiment on the shared server
     as_task(monkeypatch, runs.start_tracking, None)
-    parent = tracking.start_parent_run(mlflow_server, "unused", "name", {"grid_size": 1}, {})
+    parent = tracking.start_parent_run(mlflow_server, unused, "name", {"grid_size": 1}, {})
     assert parent["run_id"] == runs.parent, parent
     as_task(monkeypatch, runs.iterations[0], None)
-    child = tracking.log_child_run(mlflow_server, "unused", parent["run_id"], synthetic_result("k"), [], None)
+    child = tracking.log_child_run(mlflow_server, unused, parent["run_id"], synthetic_result("k"), [], None)
     assert child["run_id"] == runs.iterations[0], child
-    assert client_for(mlflow_server).get_experiment_by_name("unused") is None
+    assert client_for(mlflow_server).get_experiment_by_name(unused) is None
 
 
 def test_without_a_reachable_injected_run_the_runs_are_created_as_before(
@@ -241,7 +242,7 @@ def test_a_cycle_in_the_runs_nesting_is_a_status_and_logs_nothing(mlflow_server,
     client.set_tag(first, tracking.PARENT_RUN_TAG, second)
     client.set_tag(second, tracking.PARENT_RUN_TAG, first)
     as_task(monkeypatch, first, mlflow_server, experiment_id)
-    status = tracking.start_parent_run("", "unused", "name", {"grid_size": 1}, {})
+    status = tracking.start_parent_run("", f"unused-{uuid.uuid4().hex[:8]}", "name", {"grid_size": 1}, {})
     assert (status["available"], status["run_id"]) == (False, ""), status
     assert f"is nested more than {tracking.MAX_RUN_NESTING} deep" in status["message"]
     assert [client.get_run(run_id).data.params for run_id in (first, second)] == [{}, {}]
