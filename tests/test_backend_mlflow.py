@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_grid import TINY_AXES
 
 from liger_bench import tasks, tracking
-from liger_bench.cluster import ClusterOptions
 
 pytestmark = pytest.mark.slow  # a real MLflow server
 
@@ -91,20 +91,8 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
     model_dir = tmp_path / "model"
     model_info = tasks.download_model(str(embedded_assets[0]), "", model_dir)
     dataset_info = tasks.download_dataset(str(embedded_assets[1]), "train", "", tmp_path / "dataset")
-    axes = {
-        "use_liger": [True, False],  # on a CPU the Liger run is `skipped`: two iterations, one trains
-        "torch_compile": [False],
-        "per_device_train_batch_size": [2],
-        "max_seq_length": [64],
-        "n_runs": 1,
-        "max_steps": 5,
-        "warmup_steps_to_skip": 3,
-        "base_config": {},
-        "max_grid_size": 256,
-        **ClusterOptions().grid_scale(),
-    }
-    grid = tasks.prepare_grid(
-        model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}, 0.0
+    grid = tasks.prepare_grid(  # the Liger run is `skipped` on a CPU: two iterations, one trains
+        model_info, dataset_info, TINY_AXES, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}, 0.0
     )
     grid = tasks.find_frontier(grid, str(model_dir), str(tmp_path / "dataset"), False, {}, str(tmp_path / "frontier"))
     runs = backend_hierarchy(mlflow_server, len(grid))
