@@ -167,7 +167,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 sizes × sequence lengths × n_runs; needs use_liger [true, false] and torch_compile with false.
             min_success_ratio: Fail the pipeline (after writing the report) when fewer runs are ok (diverged: not ok).
             frontier_search: Search each variant's memory frontier (the largest per-device batch that trains) at
-                every sequence length, in probes of a few steps on a GPU node, before the training runs.
+                every sequence length, in probes of a few steps on a GPU node, before the training runs; each
+                kernel-ablation arm is a variant with its own search.
             frontier_max_batch_size: Largest per-device batch the search probes; a variant that trains it fits
                 at least that.
             frontier_resolution: The search ends when the largest batch that trained and the smallest that ran

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_grid import TINY_AXES
 
 from liger_bench import tasks, tracking
-from liger_bench.cluster import ClusterOptions
 
 pytestmark = pytest.mark.slow  # a real MLflow server
 
@@ -91,20 +91,8 @@ def test_the_benchmark_logs_into_the_runs_the_backend_opened_and_creates_none(
     model_dir = tmp_path / "model"
     model_info = tasks.download_model(str(embedded_assets[0]), "", model_dir)
     dataset_info = tasks.download_dataset(str(embedded_assets[1]), "train", "", tmp_path / "dataset")
-    axes = {
-        "use_liger": [True, False],  # on a CPU the Liger run is `skipped`: two iterations, one trains
-        "torch_compile": [False],
-        "per_device_train_batch_size": [2],
-        "max_seq_length": [64],
-        "n_runs": 1,
-        "max_steps": 5,
-        "warmup_steps_to_skip": 3,
-        "base_config": {},
-        "max_grid_size": 256,
-        **ClusterOptions().grid_scale(),
-    }
-    grid = tasks.prepare_grid(
-        model_info, dataset_info, axes, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}, 0.0
+    grid = tasks.prepare_grid(  # the Liger run is `skipped` on a CPU: two iterations, one trains
+        model_info, dataset_info, TINY_AXES, str(model_dir), str(tmp_path / "dataset"), 0.1, "", False, {}, 0.0
     )
     grid = tasks.find_frontier(grid, str(model_dir), str(tmp_path / "dataset"), False, {}, str(tmp_path / "frontier"))
     runs = backend_hierarchy(mlflow_server, len(grid))
@@ -199,13 +187,14 @@ def synthetic_result(run_key: str) -> dict:
 def test_a_uri_naming_the_backends_server_uses_its_runs_too(mlflow_server, tmp_path, monkeypatch):
     """mlflow_tracking_uri set to the same server, and the driver injecting the run id alone (the default)."""
     runs = backend_hierarchy(mlflow_server, 1)
+    unused = f"unused-{uuid.uuid4().hex[:8]}"  # this test's own: another test's experiment on the shared server
     as_task(monkeypatch, runs.start_tracking, None)
-    parent = tracking.start_parent_run(mlflow_server, "unused", "name", {"grid_size": 1}, {})
+    parent = tracking.start_parent_run(mlflow_server, unused, "name", {"grid_size": 1}, {})
     assert parent["run_id"] == runs.parent, parent
     as_task(monkeypatch, runs.iterations[0], None)
-    child = tracking.log_child_run(mlflow_server, "unused", parent["run_id"], synthetic_result("k"), [], None)
+    child = tracking.log_child_run(mlflow_server, unused, parent["run_id"], synthetic_result("k"), [], None)
     assert child["run_id"] == runs.iterations[0], child
-    assert client_for(mlflow_server).get_experiment_by_name("unused") is None
+    assert client_for(mlflow_server).get_experiment_by_name(unused) is None
 
 
 def test_without_a_reachable_injected_run_the_runs_are_created_as_before(
@@ -241,7 +230,7 @@ def test_a_cycle_in_the_runs_nesting_is_a_status_and_logs_nothing(mlflow_server,
     client.set_tag(first, tracking.PARENT_RUN_TAG, second)
     client.set_tag(second, tracking.PARENT_RUN_TAG, first)
     as_task(monkeypatch, first, mlflow_server, experiment_id)
-    status = tracking.start_parent_run("", "unused", "name", {"grid_size": 1}, {})
+    status = tracking.start_parent_run("", f"unused-{uuid.uuid4().hex[:8]}", "name", {"grid_size": 1}, {})
     assert (status["available"], status["run_id"]) == (False, ""), status
     assert f"is nested more than {tracking.MAX_RUN_NESTING} deep" in status["message"]
     assert [client.get_run(run_id).data.params for run_id in (first, second)] == [{}, {}]

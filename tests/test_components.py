@@ -4,7 +4,6 @@ kfp's local runner does not take input artifacts for a single task, so prepare_g
 and analyze_results run through it inside the whole pipeline (test_pipeline.py).
 """
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -16,30 +15,7 @@ from liger_bench.components.find_frontier import find_frontier
 from liger_bench.components.prepare_grid import prepare_grid
 from liger_bench.components.start_tracking import start_tracking
 from liger_bench.components.train_model import train_model
-
-from liger_bench.cluster import ClusterOptions
-from liger_bench.plan.frontier import FrontierSettings
-
-# prepare_grid checks the frontier search's settings: the defaults.
-FRONTIER_SETTINGS = dataclasses.asdict(FrontierSettings())
-GRID_AXES = {
-    "use_liger": [True, False],
-    "torch_compile": [False],
-    "per_device_train_batch_size": [2],
-    "max_seq_length": [64],
-    "n_runs": 1,
-    "max_steps": 5,
-    "warmup_steps_to_skip": 3,
-    "base_config": {},
-    "max_grid_size": 256,
-    "kernel_ablation": "off",
-    "min_success_ratio": 0.1,
-    "mlflow_tracking_uri": "",
-    "frontier_search": True,
-    **FRONTIER_SETTINGS,
-    "gpu_hour_price": 0.0,
-    **ClusterOptions().grid_scale(),
-}
+from tiny_grid import FRONTIER_SETTINGS, GRID_TASK_ARGS, TINY_AXES
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +67,7 @@ def test_download_dataset_normalises_alpaca_to_prompt_completion(downloaded):
 
 def test_prepare_grid_expands_and_validates_against_the_model(downloaded):
     model, dataset = downloaded
-    grid = prepare_grid.python_func(model=model, dataset=dataset, **GRID_AXES)
+    grid = prepare_grid.python_func(model=model, dataset=dataset, **TINY_AXES, **GRID_TASK_ARGS)
     assert [item["run_key"] for item in grid] == ["liger-bs2-seq64-r0", "baseline-bs2-seq64-r0"]
 
 
@@ -103,7 +79,7 @@ def tracking_off(downloaded, tmp_path):
     model, dataset = downloaded
     tracking = Artifact(uri=str(tmp_path / "tracking"))
     start_tracking.python_func(
-        grid=prepare_grid.python_func(model=model, dataset=dataset, **GRID_AXES),
+        grid=prepare_grid.python_func(model=model, dataset=dataset, **TINY_AXES, **GRID_TASK_ARGS),
         model=model,
         dataset=dataset,
         mlflow_tracking_uri="",

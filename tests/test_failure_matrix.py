@@ -24,43 +24,18 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from mlflow_server import free_port
+from tiny_grid import GRID_TASK_ARGS, TINY_AXES
 
 from liger_bench.cli.localrun import RunFailed, run_local
-from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.config import TrainConfig
-from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
-# A small valid experiment; each grid case changes one thing in it.
-VALID_AXES = {
-    "use_liger": [True, False],
-    "torch_compile": [False],
-    "per_device_train_batch_size": [2],
-    "max_seq_length": [64],
-    "n_runs": 1,
-    "max_steps": 5,
-    "warmup_steps_to_skip": 3,
-}
-# prepare_grid checks the frontier search's settings: the defaults.
-FRONTIER_SETTINGS = asdict(FrontierSettings())
-# prepare_grid's parameters besides the axes.
-GRID_TASK_ARGS = {
-    "base_config": {},
-    "max_grid_size": 256,
-    "kernel_ablation": "off",
-    "min_success_ratio": 0.1,
-    "mlflow_tracking_uri": "",
-    "frontier_search": True,
-    **FRONTIER_SETTINGS,
-    "gpu_hour_price": 0.0,
-    **ClusterOptions().grid_scale(),
-}
 # A whole local pipeline, as small as it gets: one batch size, one repeat, five steps.
 SMALL_PIPELINE = {
     "use_liger": [False],
@@ -82,7 +57,8 @@ def _run_results(run_dir: Path) -> list[dict]:
     return sorted((json.loads(path.read_text()) for path in paths), key=lambda result: result["run_key"])
 
 
-# Grid: refused by prepare_grid (liger_bench.plan.grid) before any training task exists.
+# Grid: refused by prepare_grid (liger_bench.plan.grid) before any training task exists. Each case
+# changes one thing in the tiny grid (tiny_grid.TINY_AXES).
 
 
 @dataclass(frozen=True)
@@ -233,13 +209,13 @@ GRID_CASES = [
 
 
 def test_the_valid_grid_the_cases_start_from_is_accepted():
-    assert len(expand_grid(GridSpec(**VALID_AXES))) == 2
+    assert len(expand_grid(GridSpec(**TINY_AXES))) == 2
 
 
 @pytest.mark.parametrize("case", GRID_CASES, ids=[case.id for case in GRID_CASES])
 def test_bad_grid_is_refused_with_a_message_naming_parameter_value_and_accepted(case):
     with pytest.raises(GridError, match=case.message):
-        expand_grid(GridSpec(**{**VALID_AXES, **case.changes}))
+        expand_grid(GridSpec(**{**TINY_AXES, **case.changes}))
 
 
 # kernel_ablation (issue 25): refused by prepare_grid like any grid parameter; model_type None is
@@ -300,13 +276,13 @@ ABLATION_CASES = [
 
 
 def test_the_ablation_cases_grid_is_accepted_at_its_own_size():
-    assert len(expand_grid(GridSpec(**{**VALID_AXES, "kernel_ablation": "both", "max_grid_size": 10}), "phi3")) == 10
+    assert len(expand_grid(GridSpec(**{**TINY_AXES, "kernel_ablation": "both", "max_grid_size": 10}), "phi3")) == 10
 
 
 @pytest.mark.parametrize("case", ABLATION_CASES, ids=[case.id for case in ABLATION_CASES])
 def test_a_bad_kernel_ablation_is_refused_with_one_message(case):
     with pytest.raises(GridError, match=case.message):
-        expand_grid(GridSpec(**{**VALID_AXES, **case.changes}), case.model_type)
+        expand_grid(GridSpec(**{**TINY_AXES, **case.changes}), case.model_type)
 
 
 @dataclass(frozen=True)
@@ -656,7 +632,7 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
         else:
             source = request.getfixturevalue("tiny_model_dirs")[case.model]
         model = _model_artifact(source, tmp_path / "model")
-    arguments = {**VALID_AXES, **GRID_TASK_ARGS, **case.changes}
+    arguments = {**TINY_AXES, **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
         grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
         assert [item["use_liger"] for item in grid] == arguments["use_liger"]
@@ -693,7 +669,7 @@ def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning
     assert info["context_length"] == (model_max_length or 0)
     assert f"warning: model '{source}': its config states no context length; {warning}" in capsys.readouterr().out
     if model_max_length:
-        grid = expand_grid(GridSpec(**{**VALID_AXES, "use_liger": [False], "max_seq_length": [2048]}))
+        grid = expand_grid(GridSpec(**{**TINY_AXES, "use_liger": [False], "max_seq_length": [2048]}))
         from liger_bench.plan.grid import check_against_model
 
         with pytest.raises(GridError, match=r"context length 1024 of model .* \(from the tokenizer: model_max_length"):
@@ -766,7 +742,7 @@ def test_grid_the_dataset_cannot_serve_is_refused_by_prepare_grid(case, embedded
         rows = [{"instruction": f"Say {i}.", "output": f"{i}"} for i in range(case.rows)]
         (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         dataset = _dataset_artifact(tmp_path / "rows.jsonl", tmp_path / "data")
-    arguments = {**VALID_AXES, "use_liger": [False], **GRID_TASK_ARGS, **case.changes}
+    arguments = {**TINY_AXES, "use_liger": [False], **GRID_TASK_ARGS, **case.changes}
     if case.message is None:
         grid = prepare_grid.python_func(model=model, dataset=dataset, **arguments)
         assert grid and all(item["use_liger"] is False for item in grid)
@@ -1329,7 +1305,7 @@ def test_chat_rows_for_a_tokenizer_without_a_chat_template_are_refused_by_prepar
         "a model whose tokenizer has one (e.g. an instruct model), or the conversations as prompt/completion text"
     )
     with pytest.raises(DatasetError, match=re.escape(message)):
-        prepare_grid.python_func(model=model, dataset=dataset, **{**VALID_AXES, "use_liger": [False]}, **GRID_TASK_ARGS)
+        prepare_grid.python_func(model=model, dataset=dataset, **{**TINY_AXES, "use_liger": [False]}, **GRID_TASK_ARGS)
 
 
 def test_rows_that_truncation_leaves_too_few_are_refused_by_prepare_grid_and_counts_printed(
@@ -1346,7 +1322,7 @@ def test_rows_that_truncation_leaves_too_few_are_refused_by_prepare_grid_and_cou
     rows = [{"instruction": long_prompt, "output": "cut"}] * 3 + [{"instruction": "Hi.", "output": "hello"}] * 2
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     dataset = _dataset_artifact(tmp_path / "rows.jsonl", tmp_path / "data")
-    arguments = {**VALID_AXES, **GRID_TASK_ARGS, "use_liger": [False], "max_seq_length": [96, 512]}
+    arguments = {**TINY_AXES, **GRID_TASK_ARGS, "use_liger": [False], "max_seq_length": [96, 512]}
     message = (
         "max_seq_length: 96 and dataset '.*/rows.jsonl': after tokenising, 2 rows cannot fill one optimizer step of "
         "per_device_train_batch_size=4 × gradient_accumulation_steps=1 = 4 rows"

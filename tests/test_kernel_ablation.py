@@ -112,6 +112,40 @@ def test_an_arms_variant_names_its_kernel_and_reads_back():
     assert variant_parts("liger.no_rms_norm") == (True, False)
 
 
+def test_max_resolves_each_arm_to_its_own_searched_frontier():
+    """An arm is a variant: find_frontier searches it on its own, and its "max" trains at its own largest fit.
+
+    The searches' answers are given (no GPU here); what is real is the grid, which points are searched and
+    what each record is named (find_frontier's search_grid, skipped), the resolution and the frontier table.
+    """
+    from liger_bench.analyse.frontier import searches_table
+    from liger_bench.measure.frontier_probe import search_grid
+    from liger_bench.plan.frontier import FrontierSettings, resolve_at_frontier
+
+    spec = GridSpec(**{**SMALL, "per_device_train_batch_size": ["max"]}, torch_compile=[False], kernel_ablation="each")
+    grid = expand_grid(spec, "phi3")
+    records = search_grid(grid, "", "", FrontierSettings(), "frontier_search is false")
+    variants = ["liger", "baseline", "liger.rope", "liger.rms_norm", "liger.swiglu", "liger.fused_linear_cross_entropy"]
+    assert [record["variant"] for record in records] == variants == [TrainConfig.from_dict(i).variant for i in grid]
+    # Each search's answer differs from every other's, so an arm given another variant's fit shows.
+    fits = dict(zip(variants, (24, 8, 9, 10, 12, 20), strict=True))
+    answered = [{**record, "largest_fit": fits[record["variant"]], "end": "resolved"} for record in records]
+    resolved, left_out = resolve_at_frontier(grid, answered)
+    assert [(item["run_key"], item["per_device_train_batch_size"]) for item in resolved] == [
+        (f"{variant}-bs{fits[variant]}-seq64-r0", fits[variant]) for variant in variants
+    ]
+    assert [item["ablation"] for item in resolved] == [TrainConfig.from_dict(item).ablation for item in grid]
+    assert left_out == []
+    assert searches_table(answered)["variant"].tolist() == [
+        "baseline",
+        "liger",
+        "liger.fused_linear_cross_entropy",
+        "liger.rms_norm",
+        "liger.rope",
+        "liger.swiglu",
+    ]
+
+
 def test_each_arm_patches_exactly_the_kernels_it_names_read_from_the_patched_modules(tiny_model):
     """On CPU: each arm's flags patch a tiny Phi-3 on the meta device in a fresh process; the count is of modules."""
     from liger_bench.plan.architecture import try_architecture

@@ -284,6 +284,42 @@ def test_every_legend_is_outside_every_panel():
         assert [label for label in labels if label in ("baseline", "Liger")] == ["baseline", "Liger"], name
 
 
+def test_the_figures_by_batch_size_and_of_the_search_draw_the_variants_and_say_where_the_arms_are():
+    """A kernel ablation's arms (up to ten) would crowd the bars and the probes: not drawn, the caption says where."""
+    from synthetic_results import ablation_scenario, frontier_searches
+
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _bars, _frontier_probes, draw_figures
+
+    searches = frontier_searches()
+    arm_search = {**searches[1], "variant": "liger.rope"}  # find_frontier searches every arm too
+    analysis = analyze_results(*build(ablation_scenario()), [*searches, arm_search])
+    assert {"liger.rope", "liger.no_swiglu"} <= set(analysis.cells["variant"])
+    assert "liger.rope" in set(analysis.probes["variant"])
+    (panel,) = _bars(analysis, "tokens_per_s_nonpad", "tokens/s").axes
+    assert len([bar for bar in panel.patches if bar.get_height() > 0]) == 2  # batch 16: baseline and Liger
+    (panel,) = _frontier_probes(analysis).axes
+    # Matplotlib leaves a line without a label "_child<n>": the out-of-memory crosses, in their variant's colour.
+    labelled = {line.get_label() for line in panel.get_lines() if not line.get_label().startswith("_")}
+    assert labelled == {"baseline", "liger", "GPU memory 79.19 GiB", "out of memory"}
+    captions = [drawing.caption for drawing in draw_figures(analysis)]
+    where = "the kernel-ablation arms are in the kernel ablation's table and figure"
+    assert captions[:2] == [
+        f"Throughput vs batch size (95% CI over repeats; {where})",
+        f"Peak reserved GPU memory vs batch size ({where})",
+    ]
+    assert captions[4] == (
+        "Memory frontier search: peak reserved GPU memory of every probe vs its batch size "
+        "(the kernel-ablation arms are in the table of searches above)"
+    )
+    plain = [drawing.caption for drawing in draw_figures(analyze_results(*build(gpu_scenario()), searches))]
+    assert [plain[0], plain[1], plain[4]] == [
+        "Throughput vs batch size (95% CI over repeats)",
+        "Peak reserved GPU memory vs batch size",
+        "Memory frontier search: peak reserved GPU memory of every probe vs its batch size",
+    ]
+
+
 def test_the_loss_figure_draws_paired_cells_only_and_is_left_out_without_a_pair():
     from liger_bench.analyse.analysis import analyze_results
     from liger_bench.render.figures import _curve_runs

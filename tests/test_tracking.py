@@ -501,8 +501,9 @@ def test_every_tag_and_metric_of_a_child_run_over_several_metric_batches(mlflow_
     result, history = make_run(Run(True, 8, 512, repeat=1, tokens_per_s=12_345.0, mem_reserved_gb=30.0), max_steps=120)
     steps = history["steps"]
     assert len(steps) * len(STEP_METRICS) > tracking.METRICS_PER_BATCH
-    parent = tracking.start_parent_run(mlflow_server, f"child-{uuid.uuid4().hex[:8]}", "run", {}, {})
-    child = tracking.log_child_run(mlflow_server, "unused", parent["run_id"], result, steps, None)
+    experiment = f"child-{uuid.uuid4().hex[:8]}"
+    parent = tracking.start_parent_run(mlflow_server, experiment, "run", {}, {})
+    child = tracking.log_child_run(mlflow_server, experiment, parent["run_id"], result, steps, None)
     client = client_for(mlflow_server)
     run = client.get_run(child["run_id"])
     tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.") or "parent" in key}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from liger_bench.vocabulary import BASELINE, VARIANTS
+from liger_bench.vocabulary import BASELINE, variant_order
 
 SEARCH_COLUMNS = [
     "variant",
@@ -40,7 +40,7 @@ def _gb(value: float | None) -> float:
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    ranked = frame.assign(_variant_order=frame["variant"].map(VARIANTS.index))
+    ranked = frame.assign(_variant_order=frame["variant"].map(variant_order))
     return ranked.sort_values(["seq_len", "_variant_order"], ignore_index=True).drop(columns="_variant_order")
 
 

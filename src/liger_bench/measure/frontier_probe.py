@@ -20,7 +20,6 @@ from liger_bench.measure.frontier import Frontier, Probe, ProbeRunner, search_fr
 from liger_bench.plan.config import TrainConfig
 from liger_bench.plan.frontier import FrontierSettings, search_points
 from liger_bench.records import RunResult
-from liger_bench.vocabulary import variant_of
 
 
 def probe_config(config: TrainConfig, batch_size: int, settings: FrontierSettings) -> TrainConfig:
@@ -114,6 +113,5 @@ def search_grid(
             frontier = Frontier.skipped(skip_reason)
         else:
             frontier = find_frontier(config, model_dir, dataset_dir, settings)
-        variant = variant_of(config.use_liger, config.torch_compile)
-        records.append({"variant": variant, "max_seq_length": config.max_seq_length, **frontier.to_dict()})
+        records.append({"variant": config.variant, "max_seq_length": config.max_seq_length, **frontier.to_dict()})
     return records

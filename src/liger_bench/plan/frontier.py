@@ -18,7 +18,6 @@ from typing import Any
 from liger_bench.plan.config import TrainConfig, coerce
 from liger_bench.plan.grid import AT_FRONTIER, GridError, run_key
 from liger_bench.plan.signature import pipeline_default
-from liger_bench.vocabulary import variant_of
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,8 @@ def search_points(grid: list[dict]) -> list[dict]:
 
 
 def _point(config: TrainConfig) -> tuple[str, int]:
-    """The (variant, sequence length) a search answers for ``config``."""
-    return variant_of(config.use_liger, config.torch_compile), config.max_seq_length
+    """The (variant, sequence length) a search answers for ``config``: a kernel-ablation arm is a variant too."""
+    return config.variant, config.max_seq_length
 
 
 def skip_reason(frontier_search: bool, grid: list[dict]) -> str:

@@ -3,6 +3,10 @@
 A figure the data cannot support is not drawn; its place says why (the loss of paired runs is left
 out without a pair: the parity table above it says so). Each figure has one legend, above its
 panels, where it hides no data. The PNGs carry no timestamp, so the same analysis draws the same bytes.
+
+The figures by batch size and of the frontier search draw the four variants; a kernel ablation's arms
+(up to ten more) would crowd them past reading, so those figures' captions say where the arms are: the
+kernel ablation's own table and figure, and the table of searches.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import NamedTuple
 
 from liger_bench.analyse.analysis import Analysis
 from liger_bench.analyse.narrative import LABELS
-from liger_bench.vocabulary import VARIANTS
+from liger_bench.vocabulary import VARIANTS, ablated_kernel
 
 MAX_CURVE_PANELS = 12
 PAGE_WIDTH_IN = 12.4  # figure width in inches: at 90 dpi about the page's 1150 px text width
@@ -45,6 +49,17 @@ def _figure(n_panels: int, n_cols: int, height: float):
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
+
+
+def _arms_shown_in(variants, where: str) -> str:
+    """That the kernel-ablation arms among ``variants`` are not drawn but ``where``; "" when there are none."""
+    return f"the kernel-ablation arms are in {where}" if any(ablated_kernel(v) is not None for v in variants) else ""
+
+
+def _caption(title: str, *notes: str) -> str:
+    """``title (note; note)``, of the notes that say something."""
+    said = [note for note in notes if note]
+    return f"{title} ({'; '.join(said)})" if said else title
 
 
 def _legend_outside(fig) -> None:
@@ -261,6 +276,8 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
     capacity = max((float(e.get("gpu_memory_gb") or 0) for e in analysis.environments), default=0.0)
     pairs, picks = _curve_runs(analysis, paired=True), _curve_runs(analysis, paired=False)
     no_run = "No run trained successfully, so there is nothing to draw."
+    cell_arms = _arms_shown_in(analysis.cells["variant"], "the kernel ablation's table and figure")
+    probe_arms = _arms_shown_in(analysis.probes["variant"], "the table of searches above")
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
         throughput = _data_uri(_bars(analysis, "tokens_per_s_nonpad", "tokens/s (non-padding)")) if len(ok) else ""
         memory = ""
@@ -273,16 +290,16 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
         paired = analysis.attribution[(analysis.attribution[["alone_n_pairs", "left_out_n_pairs"]] > 0).any(axis=1)]
         kernels = _data_uri(_attribution_bars(analysis)) if len(paired) else ""
     return [
-        Drawing("Throughput vs batch size (95% CI over repeats)", throughput, no_run),
+        Drawing(_caption("Throughput vs batch size", "95% CI over repeats", cell_arms), throughput, no_run),
         Drawing(
-            "Peak reserved GPU memory vs batch size",
+            _caption("Peak reserved GPU memory vs batch size", cell_arms),
             memory,
             "Peak GPU memory was not measured (no run trained on a CUDA device)." if len(ok) else no_run,
         ),
         Drawing("Loss per step of paired runs", loss, ""),
         Drawing("Throughput per step (warm-up steps shaded)", steps, no_run),
         Drawing(
-            "Memory frontier search: peak reserved GPU memory of every probe vs its batch size",
+            _caption("Memory frontier search: peak reserved GPU memory of every probe vs its batch size", probe_arms),
             frontier,
             "No probe measured GPU memory (the search ran without a CUDA device)." if len(analysis.probes) else "",
         ),
