@@ -133,6 +133,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
         frontier_resolution: int = 1,
         frontier_time_budget_s: float = 3600.0,
         frontier_probe_steps: int = 3,
+        frontier_seq_batch_size: int = 0,
         gpu_hour_price: float = 0.0,
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "liger-benchmark",
@@ -177,6 +178,9 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
                 with what it has.
             frontier_probe_steps: Optimizer steps each probe trains; at least 2, because the first step
                 allocates the optimizer's state and only the next ones train with it.
+            frontier_seq_batch_size: Also search each variant's longest max_seq_length that trains at this
+                per-device batch (rows packed to the length, 64-token resolution, up to the model's context
+                length); 0: no sequence-length search.
             gpu_hour_price: Price of one GPU-hour in any currency: the report's cost per million tokens; 0: none.
             mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off
                 (or the server of Kubeflow Pipelines' own MLflow integration, whose runs are then filled).
@@ -226,6 +230,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             frontier_resolution=frontier_resolution,
             frontier_time_budget_s=frontier_time_budget_s,
             frontier_probe_steps=frontier_probe_steps,
+            frontier_seq_batch_size=frontier_seq_batch_size,
             gpu_hour_price=gpu_hour_price,
             **options.grid_scale(),
         )
@@ -252,6 +257,7 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             frontier_resolution=frontier_resolution,
             frontier_time_budget_s=frontier_time_budget_s,
             frontier_probe_steps=frontier_probe_steps,
+            frontier_seq_batch_size=frontier_seq_batch_size,
         )
         frontier_task.set_caching_options(options.cache_training)
         if options.nodes_per_run == 1:  # a run of several nodes is not searched (find_frontier says why)

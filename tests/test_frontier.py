@@ -1,7 +1,9 @@
 """The memory frontier search against deterministic fake oracles, and its settings' checks.
 
 A fake oracle stands in for the probe here because the search's logic is what is under test: the
-same search with real supervised training processes is in test_frontier_probe.py.
+same search with real supervised training processes is in test_frontier_probe.py. The oracle answers
+in units of the searched axis' granule (a sequence, or 64 tokens), so one test runs along both axes:
+the batch at a sequence length, and the sequence length at a batch.
 """
 
 from __future__ import annotations
@@ -15,22 +17,29 @@ from pathlib import Path
 import pytest
 
 from liger_bench.measure.frontier import Frontier, Probe, search_frontier
-from liger_bench.plan.frontier import FrontierSettings
+from liger_bench.measure.frontier_probe import batch_axis, sequence_axis
+from liger_bench.plan.frontier import SEQ_GRANULE, FrontierSettings, sequence_bound
 from liger_bench.plan.grid import GridError
+
+BATCH, SEQUENCE = "per_device_train_batch_size", "max_seq_length"
+UNIT = {BATCH: 1, SEQUENCE: SEQ_GRANULE}  # one oracle unit in the axis' values
+BOTH_AXES = pytest.mark.parametrize("axis", [BATCH, SEQUENCE])
 
 
 @dataclass
 class Oracle:
-    """A fake GPU: batches up to ``edge`` train; ``band`` batches below the edge fit or not, by a hash.
+    """A fake GPU: units up to ``edge`` train; ``band`` units below the edge fit or not, by a hash.
 
-    Peak memory grows with the batch (1 GB plus 0.5 GB per sequence); each probe takes ``probe_s`` of
-    the fake clock. ``crash_at`` batches end ``failed``, as a segfault would.
+    Peak memory grows with the units (1 GB plus 0.5 GB per unit); each probe takes ``probe_s`` of the
+    fake clock. ``crash_at`` units end ``failed``, as a segfault would. ``axis`` is the field probed
+    (a unit is ``UNIT[axis]`` of it); the other field of the shape stays at batch 4 or 512 tokens.
     """
 
     edge: int
     band: int = 0
     probe_s: float = 10.0
     crash_at: frozenset[int] = frozenset()
+    axis: str = BATCH
     now: float = 0.0
     calls: list[tuple[int, float]] = field(default_factory=list)
 
@@ -44,23 +53,40 @@ class Oracle:
             return False
         return hashlib.sha256(f"{batch}".encode()).digest()[0] % 2 == 0
 
-    def __call__(self, batch: int, timeout_s: float) -> Probe:
-        self.calls.append((batch, timeout_s))
+    def __call__(self, value: int, timeout_s: float) -> Probe:
+        assert value % UNIT[self.axis] == 0, value  # every probe on the axis' granule
+        unit = value // UNIT[self.axis]
+        self.calls.append((unit, timeout_s))
         self.now += self.probe_s
-        if batch in self.crash_at:
-            return Probe(batch, "failed", "training process killed by signal SIGSEGV (11)", elapsed_s=self.probe_s)
-        peak = 1.0 + 0.5 * batch
-        if self.fits(batch):
-            return Probe(batch, "ok", "", peak, peak - 0.25, self.probe_s)
-        return Probe(batch, "oom", "OutOfMemoryError: CUDA out of memory.", peak, peak - 0.25, self.probe_s)
+        shape = {BATCH: 4, SEQUENCE: 512, self.axis: value}
+        if unit in self.crash_at:
+            crash = "training process killed by signal SIGSEGV (11)"
+            return Probe(**shape, status="failed", reason=crash, elapsed_s=self.probe_s)
+        peak = 1.0 + 0.5 * unit
+        status, reason = ("ok", "") if self.fits(unit) else ("oom", "OutOfMemoryError: CUDA out of memory.")
+        return Probe(
+            **shape,
+            status=status,
+            reason=reason,
+            peak_mem_reserved_gb=peak,
+            peak_mem_allocated_gb=peak - 0.25,
+            elapsed_s=self.probe_s,
+        )
 
 
 def search(oracle: Oracle, **settings) -> Frontier:
-    return search_frontier(oracle, FrontierSettings(**settings), clock=oracle.clock)
+    """The batch search with these settings, or, for an oracle of the sequence axis, the sequence search
+    bounded by ``frontier_max_batch_size`` units (the only setting that means anything to it)."""
+    frontier = FrontierSettings(**settings)
+    axis = (
+        batch_axis(frontier) if oracle.axis == BATCH else sequence_axis(frontier.frontier_max_batch_size * SEQ_GRANULE)
+    )
+    return search_frontier(oracle, axis, frontier.frontier_time_budget_s, clock=oracle.clock)
 
 
-def probed(frontier: Frontier) -> list[int]:
-    return [p.per_device_train_batch_size for p in frontier.probes]
+def probed(frontier: Frontier, axis: str = BATCH) -> list[int]:
+    """The units of ``axis`` probed, in order."""
+    return [getattr(p, axis) // UNIT[axis] for p in frontier.probes]
 
 
 def test_the_issue_example_stock_fits_40_and_runs_out_at_48_at_resolution_8():
@@ -71,71 +97,136 @@ def test_the_issue_example_stock_fits_40_and_runs_out_at_48_at_resolution_8():
     assert frontier.reason == "batch 40 trained and batch 48 ran out of memory (frontier_resolution=8)"
 
 
-def test_resolution_1_finds_the_exact_edge_and_records_every_probes_peak_memory():
-    frontier = search(Oracle(edge=45))
-    assert (frontier.largest_fit, frontier.smallest_oom) == (45, 46)
-    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 48, 40, 44, 46, 45]
+@BOTH_AXES
+def test_resolution_1_finds_the_exact_edge_and_records_every_probes_peak_memory(axis):
+    frontier = search(Oracle(edge=45, axis=axis))
+    unit = UNIT[axis]
+    assert (frontier.largest_fit, frontier.smallest_oom) == (45 * unit, 46 * unit)
+    assert probed(frontier, axis) == [1, 2, 4, 8, 16, 32, 64, 48, 40, 44, 46, 45]
     assert [(p.status, p.peak_mem_reserved_gb, p.peak_mem_allocated_gb) for p in frontier.probes[-2:]] == [
         ("oom", 24.0, 23.75),
         ("ok", 23.5, 23.25),
     ]
-    assert frontier.probe_at(frontier.largest_fit).peak_mem_reserved_gb == 23.5
-    assert frontier.probe_at(3) is None
+    searched = batch_axis(FrontierSettings()) if axis == BATCH else sequence_axis(1024 * SEQ_GRANULE)
+    assert frontier.probe_at(searched, frontier.largest_fit).peak_mem_reserved_gb == 23.5
+    assert frontier.probe_at(searched, 3 * unit) is None
 
 
-@pytest.mark.parametrize("resolution", [1, 2, 3, 8, 64])
-def test_on_a_monotone_oracle_the_search_brackets_the_edge_to_its_resolution_for_every_edge(resolution):
-    """What a brute-force sweep would find, for every edge from 1 to the bound: fit <= edge < oom."""
+def test_the_sequence_search_probes_multiples_of_64_tokens_and_says_so():
+    """Phi-3-mini's 4,096-token context; at batch 4 the edge is 2,900 tokens: 2,880 fits, 2,944 does not."""
+    oracle = Oracle(edge=2900 // SEQ_GRANULE, axis=SEQUENCE)
+    frontier = search_frontier(oracle, sequence_axis(4096), 3600.0, clock=oracle.clock)
+    assert [p.max_seq_length for p in frontier.probes] == [
+        64,
+        128,
+        256,
+        512,
+        1024,
+        2048,
+        4096,
+        3072,
+        2560,
+        2816,
+        2944,
+        2880,
+    ]
+    assert {p.per_device_train_batch_size for p in frontier.probes} == {4}
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (2880, 2944, "resolved")
+    assert (
+        frontier.reason
+        == "max_seq_length 2880 trained and max_seq_length 2944 ran out of memory (resolution 64 tokens)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("axis", "resolution"), [(BATCH, 1), (BATCH, 2), (BATCH, 3), (BATCH, 8), (BATCH, 64), (SEQUENCE, 1)]
+)
+def test_on_a_monotone_oracle_the_search_brackets_the_edge_to_its_resolution_for_every_edge(axis, resolution):
+    """What a brute-force sweep would find, for every edge from 1 to the bound: fit <= edge < oom (in units)."""
     for edge in range(1, 300):
-        frontier = search(Oracle(edge=edge), frontier_max_batch_size=300, frontier_resolution=resolution)
-        assert frontier.largest_fit <= edge < frontier.smallest_oom, edge
-        assert frontier.smallest_oom - frontier.largest_fit <= resolution, edge
-        assert len(set(probed(frontier))) == len(frontier.probes), edge  # no batch probed twice
+        frontier = search(Oracle(edge=edge, axis=axis), frontier_max_batch_size=300, frontier_resolution=resolution)
+        fit, oom = frontier.largest_fit // UNIT[axis], frontier.smallest_oom // UNIT[axis]
+        assert fit <= edge < oom, edge
+        assert oom - fit <= resolution, edge
+        assert len(set(probed(frontier, axis))) == len(frontier.probes), edge  # no value probed twice
 
 
-def test_noise_near_the_edge_gives_an_answer_in_the_noisy_band_that_no_probe_contradicts():
-    """Batches 33 to 40 fit in some processes and not in others (fragmentation, autotuning)."""
+@BOTH_AXES
+def test_noise_near_the_edge_gives_an_answer_in_the_noisy_band_that_no_probe_contradicts(axis):
+    """Units 33 to 40 fit in some processes and not in others (fragmentation, autotuning)."""
     for edge in range(40, 80):
-        frontier = search(Oracle(edge=edge, band=8), frontier_max_batch_size=300)
-        fits = [p.per_device_train_batch_size for p in frontier.probes if p.status == "ok"]
-        ooms = [p.per_device_train_batch_size for p in frontier.probes if p.status == "oom"]
+        frontier = search(Oracle(edge=edge, band=8, axis=axis), frontier_max_batch_size=300)
+        fits = [getattr(p, axis) for p in frontier.probes if p.status == "ok"]
+        ooms = [getattr(p, axis) for p in frontier.probes if p.status == "oom"]
         assert max(fits) == frontier.largest_fit < frontier.smallest_oom == min(ooms), edge
-        assert edge - 8 <= frontier.largest_fit <= edge and frontier.smallest_oom == frontier.largest_fit + 1, edge
+        fit = frontier.largest_fit // UNIT[axis]
+        assert edge - 8 <= fit <= edge and frontier.smallest_oom == frontier.largest_fit + UNIT[axis], edge
 
 
-def test_everything_fits_up_to_the_bound_ends_at_the_bound():
-    frontier = search(Oracle(edge=10_000), frontier_max_batch_size=100)
-    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 100]
-    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (100, None, "bound")
-    assert frontier.reason == "every batch probed up to frontier_max_batch_size=100 trained: the frontier is above it"
+@pytest.mark.parametrize(
+    ("axis", "reason"),
+    [
+        (BATCH, "every batch probed up to frontier_max_batch_size=100 trained: the frontier is above it"),
+        (
+            SEQUENCE,
+            "every max_seq_length probed up to the model's context length (6400) trained: the frontier is above it",
+        ),
+    ],
+)
+def test_everything_fits_up_to_the_bound_ends_at_the_bound(axis, reason):
+    frontier = search(Oracle(edge=10_000, axis=axis), frontier_max_batch_size=100)
+    assert probed(frontier, axis) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (100 * UNIT[axis], None, "bound")
+    assert frontier.reason == reason
 
 
-def test_nothing_fits_ends_after_one_probe():
-    frontier = search(Oracle(edge=0))
-    assert probed(frontier) == [1]
-    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (None, 1, "nothing fits")
-    assert frontier.reason == "batch 1 ran out of memory: no batch fits"
+@pytest.mark.parametrize(
+    ("axis", "reason"),
+    [
+        (BATCH, "batch 1 ran out of memory: no batch fits"),
+        (SEQUENCE, "max_seq_length 64 ran out of memory: no max_seq_length fits"),
+    ],
+)
+def test_nothing_fits_ends_after_one_probe(axis, reason):
+    frontier = search(Oracle(edge=0, axis=axis))
+    assert probed(frontier, axis) == [1]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (None, UNIT[axis], "nothing fits")
+    assert frontier.reason == reason
 
 
-def test_a_probe_that_crashes_stops_the_search_with_its_reason_and_keeps_what_was_found():
-    oracle = Oracle(edge=45, crash_at=frozenset({48}))
+@pytest.mark.parametrize(("axis", "probe"), [(BATCH, "batch 48"), (SEQUENCE, "max_seq_length 3072")])
+def test_a_probe_that_crashes_stops_the_search_with_its_reason_and_keeps_what_was_found(axis, probe):
+    oracle = Oracle(edge=45, crash_at=frozenset({48}), axis=axis)
     frontier = search(oracle)
-    assert probed(frontier) == [1, 2, 4, 8, 16, 32, 64, 48]
-    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (32, 64, "probe failed")
+    assert probed(frontier, axis) == [1, 2, 4, 8, 16, 32, 64, 48]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (
+        32 * UNIT[axis],
+        64 * UNIT[axis],
+        "probe failed",
+    )
     assert frontier.reason == (
-        "the probe of batch 48 ended failed, neither trained nor out of memory "
+        f"the probe of {probe} ended failed, neither trained nor out of memory "
         "(training process killed by signal SIGSEGV (11)); the search stopped there"
     )
 
 
-def test_the_time_budget_ends_the_search_with_the_bracket_so_far_and_bounds_each_probe():
-    oracle = Oracle(edge=45, probe_s=10.0)
+@pytest.mark.parametrize(
+    ("axis", "so_far"),
+    [
+        (BATCH, "batch 32 trained and batch 48 ran out of memory"),
+        (SEQUENCE, "max_seq_length 2048 trained and max_seq_length 3072 ran out of memory"),
+    ],
+)
+def test_the_time_budget_ends_the_search_with_the_bracket_so_far_and_bounds_each_probe(axis, so_far):
+    oracle = Oracle(edge=45, probe_s=10.0, axis=axis)
     frontier = search(oracle, frontier_time_budget_s=75)
     assert [timeout for _, timeout in oracle.calls] == [75, 65, 55, 45, 35, 25, 15, 5]
-    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (32, 48, "time budget")
-    assert frontier.reason == (
-        "frontier_time_budget_s=75 spent after 8 probes; so far batch 32 trained and batch 48 ran out of memory"
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (
+        32 * UNIT[axis],
+        48 * UNIT[axis],
+        "time budget",
     )
+    assert frontier.reason == f"frontier_time_budget_s=75 spent after 8 probes; so far {so_far}"
 
 
 def test_a_probe_stopped_by_the_time_budget_ends_the_search_as_out_of_time_not_as_a_crash():
@@ -153,6 +244,7 @@ def test_the_answer_is_json_ready_with_every_probe():
     assert [p["per_device_train_batch_size"] for p in document["probes"]] == [1, 2, 4, 3]
     assert document["probes"][-1] == {
         "per_device_train_batch_size": 3,
+        "max_seq_length": 512,
         "status": "ok",
         "reason": "",
         "peak_mem_reserved_gb": 2.5,
@@ -223,7 +315,17 @@ SETTINGS_CASES = [
         "unknown-setting",
         {"frontier_resolutoin": 4},
         "unknown frontier settings ['frontier_resolutoin']; accepted: ['frontier_max_batch_size', "
-        "'frontier_resolution', 'frontier_time_budget_s', 'frontier_probe_steps']",
+        "'frontier_resolution', 'frontier_time_budget_s', 'frontier_probe_steps', 'frontier_seq_batch_size']",
+    ),
+    SettingsCase(
+        "negative-seq-batch",
+        {"frontier_seq_batch_size": -4},
+        "frontier_seq_batch_size: -4 is out of range; accepted: integers >= 0 (0: no sequence-length search)",
+    ),
+    SettingsCase(
+        "fractional-seq-batch",
+        {"frontier_seq_batch_size": 2.5},
+        "frontier_seq_batch_size: 2.5 is not an integer; accepted: integers >= 0 (0: no sequence-length search)",
     ),
 ]
 
@@ -240,8 +342,33 @@ def test_settings_as_kfp_hands_them_over_are_accepted():
     settings = FrontierSettings.from_dict(
         {"frontier_max_batch_size": 256.0, "frontier_resolution": "4", "frontier_time_budget_s": 600}
     )
-    assert settings == FrontierSettings(256, 4, 600.0, 3)
+    assert settings == FrontierSettings(256, 4, 600.0, 3, 0)
     assert isinstance(settings.frontier_max_batch_size, int) and isinstance(settings.frontier_time_budget_s, float)
+
+
+@pytest.mark.parametrize(
+    ("context", "bound"), [(4096, 4096), (131_072, 131_072), (2047, 1984), (64, 64)], ids=lambda v: str(v)
+)
+def test_the_sequence_search_is_bounded_by_the_context_length_down_to_a_granule(context, bound):
+    assert sequence_bound(FrontierSettings(frontier_seq_batch_size=4), context, "config.json") == bound
+
+
+def test_no_sequence_search_needs_no_context_length():
+    assert sequence_bound(FrontierSettings(), 0, "") == 0
+
+
+@pytest.mark.parametrize(
+    ("context", "known"),
+    [(0, "is unknown"), (32, "is 32 (from config.json: max_position_embeddings)")],
+    ids=["unknown-context", "context-below-a-granule"],
+)
+def test_a_sequence_search_without_a_context_length_of_a_granule_is_refused(context, known):
+    with pytest.raises(GridError) as refused:
+        sequence_bound(FrontierSettings(frontier_seq_batch_size=4), context, "config.json: max_position_embeddings")
+    assert str(refused.value) == (
+        f"frontier_seq_batch_size: 4 searches max_seq_length up to the model's context length, which {known}; "
+        "accepted: 0 (no sequence-length search) with this model, or a model whose context length is at least 64 tokens"
+    )
 
 
 def test_settings_made_directly_are_checked_too():

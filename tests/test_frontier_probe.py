@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from liger_bench.measure.frontier_probe import find_frontier, probe_config, probe_of, supervised_probe
+from liger_bench.measure.frontier_probe import (
+    batch_axis,
+    find_frontier,
+    probe_config,
+    probe_of,
+    sequence_axis,
+    supervised_probe,
+)
 from liger_bench.plan.config import TrainConfig
 from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.records import RunResult
@@ -60,23 +68,23 @@ def peaks_by_batch(log: Path) -> dict[int, int]:
     for line in log.read_text().splitlines():
         record = json.loads(line)
         run_key = record["argv"][record["argv"].index("--run-key") + 1]
-        peaks[int(run_key.rsplit("-bs", 1)[1])] = record["vm_peak_bytes"]
+        peaks[int(run_key.rsplit("-bs", 1)[1].split("-seq")[0])] = record["vm_peak_bytes"]
     return peaks
 
 
 @pytest.mark.slow
 def test_the_search_finds_the_real_frontier_under_a_host_memory_limit(long_rows_assets, peak_log, monkeypatch):
     model_dir, dataset_dir = long_rows_assets
-    calibration = supervised_probe(RUN, model_dir, dataset_dir, SETTINGS)(1, 600)
+    calibration = supervised_probe(RUN, "per_device_train_batch_size", model_dir, dataset_dir, SETTINGS)(1, 600)
     assert calibration.status == "ok", calibration.reason
     limit = peaks_by_batch(peak_log)[1] + HEADROOM_BYTES
     monkeypatch.setenv("LIGER_BENCH_TEST_ADDRESS_SPACE_LIMIT", str(limit))
 
-    frontier = find_frontier(RUN, model_dir, dataset_dir, SETTINGS)
+    frontier = find_frontier(RUN, batch_axis(SETTINGS), model_dir, dataset_dir, SETTINGS)
 
     assert frontier.end == "resolved", frontier.reason
     assert 1 < frontier.largest_fit < frontier.smallest_oom <= frontier.largest_fit + SETTINGS.frontier_resolution
-    oom = frontier.probe_at(frontier.smallest_oom)
+    oom = frontier.probe_at(batch_axis(SETTINGS), frontier.smallest_oom)
     assert oom.status == "oom" and "can't allocate memory" in oom.reason, oom.reason  # torch's host allocator
     assert all(probe.status in ("ok", "oom") for probe in frontier.probes)
     assert [p.per_device_train_batch_size for p in frontier.probes][:3] == [1, 2, 4]
@@ -94,7 +102,7 @@ def test_the_search_finds_the_real_frontier_under_a_host_memory_limit(long_rows_
 def test_a_probe_that_is_neither_ok_nor_oom_stops_the_real_search_with_its_reason(embedded_assets, prepared_dataset):
     """A Liger probe on a node without CUDA is ``skipped`` by the training code: the search ends at once."""
     liger = TrainConfig(run_key="frontier-liger", use_liger=True, max_seq_length=64)
-    frontier = find_frontier(liger, str(embedded_assets[0]), str(prepared_dataset), SETTINGS)
+    frontier = find_frontier(liger, batch_axis(SETTINGS), str(embedded_assets[0]), str(prepared_dataset), SETTINGS)
     assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (None, None, "probe failed")
     assert [(p.per_device_train_batch_size, p.status) for p in frontier.probes] == [(1, "skipped")]
     assert frontier.reason.startswith(
@@ -102,15 +110,50 @@ def test_a_probe_that_is_neither_ok_nor_oom_stops_the_real_search_with_its_reaso
     )
 
 
-def test_a_probe_trains_the_runs_settings_at_its_batch_for_a_few_steps_of_full_length_rows():
-    run = TrainConfig(run_key="liger-seq512", use_liger=True, max_seq_length=512, optim="adamw_torch", max_steps=50)
-    probe = probe_config(run, 48, SETTINGS)
-    assert (probe.run_key, probe.per_device_train_batch_size, probe.max_steps) == ("liger-seq512-probe-bs48", 48, 2)
-    assert (probe.warmup_steps_to_skip, probe.packing) == (0, True)
-    unchanged = {"run_key", "per_device_train_batch_size", "max_steps", "warmup_steps_to_skip", "packing"}
+@pytest.mark.parametrize(
+    ("axis", "value", "shape"),
+    [("per_device_train_batch_size", 48, (48, 512)), ("max_seq_length", 3072, (4, 3072))],
+)
+def test_a_probe_trains_the_runs_settings_at_its_value_for_a_few_steps_of_full_length_rows(axis, value, shape):
+    run = TrainConfig(
+        run_key="liger-seq512",
+        use_liger=True,
+        max_seq_length=512,
+        per_device_train_batch_size=4,
+        optim="adamw_torch",
+        max_steps=50,
+    )
+    probe = probe_config(run, axis, value, SETTINGS)
+    assert (probe.per_device_train_batch_size, probe.max_seq_length) == shape
+    assert probe.run_key == f"liger-seq512-probe-bs{shape[0]}-seq{shape[1]}"
+    assert (probe.max_steps, probe.warmup_steps_to_skip, probe.packing) == (2, 0, True)
+    unchanged = {"run_key", axis, "max_steps", "warmup_steps_to_skip", "packing"}
     assert {k: v for k, v in probe.to_dict().items() if k not in unchanged} == {
         k: v for k, v in run.to_dict().items() if k not in unchanged
     }
+
+
+@pytest.mark.slow
+def test_a_dataset_too_short_to_fill_the_length_ends_the_sequence_search_with_its_reason(tmp_path):
+    """16 short rows hold a few hundred tokens: the search stops at the first length they cannot fill."""
+    from liger_bench.inputs.embedded import ensure_embedded
+    from liger_bench.tasks import download_dataset
+
+    model_dir, dataset_dir = ensure_embedded(tmp_path / "embedded", n_rows=16)
+    download_dataset(str(dataset_dir), "train", "", tmp_path / "prepared")
+    run = TrainConfig(run_key="short", per_device_train_batch_size=2, max_seq_length=64)
+
+    frontier = find_frontier(run, sequence_axis(2048), str(model_dir), str(tmp_path / "prepared"), SETTINGS)
+
+    assert frontier.end == "probe failed", frontier.reason
+    *trained, short = frontier.probes
+    assert trained and all(p.status == "ok" for p in trained)
+    assert [p.max_seq_length for p in frontier.probes] == [64 * 2**i for i in range(len(frontier.probes))]
+    assert frontier.largest_fit == trained[-1].max_seq_length and frontier.smallest_oom is None
+    assert re.search(
+        rf"packing at max_seq_length={short.max_seq_length}, .*cannot fill|fill no sequence of max_seq_length",
+        frontier.reason,
+    ), frontier.reason
 
 
 def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_error_with_the_capacity():
@@ -124,8 +167,10 @@ def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_
         reason="OutOfMemoryError: CUDA out of memory.",
         metrics={"peak_mem_reserved_gb": None, "oom_peak_mem_reserved_gb": 139.0, "oom_peak_mem_allocated_gb": 137.5},
     )
-    assert probe_of(40, trained, 31.0).__dict__ == {
+    probed = TrainConfig(run_key="p", per_device_train_batch_size=40, max_seq_length=512)
+    assert probe_of(probed, trained, 31.0).__dict__ == {
         "per_device_train_batch_size": 40,
+        "max_seq_length": 512,
         "status": "ok",
         "reason": "",
         "peak_mem_reserved_gb": 70.5,
@@ -133,5 +178,5 @@ def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_
         "elapsed_s": 31.0,
         "gpu_memory_gb": 139.8,
     }
-    at_error = probe_of(48, ran_out, 12.0)
+    at_error = probe_of(probed, ran_out, 12.0)
     assert (at_error.status, at_error.peak_mem_reserved_gb, at_error.peak_mem_allocated_gb) == ("oom", 139.0, 137.5)

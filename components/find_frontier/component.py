@@ -15,6 +15,7 @@ def find_frontier(
     frontier_resolution: int,
     frontier_time_budget_s: float,
     frontier_probe_steps: int,
+    frontier_seq_batch_size: int,
     frontier: Output[Artifact],
 ) -> list[dict[str, Any]]:
     """Search the memory frontier of every (variant, sequence length) of the grid: the largest batch that trains.
@@ -31,7 +32,9 @@ def find_frontier(
         frontier_resolution: A search ends when its largest fit and smallest out-of-memory are this close.
         frontier_time_budget_s: Seconds one search may take.
         frontier_probe_steps: Optimizer steps each probe trains.
-        frontier: JSON record of every search: what it found, why it ended, every probe.
+        frontier_seq_batch_size: Also search each variant's longest max_seq_length at this batch (0: no).
+        frontier: JSON record of every search (batch searches under "frontiers", sequence-length searches
+            under "sequence_frontiers"): what it found, why it ended, every probe.
 
     Returns:
         The grid the training loop runs.
@@ -48,6 +51,7 @@ def find_frontier(
             "frontier_resolution": frontier_resolution,
             "frontier_time_budget_s": frontier_time_budget_s,
             "frontier_probe_steps": frontier_probe_steps,
+            "frontier_seq_batch_size": frontier_seq_batch_size,
         },
         frontier_path=frontier.path,
     )

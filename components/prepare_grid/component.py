@@ -26,6 +26,7 @@ def prepare_grid(
     frontier_resolution: int,
     frontier_time_budget_s: float,
     frontier_probe_steps: int,
+    frontier_seq_batch_size: int,
     gpus_per_run: int,
     nodes_per_run: int,
     max_gpus_per_run: int,
@@ -58,6 +59,7 @@ def prepare_grid(
         frontier_resolution: The search's resolution, checked here.
         frontier_time_budget_s: Seconds one search may take, checked here.
         frontier_probe_steps: Optimizer steps each probe trains, checked here.
+        frontier_seq_batch_size: The sequence-length search's batch (0: none), checked here with the context length.
         gpus_per_run: GPUs of one node per run (FSDP above 1).
         nodes_per_run: Nodes per run (a Kubeflow Trainer TrainJob above 1).
         max_gpus_per_run: Refuse runs that ask for more GPUs than this in all.
@@ -98,6 +100,7 @@ def prepare_grid(
             "frontier_resolution": frontier_resolution,
             "frontier_time_budget_s": frontier_time_budget_s,
             "frontier_probe_steps": frontier_probe_steps,
+            "frontier_seq_batch_size": frontier_seq_batch_size,
         },
         gpu_hour_price=gpu_hour_price,
     )

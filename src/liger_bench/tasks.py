@@ -115,7 +115,7 @@ def prepare_grid(
     for a GPU, and "max" in the batch axis only where a search will resolve it.
     """
     from liger_bench.credentials import check_tracking_uri
-    from liger_bench.plan.frontier import FrontierSettings, check_at_frontier
+    from liger_bench.plan.frontier import FrontierSettings, check_at_frontier, sequence_bound
     from liger_bench.plan.grid import GridSpec, check_against_model, expand_grid
     from liger_bench.plan.validation import (
         check_against_data,
@@ -127,11 +127,15 @@ def prepare_grid(
 
     check_tracking_uri(mlflow_tracking_uri)
     check_min_success_ratio(min_success_ratio)
-    FrontierSettings.from_dict(frontier_settings)
+    frontier = FrontierSettings.from_dict(frontier_settings)
     check_gpu_hour_price(gpu_hour_price)
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     grid = expand_grid(GridSpec(**axes), model_info.get("model_type", ""))
     check_at_frontier(frontier_search, grid)
+    if frontier_search:
+        sequence_bound(
+            frontier, int(model_info.get("context_length") or 0), model_info.get("context_length_source", "")
+        )
     check_against_data(grid, dataset_info)
     check_training_arguments(TrainConfig.from_dict(grid[0]))  # the grid's items share these settings
     check_gradient_checkpointing(grid, model_info)
@@ -232,22 +236,32 @@ def find_frontier(
     ``model_dir`` and ``dataset_dir`` are the artifacts' paths: their folders, or pointers to staged
     folders (``inputs.staging``). Without ``frontier_search``, or for runs of several nodes (a probe is one
     node's processes), every search is recorded as skipped with the reason. A "max" batch becomes its
-    variant's largest fit; one whose search found none is not trained, and the task log says so.
+    variant's largest fit; one whose search found none is not trained, and the task log says so. With
+    ``frontier_seq_batch_size`` > 0, each variant's longest sequence at that batch is searched too, up to
+    the model's context length.
     """
+    from liger_bench.inputs.modelio import context_length
     from liger_bench.measure.frontier_probe import search_grid
-    from liger_bench.plan.frontier import FrontierSettings, resolve_at_frontier, skip_reason
+    from liger_bench.plan.frontier import FrontierSettings, resolve_at_frontier, sequence_bound, skip_reason
 
     model_dir, dataset_dir = input_folder(model_dir, "model"), input_folder(dataset_dir, "dataset")
     skipped = skip_reason(frontier_search, grid)
-    records = search_grid(grid, model_dir, dataset_dir, FrontierSettings.from_dict(settings), skipped)
-    write_json_atomic(frontier_path, {"frontiers": records})
-    resolved, left_out = resolve_at_frontier(grid, records)
+    frontier = FrontierSettings.from_dict(settings)
+    bound = 0 if skipped else sequence_bound(frontier, *context_length(model_dir))
+    searches = search_grid(grid, model_dir, dataset_dir, frontier, bound, skipped)
+    write_json_atomic(frontier_path, searches)
+    resolved, left_out = resolve_at_frontier(grid, searches["frontiers"])
     if skipped:
         progress(f"memory frontier not searched: {skipped}")
-    for record in [] if skipped else records:
+    for record in [] if skipped else searches["frontiers"]:
         progress(
             f"memory frontier of {record['variant']} at max_seq_length={record['max_seq_length']}: "
             f"{record['end']} ({record['reason']})"
+        )
+    for record in [] if skipped else searches["sequence_frontiers"]:
+        progress(
+            f"longest sequence of {record['variant']} at per_device_train_batch_size="
+            f"{record['per_device_train_batch_size']}: {record['end']} ({record['reason']})"
         )
     for line in left_out:
         progress(f'per_device_train_batch_size "max" not trained: {line}')
@@ -334,8 +348,13 @@ def analyze_results(
 
     results = [read_json(path) for path in result_paths]
     histories = [read_json(path) for path in history_paths]
+    searches = read_json(frontier_path)
     bundle = build_report(
-        results, histories, read_json(frontier_path)["frontiers"], gpu_hour_price=gpu_hour_price or None
+        results,
+        histories,
+        searches["frontiers"],
+        searches["sequence_frontiers"],
+        gpu_hour_price=gpu_hour_price or None,
     )
     write_bundle(bundle, html_path, markdown_path, table_path)
     for name, value in bundle.metrics.items():

@@ -20,7 +20,13 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analyse.attribution import attribution, interaction
-from liger_bench.analyse.frontier import frontier_gains, probes_table, searches_table
+from liger_bench.analyse.frontier import (
+    frontier_gains,
+    probes_table,
+    searches_table,
+    sequence_gains,
+    sequence_searches_table,
+)
 from liger_bench.analyse.intervals import mean_ci
 from liger_bench.analyse.runtables import CELL, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
@@ -60,6 +66,8 @@ class Analysis:
     searches: pd.DataFrame  # one row per frontier search (variant, seq len): largest fit, smallest oom, peak
     probes: pd.DataFrame  # one row per probe of every frontier search
     frontier_gains: pd.DataFrame  # one row per (variant, seq len) whose largest fit differs from the baseline's
+    sequence_searches: pd.DataFrame  # one row per longest-sequence search (variant, batch): longest fit, shortest oom
+    sequence_gains: pd.DataFrame  # one row per (variant, batch) whose longest fit differs from the baseline's
     parity: pd.DataFrame  # one row per (variant, baseline) pair of ok runs: loss agreement
     attribution: pd.DataFrame  # one row per (kernel, batch size, seq len) of a kernel ablation (attribution.py)
     interaction: pd.DataFrame  # one row per (batch size, seq len): sum of the single kernels' gains vs all together
@@ -442,6 +450,7 @@ def analyze_results(
     results: Sequence[dict[str, Any]],
     histories: Sequence[dict[str, Any]],
     frontiers: Sequence[dict[str, Any]] = (),
+    sequence_frontiers: Sequence[dict[str, Any]] = (),
     *,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     gpu_hour_price: float | None = None,
@@ -453,6 +462,7 @@ def analyze_results(
         histories: One history dict per run (``{"run_key", "warmup_steps_to_skip", "steps"}``), any
             order; a run without a history simply has no steps.
         frontiers: find_frontier's records, one per memory frontier search (none: no search).
+        sequence_frontiers: find_frontier's records of the longest-sequence searches (none: no search).
         parity_tolerance: Largest relative difference of per-step losses (measured steps only) at
             which a variant/baseline pair still passes loss parity.
         gpu_hour_price: The price of one GPU-hour, for the cost per million tokens; None: no cost.
@@ -489,6 +499,8 @@ def analyze_results(
         searches=(searches := searches_table(frontiers)),
         probes=probes_table(frontiers),
         frontier_gains=frontier_gains(searches),
+        sequence_searches=(sequence_searches := sequence_searches_table(sequence_frontiers)),
+        sequence_gains=sequence_gains(sequence_searches),
         attribution=attribution(runs),
         interaction=interaction(runs),
         parity=_parity(steps, runs, parity_tolerance),

@@ -4,7 +4,10 @@ find_frontier writes one record per (variant, sequence length): the variant, ``m
 what ``measure.frontier.search_frontier`` found (``largest_fit``, ``smallest_oom``, ``end``,
 ``reason``, ``probes``). A variant fits more sequences than the baseline only where it trained a
 batch at which the baseline ran out of memory; with a coarse resolution, or a search that ended
-early, the two answers can overlap, and then nothing is said.
+early, the two answers can overlap, and then nothing is said. The sequence-length searches
+(``frontier_seq_batch_size``) read the same way along the other axis: one record per variant at one
+batch (``per_device_train_batch_size``), the longest ``max_seq_length`` that trained
+(``longest_fit``) and the shortest that did not (``shortest_oom``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ SEARCH_COLUMNS = [
 ]
 PROBE_COLUMNS = ["variant", "seq_len", "batch_size", "status", "peak_mem_reserved_gb", "gpu_memory_gb"]
 GAIN_COLUMNS = ["variant", "seq_len", "largest_fit", "baseline_largest_fit", "at_least", "gain_pct"]
+_COMMON_COLUMNS = SEARCH_COLUMNS[4:]
+SEQUENCE_SEARCH_COLUMNS = ["variant", "batch_size", "longest_fit", "shortest_oom", *_COMMON_COLUMNS]
+SEQUENCE_GAIN_COLUMNS = ["variant", "batch_size", "longest_fit", "baseline_longest_fit", "at_least", "gain_pct"]
+# The searched axis' field in a probe, and the table's names of a search's fixed value, its fit and its oom.
+_BATCH = ("per_device_train_batch_size", "seq_len", "largest_fit", "smallest_oom")
+_SEQUENCE = ("max_seq_length", "batch_size", "longest_fit", "shortest_oom")
 
 
 def _gb(value: float | None) -> float:
@@ -39,33 +48,27 @@ def _gb(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _order(frame: pd.DataFrame) -> pd.DataFrame:
+def _order(frame: pd.DataFrame, fixed: str) -> pd.DataFrame:
     ranked = frame.assign(_variant_order=frame["variant"].map(variant_order))
-    return ranked.sort_values(["seq_len", "_variant_order"], ignore_index=True).drop(columns="_variant_order")
+    return ranked.sort_values([fixed, "_variant_order"], ignore_index=True).drop(columns="_variant_order")
 
 
-def searches_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per search: the largest batch that trained, the first that did not, the peak at the largest fit.
-
-    Args:
-        records: find_frontier's records, any order.
-
-    Returns:
-        The searches by sequence length, then variant; ``capacity_share`` is the peak reserved memory
-        at the largest fit over the GPU's capacity (NaN without CUDA).
-    """
+def _table(records: Sequence[dict[str, Any]], names: tuple[str, str, str, str], columns: list[str]) -> pd.DataFrame:
+    """One row per search along the axis ``names`` describes (``_BATCH``, ``_SEQUENCE``)."""
+    axis, fixed, fit, oom = names
+    fixed_field = "max_seq_length" if axis == "per_device_train_batch_size" else "per_device_train_batch_size"
     rows = []
     for record in records:
         probes = record["probes"]
-        at_fit = next((p for p in probes if p["per_device_train_batch_size"] == record["largest_fit"]), {})
+        at_fit = next((p for p in probes if p[axis] == record["largest_fit"]), {})
         peak = at_fit.get("peak_mem_reserved_gb")
         capacity = max((p["gpu_memory_gb"] for p in probes), default=0.0)
         rows.append(
             {
                 "variant": record["variant"],
-                "seq_len": int(record["max_seq_length"]),
-                "largest_fit": pd.NA if record["largest_fit"] is None else int(record["largest_fit"]),
-                "smallest_oom": pd.NA if record["smallest_oom"] is None else int(record["smallest_oom"]),
+                fixed: int(record[fixed_field]),
+                fit: pd.NA if record["largest_fit"] is None else int(record["largest_fit"]),
+                oom: pd.NA if record["smallest_oom"] is None else int(record["smallest_oom"]),
                 "peak_mem_reserved_gb": _gb(peak),
                 "gpu_memory_gb": capacity or math.nan,
                 "capacity_share": peak / capacity if peak is not None and capacity else math.nan,
@@ -75,10 +78,35 @@ def searches_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "reason": record["reason"],
             }
         )
-    frame = pd.DataFrame(rows, columns=SEARCH_COLUMNS)
-    for column in ("largest_fit", "smallest_oom"):
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in (fit, oom):
         frame[column] = frame[column].astype("Int64")
-    return _order(frame) if len(frame) else frame
+    return _order(frame, fixed) if len(frame) else frame
+
+
+def searches_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per batch search: the largest batch that trained, the first that did not, the peak at the largest fit.
+
+    Args:
+        records: find_frontier's ``frontiers`` records, any order.
+
+    Returns:
+        The searches by sequence length, then variant; ``capacity_share`` is the peak reserved memory
+        at the largest fit over the GPU's capacity (NaN without CUDA).
+    """
+    return _table(records, _BATCH, SEARCH_COLUMNS)
+
+
+def sequence_searches_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per sequence search: the longest ``max_seq_length`` that trained at its batch, the first that did not.
+
+    Args:
+        records: find_frontier's ``sequence_frontiers`` records, any order.
+
+    Returns:
+        The searches by batch, then variant; the peak and its share of capacity are at the longest fit.
+    """
+    return _table(records, _SEQUENCE, SEQUENCE_SEARCH_COLUMNS)
 
 
 def probes_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -102,6 +130,26 @@ def probes_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
+def _gains(searches: pd.DataFrame, names: tuple[str, str, str, str], columns: list[str]) -> pd.DataFrame:
+    """Each variant's fit against the baseline's where they differ beyond doubt, along the axis ``names`` describes."""
+    _, fixed, fit, oom = names
+    rows = []
+    for value, group in searches.groupby(fixed, sort=True):
+        base = group[group["variant"] == BASELINE]
+        if base.empty or base[fit].isna().iloc[0]:
+            continue
+        base_fit, base_oom = base[fit].iloc[0], base[oom].iloc[0]
+        for row in group[group["variant"] != BASELINE].to_dict("records"):
+            if row[fit] is pd.NA:
+                continue
+            more = base_oom is not pd.NA and row[fit] >= base_oom
+            fewer = row[oom] is not pd.NA and base_fit >= row[oom]
+            if more or fewer:
+                gain = [int(row[fit]), int(base_fit), row[oom] is pd.NA, 100.0 * (row[fit] / base_fit - 1.0)]
+                rows.append(dict(zip(columns, [row["variant"], value, *gain], strict=True)))
+    return pd.DataFrame(rows, columns=columns)
+
+
 def frontier_gains(searches: pd.DataFrame) -> pd.DataFrame:
     """Where a variant's largest fit and the baseline's differ beyond doubt, by how much.
 
@@ -116,26 +164,17 @@ def frontier_gains(searches: pd.DataFrame) -> pd.DataFrame:
         One row per (variant, sequence length) beyond doubt: both largest fits and the variant's gain
         in sequences per step, in percent of the baseline's.
     """
-    rows = []
-    for seq, group in searches.groupby("seq_len", sort=True):
-        base = group[group["variant"] == BASELINE]
-        if base.empty or base["largest_fit"].isna().iloc[0]:
-            continue
-        base_fit, base_oom = base["largest_fit"].iloc[0], base["smallest_oom"].iloc[0]
-        for row in group[group["variant"] != BASELINE].itertuples():
-            if row.largest_fit is pd.NA:
-                continue
-            more = base_oom is not pd.NA and row.largest_fit >= base_oom
-            fewer = row.smallest_oom is not pd.NA and base_fit >= row.smallest_oom
-            if more or fewer:
-                rows.append(
-                    {
-                        "variant": row.variant,
-                        "seq_len": seq,
-                        "largest_fit": int(row.largest_fit),
-                        "baseline_largest_fit": int(base_fit),
-                        "at_least": row.smallest_oom is pd.NA,
-                        "gain_pct": 100.0 * (row.largest_fit / base_fit - 1.0),
-                    }
-                )
-    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+    return _gains(searches, _BATCH, GAIN_COLUMNS)
+
+
+def sequence_gains(searches: pd.DataFrame) -> pd.DataFrame:
+    """Where a variant's longest sequence and the baseline's differ beyond doubt (as ``frontier_gains``), by how much.
+
+    Args:
+        searches: ``sequence_searches_table``'s frame.
+
+    Returns:
+        One row per (variant, batch) beyond doubt: both longest fits and the variant's gain in tokens
+        per sequence, in percent of the baseline's (``at_least``: the variant trained up to the context length).
+    """
+    return _gains(searches, _SEQUENCE, SEQUENCE_GAIN_COLUMNS)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from liger_bench.analyse.analysis import COST_DIGITS, Analysis, status_counts, success_ratio
 from liger_bench.analyse.attribution import supported_carriers
+from liger_bench.plan.frontier import SEQ_GRANULE
 from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant, ablated_kernel
 
 HIGH_CV = 0.10
@@ -36,6 +37,13 @@ SEARCH_RULE = (
     "probe in a fresh process, searched by doubling the batch and then bisecting between the largest that fit "
     "and the first that ran out of memory. A variant fits more sequences than the baseline only where it trained "
     "a batch at which the baseline ran out of memory."
+)
+SEQUENCE_SEARCH_RULE = (
+    "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "
+    f"steps, every sequence packed full to that length, searched in multiples of {SEQ_GRANULE} tokens by doubling "
+    f"from {SEQ_GRANULE} and "
+    "then bisecting, up to the model's context length. A dataset too short to fill the lengths ends the search "
+    "with that reason, never with shorter sequences."
 )
 RECOMMENDATION_RULE = (
     "Per batch size and sequence length: the fastest variant (mean non-padding tokens/s, 95% CI over repeats) "
@@ -207,6 +215,12 @@ def searched_frontier_phrase(analysis: Analysis) -> str:
             f" {label(row.variant)} fits {least}{row.largest_fit:,} sequences of {row.seq_len:,} tokens where the "
             f"baseline fits {row.baseline_largest_fit:,} ({percent(row.gain_pct, 0)}{' or more' if least else ''})."
         )
+    for row in analysis.sequence_gains.itertuples():
+        least = "at least " if row.at_least else ""
+        phrases.append(
+            f" {label(row.variant)} fits {least}{row.longest_fit:,}-token sequences at batch {row.batch_size:,} where "
+            f"the baseline fits {row.baseline_longest_fit:,} ({percent(row.gain_pct, 0)}{' or more' if least else ''})."
+        )
     return "".join(phrases)
 
 
@@ -321,6 +335,9 @@ def headline_metrics(analysis: Analysis) -> dict[str, float]:
     for row in analysis.searches.itertuples():
         if row.largest_fit is not pd.NA:
             out[f"largest_fit_{row.variant}_seq{row.seq_len}"] = row.largest_fit
+    for row in analysis.sequence_searches.itertuples():
+        if row.longest_fit is not pd.NA:
+            out[f"longest_fit_{row.variant}_bs{row.batch_size}"] = row.longest_fit
     for row in analysis.frontier.itertuples():
         if row.largest_ok_batch is not pd.NA:
             out[f"largest_ok_batch_{row.variant}_seq{row.seq_len}"] = row.largest_ok_batch

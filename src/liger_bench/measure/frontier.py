@@ -1,13 +1,14 @@
-"""The memory frontier: the largest per-device batch one variant trains at one sequence length, searched.
+"""The memory frontier: the largest value of one axis a variant trains at, searched.
 
-The search doubles the batch from 1 until a probe runs out of memory (or the bound trains), then
-bisects between the largest batch that trained and the smallest that did not, until they are
-``frontier_resolution`` apart. Each batch is probed once, and the answer agrees with every probe:
-each batch that trained is at most ``largest_fit``, each that ran out of memory at least
-``smallest_oom``. Near the edge, where one batch may fit in one process and not in the next, the
-answer is therefore a batch that did train, next to one that did not.
+The axis (``Axis``) is the per-device batch at one sequence length, or ``max_seq_length`` at one
+batch. The search doubles the value from the axis' granule until a probe runs out of memory (or the
+bound trains), then bisects between the largest value that trained and the smallest that did not,
+on the granule, until they are the axis' resolution apart. Each value is probed once, and the answer
+agrees with every probe: each value that trained is at most ``largest_fit``, each that ran out of
+memory at least ``smallest_oom``. Near the edge, where one value may fit in one process and not in
+the next, the answer is therefore a value that did train, next to one that did not.
 
-A probe is any callable ``(batch size, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
+A probe is any callable ``(value, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
 trains the run's settings in a fresh supervised process; the tests use deterministic fakes. A probe
 that ends neither ``ok`` nor ``oom`` (a crash, a skip, a loss that diverged before the last probe step,
 so the peak was never reached) stops the search with its reason, as does a spent time budget; the
@@ -21,16 +22,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
 class Probe:
-    """One batch size tried for a few full training steps, and what became of it.
+    """One batch shape tried for a few full training steps, and what became of it.
 
     Args:
         per_device_train_batch_size: The batch tried.
+        max_seq_length: The sequence length tried (every row packed to it).
         status: The probe run's outcome: ``ok`` (it trained every step), ``oom``, or any other run status.
         reason: Why it did not train ("" when it did).
         peak_mem_reserved_gb: Peak GPU memory the allocator reserved (None: no CUDA device).
@@ -40,6 +41,7 @@ class Probe:
     """
 
     per_device_train_batch_size: int
+    max_seq_length: int
     status: RunStatus
     reason: str = ""
     peak_mem_reserved_gb: float | None = None
@@ -48,21 +50,61 @@ class Probe:
     gpu_memory_gb: float = 0.0
 
 
-# (batch size, seconds left in the time budget) -> the probe of that batch.
+# (value of the searched axis, seconds left in the time budget) -> the probe of that value.
 ProbeRunner = Callable[[int, float], Probe]
 
-# Why a search ended: the frontier found to the resolution; every batch up to the bound trained;
-# batch 1 ran out of memory; the time budget ran out; a probe ended neither ok nor oom; it did not start.
+# Why a search ended: the frontier found to the resolution; every value up to the bound trained;
+# the smallest value ran out of memory; the time budget ran out; a probe ended neither ok nor oom; it did not start.
 SearchEnd = Literal["resolved", "bound", "nothing fits", "time budget", "probe failed", "skipped"]
+# The TrainConfig field a search varies: the batch at a sequence length, or the sequence length at a batch.
+AxisName = Literal["per_device_train_batch_size", "max_seq_length"]
+NOUNS: dict[str, str] = {"per_device_train_batch_size": "batch", "max_seq_length": "max_seq_length"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """What one search varies, how far and how finely.
+
+    Args:
+        name: The TrainConfig field searched.
+        bound: The largest value probed, a multiple of ``granule``.
+        bound_source: Where the bound comes from, for the reason, e.g. ``frontier_max_batch_size=1024``.
+        resolution: The search ends when the largest fit and the smallest out-of-memory are this close.
+        resolution_source: Where the resolution comes from, for the reason.
+        granule: Every value probed is a multiple of it; the search starts there.
+    """
+
+    name: AxisName
+    bound: int
+    bound_source: str
+    resolution: int
+    resolution_source: str
+    granule: int = 1
+
+    def value_of(self, probe: Probe) -> int:
+        """The value of this axis ``probe`` tried.
+
+        Args:
+            probe: A probe of a search along this axis.
+        """
+        return getattr(probe, self.name)
+
+    def describe(self, value: int) -> str:
+        """``value`` in a reason, e.g. ``batch 48`` or ``max_seq_length 4096``.
+
+        Args:
+            value: A value of this axis.
+        """
+        return f"{NOUNS[self.name]} {value}"
 
 
 @dataclass
 class Frontier:
-    """What a search found: the largest batch that trained and the smallest that ran out of memory.
+    """What a search found: the largest value that trained and the smallest that ran out of memory.
 
     Args:
-        largest_fit: The largest batch that trained (None: none did).
-        smallest_oom: The smallest batch that ran out of memory (None: none did).
+        largest_fit: The largest value of the searched axis that trained (None: none did).
+        smallest_oom: The smallest value that ran out of memory (None: none did).
         end: Why the search ended.
         reason: The end in one sentence, with the numbers.
         probes: Every probe, in the order run.
@@ -74,13 +116,14 @@ class Frontier:
     reason: str
     probes: list[Probe] = field(default_factory=list)
 
-    def probe_at(self, batch_size: int | None) -> Probe | None:
-        """The probe of ``batch_size`` (None when that batch was not probed).
+    def probe_at(self, axis: Axis, value: int | None) -> Probe | None:
+        """The probe of ``value`` (None when that value was not probed).
 
         Args:
-            batch_size: A per-device batch size, e.g. ``largest_fit``.
+            axis: The axis searched.
+            value: A value of it, e.g. ``largest_fit``.
         """
-        return next((p for p in self.probes if p.per_device_train_batch_size == batch_size), None)
+        return next((p for p in self.probes if axis.value_of(p) == value), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the whole answer, probes included (JSON-serialisable)."""
@@ -97,13 +140,14 @@ class Frontier:
 
 
 def search_frontier(
-    probe: ProbeRunner, settings: FrontierSettings, clock: Callable[[], float] = time.monotonic
+    probe: ProbeRunner, axis: Axis, time_budget_s: float, clock: Callable[[], float] = time.monotonic
 ) -> Frontier:
-    """Search the largest batch that trains, probing batch sizes with ``probe``.
+    """Search the largest value of ``axis`` that trains, probing values with ``probe``.
 
     Args:
-        probe: Runs one batch size; given the seconds left of the time budget, which it must not exceed.
-        settings: Bound, resolution and time budget of the search (validated when they were made).
+        probe: Runs one value; given the seconds left of the time budget, which it must not exceed.
+        axis: What the search varies, its bound, resolution and granule (validated when they were made).
+        time_budget_s: Seconds the whole search may take (``frontier_time_budget_s``).
         clock: Seconds on a monotonic clock.
 
     Returns:
@@ -113,49 +157,47 @@ def search_frontier(
     probes: list[Probe] = []
     fit: int | None = None
     oom: int | None = None
-    while (batch := _next_batch(fit, oom, settings)) is not None:
-        left = settings.frontier_time_budget_s - (clock() - started)
+    while (value := _next_value(fit, oom, axis)) is not None:
+        left = time_budget_s - (clock() - started)
         if left <= 0:
-            return Frontier(fit, oom, "time budget", _out_of_time(settings, probes, fit, oom), probes)
-        result = probe(batch, left)
+            return Frontier(fit, oom, "time budget", _out_of_time(axis, time_budget_s, probes, fit, oom), probes)
+        result = probe(value, left)
         probes.append(result)
         if result.status == "ok":
-            fit = batch
+            fit = value
         elif result.status == "oom":
-            oom = batch
-        elif clock() - started >= settings.frontier_time_budget_s:
-            return Frontier(fit, oom, "time budget", _out_of_time(settings, probes, fit, oom), probes)
+            oom = value
+        elif clock() - started >= time_budget_s:
+            return Frontier(fit, oom, "time budget", _out_of_time(axis, time_budget_s, probes, fit, oom), probes)
         else:
             reason = (
-                f"the probe of batch {batch} ended {result.status}, neither trained nor out of memory "
+                f"the probe of {axis.describe(value)} ended {result.status}, neither trained nor out of memory "
                 f"({result.reason}); the search stopped there"
             )
             return Frontier(fit, oom, "probe failed", reason, probes)
     if fit is None:
-        return Frontier(fit, oom, "nothing fits", f"batch {oom} ran out of memory: no batch fits", probes)
+        reason = f"{axis.describe(oom)} ran out of memory: no {NOUNS[axis.name]} fits"
+        return Frontier(fit, oom, "nothing fits", reason, probes)
     if oom is None:
-        reason = f"every batch probed up to frontier_max_batch_size={fit} trained: the frontier is above it"
+        reason = f"every {NOUNS[axis.name]} probed up to {axis.bound_source} trained: the frontier is above it"
         return Frontier(fit, oom, "bound", reason, probes)
-    reason = (
-        f"batch {fit} trained and batch {oom} ran out of memory (frontier_resolution={settings.frontier_resolution})"
-    )
+    reason = f"{axis.describe(fit)} trained and {axis.describe(oom)} ran out of memory ({axis.resolution_source})"
     return Frontier(fit, oom, "resolved", reason, probes)
 
 
-def _next_batch(fit: int | None, oom: int | None, settings: FrontierSettings) -> int | None:
-    """The batch to probe next, or None when the search is done."""
+def _next_value(fit: int | None, oom: int | None, axis: Axis) -> int | None:
+    """The value to probe next, or None when the search is done."""
     if oom is None:
         if fit is None:
-            return 1
-        return None if fit >= settings.frontier_max_batch_size else min(2 * fit, settings.frontier_max_batch_size)
-    if fit is None or oom - fit <= settings.frontier_resolution:
+            return axis.granule
+        return None if fit >= axis.bound else min(2 * fit, axis.bound)
+    if fit is None or oom - fit <= axis.resolution:
         return None
-    return (fit + oom) // 2
+    return (fit + oom) // 2 // axis.granule * axis.granule
 
 
-def _out_of_time(settings: FrontierSettings, probes: list[Probe], fit: int | None, oom: int | None) -> str:
-    found = f"batch {fit} trained" if fit is not None else "no batch trained"
-    found += f" and batch {oom} ran out of memory" if oom is not None else ", none ran out of memory"
-    return (
-        f"frontier_time_budget_s={settings.frontier_time_budget_s:g} spent after {len(probes)} probes; so far {found}"
-    )
+def _out_of_time(axis: Axis, time_budget_s: float, probes: list[Probe], fit: int | None, oom: int | None) -> str:
+    noun = NOUNS[axis.name]
+    found = f"{axis.describe(fit)} trained" if fit is not None else f"no {noun} trained"
+    found += f" and {axis.describe(oom)} ran out of memory" if oom is not None else ", none ran out of memory"
+    return f"frontier_time_budget_s={time_budget_s:g} spent after {len(probes)} probes; so far {found}"

@@ -4,8 +4,11 @@ The search (``liger_bench.measure.frontier``) finds, for one variant and sequenc
 largest per-device batch that trains a few full steps: it doubles the batch from 1 until one runs
 out of memory, then bisects between the largest that trained and the smallest that did not, until
 they are ``frontier_resolution`` apart. ``frontier_max_batch_size`` bounds it, and
-``frontier_time_budget_s`` bounds its time. A bad value is refused here with a ``GridError`` that
-names the setting, the value and what is accepted, as prepare_grid refuses a bad grid.
+``frontier_time_budget_s`` bounds its time. With ``frontier_seq_batch_size`` > 0, a second search
+per variant finds the longest ``max_seq_length`` that trains at that batch, the same way on a
+granule of ``SEQ_GRANULE`` tokens, bounded by the model's context length. A bad value is refused
+here with a ``GridError`` that names the setting, the value and what is accepted, as prepare_grid
+refuses a bad grid.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from liger_bench.plan.config import TrainConfig, coerce
 from liger_bench.plan.grid import AT_FRONTIER, GridError, run_key
 from liger_bench.plan.signature import pipeline_default
 
+# The sequence-length search's granule and resolution, in tokens: it probes multiples of 64 and stops
+# when the longest fit and the shortest out-of-memory are 64 apart. Attention kernels (FlashAttention,
+# SDPA's) and tensor cores work on tiles of 64 tokens or divisors of it, so lengths between two
+# multiples of 64 cost about as much as the next multiple; and at ~15 s a probe, a 4,096-token context
+# is searched in 13 probes (doubling from 64, then six bisections) instead of the twelve more a
+# one-token resolution would take.
+SEQ_GRANULE = 64
+
 
 @dataclass(frozen=True)
 class FrontierSettings:
@@ -31,6 +42,7 @@ class FrontierSettings:
     frontier_resolution: int = field(default_factory=lambda: pipeline_default("frontier_resolution"))
     frontier_time_budget_s: float = field(default_factory=lambda: pipeline_default("frontier_time_budget_s"))
     frontier_probe_steps: int = field(default_factory=lambda: pipeline_default("frontier_probe_steps"))
+    frontier_seq_batch_size: int = field(default_factory=lambda: pipeline_default("frontier_seq_batch_size"))
 
     def __post_init__(self) -> None:
         bound = _integer("frontier_max_batch_size", self.frontier_max_batch_size, 1, math.inf, "integers >= 1")
@@ -47,6 +59,13 @@ class FrontierSettings:
             2,
             math.inf,
             "integers >= 2 (the first step allocates the optimizer's state)",
+        )
+        _integer(
+            "frontier_seq_batch_size",
+            self.frontier_seq_batch_size,
+            0,
+            math.inf,
+            "integers >= 0 (0: no sequence-length search)",
         )
         budget = self.frontier_time_budget_s
         is_number = isinstance(budget, (int, float)) and not isinstance(budget, bool)
@@ -74,6 +93,29 @@ class FrontierSettings:
             except ValueError:
                 converted[name] = value  # __post_init__ names what is accepted
         return cls(**converted)
+
+
+def sequence_bound(settings: FrontierSettings, context_length: int, source: str) -> int:
+    """The longest ``max_seq_length`` the sequence search probes: the context length, down to a ``SEQ_GRANULE``.
+
+    Args:
+        settings: The search's settings; only a sequence search (``frontier_seq_batch_size`` > 0) needs a bound.
+        context_length: The model's context length (0: unknown).
+        source: Where the context length comes from, for the message.
+
+    Raises:
+        GridError: A sequence search on a model whose context length is unknown or below one granule.
+    """
+    if not settings.frontier_seq_batch_size:
+        return 0
+    if context_length < SEQ_GRANULE:
+        known = f"is {context_length} (from {source})" if context_length else "is unknown"
+        raise GridError(
+            f"frontier_seq_batch_size: {settings.frontier_seq_batch_size} searches max_seq_length up to the model's "
+            f"context length, which {known}; accepted: 0 (no sequence-length search) with this model, or a model "
+            f"whose context length is at least {SEQ_GRANULE} tokens"
+        )
+    return context_length // SEQ_GRANULE * SEQ_GRANULE
 
 
 def _integer(name: str, value: Any, low: float, high: float, accepted: str) -> int:

@@ -39,6 +39,7 @@ def build_report(
     results: Sequence[dict[str, Any]],
     histories: Sequence[dict[str, Any]],
     frontiers: Sequence[dict[str, Any]] = (),
+    sequence_frontiers: Sequence[dict[str, Any]] = (),
     *,
     title: str = DEFAULT_TITLE,
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
@@ -50,6 +51,7 @@ def build_report(
         results: Run results (``RunResult.to_dict()``), any order.
         histories: Step histories, any order, joined to results by ``run_key``.
         frontiers: find_frontier's records of the memory frontier searches (none: no search).
+        sequence_frontiers: find_frontier's records of the longest-sequence searches (none: no search).
         title: Page title.
         parity_tolerance: Largest relative per-step loss difference at which a pair passes parity.
         gpu_hour_price: The price of one GPU-hour, for the cost per million tokens; None: no cost.
@@ -59,7 +61,12 @@ def build_report(
 
     """
     analysis = analyze_results(
-        results, histories, frontiers, parity_tolerance=parity_tolerance, gpu_hour_price=gpu_hour_price
+        results,
+        histories,
+        frontiers,
+        sequence_frontiers,
+        parity_tolerance=parity_tolerance,
+        gpu_hour_price=gpu_hour_price,
     )
     headline = make_headline(analysis)
     notes = caveats(analysis)

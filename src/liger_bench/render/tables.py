@@ -187,6 +187,14 @@ SEARCH_COLUMNS = [
     _text("end", "search ended"),
     _text("reason", "why", wraps=True),
 ]
+SEQUENCE_SEARCH_COLUMNS = [
+    _variant(),
+    Column("batch_size", "batch size"),
+    Column("longest_fit", "longest sequence that fits", digits(0)),
+    Column("shortest_oom", "first sequence out of memory", digits(0)),
+    Column("peak_mem_reserved_gb", "peak reserved GiB at longest fit", digits(2)),
+    *SEARCH_COLUMNS[5:],
+]
 PARITY_COLUMNS = [
     _variant(),
     Column("batch_size", "batch"),
@@ -270,6 +278,7 @@ CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
 CELL_COST = Table(CELL_COST_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 SEARCHES = Table(SEARCH_COLUMNS, "No memory frontier search was recorded.")
+SEQUENCE_SEARCHES = Table(SEQUENCE_SEARCH_COLUMNS, "No longest-sequence search was run (frontier_seq_batch_size 0).")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
 RUN_RATES = Table(RUN_RATE_COLUMNS, "No run results were collected.")
