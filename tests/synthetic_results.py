@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from liger_bench.measure.energy import NO_NVIDIA_GPU
 from liger_bench.measure.frontier import Probe, search_frontier
+from liger_bench.measure.frontier_probe import batch_axis, sequence_axis
 from liger_bench.measure.metrics import aggregate
 from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason, world_metrics
 from liger_bench.plan.config import TrainConfig
-from liger_bench.plan.frontier import FrontierSettings
+from liger_bench.plan.frontier import FrontierSettings, sequence_bound
 from liger_bench.plan.grid import run_key
 from liger_bench.records import RunResult
 from liger_bench.vocabulary import variant_of
@@ -296,6 +297,7 @@ def frontier_probe(variant: str, batch: int) -> Probe:
     reserved = spec["peak"][0] + spec["peak"][1] * batch if fits else spec["oom_peak"]
     return Probe(
         per_device_train_batch_size=batch,
+        max_seq_length=512,
         status="ok" if fits else "oom",
         reason="" if fits else "OutOfMemoryError: CUDA out of memory.",
         peak_mem_reserved_gb=reserved,
@@ -310,8 +312,51 @@ def frontier_searches() -> list[dict]:
     settings = FrontierSettings(frontier_resolution=1, frontier_max_batch_size=1024)
     records = []
     for variant in FRONTIER:
-        frontier = search_frontier(lambda batch, _left, v=variant: frontier_probe(v, batch), settings)
+        probe = lambda batch, _left, v=variant: frontier_probe(v, batch)  # noqa: E731
+        frontier = search_frontier(probe, batch_axis(settings), settings.frontier_time_budget_s)
         records.append({"variant": variant, "max_seq_length": 512, **frontier.to_dict()})
+    return records
+
+
+# The GPU scenario's longest sequence at batch SEQUENCE_BATCH on its H100, per variant, up to Phi-3-mini's
+# 4,096-token context: the longest max_seq_length that trains, the peak reserved GiB a probe of s tokens
+# reaches (intercept, slope per 1,024 tokens), its seconds (likewise) and the reserved GiB at the error.
+# Searched from 64 tokens: the baseline probes 64 … 2,048, then 1,536, 1,792, 1,920, 1,984 (10 probes);
+# Liger 64 … 4,096, then 3,072, 3,584, 3,840, 3,712, 3,776 (12 probes).
+SEQUENCE_BATCH = 4
+SEQUENCE_CONTEXT = 4096
+SEQUENCE_FRONTIER = {
+    "baseline": {"longest_fit": 1984, "peak": (9.3, 34.6), "seconds": (13.0, 2.0), "oom_peak": 79.12},
+    "liger": {"longest_fit": 3712, "peak": (8.2, 17.9), "seconds": (16.0, 1.5), "oom_peak": 78.64},
+}
+
+
+def sequence_probe(variant: str, seq: int) -> Probe:
+    """The probe of ``seq`` tokens at ``SEQUENCE_BATCH`` for ``variant`` (``SEQUENCE_FRONTIER``), as recorded."""
+    spec = SEQUENCE_FRONTIER[variant]
+    fits = seq <= spec["longest_fit"]
+    reserved = spec["peak"][0] + spec["peak"][1] * seq / 1024 if fits else spec["oom_peak"]
+    return Probe(
+        per_device_train_batch_size=SEQUENCE_BATCH,
+        max_seq_length=seq,
+        status="ok" if fits else "oom",
+        reason="" if fits else "OutOfMemoryError: CUDA out of memory.",
+        peak_mem_reserved_gb=reserved,
+        peak_mem_allocated_gb=allocated_fraction(variant == "liger") * reserved,
+        elapsed_s=spec["seconds"][0] + spec["seconds"][1] * seq / 1024,
+        gpu_memory_gb=H100_ENV["gpu_memory_gb"],
+    )
+
+
+def sequence_searches() -> list[dict]:
+    """find_frontier's sequence_frontiers records for the GPU scenario: the real search over ``sequence_probe``."""
+    settings = FrontierSettings(frontier_seq_batch_size=SEQUENCE_BATCH)
+    axis = sequence_axis(sequence_bound(settings, SEQUENCE_CONTEXT, "config.json"))
+    records = []
+    for variant in SEQUENCE_FRONTIER:
+        probe = lambda seq, _left, v=variant: sequence_probe(v, seq)  # noqa: E731
+        frontier = search_frontier(probe, axis, settings.frontier_time_budget_s)
+        records.append({"variant": variant, "per_device_train_batch_size": SEQUENCE_BATCH, **frontier.to_dict()})
     return records
 
 

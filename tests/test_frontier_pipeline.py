@@ -53,8 +53,22 @@ def test_find_frontier_without_the_search_records_every_search_skipped(embedded_
         ("liger", 64, "skipped", "frontier_search is false", []),
         ("baseline", 64, "skipped", "frontier_search is false", []),
     ]
+    assert json.loads(path.read_text())["sequence_frontiers"] == []  # frontier_seq_batch_size 0: none
     # The task log says it once, not once per search.
     assert capsys.readouterr().out == "[liger-bench] memory frontier not searched: frontier_search is false\n"
+
+
+def test_a_skipped_search_records_each_variants_longest_sequence_search_skipped_too(embedded_assets, tmp_path):
+    from liger_bench.tasks import find_frontier
+
+    model_dir, dataset_dir = embedded_assets
+    path = tmp_path / "frontier"
+    find_frontier(TWO_VARIANTS, str(model_dir), str(dataset_dir), False, {"frontier_seq_batch_size": 4}, str(path))
+    records = json.loads(path.read_text())["sequence_frontiers"]
+    assert [(r["variant"], r["per_device_train_batch_size"], r["end"], r["probes"]) for r in records] == [
+        ("liger", 4, "skipped", []),
+        ("baseline", 4, "skipped", []),
+    ]
 
 
 def test_runs_of_several_nodes_are_not_searched(tmp_path):
@@ -124,6 +138,7 @@ def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(
         "frontier_search": True,
         "frontier_max_batch_size": 2,
         "frontier_probe_steps": 2,
+        "frontier_seq_batch_size": 1,
     }
     report = run_local(tmp_path, overrides)
     run_root = report.parent.parent
@@ -139,5 +154,17 @@ def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(
     assert [(r["run_key"], r["status"], r["config"]["at_frontier"]) for r in results] == [
         ("baseline-bs2-seq64-r0", "ok", True)
     ]
+    # The longest sequence at batch 1: the tiny model trains every length up to its 2,048-token context.
+    sequences = {
+        r["variant"]: r for r in json.loads((run_root / "find-frontier" / "frontier").read_text())["sequence_frontiers"]
+    }
+    lengths = [
+        (p["per_device_train_batch_size"], p["max_seq_length"], p["status"]) for p in sequences["baseline"]["probes"]
+    ]
+    assert lengths == [(1, 64 * 2**i, "ok") for i in range(6)]
+    assert (sequences["baseline"]["largest_fit"], sequences["baseline"]["end"]) == (2048, "bound")
+    assert (sequences["liger"]["end"], sequences["liger"]["largest_fit"]) == ("probe failed", None)
     html = Path(report).read_text()
     assert "Memory frontier, searched" in html and "every batch probed up to frontier_max_batch_size=2" in html
+    assert "Longest sequence that fits, searched" in html
+    assert "every max_seq_length probed up to the model&#x27;s context length (2048) trained" in html

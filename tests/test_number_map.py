@@ -11,7 +11,15 @@ import re
 from pathlib import Path
 
 import pytest
-from synthetic_results import Run, build, four_variant_scenario, frontier_searches, gpu_scenario, make_run
+from synthetic_results import (
+    Run,
+    build,
+    four_variant_scenario,
+    frontier_searches,
+    gpu_scenario,
+    make_run,
+    sequence_searches,
+)
 
 from liger_bench import tracking
 from liger_bench.analyse.analysis import analyze_results
@@ -51,7 +59,7 @@ def matches(patterns: set[str], key: str) -> bool:
 def analyses():
     # The GPU scenario priced, so that the cost numbers are there to find (issue 27).
     return [
-        analyze_results(*build(gpu_scenario()), frontier_searches(), gpu_hour_price=3.25),
+        analyze_results(*build(gpu_scenario()), frontier_searches(), sequence_searches(), gpu_hour_price=3.25),
         analyze_results(*build(four_variant_scenario())),
     ]
 

@@ -29,6 +29,8 @@ from synthetic_results import (
     LIGER_FAILED,
     NOISY,
     NONPAD_FRACTION,
+    SEQUENCE_BATCH,
+    SEQUENCE_FRONTIER,
     Run,
     ablation_scenario,
     allocated_fraction,
@@ -44,6 +46,7 @@ from synthetic_results import (
     liger_power,
     liger_rate,
     loss_at,
+    sequence_searches,
 )
 
 from liger_bench.analyse.analysis import analyze_results
@@ -466,8 +469,8 @@ def test_every_number_of_the_headline(gpu):
 
 @pytest.fixture(scope="module")
 def searched():
-    """The GPU scenario with its memory frontier searched (``synthetic_results.FRONTIER``)."""
-    return analyze_results(*build(gpu_scenario()), frontier_searches(), gpu_hour_price=PRICE)
+    """The GPU scenario, its memory frontier and longest sequences searched (``FRONTIER``, ``SEQUENCE_FRONTIER``)."""
+    return analyze_results(*build(gpu_scenario()), frontier_searches(), sequence_searches(), gpu_hour_price=PRICE)
 
 
 # What each search probed, in order, by hand from FRONTIER's largest fits: doubling from 1 to the first
@@ -523,13 +526,86 @@ def test_every_column_of_the_searched_frontier_gain(searched):
 
 
 def test_every_kfp_metric_and_the_headline_of_a_searched_frontier(searched):
-    expected = gpu_metrics() | {f"largest_fit_baseline_seq{SEQ}": 22.0, f"largest_fit_liger_seq{SEQ}": 36.0}
+    expected = gpu_metrics() | {
+        f"largest_fit_baseline_seq{SEQ}": 22.0,
+        f"largest_fit_liger_seq{SEQ}": 36.0,
+        "longest_fit_baseline_bs4": 1984.0,
+        "longest_fit_liger_bs4": 3712.0,
+    }
     assert headline_metrics(searched) == pytest.approx(expected, rel=1e-9)
     gain = 100 * (36 / 22 - 1)
+    longer = 100 * (3712 / 1984 - 1)
     assert make_headline(searched) == gpu_headline(
         f" Liger fits 36 sequences of 512 tokens where the baseline fits 22 (+{gain:.0f}%)."
+        f" Liger fits 3,712-token sequences at batch 4 where the baseline fits 1,984 (+{longer:.0f}%)."
     )
     assert gain == pytest.approx(63.64, abs=0.01)  # "+64%"
+    assert longer == pytest.approx(87.10, abs=0.01)  # "+87%"
+
+
+# What each longest-sequence search probed, in order, by hand from SEQUENCE_FRONTIER's longest fits: doubling
+# from 64 tokens to the first length out of memory, then bisecting on 64-token steps.
+PROBED_LENGTHS = {
+    "baseline": [64, 128, 256, 512, 1024, 2048, 1536, 1792, 1920, 1984],
+    "liger": [64, 128, 256, 512, 1024, 2048, 4096, 3072, 3584, 3840, 3712, 3776],
+}
+
+
+def sequence_search_columns(variant: str) -> dict:
+    """Every column of the longest-sequence table for ``variant``, by hand."""
+    spec = SEQUENCE_FRONTIER[variant]
+    fit = spec["longest_fit"]
+    peak = spec["peak"][0] + spec["peak"][1] * fit / 1024
+    return {
+        "variant": variant,
+        "batch_size": SEQUENCE_BATCH,
+        "longest_fit": fit,
+        "shortest_oom": fit + 64,
+        "peak_mem_reserved_gb": peak,
+        "gpu_memory_gb": H100_ENV["gpu_memory_gb"],
+        "capacity_share": peak / H100_ENV["gpu_memory_gb"],
+        "n_probes": len(PROBED_LENGTHS[variant]),
+        "search_time_s": sum(spec["seconds"][0] + spec["seconds"][1] * s / 1024 for s in PROBED_LENGTHS[variant]),
+        "end": "resolved",
+        "reason": f"max_seq_length {fit} trained and max_seq_length {fit + 64} ran out of memory "
+        "(resolution 64 tokens)",
+    }
+
+
+@pytest.mark.parametrize("variant", ["baseline", "liger"])
+def test_every_column_of_the_longest_sequence_search(searched, variant):
+    assert list(searched.sequence_searches["variant"]) == ["baseline", "liger"]
+    assert_row(one(searched.sequence_searches, variant=variant), sequence_search_columns(variant))
+
+
+def test_every_column_of_the_longest_sequence_gain(searched):
+    """Liger trained 3,712 tokens where the baseline ran out of memory at 2,048: +87% tokens per sequence."""
+    assert_row(
+        one(searched.sequence_gains, variant="liger"),
+        {
+            "variant": "liger",
+            "batch_size": SEQUENCE_BATCH,
+            "longest_fit": 3712,
+            "baseline_longest_fit": 1984,
+            "at_least": False,
+            "gain_pct": 100 * (3712 / 1984 - 1),
+        },
+    )
+    assert len(searched.sequence_gains) == 1
+
+
+def test_every_column_of_the_longest_sequence_search_as_rendered(searched):
+    for variant in ("baseline", "liger"):
+        want = sequence_search_columns(variant)
+        label = {"baseline": "baseline", "liger": "Liger"}[variant]
+        reason = want["reason"].replace("_", r"\_")  # Markdown's escape
+        frame = searched.sequence_searches[searched.sequence_searches["variant"] == variant]
+        assert md_row(frame, tables.SEQUENCE_SEARCHES) == (
+            f"| {label} | 4 | {want['longest_fit']:,} | {want['shortest_oom']:,} | "
+            f"{want['peak_mem_reserved_gb']:.2f} | "
+            f"{want['gpu_memory_gb']:.1f} | {100 * want['capacity_share']:.1f} | {want['n_probes']} | "
+            f"{want['search_time_s']:,.0f} | resolved | {reason} |"
+        )
 
 
 def test_every_column_of_the_searched_frontier_as_rendered(searched):

@@ -335,7 +335,7 @@ def test_a_pipeline_failed_by_its_success_ratio_ends_the_parent_run_failed(mlflo
         kind: [str(write_json_atomic(tmp_path / f"{kind}-{i}", doc)) for i, doc in enumerate(docs)]
         for kind, docs in (("result", results), ("history", histories))
     }
-    no_search = str(write_json_atomic(tmp_path / "frontier", {"frontiers": []}))
+    no_search = str(write_json_atomic(tmp_path / "frontier", {"frontiers": [], "sequence_frontiers": []}))
     with pytest.raises(ValueError, match="below min_success_ratio=0.9"):
         analyze_results(
             paths["result"],

@@ -140,12 +140,12 @@ def _gains(searches: pd.DataFrame, names: tuple[str, str, str, str], columns: li
             continue
         base_fit, base_oom = base[fit].iloc[0], base[oom].iloc[0]
         for row in group[group["variant"] != BASELINE].to_dict("records"):
-            if row[fit] is pd.NA:
+            if pd.isna(row[fit]):
                 continue
-            more = base_oom is not pd.NA and row[fit] >= base_oom
-            fewer = row[oom] is not pd.NA and base_fit >= row[oom]
+            more = not pd.isna(base_oom) and row[fit] >= base_oom
+            fewer = not pd.isna(row[oom]) and base_fit >= row[oom]
             if more or fewer:
-                gain = [int(row[fit]), int(base_fit), row[oom] is pd.NA, 100.0 * (row[fit] / base_fit - 1.0)]
+                gain = [int(row[fit]), int(base_fit), pd.isna(row[oom]), 100.0 * (row[fit] / base_fit - 1.0)]
                 rows.append(dict(zip(columns, [row["variant"], value, *gain], strict=True)))
     return pd.DataFrame(rows, columns=columns)
 
