@@ -585,6 +585,13 @@ MODEL_GRID_CASES = [
         r'\(frontier_search is false\); accepted: batch sizes, or "max" with frontier_search true on one node',
     ),
     ModelGridCase("max-batch-with-the-search", "phi3", {"per_device_train_batch_size": ["max"]}, None),
+    ModelGridCase(
+        "bad-seq-search-batch",
+        "phi3",
+        {"frontier_seq_batch_size": -1},
+        r"frontier_seq_batch_size: -1 is out of range; accepted: integers >= 0 \(0: no sequence-length search\)",
+    ),
+    ModelGridCase("seq-search-within-the-context", "phi3", {"frontier_seq_batch_size": 4}, None),
 ]
 
 
@@ -650,9 +657,12 @@ def test_grid_the_model_cannot_run_is_refused_by_prepare_grid(case, embedded_mod
     ids=["tokenizer-fallback", "no-context-length"],
 )
 def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning(
-    model_max_length, warning, embedded_assets, tmp_path, capsys
+    model_max_length, warning, embedded_assets, embedded_model_and_dataset, tmp_path, capsys
 ):
-    """Mamba's config has no positional limit under any name; the tokenizer's model_max_length is the fallback."""
+    """Mamba's config has no positional limit under any name; the tokenizer's model_max_length is the fallback.
+
+    Without one, the length is unknown: prepare_grid refuses a longest-sequence search, which has no bound.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from liger_bench.tasks import download_model
@@ -674,6 +684,19 @@ def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning
 
         with pytest.raises(GridError, match=r"context length 1024 of model .* \(from the tokenizer: model_max_length"):
             check_against_model(grid, info, str(tmp_path / "out"))
+    else:
+        from kfp.dsl import Model
+        from liger_bench.components.prepare_grid import prepare_grid
+
+        model = Model(name="model", uri=str(tmp_path / "out"), metadata=info)
+        arguments = {**VALID_AXES, **GRID_TASK_ARGS, "use_liger": [False], "frontier_seq_batch_size": 4}
+        with pytest.raises(GridError) as refused:
+            prepare_grid.python_func(model=model, dataset=embedded_model_and_dataset[1], **arguments)
+        assert str(refused.value) == (
+            "frontier_seq_batch_size: 4 searches max_seq_length up to the model's context length, which is unknown; "
+            "accepted: 0 (no sequence-length search) with this model, or a model whose context length is at least "
+            "64 tokens"
+        )
 
 
 @dataclass(frozen=True)
