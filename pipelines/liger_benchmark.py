@@ -179,8 +179,8 @@ def build_pipeline(options: ClusterOptions = ClusterOptions()):
             frontier_probe_steps: Optimizer steps each probe trains; at least 2, because the first step
                 allocates the optimizer's state and only the next ones train with it.
             frontier_seq_batch_size: Also search each variant's longest max_seq_length that trains at this
-                per-device batch (rows packed to the length, 64-token resolution, up to the model's context
-                length); 0: no sequence-length search.
+                per-device batch (rows packed to the length, in steps of 64 tokens, up to the model's context
+                length); 0: off.
             gpu_hour_price: Price of one GPU-hour in any currency: the report's cost per million tokens; 0: none.
             mlflow_tracking_uri: MLflow tracking server, e.g. http://mlflow.kubeflow.svc.cluster.local:5000; empty: off
                 (or the server of Kubeflow Pipelines' own MLflow integration, whose runs are then filled).
