@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from memory_model import PHI3_MINI, frontier_check, predicted_frontier
+from memory_model import ARCHES, Arch, frontier_check, predicted_frontier
 
 from liger_bench.measure.frontier import Frontier, Probe, ProbeRunner, search_frontier
 from liger_bench.measure.frontier_probe import batch_axis
@@ -115,6 +115,7 @@ def check_point(
     seq: int,
     probe: ProbeRunner,
     settings: FrontierSettings,
+    arch: Arch | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict:
     """Search one (variant, seq), sweep around what it found with the same probe, and check the memory model.
@@ -124,6 +125,7 @@ def check_point(
         seq: The sequence length.
         probe: ``supervised_probe`` of the point (a fresh process per call); the tests pass fakes.
         settings: The search's settings.
+        arch: The model's sizes for the memory model (None: a preset it has none for, no check).
         clock: Seconds on a monotonic clock.
 
     Returns:
@@ -138,7 +140,7 @@ def check_point(
     batches = sweep_batches(frontier.largest_fit, step) if frontier.end == "resolved" else []
     sweep = [probe(batch, settings.frontier_time_budget_s) for batch in batches]
     answer = sweep_frontier(sweep)
-    model = frontier_check([record], PHI3_MINI)
+    model = frontier_check([record], arch) if arch else []
     return {
         "variant": variant,
         "seq_len": seq,
@@ -169,21 +171,24 @@ def estimated_probes(edge: int, seq: int, settings: FrontierSettings) -> int:
     return len(frontier.probes) + len(swept)
 
 
-def plan(variants: list[str], seq_lens: list[int], settings: FrontierSettings, capacity_gib: float | None) -> str:
+def plan(
+    variants: list[str], seq_lens: list[int], settings: FrontierSettings, arch: Arch | None, capacity_gib: float | None
+) -> str:
     """Lines saying, per (variant, seq), the frontier the memory model predicts, the probes and seconds to expect.
 
     Args:
         variants: The variants to check.
         seq_lens: The sequence lengths to check.
         settings: The search's settings.
+        arch: The model's sizes (None: the memory model has none for the preset, no estimate).
         capacity_gib: The GPU's memory (None: unknown, no estimate).
     """
-    if capacity_gib is None:
-        return "Plan: the GPU's capacity is unknown (no nvidia-smi, no --capacity-gib): no estimate."
+    if arch is None or capacity_gib is None:
+        return "Plan: the memory model has no sizes for this preset, or the GPU's capacity is unknown: no estimate."
     lines, total = [f"Plan at {SECONDS_PER_PROBE:.0f} s a probe, for {capacity_gib:.1f} GiB:"], 0.0
     for seq in seq_lens:
         for variant in variants:
-            edge = predicted_frontier(PHI3_MINI, variant == "liger", 1, seq, capacity_gib)
+            edge = predicted_frontier(arch, variant == "liger", 1, seq, capacity_gib)
             probes = estimated_probes(edge, seq, settings)
             total += probes * SECONDS_PER_PROBE
             lines.append(
@@ -239,12 +244,12 @@ def gpu_capacity_gib() -> float | None:
     return float(done.stdout.split()[0]) / 1024 if done.returncode == 0 and done.stdout.strip() else None
 
 
-def prepared_assets(cache: Path) -> tuple[str, str]:
-    """Phi-3-mini's embedded model and gpu_benchmark's ``fixed`` workload (rows of 400-600 words), made in a child.
+def prepared_assets(cache: Path, preset: str) -> tuple[str, str]:
+    """The embedded model and gpu_benchmark's ``fixed`` workload (rows of 400-600 words), made in a child process.
 
     The rows hold far more tokens than a probe at 2,048 tokens and the largest batches needs.
     """
-    prepare = [sys.executable, str(GPU_BENCHMARK), "--prepare", "--preset", "phi3-mini", "--workload", "fixed"]
+    prepare = [sys.executable, str(GPU_BENCHMARK), "--prepare", "--preset", preset, "--workload", "fixed"]
     subprocess.run([*prepare, "--cache", str(cache)], check=True)
     model_dir, dataset_dir = json.loads((cache / "assets.json").read_text())
     return model_dir, dataset_dir
@@ -257,6 +262,9 @@ def main() -> None:
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--out", type=Path, help="folder of the per-(variant, seq) JSON documents")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"), help="model and dataset")
+    parser.add_argument(
+        "--preset", default="phi3-mini", help="the embedded model (tiny: a CPU run of the script's plumbing)"
+    )
     parser.add_argument("--resolution", type=int, default=defaults.frontier_resolution, help="frontier_resolution")
     parser.add_argument("--max-batch-size", type=int, default=defaults.frontier_max_batch_size)
     parser.add_argument("--probe-steps", type=int, default=defaults.frontier_probe_steps)
@@ -278,7 +286,8 @@ def main() -> None:
         )
     except GridError as refused:
         parser.error(str(refused))
-    print(plan(args.variants, args.seq_lens, settings, args.capacity_gib or gpu_capacity_gib()), flush=True)
+    arch = ARCHES.get(args.preset)
+    print(plan(args.variants, args.seq_lens, settings, arch, args.capacity_gib or gpu_capacity_gib()), flush=True)
     if args.plan_only:
         return
     if args.out is None:
@@ -287,13 +296,13 @@ def main() -> None:
     from liger_bench.plan.config import TrainConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
-    model_dir, dataset_dir = prepared_assets(args.cache)
+    model_dir, dataset_dir = prepared_assets(args.cache, args.preset)
     points = []
     for seq in args.seq_lens:
         for variant in args.variants:
             config = TrainConfig(run_key=f"{variant}-seq{seq}", use_liger=variant == "liger", max_seq_length=seq)
             probe = supervised_probe(config, "per_device_train_batch_size", model_dir, dataset_dir, settings)
-            points.append(check_point(variant, seq, probe, settings))
+            points.append(check_point(variant, seq, probe, settings, arch))
             (args.out / f"{variant}-seq{seq}.json").write_text(json.dumps(points[-1], indent=1))
             print(table(points[-1:]).splitlines()[-1], flush=True)
     print(table(points))

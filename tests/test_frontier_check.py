@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "frontier_check.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import frontier_check  # noqa: E402 - a script of benchmarks/, importable from its folder
+from memory_model import PHI3_MINI  # noqa: E402
 
 SETTINGS = FrontierSettings(frontier_resolution=1, frontier_max_batch_size=1024)
 
@@ -48,7 +49,7 @@ class FakeGpu:
 
 
 def check(gpu: FakeGpu, variant: str = "baseline", settings: FrontierSettings = SETTINGS) -> dict:
-    return frontier_check.check_point(variant, 512, gpu, settings, clock=gpu.clock)
+    return frontier_check.check_point(variant, 512, gpu, settings, PHI3_MINI, clock=gpu.clock)
 
 
 def test_the_sweep_covers_three_steps_below_the_fit_and_two_above_at_the_searchs_resolution():
@@ -119,14 +120,15 @@ def test_the_plan_counts_the_search_and_the_sweep_at_the_memory_models_frontier(
     96, 80, 72, 76, 74, 75 (6), sweep 6: 20."""
     assert frontier_check.estimated_probes(49, 512, SETTINGS) == 18
     assert frontier_check.estimated_probes(74, 512, SETTINGS) == 20
-    plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, 139.8)
+    plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, PHI3_MINI, 139.8)
     assert plan.splitlines() == [
         "Plan at 15 s a probe, for 139.8 GiB:",
         "  baseline seq 512: the memory model predicts a largest fit of 49: ~18 probes (search and sweep), ~270 s",
         "  liger seq 512: the memory model predicts a largest fit of 74: ~20 probes (search and sweep), ~300 s",
         "  total ~570 s; one device call runs 600 s at most: split with --variants/--seq-lens",
     ]
-    assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, None)
+    assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, PHI3_MINI, None)
+    assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, None, 139.8)  # the tiny preset
 
 
 def test_the_table_has_one_row_per_point_by_sequence_length_then_variant():
