@@ -180,3 +180,20 @@ def test_a_search_without_cuda_has_no_figure_and_says_why():
     bundle = build_report(results, histories, [cpu])
     assert "No probe measured GPU memory (the search ran without a CUDA device)." in bundle.html
     assert bundle.analysis.searches["largest_fit"].tolist() == [2]
+
+
+def test_the_longest_sequence_section_is_on_the_page_only_where_a_sequence_search_ran(report):
+    """synthetic_results.sequence_searches: Liger trains 3,712 tokens at batch 4, the baseline 1,984."""
+    from synthetic_results import sequence_searches
+
+    results, histories = build(gpu_scenario())
+    searched = build_report(results, histories, SEARCHES, sequence_searches())
+    for page in (searched.html, searched.markdown):
+        assert "Longest sequence that fits, searched" in page
+        assert "max_seq_length 3712 trained and max_seq_length 3776 ran out of memory" in page.replace("\\_", "_")
+    assert "Liger fits 3,712-token sequences at batch 4 where the baseline fits 1,984 (+87%)." in searched.headline
+    assert searched.metrics["longest_fit_liger_bs4"] == 3712.0
+    for page in (report.html, report.markdown):  # frontier_seq_batch_size 0: no section, no clause
+        assert "Longest sequence" not in page
+    assert "-token sequences" not in report.headline
+    assert not any(name.startswith("longest_fit_") for name in report.metrics)

@@ -260,11 +260,12 @@ def test_the_cpu_report_says_unknown_for_mfu_and_the_gpu_peak_and_names_the_embe
 
 
 def test_the_searched_frontier_fits_1280_px_with_its_figure(driver, tmp_path):
-    """The frontier table of four searches (issue 24) and the probes' figure, at a 1280 px window."""
+    """The frontier table of four searches (issue 24), the probes' figure and the longest-sequence table, at 1280 px."""
+    from synthetic_results import sequence_searches
     from test_frontier_report import SEARCHES
 
     path = tmp_path / "frontier.html"
-    path.write_text(build_report(*build(gpu_scenario()), SEARCHES).html, encoding="utf-8")
+    path.write_text(build_report(*build(gpu_scenario()), SEARCHES, sequence_searches()).html, encoding="utf-8")
     driver.set_window_size(1280, 1000)
     driver.get(path.as_uri())
     assert_page_is_self_contained(driver, expected_images=5)
@@ -273,3 +274,4 @@ def test_the_searched_frontier_fits_1280_px_with_its_figure(driver, tmp_path):
     assert driver.execute_script(CELLS_ON_SEVERAL_LINES) == []
     assert driver.execute_script(BLANK_CELLS) == []
     assert driver.execute_script(COLUMN_TEXTS, "largest batch that fits") == ["40", "48", "36", "32"]
+    assert driver.execute_script(COLUMN_TEXTS, "longest sequence that fits") == ["1,984", "3,712"]

@@ -181,6 +181,7 @@ def _split_table(frame: Any, rates: Any, memory: tuple[str, Any], one_off: Any) 
     ]
 
 
+SEQUENCE_SEARCH_HEADING = "Longest sequence that fits, searched"
 KERNEL_ABLATION_HEADING = "Which kernels pay (kernel ablation)"
 KERNEL_ABLATION_TEXT = (
     "Each kernel liger-kernel enables by default for the model type, alone against the baseline, and left out "
@@ -204,6 +205,27 @@ def _kernel_ablation_html(analysis: Analysis, figure: str) -> list[str]:
         html_table(analysis.attribution, ATTRIBUTION),
         html_table(analysis.interaction, INTERACTION),
         figure,
+    ]
+
+
+def _sequence_search_html(analysis: Analysis) -> list[str]:
+    """The longest-sequence section; nothing where none was searched (frontier_seq_batch_size 0)."""
+    if analysis.sequence_searches.empty:
+        return []
+    return [
+        f"<h2>{SEQUENCE_SEARCH_HEADING}</h2>",
+        f"<p>{html.escape(SEQUENCE_SEARCH_RULE)}</p>",
+        html_table(analysis.sequence_searches, SEQUENCE_SEARCHES),
+    ]
+
+
+def _sequence_search_markdown(analysis: Analysis) -> list[str]:
+    if analysis.sequence_searches.empty:
+        return []
+    return [
+        f"## {SEQUENCE_SEARCH_HEADING}",
+        md_escape(SEQUENCE_SEARCH_RULE),
+        markdown_table(analysis.sequence_searches, SEQUENCE_SEARCHES),
     ]
 
 
@@ -264,9 +286,7 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         f"<p>{esc(SEARCH_RULE)}</p>",
         html_table(analysis.searches, SEARCHES),
         frontier_figure,
-        "<h2>Longest sequence that fits, searched</h2>",
-        f"<p>{esc(SEQUENCE_SEARCH_RULE)}</p>",
-        html_table(analysis.sequence_searches, SEQUENCE_SEARCHES),
+        *_sequence_search_html(analysis),
         "<h2>Out-of-memory frontier of the grid's batch sizes</h2>",
         html_table(analysis.frontier, FRONTIER),
         f"<h2>Loss parity (tolerance {analysis.parity_tolerance:.1%})</h2>",
@@ -335,9 +355,7 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         "## Memory frontier, searched",
         md_escape(SEARCH_RULE),
         markdown_table(analysis.searches, SEARCHES),
-        "## Longest sequence that fits, searched",
-        md_escape(SEQUENCE_SEARCH_RULE),
-        markdown_table(analysis.sequence_searches, SEQUENCE_SEARCHES),
+        *_sequence_search_markdown(analysis),
         "## Out-of-memory frontier of the grid's batch sizes",
         markdown_table(analysis.frontier, FRONTIER),
         f"## Loss parity (tolerance {analysis.parity_tolerance:.1%})",
