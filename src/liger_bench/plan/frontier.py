@@ -23,11 +23,11 @@ from liger_bench.plan.grid import AT_FRONTIER, GridError, run_key
 from liger_bench.plan.signature import pipeline_default
 
 # The sequence-length search's granule and resolution, in tokens: it probes multiples of 64 and stops
-# when the longest fit and the shortest out-of-memory are 64 apart. Attention kernels (FlashAttention,
-# SDPA's) and tensor cores work on tiles of 64 tokens or divisors of it, so lengths between two
-# multiples of 64 cost about as much as the next multiple; and at ~15 s a probe, a 4,096-token context
-# is searched in 13 probes (doubling from 64, then six bisections) instead of the twelve more a
-# one-token resolution would take.
+# when the longest fit and the shortest out-of-memory are 64 apart. A finer answer would cost probes
+# and say little: attention kernels and tensor cores tile a sequence in blocks of 64 or 128 tokens, and
+# long-context users choose lengths in such steps. At ~15 s a probe, a 4,096-token context takes at most
+# 12 probes (doubling 64 … 4,096, then five bisections of the 2,048 tokens between the last two), where
+# a one-token resolution would take six more.
 SEQ_GRANULE = 64
 
 
