@@ -99,6 +99,29 @@ def test_the_search_finds_the_real_frontier_under_a_host_memory_limit(long_rows_
 
 
 @pytest.mark.slow
+def test_the_sequence_search_finds_the_real_longest_sequence_under_a_host_memory_limit(
+    long_rows_assets, peak_log, monkeypatch
+):
+    """Batch 4, eager attention: a sequence's attention probabilities grow with its length squared, so a
+    limit 500 MB above the 64-token probe's peak stops the search between 64 and the 2,048-token context."""
+    model_dir, dataset_dir = long_rows_assets
+    run = TrainConfig(run_key="longest", per_device_train_batch_size=4, max_seq_length=64, attn_implementation="eager")
+    calibration = supervised_probe(run, "max_seq_length", model_dir, dataset_dir, SETTINGS)(64, 600)
+    assert calibration.status == "ok", calibration.reason
+    limit = next(iter(peaks_by_batch(peak_log).values())) + HEADROOM_BYTES
+    monkeypatch.setenv("LIGER_BENCH_TEST_ADDRESS_SPACE_LIMIT", str(limit))
+
+    frontier = find_frontier(run, sequence_axis(2048), model_dir, dataset_dir, SETTINGS)
+
+    assert frontier.end == "resolved", frontier.reason
+    assert 64 < frontier.largest_fit < frontier.smallest_oom == frontier.largest_fit + 64 <= 2048
+    oom = frontier.probe_at(sequence_axis(2048), frontier.smallest_oom)
+    assert oom.status == "oom" and "can't allocate memory" in oom.reason, oom.reason
+    assert all(probe.status in ("ok", "oom") for probe in frontier.probes)
+    assert {(p.per_device_train_batch_size, p.max_seq_length % 64) for p in frontier.probes} == {(4, 0)}
+
+
+@pytest.mark.slow
 def test_a_probe_that_is_neither_ok_nor_oom_stops_the_real_search_with_its_reason(embedded_assets, prepared_dataset):
     """A Liger probe on a node without CUDA is ``skipped`` by the training code: the search ends at once."""
     liger = TrainConfig(run_key="frontier-liger", use_liger=True, max_seq_length=64)
