@@ -689,7 +689,7 @@ def test_a_model_whose_config_states_no_context_length_falls_back_with_a_warning
         from liger_bench.components.prepare_grid import prepare_grid
 
         model = Model(name="model", uri=str(tmp_path / "out"), metadata=info)
-        arguments = {**VALID_AXES, **GRID_TASK_ARGS, "use_liger": [False], "frontier_seq_batch_size": 4}
+        arguments = {**TINY_AXES, **GRID_TASK_ARGS, "use_liger": [False], "frontier_seq_batch_size": 4}
         with pytest.raises(GridError) as refused:
             prepare_grid.python_func(model=model, dataset=embedded_model_and_dataset[1], **arguments)
         assert str(refused.value) == (
