@@ -124,9 +124,14 @@ def test_max_resolves_each_arm_to_its_own_searched_frontier():
 
     spec = GridSpec(**{**SMALL, "per_device_train_batch_size": ["max"]}, torch_compile=[False], kernel_ablation="each")
     grid = expand_grid(spec, "phi3")
-    records = search_grid(grid, "", "", FrontierSettings(), "frontier_search is false")
+    records = search_grid(grid, "", "", FrontierSettings(), 0, "frontier_search is false")["frontiers"]
     variants = ["liger", "baseline", "liger.rope", "liger.rms_norm", "liger.swiglu", "liger.fused_linear_cross_entropy"]
     assert [record["variant"] for record in records] == variants == [TrainConfig.from_dict(i).variant for i in grid]
+    # The longest-sequence search, likewise: one per arm, at frontier_seq_batch_size.
+    sequences = search_grid(grid, "", "", FrontierSettings(frontier_seq_batch_size=4), 0, "off")["sequence_frontiers"]
+    assert [(r["variant"], r["per_device_train_batch_size"], r["end"]) for r in sequences] == [
+        (variant, 4, "skipped") for variant in variants
+    ]
     # Each search's answer differs from every other's, so an arm given another variant's fit shows.
     fits = dict(zip(variants, (24, 8, 9, 10, 12, 20), strict=True))
     answered = [{**record, "largest_fit": fits[record["variant"]], "end": "resolved"} for record in records]
