@@ -45,7 +45,7 @@ MISTAKES = [
         ["local", "--param", "batch_size=[2]"],
         [
             "batch_size: no such pipeline parameter",
-            "did you mean frontier_max_batch_size or per_device_train_batch_size?",
+            "did you mean frontier_max_batch_size or frontier_seq_batch_size or per_device_train_batch_size?",
             "valid: base_config",
         ],
     ),

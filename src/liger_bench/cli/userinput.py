@@ -50,7 +50,8 @@ def closest(name: str, valid: list[str]) -> str:
     """' (did you mean X?)' for the nearest valid name, or '' when none is close.
 
     Every valid name that contains ``name`` is near (up to three: ``batch_size`` is in
-    ``frontier_max_batch_size`` and ``per_device_train_batch_size``); else the most similar one.
+    ``frontier_max_batch_size``, ``frontier_seq_batch_size`` and ``per_device_train_batch_size``); else the most
+    similar one.
     """
     match = [v for v in valid if name in v][:3] or difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     return f" (did you mean {' or '.join(match)}?)" if match else ""
