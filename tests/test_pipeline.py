@@ -429,3 +429,12 @@ def test_gpu_hour_price_is_optional_and_reaches_prepare_grid_and_analyze_results
     for name in ("prepare-grid", "analyze-results"):
         given = tasks[name]["inputs"]["parameters"]["gpu_hour_price"]
         assert given["componentInputParameter"] == "gpu_hour_price", name
+
+
+def test_the_readmes_list_of_pipeline_parameters_is_the_pipelines_signature():
+    """The list is written by hand: it must name every parameter, in the signature's order, and no other."""
+    from liger_bench.plan.signature import pipeline_parameters
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = readme.split("Pipeline parameters (all have defaults", 1)[1].split("Compile-time options", 1)[0]
+    assert re.findall(r"`([a-z_]+)`", listed.split("):", 1)[1]) == list(pipeline_parameters())
