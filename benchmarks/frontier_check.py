@@ -18,14 +18,16 @@ one GPU:
    table says so), and F + 2r that the out-of-memory above persists. The sweep's frontier is the
    largest swept batch that trained below the first swept batch that ran out of memory; the two agree
    when it is at most one step from F and some swept batch ran out of memory. Batches far below F are
-   not swept: under monotonicity they cannot move the frontier, and each costs a probe (~15 s).
+   not swept: under monotonicity they cannot move the frontier, and each costs a probe (~20 s).
    A search that did not resolve (bound, nothing fits, a failed probe, time budget) is not swept.
 3. **The memory model** (``benchmarks/memory_model.py``): its predicted allocated peak at F against
    the probe's measured allocated peak, and the largest batch it predicts under the GPU's capacity.
 
-Each (variant, seq) writes ``<out>/<variant>-seq<seq>.json`` as soon as it finishes, so a device call
-cut at its 10-minute limit keeps what finished; split the work with ``--variants`` and ``--seq-lens``
-(the plan printed first estimates each part at ~15 s a probe) and combine with ``--table``::
+Each (variant, seq) writes ``<out>/<variant>-seq<seq>.json`` after its search and after every sweep
+probe (``complete`` says whether the sweep finished), and the log prints every probe's outcome, so a
+device call cut at its 10-minute limit keeps every probe that finished; ``--resume`` keeps a document's
+search and swept batches and probes only the rest. Split the work with ``--variants`` and ``--seq-lens``
+(the plan printed first estimates each part; probes took 15-27 s each on an H200) and combine with ``--table``::
 
     source benchmarks/device_env.sh; keep_out /tmp/fc &
     python benchmarks/frontier_check.py --variants baseline --seq-lens 512 --out /tmp/fc; keep_out /tmp/fc once
@@ -55,8 +57,9 @@ from liger_bench.measure.frontier_probe import batch_axis
 from liger_bench.plan.frontier import FrontierSettings
 from liger_bench.plan.grid import GridError
 
-# A probe's wall time on an H200 with Phi-3-mini: process start, model load, a few steps (issue 24's brief).
-SECONDS_PER_PROBE = 15.0
+# A probe's wall time on an H200 with Phi-3-mini: process start, model load, 3 steps; a mean of
+# 20.2 s (14.9-26.5) over the 50 probes of benchmarks/results/h200-frontier (the plan once assumed 15 s).
+SECONDS_PER_PROBE = 20.0
 # The sweep's batches, in search steps from the searched largest fit (see the module docstring).
 SWEEP_STEPS = range(-3, 3)
 VARIANTS = ("baseline", "liger")
@@ -117,6 +120,8 @@ def check_point(
     settings: FrontierSettings,
     arch: Arch | None,
     clock: Callable[[], float] = time.monotonic,
+    saved: dict | None = None,
+    save: Callable[[dict], None] = lambda document: None,
 ) -> dict:
     """Search one (variant, seq), sweep around what it found with the same probe, and check the memory model.
 
@@ -127,31 +132,53 @@ def check_point(
         settings: The search's settings.
         arch: The model's sizes for the memory model (None: a preset it has none for, no check).
         clock: Seconds on a monotonic clock.
+        saved: A document ``save`` was given before, by a call cut short (``--resume``): its search and swept
+            batches are kept, only what it lacks is probed.
+        save: Called with the document after the search and after every sweep probe, so a device call cut
+            at its time limit keeps every probe that finished.
 
     Returns:
         The JSON document of the point: the search's record as find_frontier writes it, the sweep's probes
-        and frontier, the agreement, the memory model's check, probe counts and seconds.
+        and frontier, the agreement, the memory model's check, probe counts and seconds, and ``complete``.
     """
     started = clock()
-    frontier: Frontier = search_frontier(probe, batch_axis(settings), settings.frontier_time_budget_s, clock)
-    searched = clock()
+    if saved:
+        fields = {k: v for k, v in saved["search"].items() if k not in ("variant", "max_seq_length")}
+        frontier = Frontier(**{**fields, "probes": [Probe(**p) for p in fields["probes"]]})
+        search_s = saved["seconds"]["search"]
+        swept = [Probe(**p) for p in saved["sweep"]["probes"]]
+        before_s = saved["seconds"]["sweep"]
+    else:
+        frontier = search_frontier(probe, batch_axis(settings), settings.frontier_time_budget_s, clock)
+        search_s, swept, before_s = clock() - started, [], 0.0
+    sweep_started = clock()
     record = {"variant": variant, "max_seq_length": seq, **frontier.to_dict()}
     step = settings.frontier_resolution
     batches = sweep_batches(frontier.largest_fit, step) if frontier.end == "resolved" else []
-    sweep = [probe(batch, settings.frontier_time_budget_s) for batch in batches]
-    answer = sweep_frontier(sweep)
-    model = frontier_check([record], arch) if arch else []
-    return {
-        "variant": variant,
-        "seq_len": seq,
-        "settings": asdict(settings),
-        "search": record,
-        "sweep": {"batches": batches, "probes": [asdict(p) for p in sweep], **answer},
-        "agree": agrees(frontier.largest_fit, answer, step) if batches else None,
-        "memory_model": model[0] if model else None,
-        "n_probes": {"search": len(frontier.probes), "sweep": len(sweep)},
-        "seconds": {"search": searched - started, "sweep": clock() - searched},
-    }
+
+    def document() -> dict:
+        answer = sweep_frontier(swept)
+        model = frontier_check([record], arch) if arch else []
+        complete = {p.per_device_train_batch_size for p in swept} == set(batches)
+        return {
+            "variant": variant,
+            "seq_len": seq,
+            "settings": asdict(settings),
+            "search": record,
+            "sweep": {"batches": batches, "probes": [asdict(p) for p in swept], **answer},
+            "agree": agrees(frontier.largest_fit, answer, step) if batches and complete else None,
+            "complete": complete,
+            "memory_model": model[0] if model else None,
+            "n_probes": {"search": len(frontier.probes), "sweep": len(swept)},
+            "seconds": {"search": search_s, "sweep": before_s + clock() - sweep_started},
+        }
+
+    save(document())
+    done = {p.per_device_train_batch_size for p in swept}
+    for batch in (b for b in batches if b not in done):
+        swept.append(probe(batch, settings.frontier_time_budget_s))
+        save(document())
+    return document()
 
 
 def estimated_probes(edge: int, seq: int, settings: FrontierSettings) -> int:
@@ -218,7 +245,11 @@ def table(points: list[dict]) -> str:
     order = {variant: i for i, variant in enumerate(VARIANTS)}
     for point in sorted(points, key=lambda p: (p["seq_len"], order.get(p["variant"], len(order)))):
         search, sweep, model = point["search"], point["sweep"], point["memory_model"]
-        agree = {None: "not swept", True: "yes", False: "no"}[point["agree"]]
+        # Documents written before ``complete`` existed were written only once their sweep had finished.
+        if not point.get("complete", True):
+            agree = "sweep cut short"
+        else:
+            agree = {None: "not swept", True: "yes", False: "no"}[point["agree"]]
         peaks = (
             f"{model['predicted_gib']:.1f} | {model['measured_gib']:.1f} | {100 * model['peak_error']:+.1f}"
             if model
@@ -233,6 +264,26 @@ def table(points: list[dict]) -> str:
             f"{point['seconds']['search']:.0f} + {point['seconds']['sweep']:.0f} | {peaks} |"
         )
     return "\n".join(lines)
+
+
+def announced(probe: ProbeRunner) -> ProbeRunner:
+    """``probe``, printing each probe's outcome as it ends (the log of a call cut short still says it).
+
+    Args:
+        probe: A probe runner.
+    """
+
+    def run(batch: int, left_s: float) -> Probe:
+        result = probe(batch, left_s)
+        peak = "–" if result.peak_mem_allocated_gb is None else f"{result.peak_mem_allocated_gb:.1f}"
+        print(
+            f"  batch {batch} × {result.max_seq_length}: {result.status}, peak allocated {peak} GiB, "
+            f"{result.elapsed_s:.0f} s",
+            flush=True,
+        )
+        return result
+
+    return run
 
 
 def gpu_capacity_gib() -> float | None:
@@ -271,6 +322,9 @@ def main() -> None:
     parser.add_argument("--time-budget-s", type=float, default=defaults.frontier_time_budget_s)
     parser.add_argument("--capacity-gib", type=float, help="the plan's GPU memory (default: nvidia-smi's)")
     parser.add_argument("--plan-only", action="store_true", help="print the plan and stop")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the search and swept batches of --out's documents, probe the rest"
+    )
     parser.add_argument("--table", type=Path, help="print the table of the JSON documents in this folder and stop")
     args = parser.parse_args()
     if args.table:
@@ -300,10 +354,23 @@ def main() -> None:
     points = []
     for seq in args.seq_lens:
         for variant in args.variants:
-            config = TrainConfig(run_key=f"{variant}-seq{seq}", use_liger=variant == "liger", max_seq_length=seq)
-            probe = supervised_probe(config, "per_device_train_batch_size", model_dir, dataset_dir, settings)
-            points.append(check_point(variant, seq, probe, settings, arch))
-            (args.out / f"{variant}-seq{seq}.json").write_text(json.dumps(points[-1], indent=1))
+            path = args.out / f"{variant}-seq{seq}.json"
+            saved = json.loads(path.read_text()) if args.resume and path.exists() else None
+            if not (saved and saved["complete"]):
+                config = TrainConfig(run_key=f"{variant}-seq{seq}", use_liger=variant == "liger", max_seq_length=seq)
+                probe = announced(
+                    supervised_probe(config, "per_device_train_batch_size", model_dir, dataset_dir, settings)
+                )
+                saved = check_point(
+                    variant,
+                    seq,
+                    probe,
+                    settings,
+                    arch,
+                    saved=saved,
+                    save=lambda document, path=path: path.write_text(json.dumps(document, indent=1)),
+                )
+            points.append(saved)
             print(table(points[-1:]).splitlines()[-1], flush=True)
     print(table(points))
 

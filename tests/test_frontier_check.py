@@ -122,10 +122,10 @@ def test_the_plan_counts_the_search_and_the_sweep_at_the_memory_models_frontier(
     assert frontier_check.estimated_probes(74, 512, SETTINGS) == 20
     plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, PHI3_MINI, 139.8)
     assert plan.splitlines() == [
-        "Plan at 15 s a probe, for 139.8 GiB:",
-        "  baseline seq 512: the memory model predicts a largest fit of 49: ~18 probes (search and sweep), ~270 s",
-        "  liger seq 512: the memory model predicts a largest fit of 74: ~20 probes (search and sweep), ~300 s",
-        "  total ~570 s; one device call runs 600 s at most: split with --variants/--seq-lens",
+        "Plan at 20 s a probe, for 139.8 GiB:",
+        "  baseline seq 512: the memory model predicts a largest fit of 49: ~18 probes (search and sweep), ~360 s",
+        "  liger seq 512: the memory model predicts a largest fit of 74: ~20 probes (search and sweep), ~400 s",
+        "  total ~760 s; one device call runs 600 s at most: split with --variants/--seq-lens",
     ]
     assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, PHI3_MINI, None)
     assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, None, 139.8)  # the tiny preset
@@ -154,9 +154,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
 
 
+def test_a_point_cut_short_is_saved_after_every_probe_and_resumed_without_probing_again():
+    """A device call killed after the search and two sweep probes: --resume probes the four sweep batches left."""
+    saved = []
+    whole = frontier_check.check_point("baseline", 512, FakeGpu(edge=45), SETTINGS, PHI3_MINI, save=saved.append)
+    assert len(saved) == 1 + 6 and [doc["complete"] for doc in saved] == [False] * 6 + [True]
+    assert [doc["n_probes"]["sweep"] for doc in saved] == list(range(7))
+    cut = json.loads(json.dumps(saved[2]))  # as read back from the file
+    assert cut["agree"] is None and frontier_check.table([cut]).splitlines()[-1].split(" | ")[9] == "sweep cut short"
+    gpu = FakeGpu(edge=45)
+    resumed = frontier_check.check_point("baseline", 512, gpu, SETTINGS, PHI3_MINI, saved=cut)
+    assert gpu.seen == [44, 45, 46, 47]
+    for key in ("search", "sweep", "agree", "complete", "memory_model", "n_probes"):
+        assert resumed[key] == whole[key], key
+    assert resumed["agree"] is True
+
+
 def test_the_cli_prints_its_help_and_a_plan_without_a_gpu_and_the_table_of_written_parts(tmp_path):
     help_text = run_cli("--help")
-    assert help_text.returncode == 0 and "--variants" in help_text.stdout and "--seq-lens" in help_text.stdout
+    assert help_text.returncode == 0 and "--variants" in help_text.stdout and "--resume" in help_text.stdout
     planned = run_cli("--plan-only", "--capacity-gib", "139.8", "--variants", "liger", "--seq-lens", "2048")
     assert planned.returncode == 0, planned.stderr
     assert "liger seq 2048: the memory model predicts a largest fit of" in planned.stdout
