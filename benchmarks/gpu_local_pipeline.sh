@@ -6,9 +6,13 @@
 # MAX_STEPS steps (default the pipeline's 100), 3 skipped. Copies the report, summary, table and log
 # to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
 # Options: PRESET (an embedded model preset, default phi3-mini; llama3-8b: Llama-3-8B's shape, 128k
-# vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off).
-# Issue 25's attribution, e.g.: KERNEL_ABLATION=both N_RUNS=3 TORCH_COMPILE=false BATCH_SIZES=16 \
-#   bash benchmarks/gpu_local_pipeline.sh OUT_DIR (and PRESET=llama3-8b at the largest batch that fits).
+# vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off),
+# FRONTIER_SEARCH (default: the pipeline's, true: a search per variant, ~4 min each for Phi-3 on an H200,
+# benchmarks/results/README.md's fifth session).
+# Issue 25's attribution, one mode per device call (a run costs ~25 s beyond its steps, so 6 variants × 2
+# repeats × 30 steps is ~9 min), e.g.: KERNEL_ABLATION=each N_RUNS=2 MAX_STEPS=30 TORCH_COMPILE=false \
+#   BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash benchmarks/gpu_local_pipeline.sh OUT_DIR
+#   (then leave-one-out, and PRESET=llama3-8b at the largest batch that fits).
 set -euo pipefail
 out=$1
 read -r model dataset < <(python3 - "${WORKLOAD:-variable}" "${PRESET:-phi3-mini}" <<'PY'
@@ -28,6 +32,7 @@ python3 -m liger_bench.cli.main local --output-dir /tmp/local-run \
   --param "per_device_train_batch_size=[${BATCH_SIZES:-8, 16}]" --param 'max_seq_length=[512]' \
   --param "n_runs=${N_RUNS:-1}" --param "max_steps=${MAX_STEPS:-100}" --param warmup_steps_to_skip=3 \
   --param "torch_compile=[${TORCH_COMPILE:-false, true}]" --param "kernel_ablation=\"${KERNEL_ABLATION:-off}\"" \
+  ${FRONTIER_SEARCH:+--param "frontier_search=$FRONTIER_SEARCH"} \
   >"$out/local-run.log" 2>&1 || status=$?
 grep -a "\[liger-bench\]" "$out/local-run.log" || true
 results=$(dirname "$(ls -d /tmp/local-run/pipeline_root/*/analyze-results/report | tail -1)")
