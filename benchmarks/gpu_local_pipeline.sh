@@ -9,10 +9,12 @@
 # vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off),
 # FRONTIER_SEARCH (default: the pipeline's, true: a search per variant, ~4 min each for Phi-3 on an H200,
 # benchmarks/results/README.md's fifth session).
-# Issue 25's attribution, one mode per device call (a run costs ~25 s beyond its steps, so 6 variants × 2
-# repeats × 30 steps is ~9 min), e.g.: KERNEL_ABLATION=each N_RUNS=2 MAX_STEPS=30 TORCH_COMPILE=false \
-#   BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash benchmarks/gpu_local_pipeline.sh OUT_DIR
-#   (then leave-one-out, and PRESET=llama3-8b at the largest batch that fits).
+# Issue 25's attribution: a run costs ~25 s beyond its steps, so Phi-3's kernel_ablation=both (10 variants)
+# × 3 repeats × 30 steps is ~20 min, longer than a device call: detach it and await it over several calls
+# (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=3 MAX_STEPS=30
+# TORCH_COMPILE=false BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash benchmarks/gpu_local_pipeline.sh
+# /tmp/res/phi3; await both 560`, then `await both 560` at once in each next call (and PRESET=llama3-8b at the
+# largest batch that fits).
 set -euo pipefail
 out=$1
 read -r model dataset < <(python3 - "${WORKLOAD:-variable}" "${PRESET:-phi3-mini}" <<'PY'
