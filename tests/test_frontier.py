@@ -16,10 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from liger_bench.measure.frontier import Frontier, Probe, search_frontier
+from liger_bench.measure.frontier import NOUNS, Frontier, Probe, search_frontier
 from liger_bench.measure.frontier_probe import batch_axis, sequence_axis
-from liger_bench.plan.frontier import SEQ_GRANULE, FrontierSettings, sequence_bound
-from liger_bench.plan.grid import GridError
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.frontier import (
+    SEQ_GRANULE,
+    FrontierSettings,
+    batch_start,
+    search_points,
+    sequence_bound,
+    sequence_start,
+)
+from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
 BATCH, SEQUENCE = "per_device_train_batch_size", "max_seq_length"
 UNIT = {BATCH: 1, SEQUENCE: SEQ_GRANULE}  # one oracle unit in the axis' values
@@ -74,12 +82,16 @@ class Oracle:
         )
 
 
-def search(oracle: Oracle, **settings) -> Frontier:
+def search(oracle: Oracle, start: int | None = None, **settings) -> Frontier:
     """The batch search with these settings, or, for an oracle of the sequence axis, the sequence search
-    bounded by ``frontier_max_batch_size`` units (the only setting that means anything to it)."""
+    bounded by ``frontier_max_batch_size`` units (the only setting that means anything to it); it starts at
+    ``start`` units (None: the axis' granule)."""
     frontier = FrontierSettings(**settings)
+    first = None if start is None else start * UNIT[oracle.axis]
     axis = (
-        batch_axis(frontier) if oracle.axis == BATCH else sequence_axis(frontier.frontier_max_batch_size * SEQ_GRANULE)
+        batch_axis(frontier, first)
+        if oracle.axis == BATCH
+        else sequence_axis(frontier.frontier_max_batch_size * SEQ_GRANULE, first)
     )
     return search_frontier(oracle, axis, frontier.frontier_time_budget_s, clock=oracle.clock)
 
@@ -138,24 +150,28 @@ def test_the_sequence_search_probes_multiples_of_64_tokens_and_says_so():
     )
 
 
+@pytest.mark.parametrize("start", [1, 16, 24, 299])
 @pytest.mark.parametrize(
     ("axis", "resolution"), [(BATCH, 1), (BATCH, 2), (BATCH, 3), (BATCH, 8), (BATCH, 64), (SEQUENCE, 1)]
 )
-def test_on_a_monotone_oracle_the_search_brackets_the_edge_to_its_resolution_for_every_edge(axis, resolution):
-    """What a brute-force sweep would find, for every edge from 1 to the bound: fit <= edge < oom (in units)."""
+def test_on_a_monotone_oracle_the_search_brackets_the_edge_to_its_resolution_for_every_edge(axis, resolution, start):
+    """What a brute-force sweep would find, for every edge from 1 to the bound: fit <= edge < oom (in units),
+    from any start, below the edge or above it."""
     for edge in range(1, 300):
-        frontier = search(Oracle(edge=edge, axis=axis), frontier_max_batch_size=300, frontier_resolution=resolution)
+        oracle = Oracle(edge=edge, axis=axis)
+        frontier = search(oracle, start, frontier_max_batch_size=300, frontier_resolution=resolution)
         fit, oom = frontier.largest_fit // UNIT[axis], frontier.smallest_oom // UNIT[axis]
         assert fit <= edge < oom, edge
         assert oom - fit <= resolution, edge
         assert len(set(probed(frontier, axis))) == len(frontier.probes), edge  # no value probed twice
 
 
+@pytest.mark.parametrize("start", [1, 64])
 @BOTH_AXES
-def test_noise_near_the_edge_gives_an_answer_in_the_noisy_band_that_no_probe_contradicts(axis):
+def test_noise_near_the_edge_gives_an_answer_in_the_noisy_band_that_no_probe_contradicts(axis, start):
     """Units 33 to 40 fit in some processes and not in others (fragmentation, autotuning)."""
     for edge in range(40, 80):
-        frontier = search(Oracle(edge=edge, band=8, axis=axis), frontier_max_batch_size=300)
+        frontier = search(Oracle(edge=edge, band=8, axis=axis), start, frontier_max_batch_size=300)
         fits = [getattr(p, axis) for p in frontier.probes if p.status == "ok"]
         ooms = [getattr(p, axis) for p in frontier.probes if p.status == "oom"]
         assert max(fits) == frontier.largest_fit < frontier.smallest_oom == min(ooms), edge
@@ -235,6 +251,113 @@ def test_a_probe_stopped_by_the_time_budget_ends_the_search_as_out_of_time_not_a
     frontier = search(oracle, frontier_time_budget_s=90)
     assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (2, None, "time budget")
     assert frontier.reason.endswith("spent after 3 probes; so far batch 2 trained, none ran out of memory")
+
+
+# Where the search starts: the pipeline starts it at the grid's batch (or sequence length), not at the granule.
+
+
+def test_a_start_below_the_frontier_doubles_up_and_saves_the_probes_below_it():
+    """Frontier 42 at resolution 1: 12 probes from batch 1, 8 from the grid's batch 16 (the same bisection)."""
+    from_one, from_grid = search(Oracle(edge=42)), search(Oracle(edge=42), 16)
+    assert probed(from_one) == [1, 2, 4, 8, 16, 32, 64, 48, 40, 44, 42, 43]
+    assert probed(from_grid) == [16, 32, 64, 48, 40, 44, 42, 43]
+    assert (from_grid.largest_fit, from_grid.smallest_oom, from_grid.end) == (42, 43, "resolved")
+    reason = "batch 42 trained and batch 43 ran out of memory (frontier_resolution=1)"
+    assert from_grid.reason == from_one.reason == reason
+
+
+@BOTH_AXES
+def test_a_start_above_the_frontier_halves_down_then_bisects_to_the_exact_frontier(axis):
+    frontier = search(Oracle(edge=42, axis=axis), 128)
+    assert probed(frontier, axis) == [128, 64, 32, 48, 40, 44, 42, 43]
+    assert [p.status for p in frontier.probes[:3]] == ["oom", "oom", "ok"]
+    unit = UNIT[axis]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (42 * unit, 43 * unit, "resolved")
+
+
+@pytest.mark.parametrize(
+    ("axis", "reason"),
+    [
+        (BATCH, "batch 1 ran out of memory: no batch fits"),
+        (SEQUENCE, "max_seq_length 64 ran out of memory: no max_seq_length fits"),
+    ],
+)
+def test_a_start_where_nothing_fits_halves_down_to_the_granule_and_ends_there(axis, reason):
+    """Halving rounds down to the granule: 3 units halve to 1 (a sequence of 192 tokens to 64, not 96)."""
+    frontier = search(Oracle(edge=0, axis=axis), 24)
+    assert probed(frontier, axis) == [24, 12, 6, 3, 1]
+    assert [getattr(p, axis) for p in frontier.probes][-2:] == [3 * UNIT[axis], UNIT[axis]]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (None, UNIT[axis], "nothing fits")
+    assert frontier.reason == reason
+
+
+@BOTH_AXES
+def test_a_start_at_the_bound_that_trains_ends_at_the_bound_after_one_probe(axis):
+    frontier = search(Oracle(edge=10_000, axis=axis), 100, frontier_max_batch_size=100)
+    assert probed(frontier, axis) == [100]
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (100 * UNIT[axis], None, "bound")
+    assert frontier.reason.startswith(f"every {NOUNS[axis]} probed up to ")
+
+
+@pytest.mark.parametrize(
+    ("axis", "start", "message"),
+    [
+        (BATCH, 0, "the batch search's start 0 is not a multiple of 1 from 1 to 100"),
+        (BATCH, 101, "the batch search's start 101 is not a multiple of 1 from 1 to 100"),
+        (SEQUENCE, 100, "the max_seq_length search's start 100 is not a multiple of 64 from 64 to 6400"),
+        (SEQUENCE, 0, "the max_seq_length search's start 0 is not a multiple of 64 from 64 to 6400"),
+        (SEQUENCE, 6464, "the max_seq_length search's start 6464 is not a multiple of 64 from 64 to 6400"),
+    ],
+)
+def test_an_invalid_start_is_refused_where_the_axis_is_made(axis, start, message):
+    """The pipeline computes the start (plan.frontier): a bad one is a programming error, refused before any probe."""
+    settings = FrontierSettings(frontier_max_batch_size=100)
+    with pytest.raises(ValueError) as refused:
+        batch_axis(settings, start) if axis == BATCH else sequence_axis(100 * SEQ_GRANULE, start)
+    assert str(refused.value) == message
+
+
+def test_without_a_start_the_axis_starts_at_its_granule():
+    assert batch_axis(FrontierSettings()).start == 1
+    assert sequence_axis(4096).start == SEQ_GRANULE
+
+
+def test_the_search_starts_at_the_largest_batch_and_longest_sequence_the_grid_trains():
+    """A grid of "max" and two batch sizes at two sequence lengths, with kernel-ablation arms (each a variant)."""
+    spec = GridSpec(
+        use_liger=[True, False],
+        torch_compile=[False],
+        per_device_train_batch_size=["max", 8, 16],
+        max_seq_length=[512, 2048],
+        n_runs=1,
+        kernel_ablation="each",
+    )
+    grid = expand_grid(spec, "phi3")
+    # The baseline trains only batch 8 at 2,048 tokens, the swiglu arm only "max" at 512 and no 2,048 at all.
+    grid = [
+        item
+        for item in grid
+        if not (item["run_key"].startswith("baseline-bs16-seq2048") or item["run_key"].startswith("liger.swiglu-bs"))
+        or item["run_key"].startswith("liger.swiglu-bsmax-seq512")
+    ]
+    points = [TrainConfig.from_dict(item) for item in search_points(grid)]
+    starts = {(c.variant, c.max_seq_length): batch_start(grid, c, 1024) for c in points}
+    variants = ["liger", "baseline", "liger.rope", "liger.rms_norm", "liger.fused_linear_cross_entropy"]
+    assert starts == {
+        **{(variant, seq): 16 for variant in variants for seq in (512, 2048)},
+        ("baseline", 2048): 8,
+        ("liger.swiglu", 512): 1,  # only "max": no batch of the grid to start from
+    }
+    assert {batch_start(grid, c, 12) for c in points if c.variant == "liger"} == {12}  # frontier_max_batch_size=12
+    assert sequence_start(grid, "liger", 4096) == sequence_start(grid, "baseline", 4096) == 2048
+    assert sequence_start(grid, "liger.swiglu", 4096) == 512
+    assert sequence_start(grid, "liger", 1024) == 1024  # the model's context length, down to a granule
+
+
+@pytest.mark.parametrize(("lengths", "start"), [([1000, 40], 960), ([40], SEQ_GRANULE)], ids=["rounded", "at-least"])
+def test_the_sequence_start_is_on_the_granule(lengths, start):
+    grid = expand_grid(GridSpec(use_liger=[False], torch_compile=[False], max_seq_length=lengths, n_runs=1))
+    assert sequence_start(grid, "baseline", 4096) == start
 
 
 def test_the_answer_is_json_ready_with_every_probe():

@@ -1,9 +1,13 @@
 """The memory frontier: the largest value of one axis a variant trains at, searched.
 
 The axis (``Axis``) is the per-device batch at one sequence length, or ``max_seq_length`` at one
-batch. The search doubles the value from the axis' granule until a probe runs out of memory (or the
-bound trains), then bisects between the largest value that trained and the smallest that did not,
-on the granule, until they are the axis' resolution apart. Each value is probed once, and the answer
+batch. The search doubles from the axis' start until a probe runs out of memory (or the bound
+trains), or halves from it while it runs out of memory (down to the granule: when that runs out of
+memory too, nothing fits); then it bisects between the largest value that trained and the smallest
+that did not, on the granule, until they are the axis' resolution apart. The start is the granule
+unless the caller knows better (the pipeline starts at the grid's own batch, which its runs train
+anyway: the doublings below it would cost a probe each and could not find the frontier). Each value
+is probed once, and the answer
 agrees with every probe: each value that trained is at most ``largest_fit``, each that ran out of
 memory at least ``smallest_oom``. Near the edge, where one value may fit in one process and not in
 the next, the answer is therefore a value that did train, next to one that did not.
@@ -71,7 +75,11 @@ class Axis:
         bound_source: Where the bound comes from, for the reason, e.g. ``frontier_max_batch_size=1024``.
         resolution: The search ends when the largest fit and the smallest out-of-memory are this close.
         resolution_source: Where the resolution comes from, for the reason.
-        granule: Every value probed is a multiple of it; the search starts there.
+        granule: Every value probed is a multiple of it.
+        start: The first value probed: a multiple of ``granule`` from ``granule`` to ``bound`` (None: ``granule``).
+
+    Raises:
+        ValueError: ``start`` is not such a value (a caller's mistake, not a user's: callers compute it).
     """
 
     name: AxisName
@@ -80,6 +88,16 @@ class Axis:
     resolution: int
     resolution_source: str
     granule: int = 1
+    start: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is None:
+            object.__setattr__(self, "start", self.granule)
+        if not (self.granule <= self.start <= self.bound and self.start % self.granule == 0):
+            raise ValueError(
+                f"the {NOUNS[self.name]} search's start {self.start!r} is not a multiple of {self.granule} "
+                f"from {self.granule} to {self.bound}"
+            )
 
     def value_of(self, probe: Probe) -> int:
         """The value of this axis ``probe`` tried.
@@ -186,12 +204,18 @@ def search_frontier(
 
 
 def _next_value(fit: int | None, oom: int | None, axis: Axis) -> int | None:
-    """The value to probe next, or None when the search is done."""
+    """The value to probe next, or None when the search is done.
+
+    The start first; then double the largest fit while nothing ran out of memory, halve the smallest
+    out-of-memory while nothing trained, and bisect between them once both exist.
+    """
     if oom is None:
         if fit is None:
-            return axis.granule
+            return axis.start
         return None if fit >= axis.bound else min(2 * fit, axis.bound)
-    if fit is None or oom - fit <= axis.resolution:
+    if fit is None:
+        return None if oom <= axis.granule else max(oom // 2 // axis.granule * axis.granule, axis.granule)
+    if oom - fit <= axis.resolution:
         return None
     return (fit + oom) // 2 // axis.granule * axis.granule
 

@@ -18,18 +18,21 @@ a search never measures shorter sequences than it names.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
 from liger_bench.measure.frontier import Axis, AxisName, Frontier, Probe, ProbeRunner, search_frontier
 from liger_bench.plan.config import TrainConfig
-from liger_bench.plan.frontier import SEQ_GRANULE, FrontierSettings, search_points
+from liger_bench.plan.frontier import SEQ_GRANULE, FrontierSettings, batch_start, search_points, sequence_start
 from liger_bench.records import RunResult
 
 
-def batch_axis(settings: FrontierSettings) -> Axis:
+def batch_axis(settings: FrontierSettings, start: int | None = None) -> Axis:
     """The per-device batch at the run's sequence length, from 1 up to ``frontier_max_batch_size``.
 
     Args:
         settings: The search's settings.
+        start: The first batch probed (``plan.frontier.batch_start``; None: 1).
     """
     return Axis(
         "per_device_train_batch_size",
@@ -37,14 +40,16 @@ def batch_axis(settings: FrontierSettings) -> Axis:
         f"frontier_max_batch_size={settings.frontier_max_batch_size}",
         settings.frontier_resolution,
         f"frontier_resolution={settings.frontier_resolution}",
+        start=start,
     )
 
 
-def sequence_axis(bound: int) -> Axis:
+def sequence_axis(bound: int, start: int | None = None) -> Axis:
     """``max_seq_length`` at ``frontier_seq_batch_size``, in ``SEQ_GRANULE`` tokens up to ``bound``.
 
     Args:
         bound: ``plan.frontier.sequence_bound``: the model's context length, down to a granule.
+        start: The first length probed (``plan.frontier.sequence_start``; None: ``SEQ_GRANULE``).
     """
     return Axis(
         "max_seq_length",
@@ -53,6 +58,7 @@ def sequence_axis(bound: int) -> Axis:
         SEQ_GRANULE,
         f"resolution {SEQ_GRANULE} tokens",
         SEQ_GRANULE,
+        start,
     )
 
 
@@ -162,11 +168,12 @@ def search_grid(
         and the ``Frontier``), none when ``frontier_seq_batch_size`` is 0.
     """
 
-    def search(config: TrainConfig, axis: Axis) -> dict:
+    def search(config: TrainConfig, axis: Callable[[], Axis]) -> dict:
+        # The axis is made only for a search that runs: a skipped one has no sequence bound to start below.
         frontier = (
             Frontier.skipped(skip_reason)
             if skip_reason
-            else find_frontier(config, axis, model_dir, dataset_dir, settings)
+            else find_frontier(config, axis(), model_dir, dataset_dir, settings)
         )
         return frontier.to_dict()
 
@@ -175,7 +182,7 @@ def search_grid(
         {
             "variant": c.variant,
             "max_seq_length": c.max_seq_length,
-            **search(c, batch_axis(settings)),
+            **search(c, partial(batch_axis, settings, batch_start(grid, c, settings.frontier_max_batch_size))),
         }
         for c in points
     ]
@@ -188,5 +195,6 @@ def search_grid(
         for variant, config in firsts.items():
             at_batch = TrainConfig.from_dict({**config.to_dict(), "per_device_train_batch_size": batch})
             record = {"variant": variant, "per_device_train_batch_size": batch}
-            sequence_frontiers.append({**record, **search(at_batch, sequence_axis(sequence_bound))})
+            axis = partial(sequence_axis, sequence_bound, sequence_start(grid, variant, sequence_bound))
+            sequence_frontiers.append({**record, **search(at_batch, axis)})
     return {"frontiers": frontiers, "sequence_frontiers": sequence_frontiers}

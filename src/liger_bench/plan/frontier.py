@@ -1,12 +1,13 @@
 """The memory frontier search's settings, checked before any GPU is requested.
 
 The search (``liger_bench.measure.frontier``) finds, for one variant and sequence length, the
-largest per-device batch that trains a few full steps: it doubles the batch from 1 until one runs
-out of memory, then bisects between the largest that trained and the smallest that did not, until
-they are ``frontier_resolution`` apart. ``frontier_max_batch_size`` bounds it, and
-``frontier_time_budget_s`` bounds its time. With ``frontier_seq_batch_size`` > 0, a second search
-per variant finds the longest ``max_seq_length`` that trains at that batch, the same way on a
-granule of ``SEQ_GRANULE`` tokens, bounded by the model's context length. A bad value is refused
+largest per-device batch that trains a few full steps: it starts at the largest batch the grid trains
+there (``batch_start``), doubles the batch until one runs out of memory (or halves it while it does),
+then bisects between the largest that trained and the smallest that did not, until they are
+``frontier_resolution`` apart. ``frontier_max_batch_size`` bounds it, and ``frontier_time_budget_s``
+bounds its time. With ``frontier_seq_batch_size`` > 0, a second search per variant finds the longest
+``max_seq_length`` that trains at that batch, the same way on a granule of ``SEQ_GRANULE`` tokens from
+the variant's longest grid sequence (``sequence_start``), bounded by the model's context length. A bad value is refused
 here with a ``GridError`` that names the setting, the value and what is accepted, as prepare_grid
 refuses a bad grid.
 """
@@ -137,6 +138,44 @@ def search_points(grid: list[dict]) -> list[dict]:
     for item in grid:
         points.setdefault(_point(TrainConfig.from_dict(item)), item)
     return list(points.values())
+
+
+def batch_start(grid: list[dict], config: TrainConfig, bound: int) -> int:
+    """The batch search's first probe for ``config``'s (variant, sequence length): the largest batch the grid trains.
+
+    The grid trains its batches anyway, so the doublings below the largest would cost a probe each and could not
+    be the frontier; a start above the frontier costs one halving per doubling saved.
+
+    Args:
+        grid: prepare_grid's items.
+        config: The search's point (``search_points``).
+        bound: ``frontier_max_batch_size``, the highest start.
+
+    Returns:
+        The largest numeric ``per_device_train_batch_size`` of the point's items ("max" is none), capped at
+        ``bound``; 1 when the point has none.
+    """
+    batches = [
+        item.per_device_train_batch_size
+        for item in map(TrainConfig.from_dict, grid)
+        if _point(item) == _point(config) and not item.at_frontier
+    ]
+    return min(max(batches, default=1), bound)
+
+
+def sequence_start(grid: list[dict], variant: str, bound: int) -> int:
+    """The sequence search's first probe for ``variant``: its longest grid ``max_seq_length``, down to a granule.
+
+    Args:
+        grid: prepare_grid's items.
+        variant: The variant searched (a kernel-ablation arm is one).
+        bound: ``sequence_bound``, the highest start.
+
+    Returns:
+        A multiple of ``SEQ_GRANULE`` from ``SEQ_GRANULE`` to ``bound``.
+    """
+    longest = max(config.max_seq_length for config in map(TrainConfig.from_dict, grid) if config.variant == variant)
+    return min(max(longest // SEQ_GRANULE * SEQ_GRANULE, SEQ_GRANULE), bound)
 
 
 def _point(config: TrainConfig) -> tuple[str, int]:
