@@ -71,6 +71,28 @@ def test_a_skipped_search_records_each_variants_longest_sequence_search_skipped_
     ]
 
 
+@pytest.mark.slow
+def test_find_frontier_starts_each_search_at_the_grids_batch_and_longest_sequence(
+    embedded_assets, prepared_dataset, tmp_path
+):
+    """Real probes of the tiny model: the batch search starts at the grid's batch 2 (its bound here: one probe),
+    the sequence search at the grid's 1,024 tokens (then 2,048, the context length); not at batch 1 or 64 tokens."""
+    from liger_bench.tasks import find_frontier
+
+    baseline = {**TWO_VARIANTS[1], "max_seq_length": 1024, "run_key": "baseline-bs2-seq1024-r0"}
+    settings = {"frontier_max_batch_size": 2, "frontier_probe_steps": 2, "frontier_seq_batch_size": 1}
+    path = tmp_path / "frontier"
+    find_frontier([baseline], str(embedded_assets[0]), str(prepared_dataset), True, settings, str(path))
+    searches = json.loads(path.read_text())
+    shapes = {
+        kind: [(p["per_device_train_batch_size"], p["max_seq_length"], p["status"]) for p in record["probes"]]
+        for kind, (record,) in searches.items()
+    }
+    assert shapes == {"frontiers": [(2, 1024, "ok")], "sequence_frontiers": [(1, 1024, "ok"), (1, 2048, "ok")]}
+    answers = [(record["largest_fit"], record["end"]) for (record,) in searches.values()]
+    assert answers == [(2, "bound"), (2048, "bound")]
+
+
 def test_runs_of_several_nodes_are_not_searched(tmp_path):
     several = [{**item, "nodes_per_run": 2} for item in TWO_VARIANTS]
     assert skip_reason(True, several) == "runs of several nodes (nodes_per_run=2): a probe trains on one node"

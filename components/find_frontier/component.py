@@ -20,8 +20,9 @@ def find_frontier(
 ) -> list[dict[str, Any]]:
     """Search the memory frontier of every (variant, sequence length) of the grid: the largest batch that trains.
 
-    Each search doubles the batch, then bisects, each probe a few full training steps in a fresh
-    supervised process; a probe's out-of-memory is data, so the task succeeds whatever the probes do.
+    Each search starts at the largest batch the grid trains at its point, doubles it (or halves it while
+    it runs out of memory), then bisects, each probe a few full training steps in a fresh supervised
+    process; a probe's out-of-memory is data, so the task succeeds whatever the probes do.
 
     Args:
         grid: The grid from prepare_grid; each search probes the first item of its variant and sequence length.

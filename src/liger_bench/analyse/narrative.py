@@ -34,14 +34,15 @@ BASELINE_DEFINITION = (
 SEARCH_RULE = (
     "Per variant and sequence length, before the grid's runs: the largest per-device batch that trains "
     "frontier_probe_steps full steps (forward, backward, optimizer) of rows packed to max_seq_length tokens, each "
-    "probe in a fresh process, searched by doubling the batch and then bisecting between the largest that fit "
-    "and the first that ran out of memory. A variant fits more sequences than the baseline only where it trained "
-    "a batch at which the baseline ran out of memory."
+    "probe in a fresh process, searched from the largest batch the grid trains there (1 where it has only "
+    '"max"), doubling the batch (or halving it while it runs out of memory) and then bisecting between the '
+    "largest that fit and the first that ran out of memory. A variant fits more sequences than the baseline only "
+    "where it trained a batch at which the baseline ran out of memory."
 )
 SEQUENCE_SEARCH_RULE = (
     "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "
-    f"steps, every sequence packed full to that length, searched in multiples of {SEQ_GRANULE} tokens by doubling "
-    f"from {SEQ_GRANULE} and "
+    f"steps, every sequence packed full to that length, searched in multiples of {SEQ_GRANULE} tokens from the "
+    "variant's longest grid max_seq_length, doubling (or halving while it runs out of memory) and "
     "then bisecting, up to the model's context length. A dataset too short to fill the lengths ends the search "
     "with that reason, never with shorter sequences."
 )

@@ -155,7 +155,8 @@ def search_grid(
 
     Args:
         grid: prepare_grid's items; each search probes the first item of its variant and sequence length
-            (a sequence search: the first of its variant, at ``frontier_seq_batch_size``).
+            (a sequence search: the first of its variant, at ``frontier_seq_batch_size``), starting at the
+            largest batch the grid trains there (``batch_start``; a sequence search: ``sequence_start``).
         model_dir: Model folder.
         dataset_dir: Prepared dataset folder.
         settings: Bound, resolution and time budget of each search.

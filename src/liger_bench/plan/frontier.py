@@ -27,8 +27,8 @@ from liger_bench.plan.signature import pipeline_default
 # when the longest fit and the shortest out-of-memory are 64 apart. A finer answer would cost probes
 # and say little: attention kernels and tensor cores tile a sequence in blocks of 64 or 128 tokens, and
 # long-context users choose lengths in such steps. At ~15 s a probe, a 4,096-token context takes at most
-# 12 probes (doubling 64 … 4,096, then five bisections of the 2,048 tokens between the last two), where
-# a one-token resolution would take six more.
+# 12 probes from 64 tokens (doubling 64 … 4,096, then five bisections of the 2,048 tokens between the last
+# two), where a one-token resolution would take six more; from a grid's 512 tokens, at most 9.
 SEQ_GRANULE = 64
 
 
@@ -169,7 +169,7 @@ def sequence_start(grid: list[dict], variant: str, bound: int) -> int:
     Args:
         grid: prepare_grid's items.
         variant: The variant searched (a kernel-ablation arm is one).
-        bound: ``sequence_bound``, the highest start.
+        bound: ``sequence_bound``, the highest start (0 where no sequence search runs: then 0).
 
     Returns:
         A multiple of ``SEQ_GRANULE`` from ``SEQ_GRANULE`` to ``bound``.
