@@ -6,11 +6,10 @@ trains), or halves from it while it runs out of memory (down to the granule: whe
 memory too, nothing fits); then it bisects between the largest value that trained and the smallest
 that did not, on the granule, until they are the axis' resolution apart. The start is the granule
 unless the caller knows better (the pipeline starts at the grid's own batch, which its runs train
-anyway: the doublings below it would cost a probe each and could not find the frontier). Each value
-is probed once, and the answer
-agrees with every probe: each value that trained is at most ``largest_fit``, each that ran out of
-memory at least ``smallest_oom``. Near the edge, where one value may fit in one process and not in
-the next, the answer is therefore a value that did train, next to one that did not.
+anyway: the doublings below it would cost a probe each and tell nothing). Each value is probed once,
+and the answer agrees with every probe: each value that trained is at most ``largest_fit``, each that
+ran out of memory at least ``smallest_oom``. Near the edge, where one value may fit in one process and
+not in the next, the answer is therefore a value that did train, next to one that did not.
 
 A probe is any callable ``(value, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
 trains the run's settings in a fresh supervised process; the tests use deterministic fakes. A probe

@@ -7,9 +7,9 @@ then bisects between the largest that trained and the smallest that did not, unt
 ``frontier_resolution`` apart. ``frontier_max_batch_size`` bounds it, and ``frontier_time_budget_s``
 bounds its time. With ``frontier_seq_batch_size`` > 0, a second search per variant finds the longest
 ``max_seq_length`` that trains at that batch, the same way on a granule of ``SEQ_GRANULE`` tokens from
-the variant's longest grid sequence (``sequence_start``), bounded by the model's context length. A bad value is refused
-here with a ``GridError`` that names the setting, the value and what is accepted, as prepare_grid
-refuses a bad grid.
+the variant's longest grid sequence (``sequence_start``), bounded by the model's context length. A bad
+value is refused here with a ``GridError`` that names the setting, the value and what is accepted, as
+prepare_grid refuses a bad grid.
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ def search_points(grid: list[dict]) -> list[dict]:
 def batch_start(grid: list[dict], config: TrainConfig, bound: int) -> int:
     """The batch search's first probe for ``config``'s (variant, sequence length): the largest batch the grid trains.
 
-    The grid trains its batches anyway, so the doublings below the largest would cost a probe each and could not
-    be the frontier; a start above the frontier costs one halving per doubling saved.
+    The grid trains its batches anyway, and below a batch that trains every batch does: the doublings up to it
+    would cost a probe each (a process of its own: ~20 s eager, ~70 s compiled) and tell nothing. A start above
+    the frontier halves down to it instead.
 
     Args:
         grid: prepare_grid's items.
