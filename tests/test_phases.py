@@ -23,9 +23,7 @@ def test_a_supervised_run_times_every_phase_in_order_within_its_wall_time_and_lo
     embedded_assets, prepared_dataset, capsys
 ):
     started = time.monotonic()
-    result, steps = train_supervised(
-        _config("phased"), str(embedded_assets[0]), str(prepared_dataset), timeout_s=300
-    )
+    result, steps = train_supervised(_config("phased"), str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
     wall_s = time.monotonic() - started
     assert result.status == "ok", result.reason
     assert tuple(result.phases_s) == PHASES
