@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -309,9 +308,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    # Its records are written: the interpreter's garbage collections at exit, over every object of torch and
-    # transformers, took most of the process's teardown (phases' ``exit``: 0.96 s to 0.17 s after the
-    # imports alone, on CPU); the frozen objects are left to the OS.
-    gc.freeze()
-    sys.exit(exit_code)
+    sys.exit(main())
