@@ -8,7 +8,7 @@ import time
 import pytest
 
 from liger_bench.measure import training
-from liger_bench.measure.phases import PHASES, PhaseClock, describe, process_age_s, with_exit
+from liger_bench.measure.phases import PHASES, PhaseClock, phases_line, process_age_s, with_exit
 from liger_bench.measure.supervisor import train_supervised
 from liger_bench.plan.config import TrainConfig
 
@@ -32,7 +32,7 @@ def test_a_supervised_run_times_every_phase_in_order_within_its_wall_time_and_lo
     total = sum(result.phases_s.values())
     assert sum(step["step_time_s"] for step in steps) <= result.phases_s["first_step"] + result.phases_s["steps"]
     assert total <= wall_s
-    line = f"[liger-bench] {describe('phased', result.phases_s, steps)}"
+    line = f"[liger-bench] {phases_line('phased', result.phases_s, steps)}"
     assert line in capsys.readouterr().out.splitlines()
     assert f"phased: {total:.1f} s in its process" in line and f"imports {result.phases_s['imports']:.1f}" in line
 

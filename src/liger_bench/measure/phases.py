@@ -95,7 +95,7 @@ def with_exit(phases_s: dict[str, float], elapsed_s: float) -> dict[str, float]:
     return {**phases_s, "exit": max(0.0, elapsed_s - sum(phases_s.values()))}
 
 
-def describe(run_key: str, phases_s: dict[str, float], steps: list[dict]) -> str:
+def phases_line(run_key: str, phases_s: dict[str, float], steps: list[dict]) -> str:
     """One log line: the phases' total, how much of it the measured steps are not, and each phase."""
     total = sum(phases_s.values())
     outside = total - sum(step["step_time_s"] for step in steps)

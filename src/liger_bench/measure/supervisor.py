@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from liger_bench.measure.phases import PhaseClock, describe, with_exit
+from liger_bench.measure.phases import PhaseClock, phases_line, with_exit
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, read_json, write_json_atomic
 
@@ -109,7 +109,7 @@ def train_supervised(
             if child.returncode:
                 result.metrics["exit_code"] = child.returncode
             result.phases_s = with_exit(result.phases_s, elapsed)
-            print(f"[liger-bench] {describe(config.run_key, result.phases_s, document['steps'])}", flush=True)
+            print(f"[liger-bench] {phases_line(config.run_key, result.phases_s, document['steps'])}", flush=True)
             return result, document["steps"]
         steps = read_steps(work_dir / STEPS)
         if failed_rank is not None and not timed_out:
