@@ -24,6 +24,7 @@ from synthetic_results import (
 from liger_bench import tracking
 from liger_bench.analyse.analysis import analyze_results
 from liger_bench.analyse.narrative import headline_metrics
+from liger_bench.measure.phases import PHASES
 from liger_bench.records import STEP_METRICS
 from liger_bench.render import tables
 
@@ -100,6 +101,7 @@ def test_every_mlflow_tag_and_metric_of_a_child_run_is_in_the_map():
     }
     finite |= {name for name, value in result["metrics"].items() if isinstance(value, (int, float))}
     logged = {tracking.SUMMARY_PREFIX + name for name in finite} | set(STEP_METRICS)
+    logged |= {name for name, *_ in tracking._child_metrics({"phases_s": dict.fromkeys(PHASES, 1.0)}, [])}
     assert logged - first_column("Metrics") == set()
 
 

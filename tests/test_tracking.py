@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from liger_bench import tracking
+from liger_bench.measure.phases import PHASES
 
 HTTP_METRICS = ("step_time_s", "tokens_per_s_padded", "tokens_per_s_nonpad", "tokens_per_s_trained", "loss")
 
@@ -56,6 +57,7 @@ def run_result(run_key: str, status: str, reason: str = "", **config_extra) -> d
             "n_steps": 3,
             "mfu": float("nan"),
         },
+        "phases_s": {name: index + 0.25 for index, name in enumerate(PHASES)},
         "liger_kernels": {"rms_norm": 3},
         "environment": {
             "gpu_name": "NVIDIA H100 80GB HBM3",
@@ -148,6 +150,9 @@ def test_parent_children_and_analysis_round_trip(mlflow_server, tmp_path):
     assert child.data.metrics["summary/n_steps"] == 3
     assert "summary/step_time_cv" not in child.data.metrics
     assert "summary/mfu" not in child.data.metrics
+    assert {name: value for name, value in child.data.metrics.items() if name.startswith("phases_s/")} == {
+        f"phases_s/{name}": index + 0.25 for index, name in enumerate(PHASES)
+    }
     assert [a.path for a in client.list_artifacts(ok["run_id"])] == ["history.json"]
 
     oom_run = client.get_run(oom["run_id"])

@@ -75,6 +75,8 @@ class RunResult:
     dataset: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     mlflow: dict[str, Any] = field(default_factory=dict)
+    # Seconds of each phase of the run's process, in order (liger_bench.measure.phases.PHASES).
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in RUN_STATUSES:

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # Aggregates share names with per-step metrics (peak_mem_*); the prefix keeps their histories apart.
 SUMMARY_PREFIX = "summary/"
+# The seconds of each phase of the run's process (RunResult.phases_s).
+PHASES_PREFIX = "phases_s/"
 TEXT_METRIC_TAGS = ("steady_state", "attn_implementation", "precision", "energy_unavailable")
 ENVIRONMENT_TAGS = ("gpu_name", "gpu_count", "gpu_memory_gb", "driver", "cuda", "python")
 # skipped runs never trained: KILLED tells them apart from runs that crashed, ran out of memory or diverged.
@@ -171,7 +173,8 @@ def log_child_run(
         parent_run_id: Id of the parent run; "" (it could not be created) logs nothing, unless the
             backend injected a run.
         result: A ``RunResult.to_dict()``; its ``config`` becomes params, its finite ``metrics``
-            become ``summary/*`` metrics, its status, reason and environment become tags.
+            become ``summary/*`` metrics, its ``phases_s`` ``phases_s/*`` metrics, its status, reason and
+            environment become tags.
         steps: Step records of ``StepMetricsCallback``; each metric in ``STEP_METRICS`` is logged at
             ``record["step"]`` (None and non-finite values skipped).
         history_path: Step-history file logged as an artifact, or None.
@@ -246,6 +249,7 @@ def _child_metrics(result: dict[str, Any], steps: list[StepRecord]) -> list[tupl
         for name, value in result.get("metrics", {}).items()
         if _finite(value)
     ]
+    metrics += [(PHASES_PREFIX + name, seconds, timestamp, 0) for name, seconds in result.get("phases_s", {}).items()]
     return metrics
 
 

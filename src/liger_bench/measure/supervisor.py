@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from liger_bench.measure.phases import PhaseClock, phases_line, with_exit
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult, read_json, write_json_atomic
 
@@ -107,6 +108,8 @@ def train_supervised(
             result = RunResult.from_dict(document["result"])
             if child.returncode:
                 result.metrics["exit_code"] = child.returncode
+            result.phases_s = with_exit(result.phases_s, elapsed)
+            print(f"[liger-bench] {phases_line(config.run_key, result.phases_s, document['steps'])}", flush=True)
             return result, document["steps"]
         steps = read_steps(work_dir / STEPS)
         if failed_rank is not None and not timed_out:
@@ -274,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
 
     With several ranks, rank 0 writes the outcome of a run that trained; a rank whose run failed
     writes its own outcome file and exits with 1, so that torchrun ends the other ranks, which
-    would otherwise wait for it in their next collective.
+    would otherwise wait for it in their next collective. The run's phases are timed from the process's start.
     """
+    clock = PhaseClock(since_process_start=True)
     parser = argparse.ArgumentParser(
         prog="python -m liger_bench.measure.supervisor", description=__doc__.splitlines()[0]
     )
@@ -290,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         distributed.die_with_launcher()
     request = read_json(args.work_dir / REQUEST)
     config = TrainConfig.from_dict(request["config"])
-    result, steps = run_training(config, request["model_dir"], request["dataset_dir"], steps_file=args.work_dir / STEPS)
+    result, steps = run_training(
+        config, request["model_dir"], request["dataset_dir"], steps_file=args.work_dir / STEPS, clock=clock
+    )
     outcome = {"result": result.to_dict(), "steps": steps}
     if sharded and result.status in ("oom", "failed"):
         rank = distributed.rank()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from liger_bench.measure.metrics import GIB
+from liger_bench.measure.phases import PhaseClock
 from liger_bench.plan.config import TrainConfig
 from liger_bench.records import RunResult
 
@@ -25,6 +26,18 @@ NO_CUDA_REASON = (
 
 
 HOST_ALLOCATOR_OOM = "DefaultCPUAllocator: can't allocate memory"
+
+
+def import_training_libraries() -> None:
+    """Import the libraries a run trains with now, so that their cost is a phase of its own (``imports``).
+
+    Imported where first used, each would count in the phase that first needs it.
+    """
+    import datasets  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer  # noqa: F401
+    from trl.data_utils import pack_dataset  # noqa: F401
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling  # noqa: F401
 
 
 def _use_bf16(config: TrainConfig) -> bool:
@@ -145,8 +158,13 @@ class PreparedRun:
     peak_tflops: float
 
 
-def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunResult) -> PreparedRun:
-    """Load and check the data and the model, and make the model the run's variant; fills ``result`` as it goes."""
+def _prepare(
+    config: TrainConfig, model_dir: str, dataset_dir: str, result: RunResult, clock: PhaseClock
+) -> PreparedRun:
+    """Load and check the data and the model, and make the model the run's variant; fills ``result`` as it goes.
+
+    ``clock`` marks the ``data``, ``model`` and ``variant`` phases.
+    """
     import torch
     from transformers import set_seed
 
@@ -170,6 +188,7 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
             f"after tokenising{' and packing' if config.packing else ''} at max_seq_length={config.max_seq_length}, "
             f"{problem}"
         )
+    clock.mark("data")
 
     model = load_model(model_dir, bf16, config.attn_implementation)
     result.metrics["attn_implementation"] = model.config._attn_implementation
@@ -178,7 +197,9 @@ def _prepare(config: TrainConfig, model_dir: str, dataset_dir: str, result: RunR
         raise ValueError(
             f"max_seq_length={config.max_seq_length} exceeds the model's context length {context} (from {source})"
         )
+    clock.mark("model")
     result.liger_kernels = apply_variant(model, config)
+    clock.mark("variant")
 
     flop_model = FlopModel(n_params_non_embedding(model), model.config.num_hidden_layers, model.config.hidden_size)
     gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
@@ -224,6 +245,24 @@ def step_stream(steps: list[dict], path: Path) -> Any:
     return StepStream()
 
 
+def phase_marks(clock: PhaseClock) -> Any:
+    """A callback that marks the Trainer's phases on ``clock``: ``trainer``, ``train_setup``, ``first_step``."""
+    from transformers import TrainerCallback
+
+    class PhaseMarks(TrainerCallback):
+        def on_init_end(self, args, state, control, **kwargs):
+            clock.mark("trainer")
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            clock.mark("train_setup")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if clock.current() == "first_step":
+                clock.mark("first_step")
+
+    return PhaseMarks()
+
+
 def world_metrics(config: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
     """The run's GPUs and its throughput per GPU, so that runs of different sizes compare."""
     rate = metrics.get("tokens_per_s_nonpad")
@@ -245,6 +284,7 @@ def run_training(
     dataset_dir: str,
     extra_callbacks: Sequence[Any] = (),
     steps_file: Path | None = None,
+    clock: PhaseClock | None = None,
 ) -> tuple[RunResult, list[dict]]:
     """Train one grid point and return ``(result, step_history)``; outcomes never raise.
 
@@ -253,7 +293,9 @@ def run_training(
     memory (``MemoryError``) anywhere in the run; memory is released before returning.
     ``failed``: any other exception, recorded with its type and message. With
     ``steps_file``, every step is also appended to that JSON-lines file as soon as it completes (by
-    rank 0 only when several ranks train the run: every rank records the same global steps).
+    rank 0 only when several ranks train the run: every rank records the same global steps). ``clock``
+    times the run's phases into ``result.phases_s`` (``liger_bench.measure.phases``); by default one
+    started now, at ``imports``.
     """
     import torch
 
@@ -261,20 +303,26 @@ def run_training(
     from liger_bench.measure.envinfo import capture_environment
     from liger_bench.measure.metrics import StepMetricsCallback, aggregate
 
+    clock = clock or PhaseClock()
+    import_training_libraries()
+    clock.mark("imports")
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
+    clock.mark("environment")
     run, steps, device_usable = None, [], True
     if config.use_liger and not torch.cuda.is_available():
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
-            run = _prepare(config, model_dir, dataset_dir, result)
+            run = _prepare(config, model_dir, dataset_dir, result, clock)
             step_metrics = StepMetricsCallback(config.warmup_steps_to_skip, run.flop_model, run.peak_tflops)
             steps = step_metrics.steps  # steps completed before an OOM or a failure stay in the history
-            callbacks = extra_callbacks
+            callbacks = (*extra_callbacks, phase_marks(clock))
             if steps_file is not None and distributed.rank() == 0:
-                callbacks = (*extra_callbacks, step_stream(steps, steps_file))
+                callbacks = (*callbacks, step_stream(steps, steps_file))
             _train(config, run, result, step_metrics, callbacks)
+            clock.mark("steps")
         except Exception as err:  # noqa: BLE001 - any failure of one grid point is recorded, not raised
+            clock.mark_interrupted()
             # torch's CPU allocator reports host memory exhaustion as a plain RuntimeError.
             if isinstance(err, (torch.OutOfMemoryError, MemoryError)) or HOST_ALLOCATOR_OOM in str(err):
                 result.status = "oom"
@@ -306,4 +354,6 @@ def run_training(
             "failed",
             ("no measured step: every step was a warm-up step or the first of its batch shape; raise max_steps"),
         )
+    clock.mark("finish")
+    result.phases_s = clock.phases_s
     return result, steps
