@@ -7,7 +7,9 @@ one GPU:
 1. **The search** find_frontier runs: ``search_frontier`` over ``supervised_probe``, exactly what
    ``liger_bench.measure.frontier_probe.find_frontier`` does for a grid point: each probe trains
    ``frontier_probe_steps`` full steps of rows packed to the sequence length, in a fresh supervised
-   process. Its settings are the pipeline's defaults (``FrontierSettings``) unless given.
+   process. Its settings are the pipeline's defaults (``FrontierSettings``) unless given, and it starts
+   where find_frontier starts on the pipeline's default grid, that grid's largest batch (16), unless
+   ``--start`` says (the committed ``benchmarks/results/h200-frontier`` searched from 1).
 2. **The sweep**: the same probe, each batch in a fresh process again, at the batches
    ``sweep_batches`` names for a resolved search with largest fit F, step r (``frontier_resolution``):
    F − 3r, F − 2r, F − r, F, F + r and F + 2r (those ≥ 1). Why that is enough: memory grows with the
@@ -55,7 +57,7 @@ from memory_model import ARCHES, Arch, frontier_check, predicted_frontier
 from liger_bench.measure.frontier import Frontier, Probe, ProbeRunner, search_frontier
 from liger_bench.measure.frontier_probe import batch_axis
 from liger_bench.plan.frontier import FrontierSettings
-from liger_bench.plan.grid import GridError
+from liger_bench.plan.grid import GridError, GridSpec
 
 # A probe's wall time on an H200 with Phi-3-mini: process start, model load, 3 steps; a mean of
 # 20.2 s (14.9-26.5) over the 50 probes of benchmarks/results/h200-frontier (the plan once assumed 15 s).
@@ -64,6 +66,9 @@ SECONDS_PER_PROBE = 20.0
 SWEEP_STEPS = range(-3, 3)
 VARIANTS = ("baseline", "liger")
 GPU_BENCHMARK = Path(__file__).with_name("gpu_benchmark.py")
+# Where the search starts unless --start says: where find_frontier starts on the pipeline's default grid, its
+# largest batch (plan.frontier.batch_start). The committed h200-frontier results searched from 1 (--start 1).
+DEFAULT_START = max(b for b in GridSpec().per_device_train_batch_size if isinstance(b, int))
 
 
 def sweep_batches(largest_fit: int | None, step: int) -> list[int]:
@@ -119,6 +124,7 @@ def check_point(
     probe: ProbeRunner,
     settings: FrontierSettings,
     arch: Arch | None,
+    start: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     saved: dict | None = None,
     save: Callable[[dict], None] = lambda document: None,
@@ -131,6 +137,7 @@ def check_point(
         probe: ``supervised_probe`` of the point (a fresh process per call); the tests pass fakes.
         settings: The search's settings.
         arch: The model's sizes for the memory model (None: a preset it has none for, no check).
+        start: The search's first batch (None: 1), as ``batch_axis`` takes it.
         clock: Seconds on a monotonic clock.
         saved: A document ``save`` was given before, by a call cut short (``--resume``): its search and swept
             batches are kept, only what it lacks is probed.
@@ -149,7 +156,7 @@ def check_point(
         swept = [Probe(**p) for p in saved["sweep"]["probes"]]
         before_s = saved["seconds"]["sweep"]
     else:
-        frontier = search_frontier(probe, batch_axis(settings), settings.frontier_time_budget_s, clock)
+        frontier = search_frontier(probe, batch_axis(settings, start), settings.frontier_time_budget_s, clock)
         search_s, swept, before_s = clock() - started, [], 0.0
     sweep_started = clock()
     record = {"variant": variant, "max_seq_length": seq, **frontier.to_dict()}
@@ -181,25 +188,31 @@ def check_point(
     return document()
 
 
-def estimated_probes(edge: int, seq: int, settings: FrontierSettings) -> int:
+def estimated_probes(edge: int, seq: int, settings: FrontierSettings, start: int | None = None) -> int:
     """Probes the search and the sweep take when the frontier is at ``edge`` (the search run on a fake GPU).
 
     Args:
         edge: The largest batch that trains (e.g. the memory model's prediction).
         seq: The sequence length.
         settings: The search's settings.
+        start: The search's first batch (None: 1).
     """
 
     def oracle(batch: int, _left: float) -> Probe:
         return Probe(batch, seq, "ok" if batch <= edge else "oom")
 
-    frontier = search_frontier(oracle, batch_axis(settings), settings.frontier_time_budget_s, clock=lambda: 0.0)
+    frontier = search_frontier(oracle, batch_axis(settings, start), settings.frontier_time_budget_s, lambda: 0.0)
     swept = sweep_batches(frontier.largest_fit, settings.frontier_resolution) if frontier.end == "resolved" else []
     return len(frontier.probes) + len(swept)
 
 
 def plan(
-    variants: list[str], seq_lens: list[int], settings: FrontierSettings, arch: Arch | None, capacity_gib: float | None
+    variants: list[str],
+    seq_lens: list[int],
+    settings: FrontierSettings,
+    arch: Arch | None,
+    capacity_gib: float | None,
+    start: int | None = None,
 ) -> str:
     """Lines saying, per (variant, seq), the frontier the memory model predicts, the probes and seconds to expect.
 
@@ -209,14 +222,16 @@ def plan(
         settings: The search's settings.
         arch: The model's sizes (None: the memory model has none for the preset, no estimate).
         capacity_gib: The GPU's memory (None: unknown, no estimate).
+        start: The search's first batch (None: 1).
     """
     if arch is None or capacity_gib is None:
         return "Plan: the memory model has no sizes for this preset, or the GPU's capacity is unknown: no estimate."
-    lines, total = [f"Plan at {SECONDS_PER_PROBE:.0f} s a probe, for {capacity_gib:.1f} GiB:"], 0.0
+    lines = [f"Plan at {SECONDS_PER_PROBE:.0f} s a probe, for {capacity_gib:.1f} GiB, searching from {start or 1}:"]
+    total = 0.0
     for seq in seq_lens:
         for variant in variants:
             edge = predicted_frontier(arch, variant == "liger", 1, seq, capacity_gib)
-            probes = estimated_probes(edge, seq, settings)
+            probes = estimated_probes(edge, seq, settings, start)
             total += probes * SECONDS_PER_PROBE
             lines.append(
                 f"  {variant} seq {seq}: the memory model predicts a largest fit of {edge}: ~{probes} probes "
@@ -319,6 +334,12 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=defaults.frontier_resolution, help="frontier_resolution")
     parser.add_argument("--max-batch-size", type=int, default=defaults.frontier_max_batch_size)
     parser.add_argument("--probe-steps", type=int, default=defaults.frontier_probe_steps)
+    parser.add_argument(
+        "--start",
+        type=int,
+        help=f"the search's first batch (default: the pipeline's on its default grid, {DEFAULT_START}, "
+        "within --max-batch-size; 1 as the committed h200-frontier results)",
+    )
     parser.add_argument("--time-budget-s", type=float, default=defaults.frontier_time_budget_s)
     parser.add_argument("--capacity-gib", type=float, help="the plan's GPU memory (default: nvidia-smi's)")
     parser.add_argument("--plan-only", action="store_true", help="print the plan and stop")
@@ -338,10 +359,13 @@ def main() -> None:
             frontier_probe_steps=args.probe_steps,
             frontier_time_budget_s=args.time_budget_s,
         )
-    except GridError as refused:
+        start = min(DEFAULT_START, settings.frontier_max_batch_size) if args.start is None else args.start
+        batch_axis(settings, start)
+    except (GridError, ValueError) as refused:
         parser.error(str(refused))
     arch = ARCHES.get(args.preset)
-    print(plan(args.variants, args.seq_lens, settings, arch, args.capacity_gib or gpu_capacity_gib()), flush=True)
+    capacity = args.capacity_gib or gpu_capacity_gib()
+    print(plan(args.variants, args.seq_lens, settings, arch, capacity, start), flush=True)
     if args.plan_only:
         return
     if args.out is None:
@@ -367,6 +391,7 @@ def main() -> None:
                     probe,
                     settings,
                     arch,
+                    start,
                     saved=saved,
                     save=lambda document, path=path: path.write_text(json.dumps(document, indent=1)),
                 )

@@ -122,13 +122,24 @@ def test_the_plan_counts_the_search_and_the_sweep_at_the_memory_models_frontier(
     assert frontier_check.estimated_probes(74, 512, SETTINGS) == 20
     plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, PHI3_MINI, 139.8)
     assert plan.splitlines() == [
-        "Plan at 20 s a probe, for 139.8 GiB:",
+        "Plan at 20 s a probe, for 139.8 GiB, searching from 1:",
         "  baseline seq 512: the memory model predicts a largest fit of 49: ~18 probes (search and sweep), ~360 s",
         "  liger seq 512: the memory model predicts a largest fit of 74: ~20 probes (search and sweep), ~400 s",
         "  total ~760 s; one device call runs 600 s at most: split with --variants/--seq-lens",
     ]
     assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, PHI3_MINI, None)
     assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, None, 139.8)  # the tiny preset
+
+
+def test_a_search_from_the_default_grids_batch_skips_the_doublings_below_it():
+    """From 16, the pipeline's start on its default grid (batch 8 and 16): at 49, 16, 32, 64 and bisection's 5,
+    plus the sweep's 6: 14 probes, 4 fewer; at 74, 16 … 128 and 6: 16. The probes the check makes start there."""
+    assert frontier_check.DEFAULT_START == 16
+    assert frontier_check.estimated_probes(49, 512, SETTINGS, 16) == 14
+    assert frontier_check.estimated_probes(74, 512, SETTINGS, 16) == 16
+    gpu = FakeGpu(edge=45)
+    point = frontier_check.check_point("baseline", 512, gpu, SETTINGS, PHI3_MINI, 16, clock=gpu.clock)
+    assert gpu.seen[:4] == [16, 32, 64, 48] and point["search"]["largest_fit"] == 45 and point["agree"] is True
 
 
 def test_the_table_has_one_row_per_point_by_sequence_length_then_variant():
@@ -175,12 +186,18 @@ def test_the_cli_prints_its_help_and_a_plan_without_a_gpu_and_the_table_of_writt
     assert help_text.returncode == 0 and "--variants" in help_text.stdout and "--resume" in help_text.stdout
     planned = run_cli("--plan-only", "--capacity-gib", "139.8", "--variants", "liger", "--seq-lens", "2048")
     assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.startswith("Plan at 20 s a probe, for 139.8 GiB, searching from 16:")
     assert "liger seq 2048: the memory model predicts a largest fit of" in planned.stdout
     part = check(FakeGpu(edge=45))
     (tmp_path / "baseline-seq512.json").write_text(json.dumps(part))
     tabled = run_cli("--table", str(tmp_path))
     assert tabled.returncode == 0, tabled.stderr
     assert tabled.stdout.splitlines() == frontier_check.table([part]).splitlines()
+
+
+def test_the_cli_refuses_a_start_off_the_searchs_axis_in_one_line_before_any_probe():
+    refused = run_cli("--start", "2000", "--out", "/nonexistent/out")
+    assert refused.returncode == 2 and "start 2000 is not a multiple of 1" in refused.stderr.splitlines()[-1]
 
 
 def test_the_cli_refuses_a_bad_resolution_in_one_line_before_any_probe():
