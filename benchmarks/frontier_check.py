@@ -8,8 +8,8 @@ one GPU:
    ``liger_bench.measure.frontier_probe.find_frontier`` does for a grid point: each probe trains
    ``frontier_probe_steps`` full steps of rows packed to the sequence length, in a fresh supervised
    process. Its settings are the pipeline's defaults (``FrontierSettings``) unless given, and it starts
-   where find_frontier starts on the pipeline's default grid, that grid's largest batch (16), unless
-   ``--start`` says (the committed ``benchmarks/results/h200-frontier`` searched from 1).
+   where find_frontier starts on the pipeline's default grid at that sequence length (``pipeline_start``)
+   unless ``--start`` says (the committed ``benchmarks/results/h200-frontier`` searched from 1).
 2. **The sweep**: the same probe, each batch in a fresh process again, at the batches
    ``sweep_batches`` names for a resolved search with largest fit F, step r (``frontier_resolution``):
    F − 3r, F − 2r, F − r, F, F + r and F + 2r (those ≥ 1). Why that is enough: memory grows with the
@@ -56,8 +56,9 @@ from memory_model import ARCHES, Arch, frontier_check, predicted_frontier
 
 from liger_bench.measure.frontier import Frontier, Probe, ProbeRunner, search_frontier
 from liger_bench.measure.frontier_probe import batch_axis
-from liger_bench.plan.frontier import FrontierSettings
-from liger_bench.plan.grid import GridError, GridSpec
+from liger_bench.plan.config import TrainConfig
+from liger_bench.plan.frontier import FrontierSettings, batch_start
+from liger_bench.plan.grid import GridError, GridSpec, expand_grid
 
 # A probe's wall time on an H200 with Phi-3-mini: process start, model load, 3 steps; a mean of
 # 20.2 s (14.9-26.5) over the 50 probes of benchmarks/results/h200-frontier (the plan once assumed 15 s).
@@ -66,9 +67,23 @@ SECONDS_PER_PROBE = 20.0
 SWEEP_STEPS = range(-3, 3)
 VARIANTS = ("baseline", "liger")
 GPU_BENCHMARK = Path(__file__).with_name("gpu_benchmark.py")
-# Where the search starts unless --start says: where find_frontier starts on the pipeline's default grid, its
-# largest batch (plan.frontier.batch_start). The committed h200-frontier results searched from 1 (--start 1).
-DEFAULT_START = max(b for b in GridSpec().per_device_train_batch_size if isinstance(b, int))
+
+
+def point_config(variant: str, seq: int) -> TrainConfig:
+    """The training config of a (variant, seq) point: the pipeline's defaults, eager."""
+    return TrainConfig(run_key=f"{variant}-seq{seq}", use_liger=variant == "liger", max_seq_length=seq)
+
+
+def pipeline_start(variant: str, seq: int, settings: FrontierSettings) -> int:
+    """Where find_frontier starts (variant, seq)'s batch search on the pipeline's default grid at that length.
+
+    Args:
+        variant: ``baseline`` or ``liger``.
+        seq: The sequence length, the grid's only one.
+        settings: The search's settings (its bound caps the start).
+    """
+    grid = expand_grid(GridSpec(use_liger=[variant == "liger"], torch_compile=[False], max_seq_length=[seq]))
+    return batch_start(grid, point_config(variant, seq), settings.frontier_max_batch_size)
 
 
 def sweep_batches(largest_fit: int | None, step: int) -> list[int]:
@@ -124,7 +139,7 @@ def check_point(
     probe: ProbeRunner,
     settings: FrontierSettings,
     arch: Arch | None,
-    start: int | None = None,
+    start: int,
     clock: Callable[[], float] = time.monotonic,
     saved: dict | None = None,
     save: Callable[[dict], None] = lambda document: None,
@@ -137,7 +152,7 @@ def check_point(
         probe: ``supervised_probe`` of the point (a fresh process per call); the tests pass fakes.
         settings: The search's settings.
         arch: The model's sizes for the memory model (None: a preset it has none for, no check).
-        start: The search's first batch (None: 1), as ``batch_axis`` takes it.
+        start: The search's first batch (``pipeline_start`` unless ``--start`` says).
         clock: Seconds on a monotonic clock.
         saved: A document ``save`` was given before, by a call cut short (``--resume``): its search and swept
             batches are kept, only what it lacks is probed.
@@ -188,14 +203,14 @@ def check_point(
     return document()
 
 
-def estimated_probes(edge: int, seq: int, settings: FrontierSettings, start: int | None = None) -> int:
+def estimated_probes(edge: int, seq: int, settings: FrontierSettings, start: int) -> int:
     """Probes the search and the sweep take when the frontier is at ``edge`` (the search run on a fake GPU).
 
     Args:
         edge: The largest batch that trains (e.g. the memory model's prediction).
         seq: The sequence length.
         settings: The search's settings.
-        start: The search's first batch (None: 1).
+        start: The search's first batch.
     """
 
     def oracle(batch: int, _left: float) -> Probe:
@@ -222,20 +237,20 @@ def plan(
         settings: The search's settings.
         arch: The model's sizes (None: the memory model has none for the preset, no estimate).
         capacity_gib: The GPU's memory (None: unknown, no estimate).
-        start: The search's first batch (None: 1).
+        start: The search's first batch (None: ``pipeline_start`` of each point).
     """
     if arch is None or capacity_gib is None:
         return "Plan: the memory model has no sizes for this preset, or the GPU's capacity is unknown: no estimate."
-    lines = [f"Plan at {SECONDS_PER_PROBE:.0f} s a probe, for {capacity_gib:.1f} GiB, searching from {start or 1}:"]
-    total = 0.0
+    lines, total = [f"Plan at {SECONDS_PER_PROBE:.0f} s a probe, for {capacity_gib:.1f} GiB:"], 0.0
     for seq in seq_lens:
         for variant in variants:
             edge = predicted_frontier(arch, variant == "liger", 1, seq, capacity_gib)
-            probes = estimated_probes(edge, seq, settings, start)
+            first = start or pipeline_start(variant, seq, settings)
+            probes = estimated_probes(edge, seq, settings, first)
             total += probes * SECONDS_PER_PROBE
             lines.append(
-                f"  {variant} seq {seq}: the memory model predicts a largest fit of {edge}: ~{probes} probes "
-                f"(search and sweep), ~{probes * SECONDS_PER_PROBE:.0f} s"
+                f"  {variant} seq {seq}: the memory model predicts a largest fit of {edge}; from batch {first}: "
+                f"~{probes} probes (search and sweep), ~{probes * SECONDS_PER_PROBE:.0f} s"
             )
     lines.append(f"  total ~{total:.0f} s; one device call runs 600 s at most: split with --variants/--seq-lens")
     return "\n".join(lines)
@@ -337,8 +352,8 @@ def main() -> None:
     parser.add_argument(
         "--start",
         type=int,
-        help=f"the search's first batch (default: the pipeline's on its default grid, {DEFAULT_START}, "
-        "within --max-batch-size; 1 as the committed h200-frontier results)",
+        help="the search's first batch (default: find_frontier's on the pipeline's default grid at each length, its "
+        "largest batch; 1 as the committed h200-frontier results)",
     )
     parser.add_argument("--time-budget-s", type=float, default=defaults.frontier_time_budget_s)
     parser.add_argument("--capacity-gib", type=float, help="the plan's GPU memory (default: nvidia-smi's)")
@@ -359,19 +374,18 @@ def main() -> None:
             frontier_probe_steps=args.probe_steps,
             frontier_time_budget_s=args.time_budget_s,
         )
-        start = min(DEFAULT_START, settings.frontier_max_batch_size) if args.start is None else args.start
-        batch_axis(settings, start)
-    except (GridError, ValueError) as refused:
+    except GridError as refused:
         parser.error(str(refused))
+    if args.start is not None and not 1 <= args.start <= settings.frontier_max_batch_size:
+        parser.error(f"--start: {args.start} is out of range; accepted: 1 to --max-batch-size ({args.max_batch_size})")
     arch = ARCHES.get(args.preset)
     capacity = args.capacity_gib or gpu_capacity_gib()
-    print(plan(args.variants, args.seq_lens, settings, arch, capacity, start), flush=True)
+    print(plan(args.variants, args.seq_lens, settings, arch, capacity, args.start), flush=True)
     if args.plan_only:
         return
     if args.out is None:
         parser.error("--out is required unless --plan-only or --table")
     from liger_bench.measure.frontier_probe import supervised_probe
-    from liger_bench.plan.config import TrainConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     model_dir, dataset_dir = prepared_assets(args.cache, args.preset)
@@ -381,7 +395,7 @@ def main() -> None:
             path = args.out / f"{variant}-seq{seq}.json"
             saved = json.loads(path.read_text()) if args.resume and path.exists() else None
             if not (saved and saved["complete"]):
-                config = TrainConfig(run_key=f"{variant}-seq{seq}", use_liger=variant == "liger", max_seq_length=seq)
+                config = point_config(variant, seq)
                 probe = announced(
                     supervised_probe(config, "per_device_train_batch_size", model_dir, dataset_dir, settings)
                 )
@@ -391,7 +405,7 @@ def main() -> None:
                     probe,
                     settings,
                     arch,
-                    start,
+                    args.start or pipeline_start(variant, seq, settings),
                     saved=saved,
                     save=lambda document, path=path: path.write_text(json.dumps(document, indent=1)),
                 )

@@ -26,8 +26,8 @@ from liger_bench.measure.frontier_probe import batch_axis, sequence_axis
 from liger_bench.measure.metrics import aggregate
 from liger_bench.measure.training import NO_CUDA_REASON, diverged_reason, world_metrics
 from liger_bench.plan.config import TrainConfig
-from liger_bench.plan.frontier import FrontierSettings, sequence_bound
-from liger_bench.plan.grid import run_key
+from liger_bench.plan.frontier import FrontierSettings, batch_start, sequence_bound, sequence_start
+from liger_bench.plan.grid import GridSpec, expand_grid, run_key
 from liger_bench.records import RunResult
 from liger_bench.vocabulary import variant_of
 
@@ -282,8 +282,9 @@ def gpu_scenario() -> list[Run]:
 
 # The GPU scenario's memory frontier at seq 512 on its H100, per variant: the largest batch that trains, the
 # peak reserved GiB a probe of batch b reaches (intercept, slope), its seconds (intercept, slope) and the
-# reserved GiB at the out-of-memory error. Searched with resolution 1 from batch 1: the baseline probes
-# 1 … 32, then 24, 20, 22, 23 (10 probes); Liger 1 … 64, then 48, 40, 36, 38, 37 (12 probes).
+# reserved GiB at the out-of-memory error. Searched with resolution 1 from the grid's largest batch, 24, as
+# find_frontier does (``SEARCHED_GRID``): the baseline probes 24, 12, 18, 21, 22, 23 (6 probes); Liger 24, 48,
+# 36, 42, 39, 37 (6 probes).
 FRONTIER = {
     "baseline": {"largest_fit": 22, "peak": (7.6, 3.1), "seconds": (12.0, 0.5), "oom_peak": 78.45},
     "liger": {"largest_fit": 36, "peak": (6.9, 1.85), "seconds": (15.1, 0.25), "oom_peak": 77.93},
@@ -307,13 +308,26 @@ def frontier_probe(variant: str, batch: int) -> Probe:
     )
 
 
+# prepare_grid's items for the GPU scenario's grid (``gpu_scenario``: both eager variants, batch 8, 16 and 24, seq
+# 512), from which find_frontier's searches start.
+SEARCHED_GRID = expand_grid(
+    GridSpec(torch_compile=[False], per_device_train_batch_size=[8, 16, 24], max_seq_length=[512], n_runs=3)
+)
+
+
+def _searched_config(variant: str) -> TrainConfig:
+    return TrainConfig(use_liger=variant == "liger", max_seq_length=512)
+
+
 def frontier_searches() -> list[dict]:
-    """find_frontier's records for the GPU scenario: the real search over ``frontier_probe``'s answers."""
+    """find_frontier's records for the GPU scenario: the real search over ``frontier_probe``'s answers, from where
+    find_frontier starts on the scenario's grid."""
     settings = FrontierSettings(frontier_resolution=1, frontier_max_batch_size=1024)
     records = []
     for variant in FRONTIER:
         probe = lambda batch, _left, v=variant: frontier_probe(v, batch)  # noqa: E731
-        frontier = search_frontier(probe, batch_axis(settings), settings.frontier_time_budget_s)
+        start = batch_start(SEARCHED_GRID, _searched_config(variant), settings.frontier_max_batch_size)
+        frontier = search_frontier(probe, batch_axis(settings, start), settings.frontier_time_budget_s)
         records.append({"variant": variant, "max_seq_length": 512, **frontier.to_dict()})
     return records
 
@@ -321,8 +335,8 @@ def frontier_searches() -> list[dict]:
 # The GPU scenario's longest sequence at batch SEQUENCE_BATCH on its H100, per variant, up to Phi-3-mini's
 # 4,096-token context: the longest max_seq_length that trains, the peak reserved GiB a probe of s tokens
 # reaches (intercept, slope per 1,024 tokens), its seconds (likewise) and the reserved GiB at the error.
-# Searched from 64 tokens: the baseline probes 64 … 2,048, then 1,536, 1,792, 1,920, 1,984 (10 probes);
-# Liger 64 … 4,096, then 3,072, 3,584, 3,840, 3,712, 3,776 (12 probes).
+# Searched from the grid's longest sequence, 512 tokens, as find_frontier does: the baseline probes 512 … 2,048,
+# then 1,536, 1,792, 1,920, 1,984 (7 probes); Liger 512 … 4,096, then 3,072, 3,584, 3,840, 3,712, 3,776 (9 probes).
 SEQUENCE_BATCH = 4
 SEQUENCE_CONTEXT = 4096
 SEQUENCE_FRONTIER = {
@@ -351,10 +365,11 @@ def sequence_probe(variant: str, seq: int) -> Probe:
 def sequence_searches() -> list[dict]:
     """find_frontier's sequence_frontiers records for the GPU scenario: the real search over ``sequence_probe``."""
     settings = FrontierSettings(frontier_seq_batch_size=SEQUENCE_BATCH)
-    axis = sequence_axis(sequence_bound(settings, SEQUENCE_CONTEXT, "config.json"))
+    bound = sequence_bound(settings, SEQUENCE_CONTEXT, "config.json")
     records = []
     for variant in SEQUENCE_FRONTIER:
         probe = lambda seq, _left, v=variant: sequence_probe(v, seq)  # noqa: E731
+        axis = sequence_axis(bound, sequence_start(SEARCHED_GRID, variant, bound))
         frontier = search_frontier(probe, axis, settings.frontier_time_budget_s)
         records.append({"variant": variant, "per_device_train_batch_size": SEQUENCE_BATCH, **frontier.to_dict()})
     return records

@@ -15,6 +15,7 @@ import pytest
 
 from liger_bench.measure.frontier import Probe
 from liger_bench.plan.frontier import FrontierSettings
+from liger_bench.plan.grid import GridSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "frontier_check.py"
@@ -49,7 +50,8 @@ class FakeGpu:
 
 
 def check(gpu: FakeGpu, variant: str = "baseline", settings: FrontierSettings = SETTINGS) -> dict:
-    return frontier_check.check_point(variant, 512, gpu, settings, PHI3_MINI, clock=gpu.clock)
+    """A point searched from batch 1, as the committed h200-frontier results were (``--start 1``)."""
+    return frontier_check.check_point(variant, 512, gpu, settings, PHI3_MINI, 1, clock=gpu.clock)
 
 
 def test_the_sweep_covers_three_steps_below_the_fit_and_two_above_at_the_searchs_resolution():
@@ -118,13 +120,15 @@ def test_the_plan_counts_the_search_and_the_sweep_at_the_memory_models_frontier(
 
     At 49: doubling 1 … 64 (7 probes), bisection 48, 56, 52, 50, 49 (5), sweep 6: 18. At 74: 1 … 128 (8),
     96, 80, 72, 76, 74, 75 (6), sweep 6: 20."""
-    assert frontier_check.estimated_probes(49, 512, SETTINGS) == 18
-    assert frontier_check.estimated_probes(74, 512, SETTINGS) == 20
-    plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, PHI3_MINI, 139.8)
+    assert frontier_check.estimated_probes(49, 512, SETTINGS, 1) == 18
+    assert frontier_check.estimated_probes(74, 512, SETTINGS, 1) == 20
+    plan = frontier_check.plan(["baseline", "liger"], [512], SETTINGS, PHI3_MINI, 139.8, start=1)
     assert plan.splitlines() == [
-        "Plan at 20 s a probe, for 139.8 GiB, searching from 1:",
-        "  baseline seq 512: the memory model predicts a largest fit of 49: ~18 probes (search and sweep), ~360 s",
-        "  liger seq 512: the memory model predicts a largest fit of 74: ~20 probes (search and sweep), ~400 s",
+        "Plan at 20 s a probe, for 139.8 GiB:",
+        "  baseline seq 512: the memory model predicts a largest fit of 49; from batch 1: ~18 probes (search and "
+        "sweep), ~360 s",
+        "  liger seq 512: the memory model predicts a largest fit of 74; from batch 1: ~20 probes (search and sweep), "
+        "~400 s",
         "  total ~760 s; one device call runs 600 s at most: split with --variants/--seq-lens",
     ]
     assert "no estimate" in frontier_check.plan(["baseline"], [512], SETTINGS, PHI3_MINI, None)
@@ -132,9 +136,14 @@ def test_the_plan_counts_the_search_and_the_sweep_at_the_memory_models_frontier(
 
 
 def test_a_search_from_the_default_grids_batch_skips_the_doublings_below_it():
-    """From 16, the pipeline's start on its default grid (batch 8 and 16): at 49, 16, 32, 64 and bisection's 5,
-    plus the sweep's 6: 14 probes, 4 fewer; at 74, 16 … 128 and 6: 16. The probes the check makes start there."""
-    assert frontier_check.DEFAULT_START == 16
+    """By default the check starts where find_frontier starts on the pipeline's default grid (batch 8 and 16) at
+    each length: 16, capped at the bound. At 49, 16, 32, 64 and bisection's 5, plus the sweep's 6: 14 probes,
+    4 fewer than from 1; at 74, 16 … 128 and 6: 16. The probes the check makes start there."""
+    default_batches = GridSpec().per_device_train_batch_size
+    for variant, seq in (("baseline", 512), ("liger", 2048)):
+        assert frontier_check.pipeline_start(variant, seq, SETTINGS) == max(default_batches) == 16
+    assert frontier_check.pipeline_start("liger", 512, FrontierSettings(frontier_max_batch_size=12)) == 12
+    assert "from batch 16: ~14 probes" in frontier_check.plan(["baseline"], [512], SETTINGS, PHI3_MINI, 139.8)
     assert frontier_check.estimated_probes(49, 512, SETTINGS, 16) == 14
     assert frontier_check.estimated_probes(74, 512, SETTINGS, 16) == 16
     gpu = FakeGpu(edge=45)
@@ -168,13 +177,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_a_point_cut_short_is_saved_after_every_probe_and_resumed_without_probing_again():
     """A device call killed after the search and two sweep probes: --resume probes the four sweep batches left."""
     saved = []
-    whole = frontier_check.check_point("baseline", 512, FakeGpu(edge=45), SETTINGS, PHI3_MINI, save=saved.append)
+    whole = frontier_check.check_point("baseline", 512, FakeGpu(edge=45), SETTINGS, PHI3_MINI, 1, save=saved.append)
     assert len(saved) == 1 + 6 and [doc["complete"] for doc in saved] == [False] * 6 + [True]
     assert [doc["n_probes"]["sweep"] for doc in saved] == list(range(7))
     cut = json.loads(json.dumps(saved[2]))  # as read back from the file
     assert cut["agree"] is None and frontier_check.table([cut]).splitlines()[-1].split(" | ")[9] == "sweep cut short"
     gpu = FakeGpu(edge=45)
-    resumed = frontier_check.check_point("baseline", 512, gpu, SETTINGS, PHI3_MINI, saved=cut)
+    resumed = frontier_check.check_point("baseline", 512, gpu, SETTINGS, PHI3_MINI, 1, saved=cut)
     assert gpu.seen == [44, 45, 46, 47]
     for key in ("search", "sweep", "agree", "complete", "memory_model", "n_probes"):
         assert resumed[key] == whole[key], key
@@ -186,7 +195,7 @@ def test_the_cli_prints_its_help_and_a_plan_without_a_gpu_and_the_table_of_writt
     assert help_text.returncode == 0 and "--variants" in help_text.stdout and "--resume" in help_text.stdout
     planned = run_cli("--plan-only", "--capacity-gib", "139.8", "--variants", "liger", "--seq-lens", "2048")
     assert planned.returncode == 0, planned.stderr
-    assert planned.stdout.startswith("Plan at 20 s a probe, for 139.8 GiB, searching from 16:")
+    assert "liger seq 2048: the memory model predicts a largest fit of 18; from batch 16:" in planned.stdout
     assert "liger seq 2048: the memory model predicts a largest fit of" in planned.stdout
     part = check(FakeGpu(edge=45))
     (tmp_path / "baseline-seq512.json").write_text(json.dumps(part))
@@ -197,7 +206,10 @@ def test_the_cli_prints_its_help_and_a_plan_without_a_gpu_and_the_table_of_writt
 
 def test_the_cli_refuses_a_start_off_the_searchs_axis_in_one_line_before_any_probe():
     refused = run_cli("--start", "2000", "--out", "/nonexistent/out")
-    assert refused.returncode == 2 and "start 2000 is not a multiple of 1" in refused.stderr.splitlines()[-1]
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1].endswith(
+        "--start: 2000 is out of range; accepted: 1 to --max-batch-size (1024)"
+    )
 
 
 def test_the_cli_refuses_a_bad_resolution_in_one_line_before_any_probe():

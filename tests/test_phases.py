@@ -8,9 +8,10 @@ import time
 import pytest
 
 from liger_bench.measure import training
-from liger_bench.measure.phases import PHASES, PhaseClock, phases_line, process_age_s, with_exit
+from liger_bench.measure.phases import PHASES, PhaseClock, cut_short, phases_line, process_age_s, with_exit
 from liger_bench.measure.supervisor import train_supervised
 from liger_bench.plan.config import TrainConfig
+from liger_bench.records import read_json
 
 SLEEP_S = 2.0
 
@@ -83,3 +84,17 @@ def test_the_clock_counts_from_the_process_start_and_exit_is_the_rest_of_the_sup
     assert with_exit({"start": 1.0, "imports": 2.0}, 10.0) == {"start": 1.0, "imports": 2.0, "exit": 7.0}
     # The start time is known to a 10 ms tick: never a negative exit.
     assert with_exit({"start": 1.005}, 1.0)["exit"] == 0.0
+
+
+def test_a_recording_clock_writes_each_mark_and_a_cut_short_process_ends_in_the_phase_it_was_in(tmp_path):
+    clock = PhaseClock(since_process_start=True)
+    clock.record_to(tmp_path / "phases.json")
+    assert read_json(tmp_path / "phases.json") == clock.phases_s and list(clock.phases_s) == ["start"]
+    clock.mark("imports")
+    clock.mark("environment")
+    recorded = read_json(tmp_path / "phases.json")
+    assert recorded == clock.phases_s and list(recorded) == ["start", "imports", "environment"]
+    elapsed = sum(recorded.values()) + 5.0
+    assert cut_short(recorded, elapsed) == {**recorded, "data": pytest.approx(5.0)}
+    assert cut_short({"start": 2.0}, 1.0) == {"start": 2.0, "imports": 0.0}  # never negative
+    assert cut_short({}, 9.0) == {}  # it died before its clock started: nothing known

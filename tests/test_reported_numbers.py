@@ -473,11 +473,12 @@ def searched():
     return analyze_results(*build(gpu_scenario()), frontier_searches(), sequence_searches(), gpu_hour_price=PRICE)
 
 
-# What each search probed, in order, by hand from FRONTIER's largest fits: doubling from 1 to the first
-# batch out of memory, then bisecting to resolution 1.
+# What each search probed, in order, by hand from FRONTIER's largest fits: from the grid's largest batch, 24,
+# halving while out of memory (the baseline's 22) or doubling while it trains (Liger's 36), then bisecting to
+# resolution 1.
 PROBED = {
-    "baseline": [1, 2, 4, 8, 16, 32, 24, 20, 22, 23],
-    "liger": [1, 2, 4, 8, 16, 32, 64, 48, 40, 36, 38, 37],
+    "baseline": [24, 12, 18, 21, 22, 23],
+    "liger": [24, 48, 36, 42, 39, 37],
 }
 
 
@@ -544,10 +545,10 @@ def test_every_kfp_metric_and_the_headline_of_a_searched_frontier(searched):
 
 
 # What each longest-sequence search probed, in order, by hand from SEQUENCE_FRONTIER's longest fits: doubling
-# from 64 tokens to the first length out of memory, then bisecting on 64-token steps.
+# from the grid's longest sequence, 512 tokens, to the first length out of memory, then bisecting on 64-token steps.
 PROBED_LENGTHS = {
-    "baseline": [64, 128, 256, 512, 1024, 2048, 1536, 1792, 1920, 1984],
-    "liger": [64, 128, 256, 512, 1024, 2048, 4096, 3072, 3584, 3840, 3712, 3776],
+    "baseline": [512, 1024, 2048, 1536, 1792, 1920, 1984],
+    "liger": [512, 1024, 2048, 4096, 3072, 3584, 3840, 3712, 3776],
 }
 
 

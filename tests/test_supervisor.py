@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from liger_bench.measure.phases import PHASES, phases_line
 from liger_bench.measure.supervisor import STEPS, crashed_result, oom_kill_count, train_supervised
 from liger_bench.plan.config import TrainConfig
 
@@ -66,12 +67,19 @@ def _kill_after_steps(run_key: str, n_steps: int, sig: signal.Signals) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["sigkill", "sigsegv"])
 def test_a_killed_training_process_is_recorded_with_its_signal_and_completed_steps(
-    sig, embedded_assets, prepared_dataset
+    sig, embedded_assets, prepared_dataset, capsys
 ):
     config = _config(f"killed-{sig.name.lower()}")
     killer = _in_thread(_kill_after_steps, config.run_key, 3, sig)
+    started = time.monotonic()
     result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    wall_s = time.monotonic() - started
     killer.join()
+    # The phases it ended, then the one it died in (its steps), to its end; and their log line.
+    assert tuple(result.phases_s) == PHASES[: PHASES.index("steps") + 1]
+    assert sum(step["step_time_s"] for step in steps) <= result.phases_s["first_step"] + result.phases_s["steps"]
+    assert sum(result.phases_s.values()) <= wall_s
+    assert f"[liger-bench] {phases_line(config.run_key, result.phases_s, steps)}" in capsys.readouterr().out
     assert (result.status, result.reason) == ("failed", f"training process killed by signal {sig.name} ({sig.value})")
     assert len(steps) >= 3 and [s["step"] for s in steps] == list(range(1, len(steps) + 1))
     assert all(s["loss"] is not None for s in steps)  # every streamed step is complete
@@ -91,6 +99,9 @@ def test_a_hung_training_process_is_stopped_at_the_timeout_and_recorded(embedded
     assert result.status == "failed"
     assert result.reason == "timeout: no result after 15 s (train_timeout_s); training stopped"
     assert result.metrics["steps_completed"] == len(steps)
+    # Where it hung shows: the phases it ended and the one it was in at the timeout, to its end.
+    assert len(result.phases_s) >= 2 and tuple(result.phases_s) == PHASES[: len(result.phases_s)]
+    assert sum(result.phases_s.values()) == pytest.approx(result.metrics["elapsed_s"])
     with pytest.raises(TimeoutError):
         training_process(config.run_key, timeout_s=0.5)  # no training process left behind
 

@@ -19,7 +19,9 @@
   interpreter teardown, releasing the GPU (and torchrun's own start and end with several GPUs).
 
 The step metrics (``step_time_s``) time each step alone; ``first_step`` and ``steps`` are wall time.
-A run that fails ends the phase it was in there (``PhaseClock.mark_interrupted``) and skips the later ones.
+A run that fails ends the phase it was in there (``PhaseClock.mark_interrupted``) and skips the later ones. A
+training process that crashes, hangs or is killed writes no result: the phases it ended were recorded to a file
+as it went (``PhaseClock.record_to``), and the one it was in lasts to its end (``cut_short``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
+from liger_bench.records import write_json_atomic
 
 PHASES = (
     "start",
@@ -70,6 +74,12 @@ class PhaseClock:
         if age is not None:
             self.phases_s["start"] = age
         self._last = time.perf_counter()
+        self._record: Path | None = None
+
+    def record_to(self, path: Path) -> None:
+        """Write ``phases_s`` to ``path`` (JSON) now and at every later mark, for a process that may die unrecorded."""
+        self._record = path
+        write_json_atomic(path, self.phases_s)
 
     def mark(self, name: str) -> None:
         """End phase ``name`` now: it lasted since the previous mark (or since the clock started)."""
@@ -77,6 +87,8 @@ class PhaseClock:
         self.phases_s[name] = now - self._last
         self._last = now
         self._next = PHASES.index(name) + 1
+        if self._record is not None:
+            write_json_atomic(self._record, self.phases_s)
 
     def current(self) -> str:
         """The phase in progress: the one after the last marked."""
@@ -93,6 +105,19 @@ def with_exit(phases_s: dict[str, float], elapsed_s: float) -> dict[str, float]:
     Never below 0: the process's start time is known to a 10 ms tick.
     """
     return {**phases_s, "exit": max(0.0, elapsed_s - sum(phases_s.values()))}
+
+
+def cut_short(phases_s: dict[str, float], elapsed_s: float) -> dict[str, float]:
+    """The phases of a process that ended without a result: those it recorded, then the one it was in, to its end.
+
+    Args:
+        phases_s: The phases ``record_to`` wrote ({}: it wrote none, nothing is known).
+        elapsed_s: The supervisor's wall time from spawning the process to its end.
+    """
+    if not phases_s:
+        return {}
+    current = PHASES[PHASES.index(list(phases_s)[-1]) + 1]
+    return {**phases_s, current: max(0.0, elapsed_s - sum(phases_s.values()))}
 
 
 def phases_line(run_key: str, phases_s: dict[str, float], steps: list[dict]) -> str:

@@ -297,13 +297,13 @@ def run_training(
     times the run's phases into ``result.phases_s`` (``liger_bench.measure.phases``); by default one
     started now, at ``imports``.
     """
+    clock = clock or PhaseClock()  # first: ``imports`` includes torch's
     import torch
 
     from liger_bench.measure import distributed
     from liger_bench.measure.envinfo import capture_environment
     from liger_bench.measure.metrics import StepMetricsCallback, aggregate
 
-    clock = clock or PhaseClock()
     import_training_libraries()
     clock.mark("imports")
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
