@@ -7,8 +7,9 @@
 # to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
 # Options: PRESET (an embedded model preset, default phi3-mini; llama3-8b: Llama-3-8B's shape, 128k
 # vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off),
-# FRONTIER_SEARCH (default: the pipeline's, true: a search per variant, ~4 min each for Phi-3 on an H200,
-# benchmarks/results/README.md's fifth session).
+# FRONTIER_SEARCH (default: the pipeline's, true: a search per variant; for Phi-3 on an H200 ~8 probes of
+# ~20 s from the grid's batch 16 to the fits 42 and 62 at 512 tokens, ~3 min each: benchmarks/results/README.md's
+# fifth session).
 # Issue 25's attribution: a run costs ~25 s beyond its steps, so Phi-3's kernel_ablation=both (10 variants)
 # × 3 repeats × 30 steps is ~20 min, longer than a device call: detach it and await it over several calls
 # (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=3 MAX_STEPS=30
