@@ -1,5 +1,8 @@
 """run_training on real steps of the tiny model; Liger patching on CPU; the Liger path on a GPU."""
 
+import subprocess
+import sys
+
 import pytest
 
 from liger_bench.measure.training import NO_CUDA_REASON, run_training
@@ -97,6 +100,29 @@ def test_liger_without_cuda_is_skipped_not_run_as_the_baseline(embedded_assets, 
     assert result.status == "skipped"
     assert result.reason == NO_CUDA_REASON
     assert steps == [] and result.metrics["n_measured_steps"] == 0
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
+@pytest.mark.parametrize(
+    ("use_liger", "outcome"), [(True, "skipped []"), (False, "ok ['datasets', 'transformers.trainer', 'trl']")]
+)
+def test_a_run_that_cannot_train_does_not_import_the_training_libraries(
+    embedded_assets, prepared_dataset, use_liger, outcome
+):
+    """A fresh process, as each run's is: a Liger run without CUDA imports neither datasets, trl nor transformers'
+    Trainer (a skipped run's process took 6.4 s on this CPU with them, 2.4 s without); a run that trains does."""
+    code = (
+        "import sys; from liger_bench.measure.training import run_training; "
+        "from liger_bench.plan.config import TrainConfig; "
+        f"result, _ = run_training(TrainConfig(use_liger={use_liger}, per_device_train_batch_size=2, "
+        "max_seq_length=64, max_steps=5), sys.argv[1], sys.argv[2]); "
+        "print(result.status, sorted(m for m in ('datasets', 'transformers.trainer', 'trl') if m in sys.modules))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(embedded_assets[0]), str(prepared_dataset)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert child.stdout.splitlines()[-1] == outcome
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@
 
 - ``start``: the process's start (the kernel's start time, at fork) to the training entry point:
   exec, the interpreter and the imports of ``liger_bench.measure.supervisor``;
-- ``imports``: torch, transformers, trl and datasets (``training.import_training_libraries``);
+- ``imports``: torch, transformers, trl and datasets (``training.import_training_libraries``; torch alone for a
+  run that cannot train: Liger without CUDA);
 - ``environment``: ``capture_environment`` (library versions, GPU, driver);
 - ``data``: tokenising and packing the run's rows (tokenizer load included);
 - ``model``: ``load_model`` and the context-length check;

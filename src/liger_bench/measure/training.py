@@ -304,12 +304,14 @@ def run_training(
     from liger_bench.measure.envinfo import capture_environment
     from liger_bench.measure.metrics import StepMetricsCallback, aggregate
 
-    import_training_libraries()
+    skipped = config.use_liger and not torch.cuda.is_available()
+    if not skipped:  # a run that cannot train spares the seconds of transformers', trl's and datasets' imports
+        import_training_libraries()
     clock.mark("imports")
     result = RunResult(run_key=config.run_key, status="ok", config=config.to_dict(), environment=capture_environment())
     clock.mark("environment")
     run, steps, device_usable = None, [], True
-    if config.use_liger and not torch.cuda.is_available():
+    if skipped:
         result.status, result.reason = "skipped", NO_CUDA_REASON
     else:
         try:
