@@ -39,7 +39,7 @@ from liger_bench.records import RunResult, read_json, write_json_atomic
 REQUEST = "request.json"  # what to train: config, model and dataset folders
 STEPS = "steps.jsonl"  # one line per completed step, appended by the child as it trains
 OUTCOME = "outcome.json"  # the child's result and steps, written last
-PHASES = "phases.json"  # the phases the child has ended so far, rewritten at each (rank 0's)
+PHASES_FILE = "phases.json"  # the phases the child has ended so far, rewritten at each (rank 0's)
 # After SIGTERM the child has this long to exit before SIGKILL.
 STOP_GRACE_S = 10.0
 # Lines of the child's stderr a crashed run's record keeps (a traceback, faulthandler's stack).
@@ -120,7 +120,7 @@ def train_supervised(
             oom_killed = oom_kill_count() > oom_kills_before and child.returncode == -signal.SIGKILL
             timeout = timeout_s if timed_out else None
             result = crashed_result(config, child.returncode, steps, elapsed, timeout, oom_killed, list(stderr_tail))
-            recorded = work_dir / PHASES
+            recorded = work_dir / PHASES_FILE
             result.phases_s = cut_short(read_json(recorded) if recorded.is_file() else {}, elapsed)
         if result.phases_s:  # none: the process died before its clock started
             print(f"[liger-bench] {phases_line(config.run_key, result.phases_s, steps)}", flush=True)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if sharded:
         distributed.die_with_launcher()
     if distributed.rank() == 0:
-        clock.record_to(args.work_dir / PHASES)
+        clock.record_to(args.work_dir / PHASES_FILE)
     request = read_json(args.work_dir / REQUEST)
     config = TrainConfig.from_dict(request["config"])
     result, steps = run_training(
