@@ -376,8 +376,11 @@ def main() -> None:
         )
     except GridError as refused:
         parser.error(str(refused))
-    if args.start is not None and not 1 <= args.start <= settings.frontier_max_batch_size:
-        parser.error(f"--start: {args.start} is out of range; accepted: 1 to --max-batch-size ({args.max_batch_size})")
+    if args.start is not None:
+        try:
+            batch_axis(settings, args.start)  # the axis checks its own start
+        except ValueError as refused:
+            parser.error(f"--start: {refused}")
     arch = ARCHES.get(args.preset)
     capacity = args.capacity_gib or gpu_capacity_gib()
     print(plan(args.variants, args.seq_lens, settings, arch, capacity, args.start), flush=True)

@@ -208,7 +208,7 @@ def test_the_cli_refuses_a_start_off_the_searchs_axis_in_one_line_before_any_pro
     refused = run_cli("--start", "2000", "--out", "/nonexistent/out")
     assert refused.returncode == 2
     assert refused.stderr.splitlines()[-1].endswith(
-        "--start: 2000 is out of range; accepted: 1 to --max-batch-size (1024)"
+        "--start: the batch search's start 2000 is not a multiple of 1 from 1 to 1024"
     )
 
 
