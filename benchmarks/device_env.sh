@@ -1,5 +1,5 @@
-# Sourced at the start of a GPU-machine command: installs the carried wheels (.whl, built by
-# `pip download` as the device notes say) over the machine's own torch/triton, and the project.
+# Sourced at the start of a GPU-machine command: installs the carried wheels (.whl, built here by
+# `bash benchmarks/device_wheels.sh`) beside the machine's own torch/triton, and the project.
 # Prints the GPU and the library versions the run used.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
 # The project itself, installed as the images install it: its package maps components/ and

@@ -39,7 +39,8 @@ class Oracle:
     """A fake GPU: units up to ``edge`` train; ``band`` units below the edge fit or not, by a hash.
 
     Peak memory grows with the units (1 GB plus 0.5 GB per unit); each probe takes ``probe_s`` of the
-    fake clock. ``crash_at`` units end ``failed``, as a segfault would. ``axis`` is the field probed
+    fake clock. ``crash_at`` units end ``failed``, as a segfault would, each time; ``crash_once_at`` units the
+    first time only, as a process that died of something the next does not repeat. ``axis`` is the field probed
     (a unit is ``UNIT[axis]`` of it); the other field of the shape stays at batch 4 or 512 tokens.
     """
 
@@ -47,6 +48,7 @@ class Oracle:
     band: int = 0
     probe_s: float = 10.0
     crash_at: frozenset[int] = frozenset()
+    crash_once_at: frozenset[int] = frozenset()
     axis: str = BATCH
     now: float = 0.0
     calls: list[tuple[int, float]] = field(default_factory=list)
@@ -64,12 +66,13 @@ class Oracle:
     def __call__(self, value: int, timeout_s: float) -> Probe:
         assert value % UNIT[self.axis] == 0, value  # every probe on the axis' granule
         unit = value // UNIT[self.axis]
+        first_time = all(called != unit for called, _ in self.calls)
         self.calls.append((unit, timeout_s))
         self.now += self.probe_s
         shape = {BATCH: 4, SEQUENCE: 512, self.axis: value}
-        if unit in self.crash_at:
+        if unit in self.crash_at or (unit in self.crash_once_at and first_time):
             crash = "training process killed by signal SIGSEGV (11)"
-            return Probe(**shape, status="failed", reason=crash, elapsed_s=self.probe_s)
+            return Probe(**shape, status="failed", reason=crash, elapsed_s=self.probe_s, crashed=True)
         peak = 1.0 + 0.5 * unit
         status, reason = ("ok", "") if self.fits(unit) else ("oom", "OutOfMemoryError: CUDA out of memory.")
         return Probe(
@@ -211,18 +214,35 @@ def test_nothing_fits_ends_after_one_probe(axis, reason):
 
 
 @pytest.mark.parametrize(("axis", "probe"), [(BATCH, "batch 48"), (SEQUENCE, "max_seq_length 3072")])
-def test_a_probe_that_crashes_stops_the_search_with_its_reason_and_keeps_what_was_found(axis, probe):
+def test_a_probe_that_crashes_twice_stops_the_search_with_its_reason_and_keeps_what_was_found(axis, probe):
     oracle = Oracle(edge=45, crash_at=frozenset({48}), axis=axis)
     frontier = search(oracle)
-    assert probed(frontier, axis) == [1, 2, 4, 8, 16, 32, 64, 48]
+    assert probed(frontier, axis) == [1, 2, 4, 8, 16, 32, 64, 48, 48]
     assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (
         32 * UNIT[axis],
         64 * UNIT[axis],
         "probe failed",
     )
     assert frontier.reason == (
-        f"the probe of {probe} ended failed, neither trained nor out of memory "
+        f"the probe of {probe} ended failed in each of 2 fresh processes, neither trained nor out of memory "
         "(training process killed by signal SIGSEGV (11)); the search stopped there"
+    )
+
+
+@BOTH_AXES
+def test_a_probe_that_crashes_once_is_run_again_and_the_search_resolves_as_without_the_crash(axis):
+    """The H200's case: the baseline's probe of batch 32 died importing transformers; a fresh process trains it."""
+    crashed, clean = (
+        search(Oracle(edge=42, crash_once_at=frozenset({32}), axis=axis), 16),
+        search(Oracle(edge=42, axis=axis), 16),
+    )
+    assert probed(crashed, axis) == [16, 32, 32, 64, 48, 40, 44, 42, 43]
+    assert [p.status for p in crashed.probes[1:3]] == ["failed", "ok"]
+    assert (crashed.largest_fit, crashed.smallest_oom, crashed.end, crashed.reason) == (
+        clean.largest_fit,
+        clean.smallest_oom,
+        "resolved",
+        clean.reason,
     )
 
 
@@ -374,6 +394,7 @@ def test_the_answer_is_json_ready_with_every_probe():
         "peak_mem_allocated_gb": 2.25,
         "elapsed_s": 10.0,
         "gpu_memory_gb": 0.0,
+        "crashed": False,
     }
 
 

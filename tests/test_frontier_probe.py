@@ -133,6 +133,25 @@ def test_a_probe_that_is_neither_ok_nor_oom_stops_the_real_search_with_its_reaso
     )
 
 
+@pytest.mark.slow
+def test_a_probe_process_that_dies_once_is_run_again_and_the_real_search_goes_on(
+    embedded_assets, prepared_dataset, tmp_path, monkeypatch
+):
+    """The H200's accident, for real: the first probe's process dies importing transformers (tests/broken_transformers,
+    once), a fresh process trains the same batch, and the search goes on to its bound."""
+    broken = Path(__file__).parent / "broken_transformers"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(broken), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("LIGER_BENCH_TEST_BREAK_ONCE", str(tmp_path / "broken-once"))
+    settings = FrontierSettings(frontier_max_batch_size=2, frontier_time_budget_s=600, frontier_probe_steps=2)
+    run = TrainConfig(run_key="frontier-retry", max_seq_length=64)
+
+    frontier = find_frontier(run, batch_axis(settings), str(embedded_assets[0]), str(prepared_dataset), settings)
+
+    assert [(p.per_device_train_batch_size, p.status) for p in frontier.probes] == [(1, "failed"), (1, "ok"), (2, "ok")]
+    assert frontier.probes[0].reason.endswith("(caused by RuntimeError: CUDA driver initialization failed)")
+    assert (frontier.largest_fit, frontier.smallest_oom, frontier.end) == (2, None, "bound"), frontier.reason
+
+
 @pytest.mark.parametrize(
     ("axis", "value", "shape"),
     [("per_device_train_batch_size", 48, (48, 512)), ("max_seq_length", 3072, (4, 3072))],
@@ -200,6 +219,17 @@ def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_
         "peak_mem_allocated_gb": 61.0,
         "elapsed_s": 31.0,
         "gpu_memory_gb": 139.8,
+        "crashed": False,
     }
     at_error = probe_of(probed, ran_out, 12.0)
     assert (at_error.status, at_error.peak_mem_reserved_gb, at_error.peak_mem_allocated_gb) == ("oom", 139.0, 137.5)
+
+
+def test_a_probe_crashed_only_when_its_process_wrote_no_result_not_when_the_training_code_recorded_an_error():
+    """Only a crash is run again (frontier.FAILED_PROBE_ATTEMPTS): the supervisor's record of a process that died."""
+    from liger_bench.measure.supervisor import crashed_result
+
+    probed = TrainConfig(run_key="p", per_device_train_batch_size=8, max_seq_length=512)
+    died = crashed_result(probed, -11, [], 5.0, None, oom_killed=False, stderr_tail=["Fatal Python error"])
+    recorded = RunResult(run_key="p", status="failed", config={}, reason="ValueError: packing: ...")
+    assert (probe_of(probed, died, 5.0).crashed, probe_of(probed, recorded, 5.0).crashed) == (True, False)

@@ -169,6 +169,62 @@ def test_a_training_process_that_fails_outside_training_is_recorded_with_its_las
     assert result.metrics["stderr_tail"].startswith("Traceback")
 
 
+BROKEN_TRANSFORMERS = Path(__file__).parent / "broken_transformers"
+
+
+def test_a_training_process_that_dies_importing_transformers_keeps_its_phases_and_names_the_hidden_cause(
+    embedded_assets, prepared_dataset, monkeypatch, capsys
+):
+    """The H200 probe's death, for real: the child's ``import transformers`` raises transformers' lazy-import error
+    chained from its cause (tests/broken_transformers leads the child's ``PYTHONPATH``)."""
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(BROKEN_TRANSFORMERS), os.environ.get("PYTHONPATH")]))
+    )
+    config = _config("broken-import", max_steps=4)
+    result, steps = train_supervised(config, str(embedded_assets[0]), str(prepared_dataset), timeout_s=300)
+    assert (result.status, steps) == ("failed", [])
+    assert result.reason == (
+        "training process exited with code 1 without a result: ModuleNotFoundError: Could not import module "
+        "'TrainerCallback'. Are this object's requirements defined correctly? Set the logging verbosity to DEBUG "
+        "for the original import error. (caused by RuntimeError: CUDA driver initialization failed)"
+    )
+    assert list(result.phases_s) == ["start", "imports"]
+    assert result.phases_s["imports"] > 0
+    assert f"[liger-bench] {phases_line('broken-import', result.phases_s, [])}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("raise_it", "reason"),
+    [
+        (
+            "raise ModuleNotFoundError(\"Could not import module 'TrainerCallback'\") from err",
+            "ModuleNotFoundError: Could not import module 'TrainerCallback' "
+            "(caused by RuntimeError: CUDA driver initialization failed)",
+        ),
+        ("raise KeyError('mlflow') from None", "KeyError: 'mlflow'"),
+        (
+            "undefined_name",
+            "NameError: name 'undefined_name' is not defined "
+            "(caused by RuntimeError: CUDA driver initialization failed)",
+        ),
+    ],
+)
+def test_a_crash_without_a_result_names_the_first_exception_of_a_chain_its_last_line_hides(raise_it, reason):
+    """A real interpreter's traceback: a library that re-raises (transformers' lazy import, in one H200 probe) hides
+    the cause; ``from None`` suppresses it, so there is none to name."""
+    import subprocess
+    import sys
+
+    cause = "raise RuntimeError('CUDA driver initialization failed')"
+    code = f"try:\n    {cause}\nexcept RuntimeError as err:\n    {raise_it}\n"
+    crash = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert crash.returncode == 1
+    result = crashed_result(
+        _config("chained"), 1, [], 1.0, None, oom_killed=False, stderr_tail=crash.stderr.splitlines()
+    )
+    assert result.reason == f"training process exited with code 1 without a result: {reason}"
+
+
 def test_a_crashed_runs_record_keeps_what_its_completed_steps_measured():
     """Steps streamed before a crash (synthetic, 2,000 non-padding tokens/s on two GPUs) make the record's numbers."""
     from dataclasses import replace

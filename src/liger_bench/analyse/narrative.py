@@ -34,10 +34,10 @@ BASELINE_DEFINITION = (
 SEARCH_RULE = (
     "Per variant and sequence length, before the grid's runs: the largest per-device batch that trains "
     "frontier_probe_steps full steps (forward, backward, optimizer) of rows packed to max_seq_length tokens, each "
-    "probe in a fresh process, searched from the largest batch the grid trains there (1 where it has only "
-    '"max"), doubling the batch (or halving it while it runs out of memory) and then bisecting between the '
-    "largest that fit and the first that ran out of memory. A variant fits more sequences than the baseline only "
-    "where it trained a batch at which the baseline ran out of memory."
+    "probe in a fresh process (one whose process died is run once more), searched from the largest batch the grid "
+    'trains there (1 where it has only "max"), doubling the batch (or halving it while it runs out of memory) '
+    "and then bisecting between the largest that fit and the first that ran out of memory. A variant fits more "
+    "sequences than the baseline only where it trained a batch at which the baseline ran out of memory."
 )
 SEQUENCE_SEARCH_RULE = (
     "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "

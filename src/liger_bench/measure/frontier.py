@@ -6,16 +6,20 @@ trains), or halves from it while it runs out of memory (down to the granule: whe
 memory too, nothing fits); then it bisects between the largest value that trained and the smallest
 that did not, on the granule, until they are the axis' resolution apart. The start is the granule
 unless the caller knows better (the pipeline starts at the grid's own batch, which its runs train
-anyway: the doublings below it would cost a probe each and tell nothing). Each value is probed once,
-and the answer agrees with every probe: each value that trained is at most ``largest_fit``, each that
-ran out of memory at least ``smallest_oom``. Near the edge, where one value may fit in one process and
+anyway: the doublings below it would cost a probe each and tell nothing). Each value is probed once
+(a ``failed`` probe at most ``FAILED_PROBE_ATTEMPTS`` times, below), and the answer agrees with every
+probe: each value that trained is at most ``largest_fit``, each that ran out of memory at least
+``smallest_oom``. Near the edge, where one value may fit in one process and
 not in the next, the answer is therefore a value that did train, next to one that did not.
 
 A probe is any callable ``(value, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
 trains the run's settings in a fresh supervised process; the tests use deterministic fakes. A probe
-that ends neither ``ok`` nor ``oom`` (a crash, a skip, a loss that diverged before the last probe step,
-so the peak was never reached) stops the search with its reason, as does a spent time budget; the
-answer then says what was found so far.
+whose process crashed (ended ``failed`` without writing a result) is run again, in a fresh process, up
+to ``FAILED_PROBE_ATTEMPTS`` in all: on an H200 one training process in 48 died importing transformers,
+so one such death must not end a search; one that repeats costs one probe more. A probe that crashes
+again, or ends otherwise neither ``ok`` nor ``oom`` (an error the training code recorded, such as rows
+too short to pack; ``skipped``; ``diverged``: decided by the run, not by chance), stops the search with
+its reason, as does a spent time budget; the answer then says what was found so far.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class Probe:
         peak_mem_allocated_gb: Peak GPU memory allocated to tensors (None: no CUDA device).
         elapsed_s: Wall time of the probe, process start included.
         gpu_memory_gb: The GPU's capacity, against which the peaks read (0.0: no CUDA device).
+        crashed: Its process ended without writing a result (an exit, a signal, a timeout), which a fresh
+            process may not repeat; not an error the training code met and recorded.
     """
 
     per_device_train_batch_size: int
@@ -51,11 +57,14 @@ class Probe:
     peak_mem_allocated_gb: float | None = None
     elapsed_s: float = 0.0
     gpu_memory_gb: float = 0.0
+    crashed: bool = False
 
 
 # (value of the searched axis, seconds left in the time budget) -> the probe of that value.
 ProbeRunner = Callable[[int, float], Probe]
 
+# How often one value is probed while its probes crash (``Probe.crashed``): a fresh process may not repeat it.
+FAILED_PROBE_ATTEMPTS = 2
 # Why a search ended: the frontier found to the resolution; every value up to the bound trained;
 # the smallest value ran out of memory; the time budget ran out; a probe ended neither ok nor oom; it did not start.
 SearchEnd = Literal["resolved", "bound", "nothing fits", "time budget", "probe failed", "skipped"]
@@ -186,10 +195,13 @@ def search_frontier(
             oom = value
         elif clock() - started >= time_budget_s:
             return Frontier(fit, oom, "time budget", _out_of_time(axis, time_budget_s, probes, fit, oom), probes)
+        elif (attempts := _attempts(probes, axis, value)) < FAILED_PROBE_ATTEMPTS and result.crashed:
+            continue  # the same value again: neither bracket moved
         else:
+            times = "" if attempts == 1 else f" in each of {attempts} fresh processes"
             reason = (
-                f"the probe of {axis.describe(value)} ended {result.status}, neither trained nor out of memory "
-                f"({result.reason}); the search stopped there"
+                f"the probe of {axis.describe(value)} ended {result.status}{times}, neither trained nor out of "
+                f"memory ({result.reason}); the search stopped there"
             )
             return Frontier(fit, oom, "probe failed", reason, probes)
     if fit is None:
@@ -200,6 +212,11 @@ def search_frontier(
         return Frontier(fit, oom, "bound", reason, probes)
     reason = f"{axis.describe(fit)} trained and {axis.describe(oom)} ran out of memory ({axis.resolution_source})"
     return Frontier(fit, oom, "resolved", reason, probes)
+
+
+def _attempts(probes: list[Probe], axis: Axis, value: int) -> int:
+    """How many of ``probes`` tried ``value`` of ``axis``."""
+    return sum(getattr(probe, axis.name) == value for probe in probes)
 
 
 def _next_value(fit: int | None, oom: int | None, axis: Axis) -> int | None:

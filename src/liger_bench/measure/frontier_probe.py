@@ -91,6 +91,8 @@ def probe_of(config: TrainConfig, result: RunResult, elapsed_s: float) -> Probe:
         result: The probe run's result.
         elapsed_s: Wall time of the probe.
     """
+    from liger_bench.measure.supervisor import ended_without_result
+
     peak = "oom_peak_mem_{}_gb" if result.status == "oom" else "peak_mem_{}_gb"
     return Probe(
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -101,6 +103,7 @@ def probe_of(config: TrainConfig, result: RunResult, elapsed_s: float) -> Probe:
         peak_mem_allocated_gb=result.metrics.get(peak.format("allocated")),
         elapsed_s=elapsed_s,
         gpu_memory_gb=result.environment.get("gpu_memory_gb", 0.0),
+        crashed=ended_without_result(result),
     )
 
 

@@ -181,9 +181,9 @@ def crashed_result(
         else:
             status, reason = "failed", f"training process killed by signal {name} ({-returncode})"
     else:
-        last_line = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+        error = last_error(stderr_tail)
         status, reason = "failed", f"training process exited with code {returncode} without a result"
-        reason += f": {last_line}" if last_line else ""
+        reason += f": {error}" if error else ""
     result = RunResult(
         run_key=config.run_key, status=status, reason=reason, config=config.to_dict(), environment=capture_environment()
     )
@@ -196,6 +196,35 @@ def crashed_result(
     )
     result.metrics.update(world_metrics(config, result.metrics))
     return result
+
+
+def ended_without_result(result: RunResult) -> bool:
+    """Whether ``result`` is ``crashed_result``'s: the child wrote none (only those keep its stderr's tail)."""
+    return "stderr_tail" in result.metrics
+
+
+# The lines Python prints between the tracebacks of chained exceptions (``raise ... from``, or an
+# exception raised while handling another).
+CHAIN_SEPARATORS = (
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
+
+
+def last_error(stderr_tail: list[str]) -> str:
+    """The last stderr line, and where it ends a chain of tracebacks, the first exception of the chain.
+
+    A library that re-raises hides the cause in its message (transformers' lazy imports: "Could not
+    import module 'TrainerCallback'. ... Set the logging verbosity to DEBUG for the original import
+    error."); the cause is the last line of the first traceback, before the first separator the tail holds.
+    """
+    lines = [line.strip() for line in stderr_tail]
+    last = next((line for line in reversed(lines) if line), "")
+    first_separator = next((i for i, line in enumerate(lines) if line in CHAIN_SEPARATORS), None)
+    if first_separator is None:
+        return last
+    cause = next((line for line in reversed(lines[:first_separator]) if line), "")
+    return f"{last} (caused by {cause})" if cause and cause != last else last
 
 
 def read_steps(path: Path) -> list[dict]:
@@ -293,13 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("work_dir", type=Path, help="folder with request.json; receives steps and outcome")
     args = parser.parse_args(argv)
     from liger_bench.measure import distributed
-    from liger_bench.measure.training import run_training
 
     sharded = distributed.launched_by_torchrun()
     if sharded:
         distributed.die_with_launcher()
     if distributed.rank() == 0:
         clock.record_to(args.work_dir / PHASES_FILE)
+    # After record_to: the training module imports transformers, which can fail (an H200 probe died there).
+    from liger_bench.measure.training import run_training
+
     request = read_json(args.work_dir / REQUEST)
     config = TrainConfig.from_dict(request["config"])
     result, steps = run_training(
