@@ -9,7 +9,9 @@ rm -rf build
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 source benchmarks/device_jobs.sh  # detach / await: a job longer than one call
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import torch, triton, transformers, trl, liger_kernel, datasets; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"
+# Also whether Python may write .pyc files: the wheels install without them (--no-compile), so where it may
+# not, every process compiles the carried modules again (about 1 s a process, measured on a 2-core CPU).
+python3 -c "import sys, torch, triton, transformers, trl, liger_kernel, datasets; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'writes .pyc', not sys.dont_write_bytecode)"
 # The device returns at most 8 files from $OUT: write a call's results under another folder and run
 # `keep_out DIR &` beside them; DIR comes back as $OUT/results.tgz, refreshed every 20 s, so a call cut
 # at its time limit still returns every run that had finished. End the call with `keep_out DIR once`.
