@@ -7,7 +7,6 @@
 #   bash benchmarks/device_wheels.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
 # The pins, read from the one place that declares them.
 pinned=$(python3 - <<'PY'
 import runpy
@@ -25,14 +24,16 @@ google-crc32c==1.9.0 google-resumable-media==2.11.0 googleapis-common-protos==1.
 protobuf==6.33.6 opentelemetry-api==1.45.2 importlib-metadata==9.1.0 pyasn1==0.6.5 pyasn1-modules==0.4.2
 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12 click-option-group==0.5.7 docstring-parser==0.18.0
 oauthlib==4.0.1 requests-oauthlib==2.0.0 requests-toolbelt==1.0.0 websocket-client==1.9.2 kubernetes==30.1.0"
-mkdir -p .whl
+mkdir -p .whl  # ignored by .gitignore
 for spec in $pinned $needed; do
-    # The machine's Python (3.12, x86-64 manylinux); a package published only as source (kfp-server-api)
-    # is built into a wheel here: it is pure Python.
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .whl "$spec" 2>/dev/null ||
+    if [ "${spec%%==*}" = kfp-server-api ]; then
+        # Published only as source, and pure Python: a wheel built here runs there.
         python3 -m pip wheel -q --no-deps -w .whl "$spec"
+    else  # for the machine's Python (3.12, x86-64 manylinux), whatever this machine runs
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+            --platform manylinux2014_x86_64 -d .whl "$spec"
+    fi
 done
 ls .whl | wc -l | xargs echo "wheels in .whl:"
 du -sh .whl

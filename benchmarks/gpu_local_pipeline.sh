@@ -10,7 +10,7 @@
 # FRONTIER_SEARCH (default: the pipeline's, true: a search per variant; for Phi-3 on an H200 ~8 probes of
 # ~20 s from the grid's batch 16 to the fits 42 and 62 at 512 tokens, ~3 min each: benchmarks/results/README.md's
 # fifth session).
-# Issue 25's attribution: a run costs 17-21 s beyond its steps (~11 s of it imports: the phases lines of
+# Issue 25's attribution: a run costs 16-27 s beyond its steps (11-20 s of it imports: the phases lines of
 # benchmarks/results/README.md's sixth session, where Phi-3's kernel_ablation=both × 1 repeat × 30 steps took
 # 6 min 55 s), so × 3 repeats is ~20 min, longer than a device call: detach it and await it over several calls
 # (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=3 MAX_STEPS=30

@@ -149,7 +149,8 @@ def frontier_check(frontiers: list[dict], arch: Arch, n_gpus: int = 1) -> list[d
     rows = []
     for record in frontiers:
         fit, seq = record["largest_fit"], record["max_seq_length"]
-        probe = next((p for p in record["probes"] if p["per_device_train_batch_size"] == fit), None)
+        # The last probe of the fit decided it (a crashed probe is run again: Frontier.probe_at).
+        probe = next((p for p in reversed(record["probes"]) if p["per_device_train_batch_size"] == fit), None)
         if fit is None or probe is None or probe["peak_mem_allocated_gb"] is None:
             continue
         liger = record["variant"].startswith("liger")

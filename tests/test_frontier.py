@@ -246,6 +246,35 @@ def test_a_probe_that_crashes_once_is_run_again_and_the_search_resolves_as_witho
     )
 
 
+def test_the_fit_probed_again_after_a_crash_reads_its_peak_from_the_probe_that_trained():
+    """The report's table and probe_at take a value's last probe: the crashed one has no peak."""
+    from liger_bench.analyse.frontier import searches_table
+
+    crashed = search(Oracle(edge=42, crash_once_at=frozenset({42})), 16)
+    assert probed(crashed) == [16, 32, 64, 48, 40, 44, 42, 42, 43] and crashed.largest_fit == 42
+    axis = batch_axis(FrontierSettings())
+    assert (crashed.probe_at(axis, 42).status, crashed.probe_at(axis, 42).peak_mem_reserved_gb) == ("ok", 22.0)
+    record = {"variant": "baseline", "max_seq_length": 512, **crashed.to_dict()}
+    assert searches_table([record])["peak_mem_reserved_gb"].tolist() == [22.0]
+
+
+def test_a_value_whose_retry_ends_otherwise_names_the_crash_before_it():
+    """A first process dies, the fresh one skips (a Liger probe without CUDA decides after its imports)."""
+    outcomes = iter(
+        [
+            Probe(8, 512, "failed", "training process killed by signal SIGSEGV (11)", crashed=True),
+            Probe(8, 512, "skipped", "Liger kernels are Triton GPU kernels"),
+        ]
+    )
+    frontier = search_frontier(lambda value, left: next(outcomes), batch_axis(FrontierSettings(), 8), 600)
+    assert frontier.end == "probe failed"
+    assert frontier.reason == (
+        "the probe of batch 8 ended skipped in a fresh process, after 1 that crashed (training process killed by "
+        "signal SIGSEGV (11)), neither trained nor out of memory (Liger kernels are Triton GPU kernels); the search "
+        "stopped there"
+    )
+
+
 @pytest.mark.parametrize(
     ("axis", "so_far"),
     [

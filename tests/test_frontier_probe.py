@@ -226,7 +226,7 @@ def test_a_probes_peak_memory_is_the_runs_peak_or_the_peak_at_its_out_of_memory_
 
 
 def test_a_probe_crashed_only_when_its_process_wrote_no_result_not_when_the_training_code_recorded_an_error():
-    """Only a crash is run again (frontier.FAILED_PROBE_ATTEMPTS): the supervisor's record of a process that died."""
+    """Only a crash is run again (frontier.CRASHED_PROBE_ATTEMPTS): the supervisor's record of a process that died."""
     from liger_bench.measure.supervisor import crashed_result
 
     probed = TrainConfig(run_key="p", per_device_train_batch_size=8, max_seq_length=512)

@@ -161,6 +161,11 @@ def test_skipped_searches_are_said_in_the_caveats_and_leave_the_table_empty_of_b
         "The memory frontier was not searched (frontier_search is false)" in note for note in bundle.html.split("<li>")
     )
     assert isinstance(bundle.analysis.probes, pd.DataFrame) and bundle.analysis.probes.empty
+    # One sentence, not a row per variant that repeats it, nor an empty figure.
+    assert "<h2>Memory frontier, searched</h2>\n<p>Not searched: frontier_search is false.</p>\n<h2>" in bundle.html
+    assert "## Memory frontier, searched\n\nNot searched: frontier\\_search is false.\n\n## " in bundle.markdown
+    for page in (bundle.html, bundle.markdown):
+        assert "largest batch that fits" not in page and "Memory frontier search: peak reserved" not in page
 
 
 def test_the_frontier_figure_draws_every_probe_against_the_capacity_line(report):

@@ -193,32 +193,44 @@ def test_a_training_process_that_dies_importing_transformers_keeps_its_phases_an
     assert f"[liger-bench] {phases_line('broken-import', result.phases_s, [])}" in capsys.readouterr().out
 
 
+CUDA_INIT = "try:\n    raise RuntimeError('CUDA driver initialization failed')\nexcept RuntimeError as err:\n    "
+
+
 @pytest.mark.parametrize(
-    ("raise_it", "reason"),
+    ("code", "reason"),
     [
         (
-            "raise ModuleNotFoundError(\"Could not import module 'TrainerCallback'\") from err",
+            CUDA_INIT + "raise ModuleNotFoundError(\"Could not import module 'TrainerCallback'\") from err",
             "ModuleNotFoundError: Could not import module 'TrainerCallback' "
             "(caused by RuntimeError: CUDA driver initialization failed)",
         ),
-        ("raise KeyError('mlflow') from None", "KeyError: 'mlflow'"),
+        (CUDA_INIT + "raise KeyError('mlflow') from None", "KeyError: 'mlflow'"),
         (
-            "undefined_name",
+            CUDA_INIT + "undefined_name",
             "NameError: name 'undefined_name' is not defined "
-            "(caused by RuntimeError: CUDA driver initialization failed)",
+            "(while handling RuntimeError: CUDA driver initialization failed)",
+        ),
+        (  # a cause whose message has two lines and a note: its exception line is named, not its last line
+            "try:\n    err = OSError('hub offline\\nsecond line')\n    err.add_note('hint: set HF_HUB_OFFLINE')\n"
+            "    raise err\nexcept OSError as err:\n    raise ValueError('no model') from err",
+            "ValueError: no model (caused by OSError: hub offline)",
+        ),
+        (  # a handled error logged before an unrelated crash is not its cause
+            "import traceback\ntry:\n    raise OSError('hub offline')\nexcept OSError:\n    traceback.print_exc()\n"
+            "raise KeyError('mlflow')",
+            "KeyError: 'mlflow'",
         ),
     ],
+    ids=["from", "from-none", "while-handling", "multi-line-cause", "unrelated-earlier-traceback"],
 )
-def test_a_crash_without_a_result_names_the_first_exception_of_a_chain_its_last_line_hides(raise_it, reason):
+def test_a_crash_without_a_result_names_the_first_exception_of_a_chain_its_last_line_hides(code, reason):
     """A real interpreter's traceback: a library that re-raises (transformers' lazy import, in one H200 probe) hides
     the cause; ``from None`` suppresses it, so there is none to name."""
     import subprocess
     import sys
 
-    cause = "raise RuntimeError('CUDA driver initialization failed')"
-    code = f"try:\n    {cause}\nexcept RuntimeError as err:\n    {raise_it}\n"
     crash = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert crash.returncode == 1
+    assert crash.returncode == 1, crash.stderr
     result = crashed_result(
         _config("chained"), 1, [], 1.0, None, oom_killed=False, stderr_tail=crash.stderr.splitlines()
     )

@@ -60,7 +60,8 @@ def _table(records: Sequence[dict[str, Any]], names: tuple[str, str, str, str], 
     rows = []
     for record in records:
         probes = record["probes"]
-        at_fit = next((p for p in probes if p[axis] == record["largest_fit"]), {})
+        # The last probe of the fit: a value probed again after a crash is the one that decided (Frontier.probe_at).
+        at_fit = next((p for p in reversed(probes) if p[axis] == record["largest_fit"]), {})
         peak = at_fit.get("peak_mem_reserved_gb")
         capacity = max((p["gpu_memory_gb"] for p in probes), default=0.0)
         rows.append(

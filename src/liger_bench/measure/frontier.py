@@ -7,7 +7,7 @@ memory too, nothing fits); then it bisects between the largest value that traine
 that did not, on the granule, until they are the axis' resolution apart. The start is the granule
 unless the caller knows better (the pipeline starts at the grid's own batch, which its runs train
 anyway: the doublings below it would cost a probe each and tell nothing). Each value is probed once
-(a ``failed`` probe at most ``FAILED_PROBE_ATTEMPTS`` times, below), and the answer agrees with every
+(a crashed one at most ``CRASHED_PROBE_ATTEMPTS`` times, below), and the answer agrees with every
 probe: each value that trained is at most ``largest_fit``, each that ran out of memory at least
 ``smallest_oom``. Near the edge, where one value may fit in one process and
 not in the next, the answer is therefore a value that did train, next to one that did not.
@@ -15,7 +15,7 @@ not in the next, the answer is therefore a value that did train, next to one tha
 A probe is any callable ``(value, seconds left) -> Probe``: ``liger_bench.measure.frontier_probe``
 trains the run's settings in a fresh supervised process; the tests use deterministic fakes. A probe
 whose process crashed (ended ``failed`` without writing a result) is run again, in a fresh process, up
-to ``FAILED_PROBE_ATTEMPTS`` in all: on an H200 one training process in 48 died importing transformers,
+to ``CRASHED_PROBE_ATTEMPTS`` in all: on an H200 one training process in 48 died importing transformers,
 so one such death must not end a search; one that repeats costs one probe more. A probe that crashes
 again, or ends otherwise neither ``ok`` nor ``oom`` (an error the training code recorded, such as rows
 too short to pack; ``skipped``; ``diverged``: decided by the run, not by chance), stops the search with
@@ -64,7 +64,7 @@ class Probe:
 ProbeRunner = Callable[[int, float], Probe]
 
 # How often one value is probed while its probes crash (``Probe.crashed``): a fresh process may not repeat it.
-FAILED_PROBE_ATTEMPTS = 2
+CRASHED_PROBE_ATTEMPTS = 2
 # Why a search ended: the frontier found to the resolution; every value up to the bound trained;
 # the smallest value ran out of memory; the time budget ran out; a probe ended neither ok nor oom; it did not start.
 SearchEnd = Literal["resolved", "bound", "nothing fits", "time budget", "probe failed", "skipped"]
@@ -143,13 +143,16 @@ class Frontier:
     probes: list[Probe] = field(default_factory=list)
 
     def probe_at(self, axis: Axis, value: int | None) -> Probe | None:
-        """The probe of ``value`` (None when that value was not probed).
+        """The probe that decided ``value``: its last (None when that value was not probed).
+
+        A value is probed again only after a probe of it crashed, so the last probe is the one that trained,
+        ran out of memory or ended the search.
 
         Args:
             axis: The axis searched.
             value: A value of it, e.g. ``largest_fit``.
         """
-        return next((p for p in self.probes if axis.value_of(p) == value), None)
+        return next((p for p in reversed(self.probes) if axis.value_of(p) == value), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the whole answer, probes included (JSON-serialisable)."""
@@ -195,13 +198,12 @@ def search_frontier(
             oom = value
         elif clock() - started >= time_budget_s:
             return Frontier(fit, oom, "time budget", _out_of_time(axis, time_budget_s, probes, fit, oom), probes)
-        elif (attempts := _attempts(probes, axis, value)) < FAILED_PROBE_ATTEMPTS and result.crashed:
+        elif len(tried := [p for p in probes if axis.value_of(p) == value]) < CRASHED_PROBE_ATTEMPTS and result.crashed:
             continue  # the same value again: neither bracket moved
         else:
-            times = "" if attempts == 1 else f" in each of {attempts} fresh processes"
             reason = (
-                f"the probe of {axis.describe(value)} ended {result.status}{times}, neither trained nor out of "
-                f"memory ({result.reason}); the search stopped there"
+                f"the probe of {axis.describe(value)} ended {result.status}{_after_crashes(tried)}, neither trained "
+                f"nor out of memory ({result.reason}); the search stopped there"
             )
             return Frontier(fit, oom, "probe failed", reason, probes)
     if fit is None:
@@ -214,9 +216,14 @@ def search_frontier(
     return Frontier(fit, oom, "resolved", reason, probes)
 
 
-def _attempts(probes: list[Probe], axis: Axis, value: int) -> int:
-    """How many of ``probes`` tried ``value`` of ``axis``."""
-    return sum(getattr(probe, axis.name) == value for probe in probes)
+def _after_crashes(tried: list[Probe]) -> str:
+    """What the reason says of the earlier probes of a value whose last probe stopped the search (they crashed)."""
+    *earlier, last = tried
+    if not earlier:
+        return ""
+    if last.crashed:
+        return f" in each of {len(tried)} fresh processes"
+    return f" in a fresh process, after {len(earlier)} that crashed ({earlier[-1].reason})"
 
 
 def _next_value(fit: int | None, oom: int | None, axis: Axis) -> int | None:

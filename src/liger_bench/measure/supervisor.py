@@ -203,28 +203,37 @@ def ended_without_result(result: RunResult) -> bool:
     return "stderr_tail" in result.metrics
 
 
-# The lines Python prints between the tracebacks of chained exceptions (``raise ... from``, or an
-# exception raised while handling another).
-CHAIN_SEPARATORS = (
-    "The above exception was the direct cause of the following exception:",
-    "During handling of the above exception, another exception occurred:",
-)
+# What Python prints to open a traceback, and between the tracebacks of chained exceptions: the
+# next was raised ``from`` the one before (its cause), or while handling it (its context).
+TRACEBACK = "Traceback (most recent call last):"
+CAUSED_BY = "The above exception was the direct cause of the following exception:"
+WHILE_HANDLING = "During handling of the above exception, another exception occurred:"
 
 
 def last_error(stderr_tail: list[str]) -> str:
-    """The last stderr line, and where it ends a chain of tracebacks, the first exception of the chain.
+    """The last stderr line, and where the last traceback ends a chain, the first exception of that chain.
 
     A library that re-raises hides the cause in its message (transformers' lazy imports: "Could not
     import module 'TrainerCallback'. ... Set the logging verbosity to DEBUG for the original import
-    error."); the cause is the last line of the first traceback, before the first separator the tail holds.
+    error."). The chain is walked back from the last traceback while a separator stands above each; the
+    first exception is named "caused by" or "while handling", as the separator after it says. A
+    traceback printed earlier and not chained to the last (a handled error that was logged) is not named.
     """
-    lines = [line.strip() for line in stderr_tail]
-    last = next((line for line in reversed(lines) if line), "")
-    first_separator = next((i for i, line in enumerate(lines) if line in CHAIN_SEPARATORS), None)
-    if first_separator is None:
+    last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+    starts = [i for i, line in enumerate(stderr_tail) if line.strip() == TRACEBACK]
+    if not starts:
         return last
-    cause = next((line for line in reversed(lines[:first_separator]) if line), "")
-    return f"{last} (caused by {cause})" if cause and cause != last else last
+    first, link = len(starts) - 1, ""
+    while first > 0:
+        above = next((line.strip() for line in reversed(stderr_tail[: starts[first]]) if line.strip()), "")
+        if above not in (CAUSED_BY, WHILE_HANDLING):
+            break
+        first, link = first - 1, above
+    # The exception's line is the first after its traceback's header that is not indented (a frame's lines are).
+    error = next((line.strip() for line in stderr_tail[starts[first] + 1 :] if line.strip() and line[0] != " "), "")
+    if not link or not error:
+        return last
+    return f"{last} ({'caused by' if link == CAUSED_BY else 'while handling'} {error})"
 
 
 def read_steps(path: Path) -> list[dict]:

@@ -181,6 +181,7 @@ def _split_table(frame: Any, rates: Any, memory: tuple[str, Any], one_off: Any) 
     ]
 
 
+SEARCHES_HEADING = "Memory frontier, searched"
 SEQUENCE_SEARCH_HEADING = "Longest sequence that fits, searched"
 KERNEL_ABLATION_HEADING = "Which kernels pay (kernel ablation)"
 KERNEL_ABLATION_TEXT = (
@@ -206,6 +207,35 @@ def _kernel_ablation_html(analysis: Analysis, figure: str) -> list[str]:
         html_table(analysis.interaction, INTERACTION),
         figure,
     ]
+
+
+def _not_searched(analysis: Analysis) -> str:
+    """Why no batch search ran, where every one was skipped for one reason ("" otherwise).
+
+    The section then says so in a sentence instead of a row per variant that repeats it.
+    """
+    searches = analysis.searches
+    if searches.empty or not searches["end"].eq("skipped").all() or searches["reason"].nunique() != 1:
+        return ""
+    return f"Not searched: {searches['reason'].iloc[0]}."
+
+
+def _searches_html(analysis: Analysis, figure: str) -> list[str]:
+    """The batch search's section: its rule, table and figure, or why nothing was searched."""
+    if why := _not_searched(analysis):
+        return [f"<h2>{SEARCHES_HEADING}</h2>", f"<p>{html.escape(why)}</p>"]
+    return [
+        f"<h2>{SEARCHES_HEADING}</h2>",
+        f"<p>{html.escape(SEARCH_RULE)}</p>",
+        html_table(analysis.searches, SEARCHES),
+        figure,
+    ]
+
+
+def _searches_markdown(analysis: Analysis) -> list[str]:
+    if why := _not_searched(analysis):
+        return [f"## {SEARCHES_HEADING}", md_escape(why)]
+    return [f"## {SEARCHES_HEADING}", md_escape(SEARCH_RULE), markdown_table(analysis.searches, SEARCHES)]
 
 
 def _sequence_search_html(analysis: Analysis) -> list[str]:
@@ -282,10 +312,7 @@ def render_html(analysis: Analysis, title: str, headline: str, notes: list[str],
         throughput_figure,
         memory_figure,
         *_kernel_ablation_html(analysis, kernels_figure),
-        "<h2>Memory frontier, searched</h2>",
-        f"<p>{esc(SEARCH_RULE)}</p>",
-        html_table(analysis.searches, SEARCHES),
-        frontier_figure,
+        *_searches_html(analysis, frontier_figure),
         *_sequence_search_html(analysis),
         "<h2>Out-of-memory frontier of the grid's batch sizes</h2>",
         html_table(analysis.frontier, FRONTIER),
@@ -352,9 +379,7 @@ def render_markdown(analysis: Analysis, title: str, headline: str, notes: list[s
         "## Variants vs baseline, and Liger vs torch.compile",
         markdown_table(analysis.gains, GAINS),
         *_kernel_ablation_markdown(analysis),
-        "## Memory frontier, searched",
-        md_escape(SEARCH_RULE),
-        markdown_table(analysis.searches, SEARCHES),
+        *_searches_markdown(analysis),
         *_sequence_search_markdown(analysis),
         "## Out-of-memory frontier of the grid's batch sizes",
         markdown_table(analysis.frontier, FRONTIER),
