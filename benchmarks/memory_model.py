@@ -23,7 +23,10 @@ import csv
 import json
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
+
+from liger_bench.measure.frontier import last_probe_of
 
 GIB = 2**30
 BF16 = 2
@@ -149,8 +152,7 @@ def frontier_check(frontiers: list[dict], arch: Arch, n_gpus: int = 1) -> list[d
     rows = []
     for record in frontiers:
         fit, seq = record["largest_fit"], record["max_seq_length"]
-        # The last probe of the fit decided it (a crashed probe is run again: Frontier.probe_at).
-        probe = next((p for p in reversed(record["probes"]) if p["per_device_train_batch_size"] == fit), None)
+        probe = last_probe_of(record["probes"], itemgetter("per_device_train_batch_size"), fit)
         if fit is None or probe is None or probe["peak_mem_allocated_gb"] is None:
             continue
         liger = record["variant"].startswith("liger")

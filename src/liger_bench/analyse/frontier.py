@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import pandas as pd
 
+from liger_bench.measure.frontier import last_probe_of
 from liger_bench.vocabulary import BASELINE, variant_order
 
 SEARCH_COLUMNS = [
@@ -60,8 +62,7 @@ def _table(records: Sequence[dict[str, Any]], names: tuple[str, str, str, str], 
     rows = []
     for record in records:
         probes = record["probes"]
-        # The last probe of the fit: a value probed again after a crash is the one that decided (Frontier.probe_at).
-        at_fit = next((p for p in reversed(probes) if p[axis] == record["largest_fit"]), {})
+        at_fit = last_probe_of(probes, itemgetter(axis), record["largest_fit"]) or {}
         peak = at_fit.get("peak_mem_reserved_gb")
         capacity = max((p["gpu_memory_gb"] for p in probes), default=0.0)
         rows.append(

@@ -25,9 +25,9 @@ its reason, as does a spent time budget; the answer then says what was found so 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from liger_bench.vocabulary import RunStatus
 
@@ -62,6 +62,23 @@ class Probe:
 
 # (value of the searched axis, seconds left in the time budget) -> the probe of that value.
 ProbeRunner = Callable[[int, float], Probe]
+# A probe as the search keeps it, or as a frontier artifact's JSON holds it.
+P = TypeVar("P", Probe, dict)
+
+
+def last_probe_of(probes: Sequence[P], value_of: Callable[[P], int], value: int | None) -> P | None:
+    """The probe that decided ``value``: its last (None when that value was not probed).
+
+    A value is probed again only after a probe of it crashed, so the last probe is the one that trained,
+    ran out of memory or ended the search.
+
+    Args:
+        probes: A search's probes, in the order they ran.
+        value_of: The searched axis' value of a probe.
+        value: A value of that axis, e.g. ``largest_fit``.
+    """
+    return next((p for p in reversed(probes) if value_of(p) == value), None)
+
 
 # How often one value is probed while its probes crash (``Probe.crashed``): a fresh process may not repeat it.
 CRASHED_PROBE_ATTEMPTS = 2
@@ -143,16 +160,13 @@ class Frontier:
     probes: list[Probe] = field(default_factory=list)
 
     def probe_at(self, axis: Axis, value: int | None) -> Probe | None:
-        """The probe that decided ``value``: its last (None when that value was not probed).
-
-        A value is probed again only after a probe of it crashed, so the last probe is the one that trained,
-        ran out of memory or ended the search.
+        """The probe that decided ``value`` (``last_probe_of``; None when that value was not probed).
 
         Args:
             axis: The axis searched.
             value: A value of it, e.g. ``largest_fit``.
         """
-        return next((p for p in reversed(self.probes) if axis.value_of(p) == value), None)
+        return last_probe_of(self.probes, axis.value_of, value)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the whole answer, probes included (JSON-serialisable)."""
