@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 import pytest
-from synthetic_results import build, gpu_scenario
+from synthetic_results import Run, build, gpu_scenario
 
 from liger_bench.render.report import build_report
 
@@ -112,6 +112,66 @@ def test_frontier_gain_only_where_one_trained_a_batch_the_other_could_not(report
     assert "torch.compile fits 36 sequences of 512 tokens where the baseline fits 40 (\u221210%)." in report.headline
     assert "Liger + torch.compile fits" not in report.headline
     assert report.metrics["largest_fit_liger_seq512"] == 48.0
+
+
+# A grid of batch 16 and "max" (the baseline's fit 40, Liger's 48 in SEARCHES), three repeats. At the fits the
+# rates are paired so that pairing matters: per repeat 15,600 ÷ 10,000, 14,300 ÷ 11,000 and 13,000 ÷ 12,000,
+# whose mean gain is 31.44%, where the ratio of the means (14,300 ÷ 11,000) would say 30%.
+AT_FITS = [(10_000, 15_600), (11_000, 14_300), (12_000, 13_000)]
+FIT_GAINS = [15_600 / 10_000 - 1, 14_300 / 11_000 - 1, 13_000 / 12_000 - 1]
+
+
+@pytest.fixture(scope="module")
+def at_max():
+    runs = []
+    for repeat, (baseline, liger) in enumerate(AT_FITS):
+        runs += [
+            Run(False, 16, 512, repeat, tokens_per_s=9_000 + 100 * repeat),
+            Run(True, 16, 512, repeat, tokens_per_s=12_000 + 100 * repeat),
+            Run(False, 40, 512, repeat, tokens_per_s=baseline),
+            Run(True, 48, 512, repeat, tokens_per_s=liger),
+        ]
+    return build_report(*build(runs), SEARCHES)
+
+
+def test_each_variant_at_its_own_largest_fit_is_compared_with_the_baseline_at_its_own_paired_by_repeat(at_max):
+    fits = at_max.analysis.fit_rates.set_index("variant")
+    assert list(fits.index) == ["baseline", "liger"]  # compile and liger-compile never trained at their fits
+    assert fits["largest_fit"].tolist() == [40, 48]
+    assert fits["tokens_per_s_nonpad"].tolist() == pytest.approx([11_000, 14_300])
+    # The baseline's 10,000, 11,000 and 12,000 (sd 1,000); Liger's 15,600, 14,300, 13,000 (sd 1,300).
+    assert fits["tokens_per_s_nonpad_ci_low"].tolist() == pytest.approx(
+        [11_000 - 4.303 * 1_000 / math.sqrt(3), 14_300 - 4.303 * 1_300 / math.sqrt(3)]
+    )
+    assert fits["tokens_per_s_nonpad_ci_high"].tolist() == pytest.approx(
+        [11_000 + 4.303 * 1_000 / math.sqrt(3), 14_300 + 4.303 * 1_300 / math.sqrt(3)]
+    )
+    mean = sum(FIT_GAINS) / 3
+    sd = math.sqrt(sum((g - mean) ** 2 for g in FIT_GAINS) / 2)
+    half = 4.303 * sd / math.sqrt(3)  # t(0.975) with 2 degrees of freedom, as published to 3 decimals
+    assert fits.loc["liger", "n_pairs"] == 3
+    assert fits.loc["liger", "gain_pct"] == pytest.approx(100 * mean)
+    assert fits.loc["liger", "gain_pct"] == pytest.approx(31.444, abs=1e-3)
+    assert fits.loc["liger", "gain_ci_low_pct"] == pytest.approx(100 * (mean - half), rel=1e-4)
+    assert fits.loc["liger", "gain_ci_high_pct"] == pytest.approx(100 * (mean + half), rel=1e-4)
+    assert fits.loc["baseline", "n_pairs"] == 0 and math.isnan(fits.loc["baseline", "gain_pct"])
+
+
+def test_with_max_the_headline_recommends_where_variants_met_and_states_each_at_its_own_fit(at_max):
+    # Batch 48 (Liger alone) and 40 (the baseline alone) are larger cells, but a "fastest" of one says nothing.
+    assert at_max.headline.startswith("At batch 16 the fastest variant that trained is Liger: 12,100 tokens/s")
+    assert (
+        "At its own largest fit, Liger trains 14,300 tokens/s (batch 48), +31% vs the baseline at its own "
+        "(11,000 tokens/s at batch 40; 95% CI"
+    ) in at_max.headline
+    for page in (at_max.html, at_max.markdown):
+        assert "tokens/s gain vs the baseline at its largest fit %" in page and "31.4" in page
+
+
+def test_without_runs_at_the_fits_there_is_no_comparison_at_them(report):
+    assert report.analysis.fit_rates.empty
+    assert "At its own largest fit" not in report.headline
+    assert "tokens/s gain vs the baseline at its largest fit %" not in report.html
 
 
 def test_a_variant_that_trains_up_to_the_bound_fits_at_least_that():

@@ -21,6 +21,7 @@ import pandas as pd
 
 from liger_bench.analyse.attribution import attribution, interaction
 from liger_bench.analyse.frontier import (
+    fit_rates,
     frontier_gains,
     probes_table,
     searches_table,
@@ -66,6 +67,7 @@ class Analysis:
     searches: pd.DataFrame  # one row per frontier search (variant, seq len): largest fit, smallest oom, peak
     probes: pd.DataFrame  # one row per probe of every frontier search
     frontier_gains: pd.DataFrame  # one row per (variant, seq len) whose largest fit differs from the baseline's
+    fit_rates: pd.DataFrame  # one row per (variant, seq len) trained at its own largest fit: tokens/s, gain there
     sequence_searches: pd.DataFrame  # one row per longest-sequence search (variant, batch): longest fit, shortest oom
     sequence_gains: pd.DataFrame  # one row per (variant, batch) whose longest fit differs from the baseline's
     parity: pd.DataFrame  # one row per (variant, baseline) pair of ok runs: loss agreement
@@ -499,6 +501,7 @@ def analyze_results(
         searches=(searches := searches_table(frontiers)),
         probes=probes_table(frontiers),
         frontier_gains=frontier_gains(searches),
+        fit_rates=fit_rates(searches, cells, runs),
         sequence_searches=(sequence_searches := sequence_searches_table(sequence_frontiers)),
         sequence_gains=sequence_gains(sequence_searches),
         attribution=attribution(runs),

@@ -7,7 +7,9 @@ batch at which the baseline ran out of memory; with a coarse resolution, or a se
 early, the two answers can overlap, and then nothing is said. The sequence-length searches
 (``frontier_seq_batch_size``) read the same way along the other axis: one record per variant at one
 batch (``per_device_train_batch_size``), the longest ``max_seq_length`` that trained
-(``longest_fit``) and the shortest that did not (``shortest_oom``).
+(``longest_fit``) and the shortest that did not (``shortest_oom``). Where the grid trained a
+variant at its own largest fit (``"max"``), ``fit_rates`` compares its throughput there with the
+baseline's at the baseline's own largest fit: what each can do with all of the GPU's memory.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from liger_bench.analyse.intervals import mean_ci
 from liger_bench.measure.frontier import last_probe_of
 from liger_bench.vocabulary import BASELINE, variant_order
 
@@ -37,6 +40,18 @@ SEARCH_COLUMNS = [
 ]
 PROBE_COLUMNS = ["variant", "seq_len", "batch_size", "status", "peak_mem_reserved_gb", "gpu_memory_gb"]
 GAIN_COLUMNS = ["variant", "seq_len", "largest_fit", "baseline_largest_fit", "at_least", "gain_pct"]
+FIT_RATE_COLUMNS = [
+    "variant",
+    "seq_len",
+    "largest_fit",
+    "tokens_per_s_nonpad",
+    "tokens_per_s_nonpad_ci_low",
+    "tokens_per_s_nonpad_ci_high",
+    "n_pairs",
+    "gain_pct",
+    "gain_ci_low_pct",
+    "gain_ci_high_pct",
+]
 _COMMON_COLUMNS = SEARCH_COLUMNS[4:]
 SEQUENCE_SEARCH_COLUMNS = ["variant", "batch_size", "longest_fit", "shortest_oom", *_COMMON_COLUMNS]
 SEQUENCE_GAIN_COLUMNS = ["variant", "batch_size", "longest_fit", "baseline_longest_fit", "at_least", "gain_pct"]
@@ -180,3 +195,53 @@ def sequence_gains(searches: pd.DataFrame) -> pd.DataFrame:
         per sequence, in percent of the baseline's (``at_least``: the variant trained up to the context length).
     """
     return _gains(searches, _SEQUENCE, SEQUENCE_GAIN_COLUMNS)
+
+
+def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Each searched variant's throughput at its own largest fit, against the baseline's at the baseline's own.
+
+    A row where the variant's cell at its largest fit trained in every repeat (outcome ``ok``): the grid
+    had ``"max"``, or that batch. The gain pairs the two variants' runs by repeat, like every gain: the
+    mean of the per-repeat ``tokens/s ÷ baseline's − 1`` with a 95% Student-t interval (NaN without a
+    pair, or for the baseline itself).
+
+    Args:
+        searches: ``searches_table``'s frame.
+        cells: The per-cell table (``analysis._cells``).
+        runs: The runs table (``runtables.runs_table``).
+
+    Returns:
+        ``FIT_RATE_COLUMNS``, by sequence length then variant; no row where no variant trained at its fit.
+    """
+    rows = []
+    fits = searches.dropna(subset=["largest_fit"])
+    for seq, group in fits.groupby("seq_len", sort=True):
+        at_fit = {}
+        for row in group.itertuples():
+            cell = cells[
+                (cells["variant"] == row.variant)
+                & (cells["batch_size"] == row.largest_fit)
+                & (cells["seq_len"] == seq)
+                & (cells["outcome"] == "ok")
+            ]
+            if len(cell):
+                at_fit[row.variant] = (int(row.largest_fit), cell.iloc[0])
+        base = at_fit.get(BASELINE)
+        for variant, (fit, cell) in at_fit.items():
+            ratios = _repeat_ratios(runs, variant, fit, base[0], seq) if base and variant != BASELINE else []
+            gain, low, high = (100.0 * v for v in mean_ci(r - 1.0 for r in ratios))
+            rows.append(
+                [variant, seq, fit, cell.tokens_per_s_nonpad, cell.tokens_per_s_nonpad_ci_low]
+                + [cell.tokens_per_s_nonpad_ci_high, len(ratios), gain, low, high]
+            )
+    frame = pd.DataFrame(rows, columns=FIT_RATE_COLUMNS)
+    return _order(frame, "seq_len") if len(frame) else frame
+
+
+def _repeat_ratios(runs: pd.DataFrame, variant: str, batch: int, baseline_batch: int, seq: int) -> list[float]:
+    """Per repeat in which both trained: ``variant``'s tokens/s at ``batch`` ÷ the baseline's at ``baseline_batch``."""
+    ok = runs[(runs["status"] == "ok") & (runs["seq_len"] == seq)]
+    rate = "tokens_per_s_nonpad"
+    mine = ok[(ok["variant"] == variant) & (ok["batch_size"] == batch)].set_index("repeat")[rate]
+    theirs = ok[(ok["variant"] == BASELINE) & (ok["batch_size"] == baseline_batch)].set_index("repeat")[rate]
+    return [mine[r] / theirs[r] for r in sorted(set(mine.index) & set(theirs.index))]

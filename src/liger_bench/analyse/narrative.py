@@ -39,6 +39,11 @@ SEARCH_RULE = (
     "and then bisecting between the largest that fit and the first that ran out of memory. A variant fits more "
     "sequences than the baseline only where it trained a batch at which the baseline ran out of memory."
 )
+FIT_RATE_TEXT = (
+    'Each variant the grid trained at its own largest fit ("max"), against the baseline at its own: what each '
+    "does with all of the GPU's memory. The gain pairs the runs by repeat: the mean of the per-repeat ratios "
+    "with a 95% Student-t interval."
+)
 SEQUENCE_SEARCH_RULE = (
     "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "
     f"steps, every sequence packed full to that length, searched in multiples of {SEQ_GRANULE} tokens from the "
@@ -92,14 +97,18 @@ def label(variant: str) -> str:
 def _headline_cell(analysis: Analysis) -> pd.Series | None:
     """The recommendation the headline states: of the largest (batch, then seq) cell with one.
 
-    Cells where the baseline trained too come first, so that a gain can be stated.
+    Cells where the baseline trained and another variant ran come first, so that a gain (or why there
+    is none) can be stated: with ``"max"`` in the grid, a variant's own largest fit is a cell it ran
+    alone, and a "fastest" of one says nothing (``_fit_rate_phrase`` compares the variants at their fits).
     """
     recommended = analysis.recommendations[analysis.recommendations["fastest"] != ""]
     cells = analysis.cells
     baseline = cells[
         (cells["variant"] == BASELINE) & (cells["outcome"] == "ok") & (cells["steady_state"] != "unsteady")
     ]
-    compared = recommended.merge(baseline[["batch_size", "seq_len"]], on=["batch_size", "seq_len"])
+    others = cells.loc[cells["variant"] != BASELINE, ["batch_size", "seq_len"]].drop_duplicates()
+    compared_cells = baseline[["batch_size", "seq_len"]].merge(others, on=["batch_size", "seq_len"])
+    compared = recommended.merge(compared_cells, on=["batch_size", "seq_len"])
     chosen = compared if len(compared) else recommended
     return chosen.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(chosen) else None
 
@@ -225,6 +234,24 @@ def searched_frontier_phrase(analysis: Analysis) -> str:
     return "".join(phrases)
 
 
+def _fit_rate_phrase(analysis: Analysis) -> str:
+    """Each variant at its own largest fit against the baseline at its own, where both trained there."""
+    rows = analysis.fit_rates
+    several = analysis.runs["seq_len"].nunique() > 1
+    phrases = []
+    for seq, group in rows.groupby("seq_len", sort=True):
+        base = group[group["variant"] == BASELINE]
+        for row in group[(group["variant"] != BASELINE) & (group["n_pairs"] > 0)].itertuples():
+            tokens = f" of {seq:,} tokens" if several else ""
+            phrases.append(
+                f" At its own largest fit, {label(row.variant)} trains {number(row.tokens_per_s_nonpad, 0)} tokens/s "
+                f"(batch {row.largest_fit:,}{tokens}), {percent(row.gain_pct)} vs the baseline at its own "
+                f"({number(base['tokens_per_s_nonpad'].iloc[0], 0)} tokens/s at batch {base['largest_fit'].iloc[0]:,}; "
+                f"{_ci(row.gain_ci_low_pct, row.gain_ci_high_pct, 1, '%')})."
+            )
+    return "".join(phrases)
+
+
 def _attribution_phrase(analysis: Analysis) -> str:
     """Which kernels carry the gain, at the largest (batch, then seq) cell of the kernel ablation with a pair.
 
@@ -290,7 +317,7 @@ def make_headline(analysis: Analysis) -> str:
         text += "No variant trained at steady state in every repeat, so none is recommended; see the caveats."
     else:
         text += "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
-    text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis)
+    text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis) + _fit_rate_phrase(analysis)
     if set(analysis.cells["variant"]) == {BASELINE}:
         text += " Only the baseline was run, so there is no comparison."
     text += _attribution_phrase(analysis) + _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)

@@ -14,6 +14,7 @@ from typing import Any
 from liger_bench.analyse.analysis import Analysis
 from liger_bench.analyse.narrative import (
     BASELINE_DEFINITION,
+    FIT_RATE_TEXT,
     PROBLEMS_HEADING,
     RECOMMENDATION_RULE,
     SEARCH_RULE,
@@ -29,6 +30,7 @@ from liger_bench.render.tables import (
     CELL_MEMORY,
     CELL_ONE_OFF,
     CELL_RATES,
+    FIT_RATES,
     FRONTIER,
     GAINS,
     INTERACTION,
@@ -224,10 +226,12 @@ def _searches_html(analysis: Analysis, figure: str) -> list[str]:
     """The batch search's section: its rule, table and figure, or why nothing was searched."""
     if why := _not_searched(analysis):
         return [f"<h2>{SEARCHES_HEADING}</h2>", f"<p>{html.escape(why)}</p>"]
+    fits = [f"<p>{html.escape(FIT_RATE_TEXT)}</p>", html_table(analysis.fit_rates, FIT_RATES)]
     return [
         f"<h2>{SEARCHES_HEADING}</h2>",
         f"<p>{html.escape(SEARCH_RULE)}</p>",
         html_table(analysis.searches, SEARCHES),
+        *(fits if len(analysis.fit_rates) else []),
         figure,
     ]
 
@@ -235,7 +239,13 @@ def _searches_html(analysis: Analysis, figure: str) -> list[str]:
 def _searches_markdown(analysis: Analysis) -> list[str]:
     if why := _not_searched(analysis):
         return [f"## {SEARCHES_HEADING}", md_escape(why)]
-    return [f"## {SEARCHES_HEADING}", md_escape(SEARCH_RULE), markdown_table(analysis.searches, SEARCHES)]
+    fits = [md_escape(FIT_RATE_TEXT), markdown_table(analysis.fit_rates, FIT_RATES)]
+    return [
+        f"## {SEARCHES_HEADING}",
+        md_escape(SEARCH_RULE),
+        markdown_table(analysis.searches, SEARCHES),
+        *(fits if len(analysis.fit_rates) else []),
+    ]
 
 
 def _sequence_search_html(analysis: Analysis) -> list[str]:

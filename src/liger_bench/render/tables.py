@@ -187,6 +187,16 @@ SEARCH_COLUMNS = [
     _text("end", "search ended"),
     _text("reason", "why", wraps=True),
 ]
+FIT_RATE_COLUMNS = [
+    _variant(),
+    Column("seq_len", "seq len"),
+    Column("largest_fit", "largest batch that fits", digits(0)),
+    _NONPAD_RATE,
+    Column(("tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"), "95% CI", interval()),
+    Column("n_pairs", "pairs"),
+    Column("gain_pct", "tokens/s gain vs the baseline at its largest fit %", digits(1)),
+    Column(("gain_ci_low_pct", "gain_ci_high_pct"), "95% CI %", interval(1)),
+]
 SEQUENCE_SEARCH_COLUMNS = [
     _variant(),
     Column("batch_size", "batch size"),
@@ -278,6 +288,7 @@ CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
 CELL_COST = Table(CELL_COST_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 SEARCHES = Table(SEARCH_COLUMNS, "No memory frontier search was recorded.")
+FIT_RATES = Table(FIT_RATE_COLUMNS, "No variant trained at its own largest fit.")
 SEQUENCE_SEARCHES = Table(SEQUENCE_SEARCH_COLUMNS, "No longest-sequence search was run (frontier_seq_batch_size 0).")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
