@@ -4,7 +4,8 @@
 # (WORKLOAD, default "variable": alpaca-like variable-length rows), the four variants (the
 # pipeline's use_liger × torch_compile defaults) at BATCH_SIZES (default "8, 16"), one repeat,
 # MAX_STEPS steps (default the pipeline's 100), 3 skipped. Copies the report, summary, table and log
-# to OUT_DIR. Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
+# to OUT_DIR, and the runs' records as records.tgz (benchmarks/rerender_local.py renders them again).
+# Usage, after `source benchmarks/device_env.sh`: bash benchmarks/gpu_local_pipeline.sh OUT_DIR
 # Options: PRESET (an embedded model preset, default phi3-mini; llama3-8b: Llama-3-8B's shape, 128k
 # vocabulary), N_RUNS (default 1), TORCH_COMPILE (default "false, true"), KERNEL_ABLATION (default off),
 # FRONTIER_SEARCH (default: the pipeline's, true: a search per variant; for Phi-3 on an H200 ~8 probes of
@@ -43,4 +44,6 @@ results=$(dirname "$(ls -d /tmp/local-run/pipeline_root/*/analyze-results/report
 cp "$results/report" "$out/report.html"
 cp "$results/summary" "$out/summary.md"
 cp "$results/table" "$out/analysis.csv"
+# The runs' own records, so that a later analysis can render this run again (benchmarks/rerender_local.py).
+python3 benchmarks/rerender_local.py pack "$(dirname "$results")" "$out/records.tgz" || echo "records not packed"
 exit "${status:-0}"

@@ -5,6 +5,7 @@ On a CPU the search probes host memory; the whole-pipeline test bounds it at bat
 """
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,8 @@ def test_the_local_pipeline_searches_on_cpu_when_asked_and_reports_the_frontier(
     assert "Memory frontier, searched" in html and "every batch probed up to frontier_max_batch_size=2" in html
     assert "Longest sequence that fits, searched" in html
     assert "every max_seq_length probed up to the model&#x27;s context length (2048) trained" in html
+    # benchmarks/rerender_local.py packs this run's records and renders the same summary from them.
+    rerender = runpy.run_path(str(Path(__file__).resolve().parent.parent / "benchmarks" / "rerender_local.py"))
+    assert rerender["pack"](run_root, tmp_path / "records.tgz") == 1
+    rerender["render"](tmp_path / "records.tgz", tmp_path / "again")
+    assert (tmp_path / "again" / "summary.md").read_text() == (run_root / "analyze-results" / "summary").read_text()
