@@ -8,8 +8,9 @@
 # ModuleNotFoundError: twice in the sixth and seventh sessions' device calls).
 # The modules are compiled at install (pip without --no-compile), once: the machine's Python does not
 # write .pyc, so otherwise every training process compiles the carried packages again.
+# (LIGER_BENCH_SITE_ROOT: another folder than /tmp, for tests.) The hash covers what pip installs.
 site_stamp=$( { sha256sum .whl/*.whl; find src components pipelines pyproject.toml -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
-site_dir=/tmp/site-$site_stamp
+site_dir=${LIGER_BENCH_SITE_ROOT:-/tmp}/site-$site_stamp
 if [ ! -d "$site_dir" ]; then
     rm -rf "$site_dir.part"
     python3 -m pip install -q --no-index --no-deps --no-cache-dir --target "$site_dir.part" .whl/*.whl || return 1

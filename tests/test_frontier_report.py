@@ -121,23 +121,32 @@ AT_FITS = [(10_000, 15_600), (11_000, 14_300), (12_000, 13_000)]
 FIT_GAINS = [15_600 / 10_000 - 1, 14_300 / 11_000 - 1, 13_000 / 12_000 - 1]
 
 
-@pytest.fixture(scope="module")
-def at_max():
+def runs_at_fits(batch_16: bool = True, **liger_at_fit) -> list[Run]:
+    """Both eager variants at their fits (``AT_FITS``), and at batch 16 unless not; ``liger_at_fit``: Run fields."""
     runs = []
     for repeat, (baseline, liger) in enumerate(AT_FITS):
+        if batch_16:
+            runs += [
+                Run(False, 16, 512, repeat, tokens_per_s=9_000 + 100 * repeat),
+                Run(True, 16, 512, repeat, tokens_per_s=12_000 + 100 * repeat),
+            ]
         runs += [
-            Run(False, 16, 512, repeat, tokens_per_s=9_000 + 100 * repeat),
-            Run(True, 16, 512, repeat, tokens_per_s=12_000 + 100 * repeat),
             Run(False, 40, 512, repeat, tokens_per_s=baseline),
-            Run(True, 48, 512, repeat, tokens_per_s=liger),
+            Run(True, 48, 512, repeat, tokens_per_s=liger, **liger_at_fit),
         ]
-    return build_report(*build(runs), SEARCHES)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def at_max():
+    return build_report(*build(runs_at_fits()), SEARCHES)
 
 
 def test_each_variant_at_its_own_largest_fit_is_compared_with_the_baseline_at_its_own_paired_by_repeat(at_max):
     fits = at_max.analysis.fit_rates.set_index("variant")
-    assert list(fits.index) == ["baseline", "liger"]  # compile and liger-compile never trained at their fits
-    assert fits["largest_fit"].tolist() == [40, 48]
+    assert list(fits.index) == ["baseline", "liger"]  # compile and liger-compile never ran at their fits
+    assert fits["seq_len"].tolist() == [512, 512] and fits["largest_fit"].tolist() == [40, 48]
+    assert fits["outcome"].tolist() == ["ok", "ok"] and fits["steady_state"].tolist() == ["steady", "steady"]
     assert fits["tokens_per_s_nonpad"].tolist() == pytest.approx([11_000, 14_300])
     # The baseline's 10,000, 11,000 and 12,000 (sd 1,000); Liger's 15,600, 14,300, 13,000 (sd 1,300).
     assert fits["tokens_per_s_nonpad_ci_low"].tolist() == pytest.approx(
@@ -168,10 +177,42 @@ def test_with_max_the_headline_recommends_where_variants_met_and_states_each_at_
         assert "tokens/s gain vs the baseline at its largest fit %" in page and "31.4" in page
 
 
-def test_without_runs_at_the_fits_there_is_no_comparison_at_them(report):
-    assert report.analysis.fit_rates.empty
+def test_without_runs_at_the_fits_the_page_says_how_to_measure_there(report):
+    assert report.analysis.fit_rates.empty  # the GPU scenario trains 8, 16 and 24; the fits are 36 to 48
     assert "At its own largest fit" not in report.headline
-    assert "tokens/s gain vs the baseline at its largest fit %" not in report.html
+    for page in (report.html, report.markdown):
+        assert "No variant ran at its own largest fit" in page
+        assert "tokens/s gain vs the baseline at its largest fit %" not in page
+
+
+def test_an_unsteady_fit_gives_no_rate_and_no_clause():
+    bundle = build_report(*build(runs_at_fits(slow_first=8, slow_factor=3.0)), SEARCHES)
+    fits = bundle.analysis.fit_rates.set_index("variant")
+    assert fits.loc["liger", "steady_state"] == "unsteady"
+    assert math.isnan(fits.loc["liger", "tokens_per_s_nonpad"]) and fits.loc["liger", "n_pairs"] == 0
+    assert fits.loc["baseline", "tokens_per_s_nonpad"] == pytest.approx(11_000)
+    assert "At its own largest fit" not in bundle.headline
+
+
+def test_a_grid_of_only_max_compares_the_variants_at_their_fits_and_names_no_fastest_of_one():
+    bundle = build_report(*build(runs_at_fits(batch_16=False)), SEARCHES)
+    assert "the fastest variant" not in bundle.headline
+    assert "Liger fits 48 sequences of 512 tokens where the baseline fits 40 (+20%)." in bundle.headline
+    assert "At its own largest fit, Liger trains 14,300 tokens/s (batch 48), +31% vs the baseline" in bundle.headline
+
+
+def test_where_both_fit_the_same_batch_the_cells_gain_says_it_once():
+    same = [
+        search("baseline", 512, [(16, "ok", 60.0), (32, "ok", 120.0), (64, "oom", None)], "bound"),
+        search("liger", 512, [(16, "ok", 50.0), (32, "ok", 100.0), (64, "oom", None)], "bound"),
+    ]
+    runs = [
+        Run(liger, 32, 512, r, tokens_per_s=13_000 if liger else 10_000) for r in range(3) for liger in (False, True)
+    ]
+    bundle = build_report(*build(runs), same)
+    assert len(bundle.analysis.fit_rates) == 2
+    assert bundle.headline.startswith("At batch 32 the fastest variant that trained is Liger")
+    assert "At its own largest fit" not in bundle.headline
 
 
 def test_a_variant_that_trains_up_to_the_bound_fits_at_least_that():

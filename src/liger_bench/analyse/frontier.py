@@ -44,6 +44,8 @@ FIT_RATE_COLUMNS = [
     "variant",
     "seq_len",
     "largest_fit",
+    "outcome",
+    "steady_state",
     "tokens_per_s_nonpad",
     "tokens_per_s_nonpad_ci_low",
     "tokens_per_s_nonpad_ci_high",
@@ -200,10 +202,12 @@ def sequence_gains(searches: pd.DataFrame) -> pd.DataFrame:
 def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Each searched variant's throughput at its own largest fit, against the baseline's at the baseline's own.
 
-    A row where the variant's cell at its largest fit trained in every repeat (outcome ``ok``): the grid
-    had ``"max"``, or that batch. The gain pairs the two variants' runs by repeat, like every gain: the
-    mean of the per-repeat ``tokens/s ÷ baseline's − 1`` with a 95% Student-t interval (NaN without a
-    pair, or for the baseline itself).
+    A row per searched variant whose cell at its largest fit ran (the grid had ``"max"``, or that
+    batch), with the cell's outcome and steadiness. Its rate is the cell's only where it trained in
+    every repeat at steady state (a rate the report would recommend on), else NaN. The gain pairs the
+    two variants' runs by repeat, like every gain: the mean of the per-repeat ``tokens/s ÷ baseline's
+    − 1`` with a 95% Student-t interval; NaN without a pair, for the baseline itself, or where either
+    cell's rate is NaN.
 
     Args:
         searches: ``searches_table``'s frame.
@@ -211,37 +215,25 @@ def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -
         runs: The runs table (``runtables.runs_table``).
 
     Returns:
-        ``FIT_RATE_COLUMNS``, by sequence length then variant; no row where no variant trained at its fit.
+        ``FIT_RATE_COLUMNS``, by sequence length then variant.
     """
+    fits = searches.dropna(subset=["largest_fit"])[["variant", "seq_len", "largest_fit"]]
+    at_fit = fits.merge(cells.rename(columns={"batch_size": "largest_fit"}), on=["variant", "seq_len", "largest_fit"])
+    usable = (at_fit["outcome"] == "ok") & (at_fit["steady_state"] != "unsteady")
+    for column in FIT_RATE_COLUMNS[5:8]:
+        at_fit[column] = at_fit[column].where(usable)
+    ok = runs.loc[runs["status"] == "ok", ["variant", "batch_size", "seq_len", "repeat", "tokens_per_s_nonpad"]]
+    key = ["variant", "seq_len", "largest_fit"]
+    ok_at_fit = ok.rename(columns={"batch_size": "largest_fit"}).merge(at_fit.loc[usable, key], on=key)
+    base = ok_at_fit[ok_at_fit["variant"] == BASELINE]
+    pairs = ok_at_fit[ok_at_fit["variant"] != BASELINE].merge(base, on=["seq_len", "repeat"], suffixes=("", "_base"))
+    ratios = pairs["tokens_per_s_nonpad"] / pairs["tokens_per_s_nonpad_base"]
     rows = []
-    fits = searches.dropna(subset=["largest_fit"])
-    for seq, group in fits.groupby("seq_len", sort=True):
-        at_fit = {}
-        for row in group.itertuples():
-            cell = cells[
-                (cells["variant"] == row.variant)
-                & (cells["batch_size"] == row.largest_fit)
-                & (cells["seq_len"] == seq)
-                & (cells["outcome"] == "ok")
-            ]
-            if len(cell):
-                at_fit[row.variant] = (int(row.largest_fit), cell.iloc[0])
-        base = at_fit.get(BASELINE)
-        for variant, (fit, cell) in at_fit.items():
-            ratios = _repeat_ratios(runs, variant, fit, base[0], seq) if base and variant != BASELINE else []
-            gain, low, high = (100.0 * v for v in mean_ci(r - 1.0 for r in ratios))
-            rows.append(
-                [variant, seq, fit, cell.tokens_per_s_nonpad, cell.tokens_per_s_nonpad_ci_low]
-                + [cell.tokens_per_s_nonpad_ci_high, len(ratios), gain, low, high]
-            )
+    for row in at_fit.itertuples():
+        mine = ratios[(pairs["variant"] == row.variant) & (pairs["seq_len"] == row.seq_len)]
+        gain = tuple(100.0 * v for v in mean_ci(mine - 1.0))
+        rows.append([row.variant, row.seq_len, int(row.largest_fit), row.outcome, row.steady_state])
+        rows[-1] += [row.tokens_per_s_nonpad, row.tokens_per_s_nonpad_ci_low, row.tokens_per_s_nonpad_ci_high]
+        rows[-1] += [len(mine), *gain]
     frame = pd.DataFrame(rows, columns=FIT_RATE_COLUMNS)
     return _order(frame, "seq_len") if len(frame) else frame
-
-
-def _repeat_ratios(runs: pd.DataFrame, variant: str, batch: int, baseline_batch: int, seq: int) -> list[float]:
-    """Per repeat in which both trained: ``variant``'s tokens/s at ``batch`` ÷ the baseline's at ``baseline_batch``."""
-    ok = runs[(runs["status"] == "ok") & (runs["seq_len"] == seq)]
-    rate = "tokens_per_s_nonpad"
-    mine = ok[(ok["variant"] == variant) & (ok["batch_size"] == batch)].set_index("repeat")[rate]
-    theirs = ok[(ok["variant"] == BASELINE) & (ok["batch_size"] == baseline_batch)].set_index("repeat")[rate]
-    return [mine[r] / theirs[r] for r in sorted(set(mine.index) & set(theirs.index))]

@@ -40,9 +40,10 @@ SEARCH_RULE = (
     "sequences than the baseline only where it trained a batch at which the baseline ran out of memory."
 )
 FIT_RATE_TEXT = (
-    'Each variant the grid trained at its own largest fit ("max"), against the baseline at its own: what each '
-    "does with all of the GPU's memory. The gain pairs the runs by repeat: the mean of the per-repeat ratios "
-    "with a 95% Student-t interval."
+    'Each variant the grid ran at its own largest fit ("max"), against the baseline at its own: what each '
+    "does with all of the GPU's memory. A rate is shown where the variant trained there in every repeat at "
+    "steady state; the gain pairs the runs by repeat: the mean of the per-repeat ratios with a 95% Student-t "
+    "interval."
 )
 SEQUENCE_SEARCH_RULE = (
     "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "
@@ -109,7 +110,17 @@ def _headline_cell(analysis: Analysis) -> pd.Series | None:
     others = cells.loc[cells["variant"] != BASELINE, ["batch_size", "seq_len"]].drop_duplicates()
     compared_cells = baseline[["batch_size", "seq_len"]].merge(others, on=["batch_size", "seq_len"])
     compared = recommended.merge(compared_cells, on=["batch_size", "seq_len"])
-    chosen = compared if len(compared) else recommended
+    # Else a cell where variants met (one that failed there is named as not recommended); any, with one variant.
+    ran = cells.groupby(["batch_size", "seq_len"])["variant"].nunique()
+    met = recommended.merge(ran[ran > 1].reset_index()[["batch_size", "seq_len"]], on=["batch_size", "seq_len"])
+    if len(compared):
+        chosen = compared
+    elif len(met):
+        chosen = met
+    elif cells["variant"].nunique() == 1:
+        chosen = recommended
+    else:
+        return None
     return chosen.sort_values(["batch_size", "seq_len"]).iloc[-1] if len(chosen) else None
 
 
@@ -241,7 +252,9 @@ def _fit_rate_phrase(analysis: Analysis) -> str:
     phrases = []
     for seq, group in rows.groupby("seq_len", sort=True):
         base = group[group["variant"] == BASELINE]
-        for row in group[(group["variant"] != BASELINE) & (group["n_pairs"] > 0)].itertuples():
+        # At the baseline's own fit, the cell's gain says it already.
+        paired = (group["variant"] != BASELINE) & (group["n_pairs"] > 0)
+        for row in group[paired & (group["largest_fit"] != base["largest_fit"].max())].itertuples():
             tokens = f" of {seq:,} tokens" if several else ""
             phrases.append(
                 f" At its own largest fit, {label(row.variant)} trains {number(row.tokens_per_s_nonpad, 0)} tokens/s "
@@ -313,6 +326,8 @@ def make_headline(analysis: Analysis) -> str:
     cell = _headline_cell(analysis)
     if cell is not None:
         text += recommendation(analysis, cell)
+    elif _fit_rate_phrase(analysis):
+        pass  # each variant ran at its own largest fit only: the clause below compares them there
     elif (analysis.cells["outcome"] == "ok").any():
         text += "No variant trained at steady state in every repeat, so none is recommended; see the caveats."
     else:

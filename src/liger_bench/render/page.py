@@ -222,6 +222,11 @@ def _not_searched(analysis: Analysis) -> str:
     return f"Not searched: {searches['reason'].iloc[0]}."
 
 
+def _found_a_fit(analysis: Analysis) -> bool:
+    """Whether some search found a batch that fits: then the page says how each variant trained there, if it did."""
+    return bool(analysis.searches["largest_fit"].notna().any())
+
+
 def _searches_html(analysis: Analysis, figure: str) -> list[str]:
     """The batch search's section: its rule, table and figure, or why nothing was searched."""
     if why := _not_searched(analysis):
@@ -231,7 +236,7 @@ def _searches_html(analysis: Analysis, figure: str) -> list[str]:
         f"<h2>{SEARCHES_HEADING}</h2>",
         f"<p>{html.escape(SEARCH_RULE)}</p>",
         html_table(analysis.searches, SEARCHES),
-        *(fits if len(analysis.fit_rates) else []),
+        *(fits if _found_a_fit(analysis) else []),
         figure,
     ]
 
@@ -244,7 +249,7 @@ def _searches_markdown(analysis: Analysis) -> list[str]:
         f"## {SEARCHES_HEADING}",
         md_escape(SEARCH_RULE),
         markdown_table(analysis.searches, SEARCHES),
-        *(fits if len(analysis.fit_rates) else []),
+        *(fits if _found_a_fit(analysis) else []),
     ]
 
 

@@ -191,6 +191,8 @@ FIT_RATE_COLUMNS = [
     _variant(),
     Column("seq_len", "seq len"),
     Column("largest_fit", "largest batch that fits", digits(0)),
+    _text("outcome", "outcome"),
+    _text("steady_state", "steady state"),
     _NONPAD_RATE,
     Column(("tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"), "95% CI", interval()),
     Column("n_pairs", "pairs"),
@@ -288,7 +290,10 @@ CELL_ONE_OFF = Table(CELL_ONE_OFF_COLUMNS, "No grid cell was run.")
 CELL_COST = Table(CELL_COST_COLUMNS, "No grid cell was run.")
 FRONTIER = Table(FRONTIER_COLUMNS, "No grid cell was run.")
 SEARCHES = Table(SEARCH_COLUMNS, "No memory frontier search was recorded.")
-FIT_RATES = Table(FIT_RATE_COLUMNS, "No variant trained at its own largest fit.")
+FIT_RATES = Table(
+    FIT_RATE_COLUMNS,
+    'No variant ran at its own largest fit: "max" in per_device_train_batch_size trains each variant there.',
+)
 SEQUENCE_SEARCHES = Table(SEQUENCE_SEARCH_COLUMNS, "No longest-sequence search was run (frontier_seq_batch_size 0).")
 PARITY = Table(PARITY_COLUMNS, "No variant/baseline pair of successful runs to compare.")
 PROBLEMS = Table(PROBLEM_COLUMNS, "Every run finished ok.")
