@@ -175,6 +175,8 @@ def test_with_max_the_headline_recommends_where_variants_met_and_states_each_at_
     ) in at_max.headline
     for page in (at_max.html, at_max.markdown):
         assert "tokens/s gain vs the baseline at its largest fit %" in page and "31.4" in page
+    assert at_max.metrics["fit_gain_pct_liger_seq512"] == pytest.approx(100 * sum(FIT_GAINS) / 3)
+    assert "fit_gain_pct_baseline_seq512" not in at_max.metrics  # no gain against itself: NaN is not logged
 
 
 def test_without_runs_at_the_fits_the_page_says_how_to_measure_there(report):

@@ -378,6 +378,8 @@ def headline_metrics(analysis: Analysis) -> dict[str, float]:
     for row in analysis.searches.itertuples():
         if row.largest_fit is not pd.NA:
             out[f"largest_fit_{row.variant}_seq{row.seq_len}"] = row.largest_fit
+    for row in analysis.fit_rates.itertuples():
+        out[f"fit_gain_pct_{row.variant}_seq{row.seq_len}"] = row.gain_pct
     for row in analysis.sequence_searches.itertuples():
         if row.longest_fit is not pd.NA:
             out[f"longest_fit_{row.variant}_bs{row.batch_size}"] = row.longest_fit
