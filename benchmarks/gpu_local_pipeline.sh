@@ -11,13 +11,14 @@
 # FRONTIER_SEARCH (default: the pipeline's, true: a search per variant; for Phi-3 on an H200 ~8 probes of
 # ~20 s from the grid's batch 16 to the fits 42 and 62 at 512 tokens, ~3 min each: benchmarks/results/README.md's
 # fifth session).
-# Issue 25's attribution: a run costs 16-27 s beyond its steps (11-20 s of it imports: the phases lines of
-# benchmarks/results/README.md's sixth session, where Phi-3's kernel_ablation=both × 1 repeat × 30 steps took
-# 6 min 55 s), so × 3 repeats is ~20 min, longer than a device call: detach it and await it over several calls
-# (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=3 MAX_STEPS=30
-# TORCH_COMPILE=false BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash benchmarks/gpu_local_pipeline.sh
-# /tmp/res/phi3; await both 560`, then `await both 560` at once in each next call (and PRESET=llama3-8b at the
-# largest batch that fits).
+# Issue 25's attribution: a run costs 16-27 s beyond its steps (11-20 s of it imports), so Phi-3's
+# kernel_ablation=both at batch 16 × 30 steps took 6 min 55 s for one repeat and 12 min 44 s for two
+# (benchmarks/results/README.md, sixth and seventh sessions): longer than a device call, so detach it and
+# await it over several calls (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=2
+# MAX_STEPS=30 TORCH_COMPILE=false BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash
+# benchmarks/gpu_local_pipeline.sh /tmp/res/phi3; await both 560`, then `await both 560` at once in each next
+# call. Llama-3-8B's shape (PRESET=llama3-8b) at its baseline's largest fit, BATCH_SIZES=21, ~1 s a step there
+# (its frontier probes), is ~50 s a run: two repeats of its 10 arms are ~17 min.
 set -euo pipefail
 out=$1
 read -r model dataset < <(python3 - "${WORKLOAD:-variable}" "${PRESET:-phi3-mini}" <<'PY'
