@@ -5,7 +5,8 @@
 # once per machine and never changed afterwards: a later call that sources this while a detached job
 # still runs must not reinstall under the job's feet (pip --upgrade --target deletes each package
 # before it moves the new one in, and a process importing in that window died with
-# ModuleNotFoundError: twice in the sixth and seventh sessions' device calls).
+# ModuleNotFoundError in the seventh session; the sixth session's died with the same message;
+# benchmarks/reinstall_race.sh reproduces it on a CPU).
 # The modules are compiled at install (pip without --no-compile), once: the machine's Python does not
 # write .pyc, so otherwise every training process compiles the carried packages again.
 # (LIGER_BENCH_SITE_ROOT: another folder than /tmp, for tests.) The hash covers what pip installs.

@@ -17,8 +17,9 @@
 # await it over several calls (benchmarks/device_jobs.sh), e.g. `detach both env KERNEL_ABLATION=both N_RUNS=2
 # MAX_STEPS=30 TORCH_COMPILE=false BATCH_SIZES=16 WORKLOAD=fixed FRONTIER_SEARCH=false bash
 # benchmarks/gpu_local_pipeline.sh /tmp/res/phi3; await both 560`, then `await both 560` at once in each next
-# call. Llama-3-8B's shape (PRESET=llama3-8b) at its baseline's largest fit, BATCH_SIZES=21, ~1 s a step there
-# (its frontier probes), is ~50 s a run: two repeats of its 10 arms are ~17 min.
+# call. Llama-3-8B's shape (PRESET=llama3-8b) at its baseline's largest fit, BATCH_SIZES=21: an estimate of
+# ~50 s a run (its frontier probes' steps phase, 2 steps after the first: 1.6 s at batch 16 and 2.0 s at 20,
+# so ~1 s a step, 30 s for 30 steps, plus ~20 s of process), so two repeats of its 10 arms are ~17 min.
 set -euo pipefail
 out=$1
 read -r model dataset < <(python3 - "${WORKLOAD:-variable}" "${PRESET:-phi3-mini}" <<'PY'

@@ -7,15 +7,18 @@
 # Usage: bash benchmarks/reinstall_race.sh [REINSTALLS]   (prints how many imports ran and how many failed)
 set -u
 python=${PYTHON:-.venv/bin/python}
-wheel=$(ls .whl/transformers-*.whl)
+wheels=(.whl/transformers-*.whl)
+[ "${#wheels[@]}" -eq 1 ] && [ -f "${wheels[0]}" ] || { echo "need exactly one .whl/transformers-*.whl" >&2; exit 1; }
+wheel=${wheels[0]}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-"$python" -m pip install -q --no-index --no-deps --no-compile --target "$dir/site" "$wheel"
+"$python" -m pip install -q --no-index --no-deps --no-compile --target "$dir/site" "$wheel" || exit 1
+"$python" -c "import sys; sys.path.insert(0, '$dir/site'); from transformers import TrainerCallback" || exit 1
 (
     for _ in $(seq "${1:-3}"); do
         "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$dir/site" "$wheel" 2>/dev/null
     done
-    touch "$dir/done"
+    touch "$dir/done"  # also where pip fails: the loop below must end
 ) &
 imports=0 failed=0
 while [ ! -f "$dir/done" ]; do

@@ -4,6 +4,7 @@ The report's words and tables change after a GPU run (a headline fixed, a table 
 measurements do not. `gpu_local_pipeline.sh` packs each run's result and step history and
 find_frontier's searches from kfp's pipeline root into OUT_DIR/records.tgz; this renders them as
 analyze_results does, without MLflow, into a folder of report.html, summary.md and analysis.csv.
+The records hold no gpu_hour_price: give the run's again (--gpu-hour-price) to keep its cost columns.
 
     python benchmarks/rerender_local.py pack PIPELINE_RUN_DIR RECORDS.tgz
     python benchmarks/rerender_local.py render RECORDS.tgz OUT_DIR [--gpu-hour-price P]
@@ -25,14 +26,18 @@ RESULT, HISTORY, FRONTIER = "for-loop-*/train-model/result", "for-loop-*/train-m
 def pack(run_dir: Path, records: Path) -> int:
     """Put the run's result, history and frontier files into ``records``; how many runs it holds."""
     results = sorted(run_dir.glob(RESULT))
-    with tarfile.open(records, "w:gz") as tar:
+    part = records.with_name(records.name + ".part")  # a pack that fails leaves no records.tgz
+    with tarfile.open(part, "w:gz") as tar:
         for path in [*results, *sorted(run_dir.glob(HISTORY)), run_dir / FRONTIER]:
             tar.add(path, arcname=str(path.relative_to(run_dir)))
+    part.replace(records)
     return len(results)
 
 
 def render(records: Path, out: Path, gpu_hour_price: float = 0.0) -> str:
     """Render ``records`` into ``out`` as analyze_results does; the headline."""
+    if not hasattr(tarfile, "data_filter"):
+        raise SystemExit("rerender_local.py needs tarfile's extraction filters: Python >= 3.10.12, 3.11.4 or 3.12")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -203,6 +203,17 @@ def test_a_grid_of_only_max_compares_the_variants_at_their_fits_and_names_no_fas
     assert "At its own largest fit, Liger trains 14,300 tokens/s (batch 48), +31% vs the baseline" in bundle.headline
 
 
+def test_a_grid_of_only_max_with_an_unsteady_fit_says_why_nothing_is_compared():
+    runs = [Run(False, 40, 512, r, tokens_per_s=10_000, slow_first=8, slow_factor=3.0) for r in range(3)]
+    runs += [Run(True, 48, 512, r, tokens_per_s=13_000) for r in range(3)]
+    bundle = build_report(*build(runs), SEARCHES)
+    assert "the fastest variant" not in bundle.headline and "At its own largest fit" not in bundle.headline
+    assert "No variant trained at steady state" not in bundle.headline  # Liger did, at 48
+    assert "No batch size and sequence length trained more than one variant, so no cell compares them" in (
+        bundle.headline
+    )
+
+
 def test_where_both_fit_the_same_batch_the_cells_gain_says_it_once():
     same = [
         search("baseline", 512, [(16, "ok", 60.0), (32, "ok", 120.0), (64, "oom", None)], "bound"),

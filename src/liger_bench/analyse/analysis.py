@@ -29,7 +29,7 @@ from liger_bench.analyse.frontier import (
     sequence_searches_table,
 )
 from liger_bench.analyse.intervals import mean_ci
-from liger_bench.analyse.runtables import CELL, runs_table, steps_table
+from liger_bench.analyse.runtables import CELL, recommendable, runs_table, steps_table
 from liger_bench.records import RunResult, StepHistory
 from liger_bench.vocabulary import BASELINE, RUN_STATUSES, VARIANTS, RunStatus, Variant, ablated_kernel, variant_order
 
@@ -335,7 +335,7 @@ def _recommendations(cells: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (batch, seq), group in cells.groupby(PAIR, sort=True):
-        candidates = group[(group["outcome"] == "ok") & (group["steady_state"] != "unsteady")]
+        candidates = group[recommendable(group)]
         left_out = group.drop(candidates.index)
         why: dict[str, list[str]] = {}  # variants sharing one verdict and reason are named together
         for r in left_out.itertuples():

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from liger_bench.analyse.intervals import mean_ci
+from liger_bench.analyse.runtables import recommendable
 from liger_bench.measure.frontier import last_probe_of
 from liger_bench.vocabulary import BASELINE, variant_order
 
@@ -203,8 +204,8 @@ def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -
     """Each searched variant's throughput at its own largest fit, against the baseline's at the baseline's own.
 
     A row per searched variant whose cell at its largest fit ran (the grid had ``"max"``, or that
-    batch), with the cell's outcome and steadiness. Its rate is the cell's only where it trained in
-    every repeat at steady state (a rate the report would recommend on), else NaN. The gain pairs the
+    batch), with the cell's outcome and steadiness. Its rate is the cell's only where the report would
+    recommend on it (``runtables.recommendable``: every repeat trained, not unsteady), else NaN. The gain pairs the
     two variants' runs by repeat, like every gain: the mean of the per-repeat ``tokens/s ÷ baseline's
     − 1`` with a 95% Student-t interval; NaN without a pair, for the baseline itself, or where either
     cell's rate is NaN.
@@ -219,8 +220,8 @@ def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -
     """
     fits = searches.dropna(subset=["largest_fit"])[["variant", "seq_len", "largest_fit"]]
     at_fit = fits.merge(cells.rename(columns={"batch_size": "largest_fit"}), on=["variant", "seq_len", "largest_fit"])
-    usable = (at_fit["outcome"] == "ok") & (at_fit["steady_state"] != "unsteady")
-    for column in FIT_RATE_COLUMNS[5:8]:
+    usable = recommendable(at_fit) & at_fit["tokens_per_s_nonpad"].notna()
+    for column in ("tokens_per_s_nonpad", "tokens_per_s_nonpad_ci_low", "tokens_per_s_nonpad_ci_high"):
         at_fit[column] = at_fit[column].where(usable)
     ok = runs.loc[runs["status"] == "ok", ["variant", "batch_size", "seq_len", "repeat", "tokens_per_s_nonpad"]]
     key = ["variant", "seq_len", "largest_fit"]
@@ -230,7 +231,7 @@ def fit_rates(searches: pd.DataFrame, cells: pd.DataFrame, runs: pd.DataFrame) -
     ratios = pairs["tokens_per_s_nonpad"] / pairs["tokens_per_s_nonpad_base"]
     rows = []
     for row in at_fit.itertuples():
-        mine = ratios[(pairs["variant"] == row.variant) & (pairs["seq_len"] == row.seq_len)]
+        mine = ratios[(pairs["variant"] == row.variant) & (pairs["seq_len"] == row.seq_len)].dropna()
         gain = tuple(100.0 * v for v in mean_ci(mine - 1.0))
         rows.append([row.variant, row.seq_len, int(row.largest_fit), row.outcome, row.steady_state])
         rows[-1] += [row.tokens_per_s_nonpad, row.tokens_per_s_nonpad_ci_low, row.tokens_per_s_nonpad_ci_high]

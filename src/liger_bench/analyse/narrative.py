@@ -15,6 +15,7 @@ import pandas as pd
 
 from liger_bench.analyse.analysis import COST_DIGITS, Analysis, status_counts, success_ratio
 from liger_bench.analyse.attribution import supported_carriers
+from liger_bench.analyse.runtables import recommendable
 from liger_bench.plan.frontier import SEQ_GRANULE
 from liger_bench.vocabulary import BASELINE, RUN_STATUSES, RunStatus, Variant, ablated_kernel
 
@@ -41,9 +42,9 @@ SEARCH_RULE = (
 )
 FIT_RATE_TEXT = (
     'Each variant the grid ran at its own largest fit ("max"), against the baseline at its own: what each '
-    "does with all of the GPU's memory. A rate is shown where the variant trained there in every repeat at "
-    "steady state; the gain pairs the runs by repeat: the mean of the per-repeat ratios with a 95% Student-t "
-    "interval."
+    "does with all of the GPU's memory. A rate is shown where the variant trained there in every repeat and "
+    "was not found unsteady; the gain pairs the runs by repeat: the mean of the per-repeat ratios with a 95% "
+    "Student-t interval."
 )
 SEQUENCE_SEARCH_RULE = (
     "Per variant, at the batch frontier_seq_batch_size: the longest max_seq_length that trains the same probe "
@@ -104,9 +105,7 @@ def _headline_cell(analysis: Analysis) -> pd.Series | None:
     """
     recommended = analysis.recommendations[analysis.recommendations["fastest"] != ""]
     cells = analysis.cells
-    baseline = cells[
-        (cells["variant"] == BASELINE) & (cells["outcome"] == "ok") & (cells["steady_state"] != "unsteady")
-    ]
+    baseline = cells[(cells["variant"] == BASELINE) & recommendable(cells)]
     others = cells.loc[cells["variant"] != BASELINE, ["batch_size", "seq_len"]].drop_duplicates()
     compared_cells = baseline[["batch_size", "seq_len"]].merge(others, on=["batch_size", "seq_len"])
     compared = recommended.merge(compared_cells, on=["batch_size", "seq_len"])
@@ -245,16 +244,21 @@ def searched_frontier_phrase(analysis: Analysis) -> str:
     return "".join(phrases)
 
 
-def _fit_rate_phrase(analysis: Analysis) -> str:
-    """Each variant at its own largest fit against the baseline at its own, where both trained there."""
+def _fit_rate_phrase(analysis: Analysis, headline_cell: pd.Series | None) -> str:
+    """Each variant at its own largest fit against the baseline at its own, where both trained there.
+
+    Left out where both fit the same batch and that is the headline's cell: its gain says it already.
+    """
     rows = analysis.fit_rates
     several = analysis.runs["seq_len"].nunique() > 1
     phrases = []
     for seq, group in rows.groupby("seq_len", sort=True):
         base = group[group["variant"] == BASELINE]
-        # At the baseline's own fit, the cell's gain says it already.
-        paired = (group["variant"] != BASELINE) & (group["n_pairs"] > 0)
-        for row in group[paired & (group["largest_fit"] != base["largest_fit"].max())].itertuples():
+        paired = group[(group["variant"] != BASELINE) & (group["n_pairs"] > 0)]
+        said = headline_cell is not None and headline_cell.seq_len == seq
+        if said and base["largest_fit"].max() == headline_cell.batch_size:
+            paired = paired[paired["largest_fit"] != headline_cell.batch_size]
+        for row in paired.itertuples():
             tokens = f" of {seq:,} tokens" if several else ""
             phrases.append(
                 f" At its own largest fit, {label(row.variant)} trains {number(row.tokens_per_s_nonpad, 0)} tokens/s "
@@ -324,15 +328,21 @@ def make_headline(analysis: Analysis) -> str:
             f"a Liger or GPU measurement (Liger's Triton kernels need a CUDA GPU{skipped}). "
         )
     cell = _headline_cell(analysis)
+    at_fits = _fit_rate_phrase(analysis, cell)
     if cell is not None:
         text += recommendation(analysis, cell)
-    elif _fit_rate_phrase(analysis):
+    elif at_fits:
         pass  # each variant ran at its own largest fit only: the clause below compares them there
+    elif (analysis.recommendations["fastest"] != "").any():
+        text += (
+            "No batch size and sequence length trained more than one variant, so no cell compares them; "
+            "each variant's rate is in the tables below."
+        )
     elif (analysis.cells["outcome"] == "ok").any():
         text += "No variant trained at steady state in every repeat, so none is recommended; see the caveats."
     else:
         text += "No variant trained in every repeat of a cell, so none is recommended; see the reasons below."
-    text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis) + _fit_rate_phrase(analysis)
+    text += _memory_frontier_phrase(analysis) + searched_frontier_phrase(analysis) + at_fits
     if set(analysis.cells["variant"]) == {BASELINE}:
         text += " Only the baseline was run, so there is no comparison."
     text += _attribution_phrase(analysis) + _unsteady_phrase(analysis) + _lone_divergence_phrase(analysis)

@@ -64,6 +64,14 @@ RUN_COLUMNS += ["variant", *RUN_METRICS, "steady_state", "pad_to_multiple_of", "
 RUN_COLUMNS += ["gpus", "attn_implementation", "energy_unavailable"]
 
 
+def recommendable(cells: pd.DataFrame) -> pd.Series:
+    """Which cells a rate may be recommended or stated on: trained in every repeat (outcome ``ok``), not unsteady.
+
+    A cell whose steadiness is ``unknown`` counts; one found ``unsteady`` never does.
+    """
+    return (cells["outcome"] == "ok") & (cells["steady_state"] != "unsteady")
+
+
 def _run_row(result: RunResult) -> dict[str, Any]:
     config, metrics = result.config, result.metrics
     try:
