@@ -369,7 +369,7 @@ def with_crashed_runs(cells: dict) -> dict:
     return filled
 
 
-def merge(parts: list[Path], out: Path, warmup: int, gpu_hour_price: float | None) -> None:
+def merge(parts: list[Path], out: Path, warmup: int, preset: str, gpu_hour_price: float | None) -> None:
     """One table, JSON and report (costs at ``gpu_hour_price``) from the outputs of several calls of this script."""
     loaded = [json.loads(part.read_text()) for part in parts]
     # A call cut short by its time limit leaves only cells.json: its cells, no command or environment.
@@ -387,11 +387,11 @@ def merge(parts: list[Path], out: Path, warmup: int, gpu_hour_price: float | Non
         "cells": cells,
     }
     (out / "benchmark.json").write_text(json.dumps(payload, indent=1))
-    write_report(cells, out, gpu_hour_price)
+    write_report(cells, out, preset, gpu_hour_price)
 
 
-def write_report(cells: dict, out: Path, gpu_hour_price: float | None = None) -> None:
-    """The same HTML report analyze_results makes, from the runs of this benchmark (costs at ``gpu_hour_price``)."""
+def write_report(cells: dict, out: Path, preset: str, gpu_hour_price: float | None = None) -> None:
+    """The same HTML report analyze_results makes, from this benchmark's runs of the embedded ``preset``."""
     from liger_bench.records import RunResult, history_document
     from liger_bench.render.report import build_report, write_bundle
 
@@ -404,7 +404,7 @@ def write_report(cells: dict, out: Path, gpu_hour_price: float | None = None) ->
     bundle = build_report(
         results,
         histories,
-        title="Liger Kernel benchmark: Phi-3-mini architecture, one GPU",
+        title=f"Liger Kernel benchmark: the embedded {preset} preset, one GPU",
         gpu_hour_price=gpu_hour_price,
     )
     write_bundle(bundle, out / "report.html", out / "summary.md", out / "analysis.csv")
@@ -608,7 +608,7 @@ def main() -> None:
         return
 
     if args.merge:
-        merge(args.merge, args.out, args.warmup, args.gpu_hour_price)
+        merge(args.merge, args.out, args.warmup, args.preset, args.gpu_hour_price)
         return
 
     from liger_bench.measure.envinfo import capture_environment
@@ -694,7 +694,7 @@ def main() -> None:
         "cells": cells,
     }
     (args.out / "benchmark.json").write_text(json.dumps(payload, indent=1))
-    write_report(cells, args.out, args.gpu_hour_price)
+    write_report(cells, args.out, args.preset, args.gpu_hour_price)
     print(f"total {time.monotonic() - started:.0f} s; wrote {args.out / 'benchmark.json'}", flush=True)
 
 

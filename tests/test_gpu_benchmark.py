@@ -71,8 +71,9 @@ def test_merge_renders_the_committed_summary_with_the_crashed_variant_and_its_co
          "--out", str(tmp_path)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    summary = (tmp_path / "summary.md").read_text()
-    assert summary == (SESSION4 / "fixed-bs16" / "summary.md").read_text()
+    title, summary = (tmp_path / "summary.md").read_text().split("\n", 1)
+    assert title == "# Liger Kernel benchmark: the embedded phi3-mini preset, one GPU"  # --preset's default
+    assert summary == (SESSION4 / "fixed-bs16" / "summary.md").read_text().split("\n", 1)[1]
     assert "Not recommended at batch 16: liger-compile: failed (process exited with code -11: " in summary
     # 3.50 per GPU-hour × 1e6 tokens / 16,672 tokens/s / 3,600 s = 0.0583; with Liger 21,244 tokens/s: 0.0458.
     assert "| baseline | 16 | 512 | ok | 0.058 |" in summary

@@ -179,7 +179,7 @@ def test_prepare_grid_trials_every_arm_of_the_architecture(model_type, tiny_mode
 
 
 @pytest.mark.slow
-def test_each_through_the_real_local_runner_on_the_tiny_model(embedded_assets, tmp_path):
+def test_each_through_the_real_local_runner_on_the_tiny_model(embedded_assets, tmp_path, capsys):
     """On CPU the arms are skipped like every Liger run: the grid has their run keys and the report says so."""
     import json
 
@@ -188,6 +188,12 @@ def test_each_through_the_real_local_runner_on_the_tiny_model(embedded_assets, t
     overrides = {"model_name": str(embedded_assets[0]), "dataset_name": str(embedded_assets[1])}
     overrides |= {"torch_compile": [False], "per_device_train_batch_size": [2], "n_runs": 1, "max_steps": 5}
     report = run_local(tmp_path, {**overrides, "kernel_ablation": "each"})
+    # The header counts the grid before the model's kernels are known, then the arms are added and said.
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("[liger-bench] 2 training runs (use_liger [true, false] × ")
+    assert said[0].endswith(""", before kernel_ablation "each"'s arms), one at a time""")
+    assert "[liger-bench] 6 training runs: the kernel ablation's arms for the model's kernels add 4" in said
+    assert sum("/6] " in line for line in said) == 6
     run_root = report.parent.parent
     grid = json.loads((run_root / "prepare-grid" / "executor_output.json").read_text())["parameterValues"]["Output"]
     seq = grid[0]["max_seq_length"]

@@ -163,6 +163,9 @@ def _run_locked(
             f"{name} {json.dumps(params.get(name, declared[name].default))}"
             for name in ("use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length", "n_runs")
         )
+        ablation = params.get("kernel_ablation", declared["kernel_ablation"].default)
+        if ablation != "off":  # its arms are counted once prepare_grid has read the model's type
+            axes += f", before kernel_ablation {json.dumps(ablation)}'s arms"
         concurrency = options.max_concurrency
         at_a_time = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
         progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")

@@ -91,7 +91,11 @@ class ProgressLog(io.TextIOBase):
         if message.startswith(GRID):  # the header said what runs; the clock of the ETA starts here
             self._training_start = self.clock()
             # The grid's own count: a kernel ablation's arms are known only once the model's type is.
-            self.total_runs = int(message.removeprefix(GRID).split(" ", 1)[0])
+            total = int(message.removeprefix(GRID).split(" ", 1)[0])
+            if total != self.total_runs:
+                self.say(f"{total} training runs: the kernel ablation's arms for the model's kernels add "
+                         f"{total - self.total_runs}")  # fmt: skip
+            self.total_runs = total
             return
         if finished:
             self._run_finished(finished)
