@@ -320,6 +320,39 @@ def test_the_figures_by_batch_size_and_of_the_search_draw_the_variants_and_say_w
     ]
 
 
+def test_the_attribution_figure_draws_speed_and_memory_per_kernel_and_the_singles_sum_against_all_kernels():
+    """Two panels per cell; per kernel its bars alone and left out, then the sum of the singles and all kernels."""
+    from matplotlib.container import BarContainer
+    from synthetic_results import ablation_scenario
+
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _attribution_bars
+
+    analysis = analyze_results(*build(ablation_scenario()))
+    kernels, (whole,) = analysis.attribution.to_dict("records"), analysis.interaction.to_dict("records")
+    speed, memory = _attribution_bars(analysis).axes
+    panels = (
+        (speed, "alone_gain_pct", "left_out_loss_pct", "sum_of_singles_gain_pct", "all_kernels_gain_pct"),
+        (memory, "alone_mem_reduction_pct", "left_out_mem_increase_pct", "sum_of_singles_mem_reduction_pct",
+         "all_kernels_mem_reduction_pct"),
+    )  # fmt: skip
+    for ax, alone, left_out, singles, together in panels:
+        expected = [value for row in kernels for value in (row[alone], row[left_out])] + [
+            whole[singles],
+            whole[together],
+        ]
+        assert all(math.isfinite(value) and value != 0 for value in expected)
+        assert [bar.get_height() for bar in ax.patches if bar.get_width() > 0] == pytest.approx(expected)
+        assert [label.get_text() for label in ax.get_xticklabels()] == [row["kernel"] for row in kernels] + [
+            "all kernels"
+        ]
+    # Every speed bar has its interval; the memory sums have none (the analysis gives the means only).
+    intervals = [
+        len([bar for bar in ax.containers if isinstance(bar, BarContainer) and bar.errorbar]) for ax in (speed, memory)
+    ]
+    assert intervals == [2 * len(kernels) + 2, 2 * len(kernels)]
+
+
 def test_the_loss_figure_draws_paired_cells_only_and_is_left_out_without_a_pair():
     from liger_bench.analyse.analysis import analyze_results
     from liger_bench.render.figures import _curve_runs

@@ -223,36 +223,53 @@ def _frontier_probes(analysis: Analysis):
     return fig
 
 
-def _attribution_bars(analysis: Analysis):
-    """Grouped bars per kernel, one panel per (batch, seq len) cell: gain alone and tokens/s lost when left out.
+# The attribution figure's bar series: the label, then per panel (tokens/s, allocated memory) the columns of
+# ``analysis.attribution`` (per kernel) or ``analysis.interaction`` (the last group, all kernels).
+ATTRIBUTION_SERIES = (
+    ("alone, against the baseline", ("alone_gain_pct", "alone_mem_reduction_pct")),
+    ("left out of all kernels, against Liger", ("left_out_loss_pct", "left_out_mem_increase_pct")),
+)
+INTERACTION_SERIES = (
+    ("sum of the single kernels", ("sum_of_singles_gain_pct", "sum_of_singles_mem_reduction_pct")),
+    ("all kernels together", ("all_kernels_gain_pct", "all_kernels_mem_reduction_pct")),
+)
+ATTRIBUTION_PANELS = ("tokens/s: % gained alone, % lost left out", "allocated memory: % saved alone, % added left out")
 
-    Each bar carries its 95% CI over the repeats; a comparison without a pair gets no bar.
+
+def _attribution_bars(analysis: Analysis):
+    """Per (batch, seq len) cell, two panels: tokens/s and peak allocated memory.
+
+    In each, two bars per kernel (alone against the baseline, left out against Liger with all of them),
+    then a last group, "all kernels": the sum of the single kernels against all of them together, which is
+    the interaction. A bar carries its 95% CI over the repeats where the analysis has one (the memory sums
+    have none); a comparison without a pair gets no bar.
     """
     import seaborn as sns
 
-    rows = analysis.attribution
+    rows, whole = analysis.attribution, analysis.interaction
     cells = sorted(set(zip(rows["batch_size"], rows["seq_len"], strict=True)))
-    bars = (
-        ("alone_gain_pct", "alone: tokens/s gain over the baseline"),
-        ("left_out_loss_pct", "left out: tokens/s lost against all kernels"),
-    )
-    colors = sns.color_palette("colorblind", len(bars))
-    fig, axes = _figure(len(cells), 2, 4.2)
-    for ax, (batch, seq) in zip(axes, cells, strict=True):
-        panel = rows[(rows["batch_size"] == batch) & (rows["seq_len"] == seq)].reset_index(drop=True)
-        width = 0.8 / len(bars)
-        for i, (value, name) in enumerate(bars):
-            for x, row in panel.iterrows():
-                if not math.isfinite(row[value]):
-                    continue
-                low, high = row[f"{value}_ci_low"], row[f"{value}_ci_high"]
-                err = [[row[value] - low], [high - row[value]]] if math.isfinite(low) else None
-                ax.bar(x - 0.4 + width * (i + 0.5), row[value], width, color=colors[i], yerr=err, capsize=3)
-            ax.bar(0, 0, 0, color=colors[i], label=name)
-        ax.axhline(0, color="#333", linewidth=0.8)
-        ax.set(xticks=range(len(panel)), xticklabels=panel["kernel"], ylabel="% of tokens/s")
-        ax.tick_params(axis="x", labelrotation=15)
-        ax.set_title(f"batch {batch}, sequence length {seq}")
+    series = [*ATTRIBUTION_SERIES, *INTERACTION_SERIES]
+    colors = dict(zip((name for name, _ in series), sns.color_palette("colorblind", len(series)), strict=True))
+    fig, axes = _figure(2 * len(cells), 2, 4.2)
+    for i, (batch, seq) in enumerate(cells):
+        kernels = rows[(rows["batch_size"] == batch) & (rows["seq_len"] == seq)]
+        together = whole[(whole["batch_size"] == batch) & (whole["seq_len"] == seq)]
+        groups = [(row["kernel"], ATTRIBUTION_SERIES, row) for _, row in kernels.iterrows()]
+        groups += [("all kernels", INTERACTION_SERIES, row) for _, row in together.iterrows()]
+        for which, ax in enumerate(axes[2 * i : 2 * i + 2]):
+            for x, (_, pair, row) in enumerate(groups):
+                for j, (name, columns) in enumerate(pair):
+                    value, low, high = (row.get(columns[which] + end, math.nan) for end in ("", "_ci_low", "_ci_high"))
+                    if not math.isfinite(value):
+                        continue
+                    err = [[value - low], [high - value]] if math.isfinite(low) else None
+                    ax.bar(x - 0.2 + 0.4 * j, value, 0.4, color=colors[name], yerr=err, capsize=3)
+            for name, color in colors.items():
+                ax.bar(0, 0, 0, color=color, label=name)
+            ax.axhline(0, color="#333", linewidth=0.8)
+            ax.set(xticks=range(len(groups)), ylabel="%")
+            ax.set_xticklabels([label for label, _, _ in groups], rotation=20, ha="right")
+            ax.set_title(f"{ATTRIBUTION_PANELS[which]} (batch {batch}, sequence length {seq})", fontsize=10)
     _legend_outside(fig)
     return fig
 
@@ -304,7 +321,8 @@ def draw_figures(analysis: Analysis) -> list[Drawing]:
             "No probe measured GPU memory (the search ran without a CUDA device)." if len(analysis.probes) else "",
         ),
         Drawing(
-            "Which kernels pay: each kernel alone vs the baseline, and left out of all kernels (95% CI over repeats)",
+            "Which kernels pay: tokens/s and peak allocated memory, each kernel alone vs the baseline and left out "
+            "of all kernels, and the sum of the singles vs all kernels together (95% CI over repeats)",
             kernels,
             "No kernel-ablation arm has a pair of ok runs to compare, so there is nothing to draw."
             if len(analysis.attribution)
