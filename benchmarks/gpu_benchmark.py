@@ -49,6 +49,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from liger_bench.inputs.embedded import MODEL_PRESETS
 from liger_bench.measure.metrics import GIB, is_measured
 from liger_bench.plan.config import TrainConfig
 from liger_bench.vocabulary import BASELINE, VARIANTS, variant_parts
@@ -247,6 +248,7 @@ def plain_loop(
     }
 
 
+DEFAULT_PRESET = "phi3-mini"  # the embedded model a call without --preset benchmarks
 # ensure_embedded's dataset arguments per workload: enough rows that no run sees a row twice.
 WORKLOADS = {
     "fixed": {"n_rows": 1024, "min_output_words": 400, "max_output_words": 600},
@@ -369,11 +371,31 @@ def with_crashed_runs(cells: dict) -> dict:
     return filled
 
 
-def merge(parts: list[Path], out: Path, warmup: int, preset: str, gpu_hour_price: float | None) -> None:
-    """One table, JSON and report (costs at ``gpu_hour_price``) from the outputs of several calls of this script."""
+def merged_preset(loaded: list[dict], given: str | None) -> str:
+    """The embedded preset of the parts being merged: the one their calls recorded, else ``given``.
+
+    Raises:
+        SystemExit: The parts (or they and ``given``) name different presets, or none is named.
+    """
+    named = {part["args"]["preset"] for part in loaded if "args" in part} | ({given} if given else set())
+    if len(named) != 1:
+        raise SystemExit(
+            f"--merge: the parts and --preset name different presets: {sorted(named)}"
+            if named
+            else "--merge: no part records its preset (a call cut short leaves only cells.json): give --preset"
+        )
+    return named.pop()
+
+
+def merge(parts: list[Path], out: Path, warmup: int, preset: str | None, gpu_hour_price: float | None) -> None:
+    """One table, JSON and report (costs at ``gpu_hour_price``) from the outputs of several calls of this script.
+
+    ``preset``: the embedded model's, for parts that do not record it (see ``merged_preset``).
+    """
     loaded = [json.loads(part.read_text()) for part in parts]
     # A call cut short by its time limit leaves only cells.json: its cells, no command or environment.
     loaded = [part if "cells" in part else {"cells": part} for part in loaded]
+    preset = merged_preset(loaded, preset)
     cells = with_crashed_runs({key: cell for part in loaded for key, cell in part["cells"].items()})
     batch_sizes = sorted({int(key.split("-bs")[1]) for key in cells})
     summary = {key: summarize(cell, warmup) for key, cell in cells.items()}
@@ -391,7 +413,10 @@ def merge(parts: list[Path], out: Path, warmup: int, preset: str, gpu_hour_price
 
 
 def write_report(cells: dict, out: Path, preset: str, gpu_hour_price: float | None = None) -> None:
-    """The same HTML report analyze_results makes, from this benchmark's runs of the embedded ``preset``."""
+    """The same HTML report analyze_results makes, from this benchmark's runs of the embedded ``preset``.
+
+    Costs are at ``gpu_hour_price`` (none without one).
+    """
     from liger_bench.records import RunResult, history_document
     from liger_bench.render.report import build_report, write_bundle
 
@@ -578,7 +603,11 @@ def main() -> None:
         "--sample-power", action="store_true", help="sample nvidia-smi's power.draw beside NVML's energy counter"
     )
     parser.add_argument("--gpu-hour-price", type=float, default=None, help="the report's cost per million tokens")
-    parser.add_argument("--preset", default="phi3-mini")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(MODEL_PRESETS),
+        help=f"the embedded model (default {DEFAULT_PRESET}; with --merge, the one the parts record)",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liger-bench-cache"))
     parser.add_argument(
         "--merge",
@@ -597,6 +626,8 @@ def main() -> None:
     parser.add_argument("--dataset-dir", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.merge:
+        args.preset = args.preset or DEFAULT_PRESET
     if args.worker:
         worker(args)
         return

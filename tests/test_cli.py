@@ -246,6 +246,21 @@ def test_progress_log_keeps_everything_in_the_log_and_one_line_per_run_on_the_te
     assert progress.last_error == "GridError: max_seq_length: 9000 exceeds the context length"
 
 
+def test_progress_takes_the_grids_own_count_and_says_what_the_kernel_ablation_added():
+    """The header counts the grid before the model's type is known; prepare_grid's count adds the ablation's arms."""
+    log, terminal = io.StringIO(), io.StringIO()
+    progress = ProgressLog(log, terminal, total_runs=2, clock=lambda: 0.0)
+    progress.write("[liger-bench] grid of 6 runs: liger-bs2-seq128-r0, baseline-bs2-seq128-r0, liger.rope-bs2-...\n")
+    progress.write("[liger-bench] baseline-bs2-seq128-r0: ok, 1,000 tokens/s\n")
+    assert terminal.getvalue().splitlines() == [
+        "[liger-bench] 6 training runs: the kernel ablation's arms for the model's kernels add 4",
+        "[liger-bench] [1/6] baseline-bs2-seq128-r0: ok, 1,000 tokens/s  ETA 0 s",
+    ]
+    same = ProgressLog(io.StringIO(), terminal := io.StringIO(), total_runs=2)
+    same.write("[liger-bench] grid of 2 runs: liger-bs2-seq128-r0, baseline-bs2-seq128-r0\n")
+    assert terminal.getvalue() == ""  # no ablation: nothing to say
+
+
 def test_progress_counts_a_run_whose_task_was_re_run_once_with_its_last_status():
     log, terminal = io.StringIO(), io.StringIO()
     progress = ProgressLog(log, terminal, total_runs=2)

@@ -68,16 +68,30 @@ def test_merge_renders_the_committed_summary_with_the_crashed_variant_and_its_co
     assert "liger-compile-bs16" in json.loads(cells.read_text())  # died of SIGSEGV without a record
     subprocess.run(
         [sys.executable, str(SCRIPT), "--merge", str(cells), "--warmup", "3", "--gpu-hour-price", "3.5",
-         "--out", str(tmp_path)],
+         "--preset", "phi3-mini", "--out", str(tmp_path)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     title, summary = (tmp_path / "summary.md").read_text().split("\n", 1)
-    assert title == "# Liger Kernel benchmark: the embedded phi3-mini preset, one GPU"  # --preset's default
+    assert title == "# Liger Kernel benchmark: the embedded phi3-mini preset, one GPU"
     assert summary == (SESSION4 / "fixed-bs16" / "summary.md").read_text().split("\n", 1)[1]
     assert "Not recommended at batch 16: liger-compile: failed (process exited with code -11: " in summary
     # 3.50 per GPU-hour × 1e6 tokens / 16,672 tokens/s / 3,600 s = 0.0583; with Liger 21,244 tokens/s: 0.0458.
     assert "| baseline | 16 | 512 | ok | 0.058 |" in summary
     assert "| Liger | 16 | 512 | ok | 0.046 |" in summary
+
+
+def test_merge_titles_the_report_with_the_preset_its_parts_record_and_refuses_to_guess(tmp_path):
+    """A call's benchmark.json records its --preset; a cells.json (a call cut short) does not, so it must be given."""
+    llama = ROOT / "benchmarks" / "results" / "h200-ablation" / "llama3-8b-ceiling"
+    merge = [sys.executable, str(SCRIPT), "--warmup", "3", "--out", str(tmp_path), "--merge"]
+    subprocess.run([*merge, str(llama / "benchmark.json")], check=True, capture_output=True, text=True)
+    title = (tmp_path / "summary.md").read_text().split("\n", 1)[0]
+    assert title == "# Liger Kernel benchmark: the embedded llama3-8b preset, one GPU"
+    cut_short = subprocess.run([*merge, str(llama / "cells.json")], capture_output=True, text=True)
+    assert cut_short.returncode == 1 and "no part records its preset" in cut_short.stderr
+    mixed = [str(llama / "benchmark.json"), "--preset", "phi3-mini"]
+    disagree = subprocess.run([*merge, *mixed], capture_output=True, text=True)
+    assert "name different presets: ['llama3-8b', 'phi3-mini']" in disagree.stderr
 
 
 def test_the_span_check_reads_the_counter_and_the_samples_over_one_wall_clock_span(gpu_benchmark):

@@ -191,7 +191,7 @@ def test_each_through_the_real_local_runner_on_the_tiny_model(embedded_assets, t
     # The header counts the grid before the model's kernels are known, then the arms are added and said.
     said = capsys.readouterr().out.splitlines()
     assert said[0].startswith("[liger-bench] 2 training runs (use_liger [true, false] × ")
-    assert said[0].endswith(""", before kernel_ablation "each"'s arms), one at a time""")
+    assert said[0].endswith(""", before the arms of kernel_ablation "each"), one at a time""")
     assert "[liger-bench] 6 training runs: the kernel ablation's arms for the model's kernels add 4" in said
     assert sum("/6] " in line for line in said) == 6
     run_root = report.parent.parent

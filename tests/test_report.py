@@ -320,37 +320,119 @@ def test_the_figures_by_batch_size_and_of_the_search_draw_the_variants_and_say_w
     ]
 
 
-def test_the_attribution_figure_draws_speed_and_memory_per_kernel_and_the_singles_sum_against_all_kernels():
-    """Two panels per cell; per kernel its bars alone and left out, then the sum of the singles and all kernels."""
+def _drawn_bars(ax) -> list[tuple[float, float, tuple[float, float] | None]]:
+    """(centre, height, 95% interval or None) of each bar drawn in ``ax``, in drawing order (no legend proxy)."""
     from matplotlib.container import BarContainer
+
+    bars = []
+    for container in ax.containers:
+        if not isinstance(container, BarContainer) or container.patches[0].get_width() == 0:
+            continue
+        bar, interval = container.patches[0], None
+        if container.errorbar:
+            (segment,) = container.errorbar.lines[2][0].get_segments()
+            interval = (segment[0][1], segment[1][1])
+        bars.append((bar.get_x() + bar.get_width() / 2, bar.get_height(), interval))
+    return bars
+
+
+# The attribution figure's series: per panel (tokens/s, allocated memory), the column of each bar of a kernel
+# (alone, left out) and of the last group, all kernels (the sum of the singles, all together).
+FIGURE_COLUMNS = (
+    (("alone_gain_pct", "left_out_loss_pct"), ("sum_of_singles_gain_pct", "all_kernels_gain_pct")),
+    (("alone_mem_reduction_pct", "left_out_mem_increase_pct"),
+     ("sum_of_singles_mem_reduction_pct", "all_kernels_mem_reduction_pct")),
+)  # fmt: skip
+
+
+def test_the_attribution_figure_draws_speed_and_memory_per_kernel_and_the_singles_sum_against_all_kernels():
+    """Two panels per cell, tokens/s then memory; per kernel its bars alone and left out, then "all kernels".
+
+    Batch 16 has three repeats (every bar with its interval but the memory sums, which have none); batch 8
+    one (no interval at all).
+    """
+    import dataclasses
+
     from synthetic_results import ablation_scenario
 
     from liger_bench.analyse.analysis import analyze_results
     from liger_bench.render.figures import _attribution_bars
 
-    analysis = analyze_results(*build(ablation_scenario()))
-    kernels, (whole,) = analysis.attribution.to_dict("records"), analysis.interaction.to_dict("records")
-    speed, memory = _attribution_bars(analysis).axes
-    panels = (
-        (speed, "alone_gain_pct", "left_out_loss_pct", "sum_of_singles_gain_pct", "all_kernels_gain_pct"),
-        (memory, "alone_mem_reduction_pct", "left_out_mem_increase_pct", "sum_of_singles_mem_reduction_pct",
-         "all_kernels_mem_reduction_pct"),
-    )  # fmt: skip
-    for ax, alone, left_out, singles, together in panels:
-        expected = [value for row in kernels for value in (row[alone], row[left_out])] + [
-            whole[singles],
-            whole[together],
-        ]
-        assert all(math.isfinite(value) and value != 0 for value in expected)
-        assert [bar.get_height() for bar in ax.patches if bar.get_width() > 0] == pytest.approx(expected)
-        assert [label.get_text() for label in ax.get_xticklabels()] == [row["kernel"] for row in kernels] + [
-            "all kernels"
-        ]
-    # Every speed bar has its interval; the memory sums have none (the analysis gives the means only).
-    intervals = [
-        len([bar for bar in ax.containers if isinstance(bar, BarContainer) and bar.errorbar]) for ax in (speed, memory)
+    runs = ablation_scenario()
+    runs += [dataclasses.replace(run, batch_size=8) for run in runs if run.repeat == 0]
+    analysis = analyze_results(*build(runs))
+    fig = _attribution_bars(analysis)
+    axes = fig.axes
+    assert len(axes) == 4
+    for cell, batch in enumerate((8, 16)):
+        kernels = analysis.attribution[analysis.attribution["batch_size"] == batch].to_dict("records")
+        (whole,) = analysis.interaction[analysis.interaction["batch_size"] == batch].to_dict("records")
+        for panel, ax in enumerate(axes[2 * cell : 2 * cell + 2]):
+            what = ("tokens/s: % gained alone", "allocated memory: % saved alone")[panel]
+            assert ax.get_title().startswith(what) and ax.get_title().endswith(f"(batch {batch}, sequence length 512)")
+            groups = [(row, FIGURE_COLUMNS[panel][0]) for row in kernels] + [(whole, FIGURE_COLUMNS[panel][1])]
+            expected = []
+            for x, (row, columns) in enumerate(groups):
+                for j, column in enumerate(columns):
+                    low, high = row.get(f"{column}_ci_low", math.nan), row.get(f"{column}_ci_high", math.nan)
+                    interval = (pytest.approx(low), pytest.approx(high)) if math.isfinite(low) else None
+                    expected.append((pytest.approx(x - 0.2 + 0.4 * j), pytest.approx(row[column]), interval))
+            assert all(math.isfinite(row[column]) and row[column] != 0 for row, cs in groups for column in cs)
+            assert _drawn_bars(ax) == expected
+            with_interval = sum(interval is not None for _, _, interval in _drawn_bars(ax))
+            assert with_interval == (0 if batch == 8 else 2 * len(kernels) + 2 * (panel == 0))
+            assert [label.get_text() for label in ax.get_xticklabels()] == [row["kernel"] for row in kernels] + [
+                "all kernels"
+            ]
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert legend == [
+        "alone, against the baseline",
+        "left out of all kernels, against Liger",
+        "sum of the single kernels",
+        "all kernels together",
     ]
-    assert intervals == [2 * len(kernels) + 2, 2 * len(kernels)]
+
+
+def test_a_leave_one_out_figure_has_no_alone_bars_no_all_kernels_group_and_no_legend_for_them():
+    from synthetic_results import ablation_scenario
+
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _attribution_bars
+
+    runs = [run for run in ablation_scenario() if not run.ablation or run.ablation.startswith("no_")]
+    analysis = analyze_results(*build(runs))
+    fig = _attribution_bars(analysis)
+    kernels = list(analysis.attribution["kernel"])
+    for panel, ax in enumerate(fig.axes):
+        column = FIGURE_COLUMNS[panel][0][1]
+        expected = [
+            (pytest.approx(x + 0.2), pytest.approx(value)) for x, value in enumerate(analysis.attribution[column])
+        ]
+        assert [(centre, height) for centre, height, _ in _drawn_bars(ax)] == expected
+        assert [label.get_text() for label in ax.get_xticklabels()] == kernels
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["left out of all kernels, against Liger"]
+
+
+def test_without_a_repeat_that_trained_every_single_arm_the_figure_has_no_all_kernels_group():
+    import dataclasses
+
+    from synthetic_results import ablation_scenario
+
+    from liger_bench.analyse.analysis import analyze_results
+    from liger_bench.render.figures import _attribution_bars
+
+    failed = {"status": "failed", "reason": "RuntimeError: boom"}
+    runs = [dataclasses.replace(run, **failed) if run.ablation == "rope" else run for run in ablation_scenario()]
+    analysis = analyze_results(*build(runs))
+    assert list(analysis.interaction["n_repeats"]) == [0]
+    fig = _attribution_bars(analysis)
+    for ax in fig.axes:
+        assert [label.get_text() for label in ax.get_xticklabels()] == list(analysis.attribution["kernel"])
+        assert len(_drawn_bars(ax)) == 2 * len(analysis.attribution) - 1  # rope alone has no pair
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == [
+        "alone, against the baseline",
+        "left out of all kernels, against Liger",
+    ]
 
 
 def test_the_loss_figure_draws_paired_cells_only_and_is_left_out_without_a_pair():

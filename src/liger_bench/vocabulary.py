@@ -24,6 +24,7 @@ BASELINE: Variant = VARIANTS[0]
 # brackets. A run's ``ablation`` field holds the part after "liger." ("" for every other variant).
 KernelAblation = Literal["off", "each", "leave-one-out", "both"]
 KERNEL_ABLATIONS: tuple[KernelAblation, ...] = get_args(KernelAblation)
+NO_ABLATION: KernelAblation = KERNEL_ABLATIONS[0]  # "off"
 ABLATION_PREFIX = "liger."
 LEFT_OUT = "no_"
 

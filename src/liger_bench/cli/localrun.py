@@ -21,6 +21,7 @@ from liger_bench.cli.outputdir import REPORT, one_run_at_a_time, set_aside_previ
 from liger_bench.cli.userinput import UserError, check_grid, check_local_paths, check_names, check_writable_folder
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.signature import KFP_TYPES, pipeline_parameters
+from liger_bench.vocabulary import NO_ABLATION
 
 # The local run's own defaults: one training at a time, since runs sharing a GPU, or a few CPU cores,
 # would measure each other; and no re-run of a failed training task, which here is no lost pod but
@@ -164,8 +165,8 @@ def _run_locked(
             for name in ("use_liger", "torch_compile", "per_device_train_batch_size", "max_seq_length", "n_runs")
         )
         ablation = params.get("kernel_ablation", declared["kernel_ablation"].default)
-        if ablation != "off":  # its arms are counted once prepare_grid has read the model's type
-            axes += f", before kernel_ablation {json.dumps(ablation)}'s arms"
+        if ablation != NO_ABLATION:  # its arms are counted once prepare_grid has read the model's type
+            axes += f", before the arms of kernel_ablation {json.dumps(ablation)}"
         concurrency = options.max_concurrency
         at_a_time = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
         progress.say(f"{total_runs} training run{'' if total_runs == 1 else 's'} ({axes}), {at_a_time}")

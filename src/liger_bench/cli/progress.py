@@ -93,8 +93,8 @@ class ProgressLog(io.TextIOBase):
             # The grid's own count: a kernel ablation's arms are known only once the model's type is.
             total = int(message.removeprefix(GRID).split(" ", 1)[0])
             if total != self.total_runs:
-                self.say(f"{total} training runs: the kernel ablation's arms for the model's kernels add "
-                         f"{total - self.total_runs}")  # fmt: skip
+                added = total - self.total_runs
+                self.say(f"{total} training runs: the kernel ablation's arms for the model's kernels add {added}")
             self.total_runs = total
             return
         if finished:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from liger_bench.cluster import ClusterOptions
 from liger_bench.plan.config import EXPERIMENT_AXES, TrainConfig, coerce
 from liger_bench.plan.signature import pipeline_default
-from liger_bench.vocabulary import KERNEL_ABLATIONS, Variant, variant_of
+from liger_bench.vocabulary import KERNEL_ABLATIONS, NO_ABLATION, Variant, variant_of
 
 if TYPE_CHECKING:  # only a type here; the module brings multiprocessing, which the CLI's help need not load
     from liger_bench.plan.architecture import ArchitectureTrial
@@ -209,7 +209,7 @@ def _ablation_arms(
     ablation = spec.kernel_ablation
     if ablation not in KERNEL_ABLATIONS:
         raise GridError(f"kernel_ablation: {ablation!r} is not accepted; accepted: {', '.join(KERNEL_ABLATIONS)}")
-    if ablation == "off":
+    if ablation == NO_ABLATION:
         return {}
     if not ({True, False} <= set(use_liger) and False in torch_compile):
         raise GridError(

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from liger_bench.plan.config import LIGER_KERNELS
-from liger_bench.vocabulary import KERNEL_ABLATIONS, ablation_arm
+from liger_bench.vocabulary import KERNEL_ABLATIONS, NO_ABLATION, ablation_arm
 
 EXCLUSIVE_LOSSES = ("cross_entropy", "fused_linear_cross_entropy")
 # Kernels that replace modules, by what liger-kernel names the patched module (``_get_name()``):
@@ -74,7 +74,7 @@ def ablation_arms(model_type: str, kernel_ablation: str) -> dict[str, dict[str, 
     """
     if kernel_ablation not in KERNEL_ABLATIONS:
         raise ValueError(f"kernel_ablation: {kernel_ablation!r} is not accepted; accepted: {list(KERNEL_ABLATIONS)}")
-    if kernel_ablation == "off":
+    if kernel_ablation == NO_ABLATION:
         return {}
     offered = offered_kernels(model_type)
     defaults = [kernel for kernel in LIGER_KERNELS if offered.get(kernel)]

@@ -241,15 +241,18 @@ def _attribution_bars(analysis: Analysis):
 
     In each, two bars per kernel (alone against the baseline, left out against Liger with all of them),
     then a last group, "all kernels": the sum of the single kernels against all of them together, which is
-    the interaction. A bar carries its 95% CI over the repeats where the analysis has one (the memory sums
-    have none); a comparison without a pair gets no bar.
+    the interaction (left out where no repeat trained every arm). A bar carries its 95% CI over the repeats
+    where the analysis has one (the memory sums have none); a comparison without a pair gets no bar, and
+    the legend names only the series drawn.
     """
     import seaborn as sns
 
     rows, whole = analysis.attribution, analysis.interaction
+    whole = whole[whole["n_repeats"] > 0]
     cells = sorted(set(zip(rows["batch_size"], rows["seq_len"], strict=True)))
     series = [*ATTRIBUTION_SERIES, *INTERACTION_SERIES]
     colors = dict(zip((name for name, _ in series), sns.color_palette("colorblind", len(series)), strict=True))
+    drawn: set[str] = set()
     fig, axes = _figure(2 * len(cells), 2, 4.2)
     for i, (batch, seq) in enumerate(cells):
         kernels = rows[(rows["batch_size"] == batch) & (rows["seq_len"] == seq)]
@@ -264,12 +267,13 @@ def _attribution_bars(analysis: Analysis):
                         continue
                     err = [[value - low], [high - value]] if math.isfinite(low) else None
                     ax.bar(x - 0.2 + 0.4 * j, value, 0.4, color=colors[name], yerr=err, capsize=3)
-            for name, color in colors.items():
-                ax.bar(0, 0, 0, color=color, label=name)
+                    drawn.add(name)
             ax.axhline(0, color="#333", linewidth=0.8)
             ax.set(xticks=range(len(groups)), ylabel="%")
             ax.set_xticklabels([label for label, _, _ in groups], rotation=20, ha="right")
             ax.set_title(f"{ATTRIBUTION_PANELS[which]} (batch {batch}, sequence length {seq})", fontsize=10)
+    for name in (name for name in colors if name in drawn):
+        axes[0].bar(0, 0, 0, color=colors[name], label=name)  # the legend's entry, in the series' order
     _legend_outside(fig)
     return fig
 
