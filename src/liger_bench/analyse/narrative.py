@@ -270,10 +270,10 @@ def _fit_rate_phrase(analysis: Analysis, headline_cell: pd.Series | None) -> str
 
 
 def _attribution_phrase(analysis: Analysis) -> str:
-    """Which kernels carry the gain, at the largest (batch, then seq) cell of the kernel ablation with a pair.
+    """Which kernels carry the gain and the memory saving, at the largest (batch, then seq) cell with a pair.
 
-    A kernel is named only when its gain alone is above zero by its 95% CI; the interaction is named
-    only when its CI excludes zero.
+    A kernel is named only when its gain (its memory reduction) alone is above zero by its 95% CI; the
+    interaction is named only when its CI excludes zero.
     """
     rows = analysis.attribution[analysis.attribution["alone_n_pairs"] > 0]
     if rows.empty:
@@ -285,14 +285,14 @@ def _attribution_phrase(analysis: Analysis) -> str:
         return f" Kernel ablation at {where}: one repeat, so no kernel is named as carrying the gain (use n_runs >= 3)."
     carriers = supported_carriers(cell)
     if not carriers:
-        return f" Kernel ablation at {where}: no kernel alone is faster than the baseline by its 95% CI."
-    by_kernel = cell.set_index("kernel")
-    named = [
-        f"{kernel} ({percent(by_kernel.at[kernel, 'alone_gain_pct'], 1)}, "
-        f"{_ci(by_kernel.at[kernel, 'alone_gain_pct_ci_low'], by_kernel.at[kernel, 'alone_gain_pct_ci_high'], 1, '%')})"
-        for kernel in carriers
-    ]
-    text = f" At {where}, the gain is carried by {_join(named)}: alone, faster than the baseline by their 95% CIs."
+        return (
+            f" Kernel ablation at {where}: no kernel alone is faster than the baseline by its 95% CI."
+            + _memory_carriers(cell)
+        )
+    text = (
+        f" At {where}, the gain is carried by {_kernels_with_ci(cell, carriers, 'alone_gain_pct', signed=True)}: "
+        "alone, faster than the baseline by their 95% CIs."
+    )
     together = analysis.interaction[
         (analysis.interaction["batch_size"] == batch) & (analysis.interaction["seq_len"] == seq)
     ]
@@ -305,7 +305,31 @@ def _attribution_phrase(analysis: Analysis) -> str:
                 f"points {more} than the sum of the singles "
                 f"({_ci(row.interaction_pct_ci_low, row.interaction_pct_ci_high, 1)})."
             )
-    return text
+    return text + _memory_carriers(cell)
+
+
+def _kernels_with_ci(cell: pd.DataFrame, kernels: list[str], value: str, signed: bool) -> str:
+    """``kernel (+G%, 95% CI L% to H%)`` (``G%`` when not ``signed``), joined: ``value`` per kernel of one cell."""
+    by_kernel = cell.set_index("kernel")
+    named = []
+    for kernel in kernels:
+        mean = by_kernel.at[kernel, value]
+        shown = percent(mean, 1) if signed else f"{mean:.1f}%"
+        ci = _ci(by_kernel.at[kernel, f"{value}_ci_low"], by_kernel.at[kernel, f"{value}_ci_high"], 1, "%")
+        named.append(f"{kernel} ({shown}, {ci})")
+    return _join(named)
+
+
+def _memory_carriers(cell: pd.DataFrame) -> str:
+    """The kernels whose peak allocated memory alone is below the baseline's by their 95% CIs; "" when none."""
+    savers = supported_carriers(cell, "alone_mem_reduction_pct")
+    if not savers:
+        return ""
+    named = _kernels_with_ci(cell, savers, "alone_mem_reduction_pct", signed=False)
+    return (
+        f" The memory saving is carried by {named}: alone, less peak allocated memory than the baseline by their "
+        "95% CIs."
+    )
 
 
 def make_headline(analysis: Analysis) -> str:
