@@ -284,28 +284,32 @@ def _attribution_phrase(analysis: Analysis) -> str:
     if not cell["alone_gain_pct_ci_low"].notna().any():
         return f" Kernel ablation at {where}: one repeat, so no kernel is named as carrying the gain (use n_runs >= 3)."
     carriers = supported_carriers(cell)
-    if not carriers:
-        return (
-            f" Kernel ablation at {where}: no kernel alone is faster than the baseline by its 95% CI."
-            + _memory_carriers(cell)
+    if carriers:
+        text = (
+            f" At {where}, the gain is carried by {_kernels_with_ci(cell, carriers, 'alone_gain_pct', signed=True)}: "
+            "alone, faster than the baseline by their 95% CIs." + _interaction_clause(analysis, batch, seq)
         )
-    text = (
-        f" At {where}, the gain is carried by {_kernels_with_ci(cell, carriers, 'alone_gain_pct', signed=True)}: "
-        "alone, faster than the baseline by their 95% CIs."
-    )
+    else:
+        text = f" Kernel ablation at {where}: no kernel alone is faster than the baseline by its 95% CI."
+    return text + _memory_carriers(cell)
+
+
+def _interaction_clause(analysis: Analysis, batch: int, seq: int) -> str:
+    """All kernels' gain against the sum of the singles' at one cell, where its 95% CI excludes zero; else ""."""
     together = analysis.interaction[
         (analysis.interaction["batch_size"] == batch) & (analysis.interaction["seq_len"] == seq)
     ]
-    if len(together):
-        row = together.iloc[0]
-        if row.interaction_pct_ci_low > 0 or row.interaction_pct_ci_high < 0:
-            more = "more" if row.interaction_pct > 0 else "less"
-            text += (
-                f" All kernels together gain {percent(row.all_kernels_gain_pct, 1)}, {abs(row.interaction_pct):.1f} "
-                f"points {more} than the sum of the singles "
-                f"({_ci(row.interaction_pct_ci_low, row.interaction_pct_ci_high, 1)})."
-            )
-    return text + _memory_carriers(cell)
+    if not len(together):
+        return ""
+    row = together.iloc[0]
+    if not (row.interaction_pct_ci_low > 0 or row.interaction_pct_ci_high < 0):
+        return ""
+    more = "more" if row.interaction_pct > 0 else "less"
+    return (
+        f" All kernels together gain {percent(row.all_kernels_gain_pct, 1)}, {abs(row.interaction_pct):.1f} "
+        f"points {more} than the sum of the singles "
+        f"({_ci(row.interaction_pct_ci_low, row.interaction_pct_ci_high, 1)})."
+    )
 
 
 def _kernels_with_ci(cell: pd.DataFrame, kernels: list[str], value: str, signed: bool) -> str:
